@@ -1,0 +1,88 @@
+-- A missed call: open a callback for the number, or merge into its open one.
+-- P: number name category source missed_at call_id trunk weights{} ranks{} day hour due_at
+local function weight(category) return tonumber(P.weights[category] or 0) end
+local function rank(source) return tonumber(P.ranks[source] or 0) end
+
+if P.call_id ~= nil and P.call_id ~= '' then
+  if redis.call('ZSCORE', K.seen(), P.call_id) then
+    return cjson.encode({result = 'duplicate', id = redis.call('HGET', K.open(), P.number) or ''})
+  end
+  redis.call('ZADD', K.seen(), fmt(NOW), P.call_id)
+  redis.call('ZREMRANGEBYSCORE', K.seen(), '-inf', fmt(NOW - 7 * 86400))
+end
+
+local missed_at = tonumber(P.missed_at)
+stat(P.day, 'missed:total', 1)
+stat(P.day, 'missed:cat:' .. P.category, 1)
+stat(P.day, 'missed:src:' .. P.source, 1)
+stat(P.day, 'missed:hour:' .. P.hour, 1)
+
+local function log_missed(id, merged)
+  redis.call('XADD', K.missed(P.day), '*', 'at', fmt(missed_at), 'call_id', P.call_id or '',
+    'number', P.number, 'category', P.category, 'source', P.source, 'callback', id,
+    'merged', merged)
+  redis.call('EXPIRE', K.missed(P.day), KEEP)
+end
+
+local id = redis.call('HGET', K.open(), P.number)
+if id then
+  local r = load(id)
+  if r and OPEN[r.state] then
+    local fields = {}
+    fields.missed_count = tostring(tonumber(r.missed_count) + 1)
+    local first = tonumber(r.first_missed)
+    if missed_at < first then first = missed_at end
+    fields.first_missed = fmt(first)
+    if missed_at > tonumber(r.last_missed) then fields.last_missed = fmt(missed_at) end
+    local category = r.category
+    if weight(P.category) > weight(category) then category = P.category end
+    fields.category = category
+    if rank(P.source) > rank(r.source) then fields.source = P.source end
+    if (r.name == nil or r.name == '') and P.name ~= '' then fields.name = P.name end
+    if r.pinned ~= '1' then fields.score = fmt(first - weight(category)) end
+    local state = r.state
+    -- They called again, so they are reachable now: a retry wait ends early.
+    if state == 'scheduled' and (P.due_at == nil or P.due_at == '') then state = 'pending' end
+    if state == 'dialing' then
+      -- Keep the claim as it is; only the facts change.
+      unindex(r)
+      for k, v in pairs(fields) do r[k] = v end
+      index(r)
+      r.updated_at = fmt(NOW)
+      save(r)
+      record_change(r, 'merged', P.source, {missed_at = missed_at, category = P.category})
+    else
+      if state == 'scheduled' then fields.next_at = r.next_at end
+      transition(r, state, fields, 'merged', P.source,
+        {missed_at = missed_at, category = P.category})
+    end
+    redis.call('ZADD', K.age(), fmt(first), id)
+    log_missed(id, '1')
+    return cjson.encode({result = 'merged', id = id})
+  end
+end
+
+id = 'cb-' .. redis.call('INCR', K.seq())
+local r = {
+  id = id, number = P.number, name = P.name or '', category = P.category, source = P.source,
+  state = 'pending', reason = '', first_missed = fmt(missed_at), last_missed = fmt(missed_at),
+  missed_count = '1', attempts = '0', score = fmt(missed_at - weight(P.category)),
+  created_at = fmt(NOW), updated_at = fmt(NOW), next_at = '', closed_at = '',
+  trunk = P.trunk or '', agent = '', stage = '', claimed_by = '', claim_token = '',
+  lease_until = '', first_dialed_at = '', pinned = '0', note = P.note or '',
+  day = P.day, attempt_log = '[]', queue = P.queue or '',
+}
+if P.due_at ~= nil and P.due_at ~= '' then
+  r.state = 'scheduled'
+  r.next_at = fmt(tonumber(P.due_at))
+end
+redis.call('HSET', K.open(), P.number, id)
+redis.call('ZADD', K.age(), r.first_missed, id)
+redis.call('ZADD', K.day(P.day), r.first_missed, id)
+redis.call('EXPIRE', K.day(P.day), KEEP)
+redis.call('HINCRBY', K.counts(), r.state .. ':' .. r.category, 0)
+index(r)
+save(r)
+record_change(r, 'created', P.source, {missed_at = missed_at})
+log_missed(id, '0')
+return cjson.encode({result = 'created', id = id})

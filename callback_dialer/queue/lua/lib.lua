@@ -1,0 +1,141 @@
+-- Shared by every queue script. Runs after the generated key helpers (K.*, TAG).
+-- ARGV[2] is a JSON object with the arguments; every time comes from the caller's clock
+-- (P.now), never from Redis, so a simulated day runs through the same scripts.
+local P = cjson.decode(ARGV[2])
+local NOW = tonumber(P.now)
+local ACTOR = P.actor or 'system'
+local KEEP = tonumber(P.keep_seconds or 7776000)
+local HISTORY_MAX = tonumber(P.history_max or 500)
+local EVENTS_MAX = 20000
+local OPEN = {pending = true, scheduled = true, dialing = true}
+
+local function fmt(t) return string.format('%.3f', t) end
+
+local function load(id)
+  local flat = redis.call('HGETALL', K.callback(id))
+  if #flat == 0 then return nil end
+  local r = {}
+  for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
+  return r
+end
+
+local function save(r)
+  local flat = {}
+  for k, v in pairs(r) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = tostring(v)
+  end
+  redis.call('HSET', K.callback(r.id), unpack(flat))
+end
+
+local function stat(day, field, delta)
+  if day == nil or day == '' then return end
+  redis.call('HINCRBY', K.stats(day), field, delta)
+  redis.call('EXPIRE', K.stats(day), KEEP)
+end
+
+-- Each record sits in exactly one index, the one of its state.
+local function unindex(r)
+  if r.state == 'pending' then redis.call('ZREM', K.ready(r.category), r.id)
+  elseif r.state == 'scheduled' then redis.call('ZREM', K.scheduled(), r.id)
+  elseif r.state == 'dialing' then redis.call('ZREM', K.leases(), r.id)
+  end
+  redis.call('HINCRBY', K.counts(), r.state .. ':' .. r.category, -1)
+end
+
+local function index(r)
+  if r.state == 'pending' then redis.call('ZADD', K.ready(r.category), r.score, r.id)
+  elseif r.state == 'scheduled' then redis.call('ZADD', K.scheduled(), r.next_at, r.id)
+  elseif r.state == 'dialing' then redis.call('ZADD', K.leases(), r.lease_until, r.id)
+  else
+    redis.call('ZADD', K.finished(), r.closed_at, r.id)
+    redis.call('ZREM', K.age(), r.id)
+    if redis.call('HGET', K.open(), r.number) == r.id then
+      redis.call('HDEL', K.open(), r.number)
+    end
+    redis.call('EXPIRE', K.callback(r.id), KEEP)
+    redis.call('EXPIRE', K.history(r.id), KEEP)
+  end
+  redis.call('HINCRBY', K.counts(), r.state .. ':' .. r.category, 1)
+end
+
+local function record_change(r, event, reason, detail)
+  local d = ''
+  if detail ~= nil then d = cjson.encode(detail) end
+  redis.call('XADD', K.history(r.id), 'MAXLEN', '~', HISTORY_MAX, '*',
+    'at', fmt(NOW), 'event', event, 'state', r.state, 'reason', reason or '',
+    'actor', ACTOR, 'detail', d)
+  redis.call('XADD', K.events(), 'MAXLEN', '~', EVENTS_MAX, '*',
+    'id', r.id, 'event', event, 'state', r.state, 'reason', reason or '', 'actor', ACTOR,
+    'category', r.category, 'number', r.number, 'at', fmt(NOW), 'detail', d)
+end
+
+-- Move a record to another state (or the same one with new fields), keeping every index,
+-- counter and the history right. Finished records leave the open-number map and expire.
+local function transition(r, state, fields, event, reason, detail)
+  unindex(r)
+  r.state = state
+  for k, v in pairs(fields or {}) do r[k] = v end
+  r.reason = reason or ''
+  r.updated_at = fmt(NOW)
+  if not OPEN[state] then
+    r.closed_at = fmt(NOW)
+    r.claim_token = ''
+    r.claimed_by = ''
+    r.lease_until = ''
+    r.stage = ''
+    r.next_at = ''
+  elseif state ~= 'dialing' then
+    r.claim_token = ''
+    r.claimed_by = ''
+    r.lease_until = ''
+    r.stage = ''
+  end
+  if state ~= 'scheduled' then r.next_at = '' end
+  index(r)
+  save(r)
+  record_change(r, event, reason, detail)
+  return r
+end
+
+local function public(r)
+  local out = {}
+  for k, v in pairs(r) do
+    if k ~= 'claim_token' then out[k] = v end
+  end
+  return out
+end
+
+-- Ready again: callbacks whose time has come, and claims whose dispatcher went silent.
+-- Bounded batches: a burst is spread over several calls instead of one long script.
+local function promote_due(limit)
+  local due = redis.call('ZRANGEBYSCORE', K.scheduled(), '-inf', fmt(NOW), 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local r = load(id)
+    if r and r.state == 'scheduled' then
+      transition(r, 'pending', {}, 'due', 'due')
+    else
+      redis.call('ZREM', K.scheduled(), id)
+    end
+  end
+end
+
+local function recover_leases(limit, held)
+  local expired = redis.call('ZRANGEBYSCORE', K.leases(), '-inf', fmt(NOW), 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    if not (held and held[id]) then
+      local r = load(id)
+      if r and r.state == 'dialing' then
+        transition(r, 'pending', {}, 'lease_expired', 'lease_expired',
+          {claimed_by = r.claimed_by})
+      else
+        redis.call('ZREM', K.leases(), id)
+      end
+    end
+  end
+end
+
+local function held_by(r, token)
+  return r ~= nil and r.state == 'dialing' and token ~= nil and token ~= ''
+    and r.claim_token == token
+end

@@ -1,0 +1,196 @@
+"""What a callback is, as read back from Redis: immutable, comparable with ``==``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    PENDING = "pending"  # ready: the next free suitable agent takes it
+    SCHEDULED = "scheduled"  # due later: retry delay, calling hours closed
+    DIALING = "dialing"  # claimed by a dispatcher (a lease), a call is being made
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (State.PENDING, State.SCHEDULED, State.DIALING)
+
+
+OPEN_STATES = (State.PENDING, State.SCHEDULED, State.DIALING)
+FINISHED_STATES = (State.DONE, State.FAILED, State.CANCELLED)
+
+
+class Source(StrEnum):
+    ABANDON = "abandon"  # hung up while waiting in a queue
+    IVR_HANGUP = "ivr_hangup"  # hung up in the IVR, before any queue
+    TIMEOUT = "timeout"  # the queue gave up on the caller (dialplan asked for a callback)
+    EXPLICIT = "explicit"  # the caller asked for a callback (pressed a key)
+    MANUAL = "manual"  # a supervisor added it by hand
+
+
+# When calls merge, the stronger source stays: a caller who asked explicitly is an explicit
+# request even if their first call was a plain abandon.
+SOURCE_RANK = {
+    Source.IVR_HANGUP: 1,
+    Source.ABANDON: 2,
+    Source.TIMEOUT: 3,
+    Source.EXPLICIT: 4,
+    Source.MANUAL: 5,
+}
+
+
+class Stage(StrEnum):
+    """Where a callback in progress is; shown on the status page."""
+
+    CLAIMED = "claimed"
+    RINGING_AGENT = "ringing_agent"
+    RINGING_CUSTOMER = "ringing_customer"
+    TALKING = "talking"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    at: float
+    agent: str
+    outcome: str  # answered, busy, no_answer, congestion, unavailable, short_call, ...
+    talk_seconds: float = 0.0
+    counted: bool = True  # did it use one of the customer's attempts?
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attempt:
+        return cls(
+            at=float(data.get("at", 0)),
+            agent=str(data.get("agent", "")),
+            outcome=str(data.get("outcome", "")),
+            talk_seconds=float(data.get("talk_seconds", 0) or 0),
+            counted=bool(data.get("counted", True)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": round(self.at, 3),
+            "agent": self.agent,
+            "outcome": self.outcome,
+            "talk_seconds": round(self.talk_seconds, 3),
+            "counted": self.counted,
+        }
+
+
+def _f(value: str | None) -> float | None:
+    if value in (None, ""):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    id: str
+    number: str
+    category: str
+    source: Source
+    state: State
+    reason: str
+    first_missed: float
+    last_missed: float
+    missed_count: int
+    attempts: int
+    score: float
+    created_at: float
+    updated_at: float
+    name: str = ""
+    next_at: float | None = None
+    closed_at: float | None = None
+    trunk: str = ""
+    agent: str = ""
+    stage: str = ""
+    claimed_by: str = ""
+    lease_until: float | None = None
+    first_dialed_at: float | None = None
+    pinned: bool = False
+    note: str = ""
+    day: str = ""
+    attempt_log: tuple[Attempt, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str]) -> Callback:
+        log = tuple(Attempt.from_json(a) for a in json.loads(raw.get("attempt_log") or "[]"))
+        return cls(
+            id=raw["id"],
+            number=raw["number"],
+            category=raw["category"],
+            source=Source(raw["source"]),
+            state=State(raw["state"]),
+            reason=raw.get("reason", ""),
+            first_missed=float(raw["first_missed"]),
+            last_missed=float(raw["last_missed"]),
+            missed_count=int(raw["missed_count"]),
+            attempts=int(raw.get("attempts") or 0),
+            score=float(raw["score"]),
+            created_at=float(raw["created_at"]),
+            updated_at=float(raw["updated_at"]),
+            name=raw.get("name", ""),
+            next_at=_f(raw.get("next_at")),
+            closed_at=_f(raw.get("closed_at")),
+            trunk=raw.get("trunk", ""),
+            agent=raw.get("agent", ""),
+            stage=raw.get("stage", ""),
+            claimed_by=raw.get("claimed_by", ""),
+            lease_until=_f(raw.get("lease_until")),
+            first_dialed_at=_f(raw.get("first_dialed_at")),
+            pinned=raw.get("pinned") == "1",
+            note=raw.get("note", ""),
+            day=raw.get("day", ""),
+            attempt_log=log,
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        """A JSON-ready dict (API, webhooks); numbers are E.164, names raw text."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "name": self.name,
+            "category": self.category,
+            "source": self.source.value,
+            "state": self.state.value,
+            "reason": self.reason,
+            "first_missed": self.first_missed,
+            "last_missed": self.last_missed,
+            "missed_count": self.missed_count,
+            "attempts": self.attempts,
+            "next_at": self.next_at,
+            "closed_at": self.closed_at,
+            "agent": self.agent,
+            "stage": self.stage,
+            "pinned": self.pinned,
+            "note": self.note,
+            "attempt_log": [a.to_json() for a in self.attempt_log],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A callback held by one dispatcher until it settles it or the lease runs out."""
+
+    callback: Callback
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    at: float
+    event: str
+    state: str
+    reason: str
+    actor: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    result: str  # created | merged | duplicate
+    id: str

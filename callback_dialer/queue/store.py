@@ -1,0 +1,519 @@
+"""The callback queue: all state in Redis, every multi-key change one Lua script.
+
+Priority, one formula: a ready callback's score is ``first_missed - weight(category)``, the
+lowest score is taken first. A category's weight is a head start in seconds: with
+``new_connection`` at 1800 a new-subscriber call goes before any support call that waited less
+than 30 minutes longer, but not before one that waited longer than that (aging). A weight larger
+than any realistic wait (say 10 days) is strict priority. "Call now" pins a callback to the head.
+
+Scheduling: a callback due later sits in one sorted set by due time; every claim (and the
+housekeeping tick) promotes the due ones in bounded batches, so nothing scans the whole queue.
+
+Claims: ``claim`` takes the best ready callback among the categories an agent serves and holds it
+for a lease. ``renew`` extends it while the call runs; ``settle`` ends it (done, retry, release,
+failed). A lease that runs out (the dialer died) puts the callback back, ready, with its history
+saying so. A claim's token is the only key to settle it: a callback closed meanwhile ("served")
+or reclaimed after an expired lease cannot be touched by the old holder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..clock import Clock
+from ..config import Config
+from ..hours import CallingHours
+from ..phone import is_e164
+from .keys import Keys, lua_prelude
+from .models import (
+    SOURCE_RANK,
+    Attempt,
+    Callback,
+    Claim,
+    EnqueueResult,
+    HistoryEntry,
+    Source,
+    Stage,
+    State,
+)
+
+_SCRIPTS = ("enqueue", "claim", "renew", "settle", "resolve", "manual", "housekeeping")
+
+
+class QueueUnavailable(Exception):
+    """Redis cannot be reached or answered with an error; nothing was changed by us."""
+
+
+class QueueInputError(ValueError):
+    """A request the queue refuses (unknown category, not an E.164 number, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveResult:
+    closed: bool
+    id: str = ""
+    previous_state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    ok: bool
+    result: str  # ok | not_found | not_open | busy
+    callback: Callback | None = None
+    previous_state: str = ""
+
+
+def _load_script(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+class CallbackQueue:
+    def __init__(self, redis: aioredis.Redis, config: Config, clock: Clock) -> None:
+        self.redis = redis
+        self.config = config
+        self.clock = clock
+        self.keys = Keys(config.redis.key_prefix)
+        self.hours = CallingHours(config.hours)
+        self._weights = {c.name: c.weight for c in config.categories}
+        self._ranks = {s.value: r for s, r in SOURCE_RANK.items()}
+        prelude = lua_prelude() + _load_script("lib")
+        self._scripts = {
+            name: redis.register_script(prelude + _load_script(name)) for name in _SCRIPTS
+        }
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        now = payload.setdefault("now", self.clock.now())
+        payload.setdefault("actor", "system")
+        payload.setdefault("keep_seconds", self.config.queue.keep_finished_days * 86400)
+        payload.setdefault("history_max", self.config.queue.history_max_len)
+        payload.setdefault("today", self.hours.day_key(now))
+        payload.setdefault("hour", self.hours.hour(now))
+        try:
+            raw = await self._scripts[name](
+                keys=[self.keys.open()], args=[self.keys.tag, json.dumps(payload)]
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
+        except RedisError as exc:
+            raise QueueUnavailable(f"Redis refused the {name} script: {exc}") from exc
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        return json.loads(raw)
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
+        except RedisError as exc:
+            raise QueueUnavailable(f"Redis error: {exc}") from exc
+
+    def _check_category(self, category: str) -> None:
+        if category not in self._weights:
+            allowed = ", ".join(self._weights)
+            raise QueueInputError(f"unknown category {category!r}; allowed: {allowed}")
+
+    def score_for(self, first_missed: float, category: str) -> float:
+        """The priority formula, for documentation and tests: lower goes first."""
+        return first_missed - self._weights.get(category, 0.0)
+
+    # ------------------------------------------------------------------ adding
+
+    async def add_missed(
+        self,
+        *,
+        number: str,
+        category: str,
+        source: Source,
+        missed_at: float,
+        call_id: str = "",
+        name: str = "",
+        queue: str = "",
+        actor: str = "system",
+        note: str = "",
+    ) -> EnqueueResult:
+        """A missed call from ``number`` (E.164): a new callback, or merged into its open one.
+
+        ``call_id`` makes it idempotent: the same call reported twice (replay, resync) counts
+        once. Outside calling hours the callback is scheduled for the next opening.
+        """
+        if not is_e164(number):
+            raise QueueInputError(f"not an E.164 number: {number!r}")
+        self._check_category(category)
+        now = self.clock.now()
+        due = self.hours.next_open(now)
+        payload = {
+            "number": number,
+            "name": name,
+            "category": category,
+            "source": Source(source).value,
+            "missed_at": missed_at,
+            "call_id": call_id,
+            "trunk": self.trunk_for(number),
+            "weights": self._weights,
+            "ranks": self._ranks,
+            "day": self.hours.day_key(missed_at),
+            "hour": self.hours.hour(missed_at),
+            "due_at": "" if due is None or due <= now else due,
+            "queue": queue,
+            "note": note,
+            "actor": actor,
+            "now": now,
+        }
+        out = await self._run("enqueue", payload)
+        return EnqueueResult(result=out["result"], id=out.get("id", ""))
+
+    def trunk_for(self, number: str) -> str:
+        for trunk in self.config.dispatch.trunks:
+            if any(fnmatch.fnmatchcase(number, p) for p in trunk.numbers):
+                return trunk.name
+        return self.config.dispatch.trunks[0].name
+
+    # ------------------------------------------------------------------ claiming
+
+    async def claim(
+        self,
+        categories: list[str] | tuple[str, ...],
+        *,
+        claimer: str,
+        agent: str = "",
+        lease: float | None = None,
+        trunks: list[str] | None = None,
+        exclude_numbers: list[str] | tuple[str, ...] = (),
+        held: list[str] | tuple[str, ...] = (),
+    ) -> Claim | None:
+        """Atomically take the best ready callback in ``categories`` (None when there is none).
+
+        ``trunks``: only callbacks over these trunks (None: any). ``exclude_numbers``: skip these
+        numbers (customers on a call with us right now). ``held``: ids this claimer is still
+        working on, never taken back as expired leases.
+        """
+        if not categories:
+            return None
+        token = secrets.token_hex(12)
+        out = await self._run(
+            "claim",
+            {
+                "categories": list(categories),
+                "token": token,
+                "claimer": claimer,
+                "agent": agent,
+                "lease": lease if lease is not None else self.config.queue.lease_seconds,
+                "trunks": trunks,
+                "exclude": list(exclude_numbers),
+                "held": list(held),
+                "scan": 50,
+            },
+        )
+        if out["result"] != "claimed":
+            return None
+        return Claim(callback=Callback.from_redis(out["callback"]), token=token)
+
+    async def renew(
+        self,
+        claim: Claim,
+        *,
+        stage: Stage | None = None,
+        agent: str = "",
+        lease: float | None = None,
+    ) -> bool:
+        """Extend the lease (and note the stage); False when the claim is no longer ours."""
+        out = await self._run(
+            "renew",
+            {
+                "id": claim.callback.id,
+                "token": claim.token,
+                "lease": lease if lease is not None else self.config.queue.lease_seconds,
+                "stage": stage.value if stage else "",
+                "agent": agent,
+            },
+        )
+        return out["result"] == "ok"
+
+    async def _settle(
+        self,
+        claim: Claim,
+        *,
+        state: State,
+        reason: str,
+        attempt: Attempt | None = None,
+        next_at: float | None = None,
+        agent: str = "",
+        event: str | None = None,
+        actor: str = "dispatcher",
+    ) -> Callback | None:
+        out = await self._run(
+            "settle",
+            {
+                "id": claim.callback.id,
+                "token": claim.token,
+                "state": state.value,
+                "reason": reason,
+                "attempt": attempt.to_json() if attempt else None,
+                "next_at": next_at,
+                "agent": agent,
+                "event": event or state.value,
+                "actor": actor,
+            },
+        )
+        if out["result"] != "ok":
+            return None
+        return Callback.from_redis(out["callback"])
+
+    async def complete(self, claim: Claim, attempt: Attempt) -> Callback | None:
+        """The customer talked to an agent: done. None when the claim was lost meanwhile."""
+        return await self._settle(
+            claim, state=State.DONE, reason="called_back", attempt=attempt, agent=attempt.agent
+        )
+
+    async def retry(self, claim: Claim, attempt: Attempt) -> Callback | None:
+        """A customer attempt that did not get through: the next attempt per the retry policy
+        (first calling-hours moment after the delay), or failed after the last attempt."""
+        made = claim.callback.attempts + (1 if attempt.counted else 0)
+        retry = self.config.retry
+        if made >= retry.max_attempts:
+            return await self._settle(
+                claim, state=State.FAILED, reason=attempt.outcome, attempt=attempt,
+                agent=attempt.agent,
+            )
+        due = self.clock.now() + retry.delay_after(made)
+        opening = self.hours.next_open(due)
+        if opening is None:
+            return await self._settle(
+                claim, state=State.FAILED, reason="no_calling_hours", attempt=attempt,
+                agent=attempt.agent,
+            )
+        return await self._settle(
+            claim, state=State.SCHEDULED, reason=attempt.outcome, attempt=attempt,
+            next_at=opening, agent=attempt.agent, event="retry",
+        )
+
+    async def release(
+        self,
+        claim: Claim,
+        reason: str,
+        *,
+        attempt: Attempt | None = None,
+        not_before: float | None = None,
+    ) -> Callback | None:
+        """Give the callback back without using a customer attempt (agent did not answer,
+        agent grabbed by a queue call, originate failed): ready at once, or at ``not_before``."""
+        if attempt is not None and attempt.counted:
+            raise ValueError("a release never uses a customer attempt")
+        if not_before is not None and not_before > self.clock.now():
+            return await self._settle(
+                claim, state=State.SCHEDULED, reason=reason, attempt=attempt,
+                next_at=not_before, event="released",
+            )
+        return await self._settle(
+            claim, state=State.PENDING, reason=reason, attempt=attempt, event="released"
+        )
+
+    async def fail(
+        self, claim: Claim, reason: str, attempt: Attempt | None = None
+    ) -> Callback | None:
+        return await self._settle(claim, state=State.FAILED, reason=reason, attempt=attempt)
+
+    # ------------------------------------------------------------------ outside facts
+
+    async def resolve_number(self, number: str, reason: str = "served_inbound") -> ResolveResult:
+        """This number got through to a person: its open callback, if any, is done."""
+        if reason not in ("served_inbound", "served_outbound"):
+            raise QueueInputError(f"unknown resolve reason {reason!r}")
+        if not is_e164(number):
+            raise QueueInputError(f"not an E.164 number: {number!r}")
+        out = await self._run("resolve", {"number": number, "reason": reason, "actor": "pbx"})
+        if out["result"] != "closed":
+            return ResolveResult(closed=False)
+        return ResolveResult(closed=True, id=out["id"], previous_state=out["previous_state"])
+
+    # ------------------------------------------------------------------ supervisor actions
+
+    async def _manual(self, payload: dict[str, Any]) -> ActionResult:
+        out = await self._run("manual", payload)
+        cb = Callback.from_redis(out["callback"]) if out.get("callback") else None
+        return ActionResult(
+            ok=out["result"] == "ok",
+            result=out["result"],
+            callback=cb,
+            previous_state=out.get("previous_state", ""),
+        )
+
+    async def cancel(self, callback_id: str, reason: str, actor: str) -> ActionResult:
+        if not reason.strip():
+            raise QueueInputError("a reason is required to cancel a callback")
+        return await self._manual(
+            {"op": "cancel", "id": callback_id, "reason": reason.strip()[:200], "actor": actor}
+        )
+
+    async def set_category(self, callback_id: str, category: str, actor: str) -> ActionResult:
+        self._check_category(category)
+        return await self._manual(
+            {"op": "category", "id": callback_id, "category": category,
+             "weights": self._weights, "actor": actor}
+        )
+
+    async def call_now(self, callback_id: str, actor: str) -> ActionResult:
+        return await self._manual({"op": "call_now", "id": callback_id, "actor": actor})
+
+    async def schedule(
+        self, callback_id: str, due_at: float, actor: str, reason: str = ""
+    ) -> ActionResult:
+        return await self._manual(
+            {"op": "schedule", "id": callback_id, "due_at": due_at, "actor": actor,
+             "reason": reason}
+        )
+
+    async def add_manual(
+        self, number: str, category: str, actor: str, name: str = "", note: str = ""
+    ) -> EnqueueResult:
+        return await self.add_missed(
+            number=number, category=category, source=Source.MANUAL,
+            missed_at=self.clock.now(), name=name, actor=actor, note=note[:500],
+        )
+
+    # ------------------------------------------------------------------ upkeep
+
+    async def housekeeping(
+        self, held: list[str] | tuple[str, ...] = (), limit: int = 500
+    ) -> dict[str, Any]:
+        """Promote due callbacks, recover lost leases, fail expired ones, trim old records."""
+        now = self.clock.now()
+        return await self._run(
+            "housekeeping",
+            {"expire_before": now - self.config.retry.expire_after, "limit": limit,
+             "held": list(held), "now": now},
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(self, callback_id: str) -> Callback | None:
+        raw = await self._call(self.redis.hgetall(self.keys.callback(callback_id)))
+        if not raw:
+            return None
+        return Callback.from_redis(_decode(raw))
+
+    async def get_many(self, ids: list[str]) -> list[Callback]:
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for callback_id in ids:
+            pipe.hgetall(self.keys.callback(callback_id))
+        rows = await self._call(pipe.execute())
+        return [Callback.from_redis(_decode(r)) for r in rows if r]
+
+    async def open_for(self, number: str) -> Callback | None:
+        callback_id = await self._call(self.redis.hget(self.keys.open(), number))
+        if not callback_id:
+            return None
+        cb = await self.get(callback_id.decode() if isinstance(callback_id, bytes) else callback_id)
+        return cb if cb and cb.state.is_open else None
+
+    async def history(self, callback_id: str) -> list[HistoryEntry]:
+        rows = await self._call(self.redis.xrange(self.keys.history(callback_id)))
+        out = []
+        for _, fields in rows:
+            f = _decode(fields)
+            out.append(
+                HistoryEntry(
+                    at=float(f["at"]),
+                    event=f["event"],
+                    state=f["state"],
+                    reason=f.get("reason", ""),
+                    actor=f.get("actor", ""),
+                    detail=json.loads(f["detail"]) if f.get("detail") else {},
+                )
+            )
+        return out
+
+    async def waiting(
+        self, limit: int = 200, categories: list[str] | None = None
+    ) -> list[Callback]:
+        """Open callbacks not in progress, in the order they will be taken: ready ones by
+        priority, then scheduled ones by due time."""
+        cats = categories or list(self._weights)
+        pipe = self.redis.pipeline(transaction=False)
+        for category in cats:
+            pipe.zrange(self.keys.ready(category), 0, limit - 1, withscores=True)
+        pipe.zrange(self.keys.scheduled(), 0, limit - 1, withscores=True)
+        rows = await self._call(pipe.execute())
+        ready: list[tuple[float, str]] = []
+        for row in rows[:-1]:
+            ready.extend((score, m.decode() if isinstance(m, bytes) else m) for m, score in row)
+        ready.sort()
+        ids = [i for _, i in ready[:limit]]
+        if len(ids) < limit:
+            ids += [
+                m.decode() if isinstance(m, bytes) else m for m, _ in rows[-1][: limit - len(ids)]
+            ]
+        callbacks = await self.get_many(ids)
+        if categories:
+            callbacks = [c for c in callbacks if c.category in categories]
+        return callbacks
+
+    async def in_progress(self) -> list[Callback]:
+        ids = await self._call(self.redis.zrange(self.keys.leases(), 0, -1))
+        return await self.get_many([i.decode() if isinstance(i, bytes) else i for i in ids])
+
+    async def finished_between(
+        self, since: float, until: float, limit: int = 10_000
+    ) -> list[Callback]:
+        ids = await self._call(
+            self.redis.zrangebyscore(self.keys.finished(), since, until, start=0, num=limit)
+        )
+        return await self.get_many([i.decode() if isinstance(i, bytes) else i for i in ids])
+
+    async def day_callbacks(self, day: str) -> list[Callback]:
+        """Callbacks whose first missed call was on ``day`` (YYYY-MM-DD, PBX time zone)."""
+        ids = await self._call(self.redis.zrange(self.keys.day(day), 0, -1))
+        return await self.get_many([i.decode() if isinstance(i, bytes) else i for i in ids])
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """How many callbacks are in each state, by category."""
+        raw = _decode(await self._call(self.redis.hgetall(self.keys.counts())))
+        out: dict[str, dict[str, int]] = {s.value: {} for s in State}
+        for key, value in raw.items():
+            state, _, category = key.partition(":")
+            if int(value) and state in out:
+                out[state][category] = int(value)
+        return out
+
+    async def oldest_waiting_since(self) -> float | None:
+        """First missed time of the oldest open callback (None when none is open)."""
+        rows = await self._call(self.redis.zrange(self.keys.age(), 0, 0, withscores=True))
+        return float(rows[0][1]) if rows else None
+
+    async def day_stats(self, day: str) -> dict[str, int]:
+        raw = _decode(await self._call(self.redis.hgetall(self.keys.stats(day))))
+        return {k: int(v) for k, v in raw.items()}
+
+    async def time_to_callback(self, day: str) -> list[float]:
+        """Seconds from the first missed call to our first call to the customer, for every
+        callback first missed on ``day``."""
+        rows = await self._call(self.redis.zrange(self.keys.ttc(day), 0, -1, withscores=True))
+        return [float(score) for _, score in rows]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False

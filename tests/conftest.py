@@ -1,0 +1,114 @@
+"""Shared fixtures: a real Redis (database 13, a fresh key prefix per test), clocks, config."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from callback_dialer.clock import ManualClock
+from callback_dialer.config import Config, parse_config
+from callback_dialer.queue.keys import Keys
+from callback_dialer.queue.store import CallbackQueue
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_REDIS = os.environ.get("CALLBACK_DIALER_TEST_REDIS", "redis://127.0.0.1:6379/13")
+ALWAYS_OPEN = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+def find_captures() -> Path | None:
+    """The shared AMI captures: $CALLBACK_DIALER_CAPTURES, else ``shared/ami-captures`` beside
+    the checkout or beside any folder above it (a CI clone may sit deeper than ../)."""
+    env = os.environ.get("CALLBACK_DIALER_CAPTURES")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "ami-captures"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+CAPTURES = find_captures()
+SKIP_NO_CAPTURES = "the recorded Asterisk traffic (../shared/ami-captures) is not on this machine"
+
+
+@pytest.fixture
+def captures() -> Path:
+    if CAPTURES is None:
+        pytest.skip(SKIP_NO_CAPTURES)
+    return CAPTURES
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(TEST_REDIS, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.exit(
+            f"no Redis at {TEST_REDIS} ({exc}); scripts/test starts one", returncode=3
+        )
+    finally:
+        client.close()
+    return TEST_REDIS
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Any:
+    prefix = "test-" + secrets.token_hex(6)
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=Keys(prefix).pattern(), count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def make_config(key_prefix: str, redis_url: str) -> Callable[..., Config]:
+    """Config with this test's Redis and key prefix, always-open calling hours, and any
+    overrides given as nested dicts."""
+
+    def build(**sections: Any) -> Config:
+        data: dict[str, Any] = {
+            "redis": {"url": redis_url, "key_prefix": key_prefix},
+            "hours": {"weekly": ALWAYS_OPEN},
+            "web": {"auth": "none"},
+        }
+        for name, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(name), dict):
+                data[name] = {**data[name], **value}
+            else:
+                data[name] = value
+        return parse_config(data, "test")
+
+    return build
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def queue(redis_client: aioredis.Redis, config: Config, clock: ManualClock) -> CallbackQueue:
+    return CallbackQueue(redis_client, config, clock)

@@ -1,0 +1,123 @@
+"""Configuration: parsed once, typed; a bad key, type or value is one line naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from callback_dialer.config import Config, ConfigError, load_config, parse_config
+
+from .conftest import REPO
+
+SHIPPED = REPO / "config" / "dialer.toml"
+
+
+def test_the_shipped_file_is_valid_and_spells_out_every_default() -> None:
+    # The commented file is the reference: it must say exactly what the program assumes.
+    assert load_config(SHIPPED) == Config()
+
+
+def problems(data: dict) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "t.toml")
+    return info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"retyr": {}}, "retyr: unknown key in the top level; allowed keys: ami, redis,"),
+        ({"ami": {"hots": "x"}}, "ami.hots: unknown key in ami; allowed keys: host, port,"),
+        ({"retry": {"max_attempts": "three"}}, "retry.max_attempts: must be a whole number"),
+        ({"retry": {"max_attempts": 0}}, "retry.max_attempts: must be at least 1"),
+        ({"retry": {"delays": ["5m", "soon"]}}, 'retry.delays[1]: expected a number of seconds'),
+        ({"ami": {"port": 70000}}, "ami.port: must be at most 65535"),
+        ({"web": {"enabled": "yes"}}, "web.enabled: must be true or false"),
+        ({"dispatch": {"mode": "robot"}}, "dispatch.mode: must be one of 'agent_first' or"),
+        ({"hours": {"timezone": "Mars/Base"}}, "hours.timezone: 'Mars/Base' is not an IANA"),
+        ({"hours": {"weekly": {"mon": ["21:00-09:00"]}}}, "ends before it starts"),
+        ({"hours": {"weekly": {"monday": ["09:00-18:00"]}}}, "unknown day 'monday'"),
+        ({"phone": {"default_region": "XX"}}, "phone.default_region: 'XX' is not a region"),
+        ({"categories": [{"name": "a"}, {"name": "a"}]}, "category names must be unique"),
+        ({"categories": [{"name": "Bad Name"}]}, "categories[0].name: must match the pattern"),
+        ({"detection": {"queue_categories": {"sales": "vip"}}},
+         "detection.queue_categories.sales: 'vip' is not a category"),
+        ({"dispatch": {"queues": {"sales": ["vip"]}}}, "dispatch.queues.sales: 'vip' is not"),
+        ({"dispatch": {"exten": "9{phone}"}}, "dispatch.exten: unknown placeholder {phone}"),
+        ({"redis": {"url": "http://x"}}, 'redis.url: must start with "redis://"'),
+        ({"web": {"users": [{"name": "olga", "role": "supervisor"}]}},
+         "web.users: user 'olga' has no password_hash"),
+        ({"webhooks": [{"url": "https://x", "events": ["exploded"]}]},
+         "webhooks[0].events: unknown event 'exploded'"),
+        ({"sms": {"enabled": True}}, "sms.url must be an http(s) URL"),
+    ],
+)
+def test_each_fault_is_one_line_naming_the_key_and_what_is_allowed(data, expected) -> None:
+    found = problems(data)
+    assert len(found) == 1, found
+    assert expected in found[0]
+
+
+def test_secrets_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("CALLBACK_DIALER_AMI_SECRET", "s3cret")
+    monkeypatch.setenv("CALLBACK_DIALER_REDIS_PASSWORD", "pw")
+    config = parse_config({"ami": {"secret": "in-file"}})
+    assert config.ami.secret == "s3cret"
+    assert config.redis.password == "pw"
+
+
+def test_durations_read_as_seconds() -> None:
+    config = parse_config({"retry": {"delays": [90, "90s", "15m", "1h30m", "2d"]}})
+    assert config.retry.delays == (90, 90, 900, 5400, 172800)
+
+
+def test_a_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[ami\nhost = 1\n")
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        load_config(broken)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "callback_dialer", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_exits_0_for_a_good_file() -> None:
+    done = run_cli("check-config", str(SHIPPED))
+    assert done.returncode == 0
+    assert "OK" in done.stdout
+
+
+def test_check_config_exits_1_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[retry]\nmax_attempts = "three"\n')
+    done = run_cli("check-config", str(bad))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"config error: {bad}: retry.max_attempts: must be a whole number "
+                     "(got 'three')"]
+    assert "Traceback" not in done.stderr
+
+
+def test_the_dialer_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dispatch]\nmode = 'robot'\n")
+    done = subprocess.run([sys.executable, "run_dialer.py", "--config", str(bad)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "dispatch.mode: must be one of" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_run_dialer_help_works() -> None:
+    done = subprocess.run([sys.executable, "run_dialer.py", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "--config" in done.stdout
