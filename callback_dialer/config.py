@@ -415,7 +415,10 @@ class WebhookConfig(Strict):
         return v
 
 
-WEBHOOK_EVENTS = ("created", "merged", "dialing", "done", "failed", "cancelled", "served_inbound")
+WEBHOOK_EVENTS = (
+    "created", "merged", "dialing", "done", "failed", "cancelled", "served_inbound",
+    "served_outbound",
+)
 
 
 class SmsConfig(Strict):
