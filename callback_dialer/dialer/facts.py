@@ -1,0 +1,44 @@
+"""What the call tracker concludes: immutable facts, compared with ``==`` in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..queue.models import Source
+
+
+@dataclass(frozen=True, slots=True)
+class MissedCall:
+    """An inbound call ended without reaching a person: somebody to call back."""
+
+    call_id: str  # the call's Linkedid
+    number: str  # E.164, validated
+    name: str  # display name, cleaned; may be ""
+    category: str
+    source: Source
+    started_at: float
+    ended_at: float
+    queue: str = ""  # the last queue the caller waited in
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """This number talked to a person: its open callback is no longer needed."""
+
+    number: str  # E.164
+    how: str  # served_inbound | served_outbound
+    call_id: str
+    at: float
+    agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NotQueued:
+    """A call that is not called back, and why (logged and counted, never queued)."""
+
+    call_id: str
+    reason: str  # a phone.Rejection value, "too_short" or "fate_unknown"
+    at: float
+
+
+Fact = MissedCall | Served | NotQueued

@@ -1,0 +1,51 @@
+"""The detection path, wired once: router -> tracker and agents -> sink -> queue.
+
+The live dialer and ``callback-dialer replay`` both build it here, so a replayed capture goes
+through exactly the handlers a live Asterisk feeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..clock import Clock
+from ..config import Config
+from ..queue.store import CallbackQueue
+from .agents import AgentBook
+from .router import EventRouter
+from .sink import OnApplied, QueueSink
+from .stream import AmiStream
+from .tracker import CallTracker
+
+
+@dataclass
+class Pipeline:
+    router: EventRouter
+    tracker: CallTracker
+    agents: AgentBook
+    sink: QueueSink
+
+    def stream(self) -> AmiStream:
+        """An AmiStream for a recording (a live link has its own, with its responses hook)."""
+        return AmiStream(self.router)
+
+
+def build_pipeline(
+    config: Config,
+    clock: Clock,
+    queue: CallbackQueue,
+    *,
+    spool: Path | None = None,
+    on_applied: OnApplied | None = None,
+    on_agent_change: Callable[[str], None] | None = None,
+) -> Pipeline:
+    router = EventRouter()
+    sink = QueueSink(queue, spool=spool, on_applied=on_applied)
+    agents = AgentBook(config, clock, on_change=on_agent_change)
+    tracker = CallTracker(config, sink.put, is_agent_channel=agents.is_agent_channel)
+    # Agents first: a bridge is judged against the freshest list of agents' channels.
+    router.add(agents)
+    router.add(tracker)
+    return Pipeline(router=router, tracker=tracker, agents=agents, sink=sink)

@@ -1,0 +1,418 @@
+"""The call tracker: AMI events in, facts out (missed, served, not queued).
+
+An inbound call is the first channel of its call (``Uniqueid == Linkedid``) that enters one of
+the configured inbound contexts or whose name matches a trunk pattern; outbound legs and agents'
+channels never are, nor are channels of our own callbacks.
+
+A call is decided when its channel hangs up, never earlier: on a queue timeout Asterisk sends
+``QueueCallerAbandon`` while the caller is still on the line, and the dialplan may send them to
+another queue where somebody answers. At the end:
+
+- connected to an agent at any point (``AgentConnect``, or bridged with an agent's channel):
+  served, already reported the moment it happened (``Served``, closes any open callback);
+- a ``CallbackRequested`` user event: missed, source ``explicit`` or ``timeout``;
+- lasted at least ``min_call_seconds``: missed, ``abandon`` if it waited in a queue, else
+  ``ivr_hangup``;
+- otherwise: not queued (``too_short``).
+
+The caller ID is validated first; anonymous, internal, blocked or garbage numbers are reported
+as ``NotQueued`` with the reason and go nowhere else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config import Config
+from ..ivr.categories import CategoryResolver
+from ..ivr.requests import source_for_request
+from ..logs import get_logger
+from ..phone import NumberPolicy, PhoneNumber, clean_name
+from ..queue.models import Source
+from .facts import Fact, MissedCall, NotQueued, Served
+from .frames import AmiMessage
+
+log = get_logger(__name__)
+
+CATEGORY_VAR = "CALLBACK_CATEGORY"
+CALLBACK_ID_VAR = "CALLBACK_ID"
+_ENDED_MEMORY = 20_000  # call ids remembered after their end (late events are ignored)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSnapshot:
+    call_id: str
+    channel: str
+    number: str  # E.164, or "" when the caller ID is not a usable number
+    category: str
+    queues: tuple[str, ...]
+    in_queue: bool
+    connected: bool
+    callback_requested: str
+    started_at: float
+
+
+@dataclass(slots=True)
+class _Call:
+    call_id: str
+    channel: str
+    started_at: float
+    raw_number: str = ""
+    number: PhoneNumber | None = None
+    name: str = ""
+    category_var: str = ""
+    requested_category: str = ""
+    queues: list[str] = field(default_factory=list)
+    in_queue: bool = False
+    connected: bool = False
+    request_reason: str = ""
+    served_reported: bool = False
+
+
+def _var(message: AmiMessage, name: str) -> str | None:
+    """A channel variable from the ChanVariable headers (None when absent)."""
+    values = message.getall("ChanVariable")
+    prefix = name + "="
+    for item in values:
+        if item.startswith(prefix):
+            return item[len(prefix):]
+    return None
+
+
+class CallTracker:
+    HANDLERS = {
+        "Newchannel": "on_channel",
+        "Newstate": "on_channel",
+        "NewCallerid": "on_channel",
+        "VarSet": "on_varset",
+        "QueueCallerJoin": "on_queue_join",
+        "QueueCallerAbandon": "on_queue_abandon",
+        "QueueCallerLeave": "on_queue_leave",
+        "AgentConnect": "on_agent_connect",
+        "BridgeEnter": "on_bridge_enter",
+        "BridgeLeave": "on_bridge_leave",
+        "UserEvent": "on_user_event",
+        "DialEnd": "on_dial_end",
+        "Hangup": "on_hangup",
+    }
+
+    def __init__(
+        self,
+        config: Config,
+        emit: Callable[[Fact], None],
+        *,
+        is_agent_channel: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.emit = emit
+        self.numbers = NumberPolicy(config.phone)
+        self.categories = CategoryResolver(config)
+        self.min_seconds = config.detection.min_call_seconds
+        self.inbound_contexts = frozenset(config.detection.inbound_contexts)
+        self.request_event = config.detection.callback_request_event
+        self._trunks = self._compile(config.detection.trunk_channels)
+        self._agent_patterns = self._compile(config.detection.agent_channels)
+        self._is_agent_extra = is_agent_channel
+        self.calls: dict[str, _Call] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ours: set[str] = set()  # channel/call ids of our own callbacks
+        self._bridges: dict[str, dict[str, str]] = {}  # bridge -> {uniqueid: channel}
+        self._bridge_of: dict[str, str] = {}  # uniqueid -> bridge
+        self.counters: dict[str, int] = {}
+
+    @staticmethod
+    def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+        if not patterns:
+            return None
+        return re.compile("|".join(fnmatch.translate(p) for p in patterns))
+
+    # ------------------------------------------------------------------ outside knowledge
+
+    def mark_ours(self, *ids: str) -> None:
+        """Channel ids (and call ids) of our own callbacks: never inbound calls."""
+        self._ours.update(i for i in ids if i)
+
+    def forget_ours(self, *ids: str) -> None:
+        self._ours.difference_update(ids)
+
+    def active_numbers(self) -> frozenset[str]:
+        """Numbers on an inbound call right now: never call them back at this moment."""
+        return frozenset(c.number.e164 for c in self.calls.values() if c.number)
+
+    def snapshot(self) -> tuple[CallSnapshot, ...]:
+        return tuple(
+            CallSnapshot(
+                call_id=c.call_id, channel=c.channel,
+                number=c.number.e164 if c.number else "",
+                category=self._category(c), queues=tuple(c.queues), in_queue=c.in_queue,
+                connected=c.connected, callback_requested=c.request_reason,
+                started_at=c.started_at,
+            )
+            for c in sorted(self.calls.values(), key=lambda c: (c.started_at, c.call_id))
+        )
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    # ------------------------------------------------------------------ recognising calls
+
+    def _is_agent(self, channel: str) -> bool:
+        if self._agent_patterns is not None and self._agent_patterns.match(channel):
+            return True
+        return self._is_agent_extra is not None and self._is_agent_extra(channel)
+
+    def _call_for(self, message: AmiMessage) -> _Call | None:
+        """The tracked call whose inbound channel this event is about, starting to track it
+        when this is the first sign of an inbound call."""
+        fields = message.fields
+        uid = fields.get("Uniqueid", "")
+        call = self.calls.get(uid)
+        if call is not None:
+            return call
+        if not uid or uid != fields.get("Linkedid") or uid in self._ended or uid in self._ours:
+            return None
+        channel = fields.get("Channel", "")
+        if fields.get("Context") not in self.inbound_contexts and not (
+            self._trunks is not None and self._trunks.match(channel)
+        ):
+            return None
+        if _var(message, CALLBACK_ID_VAR):
+            self._ours.add(uid)
+            return None
+        call = _Call(call_id=uid, channel=channel, started_at=message.received_at)
+        self.calls[uid] = call
+        if fields.get("Event") != "Newchannel":
+            self._count("attached_mid_call")
+        return call
+
+    def _update(self, call: _Call, message: AmiMessage) -> None:
+        fields = message.fields
+        raw = fields.get("CallerIDNum")
+        if raw is not None and raw != call.raw_number:
+            call.raw_number = raw
+            number = self.numbers.normalize(raw)
+            call.number = number if isinstance(number, PhoneNumber) else None
+        name = fields.get("CallerIDName")
+        if name is not None:
+            cleaned = clean_name(name)
+            if cleaned:
+                call.name = cleaned
+        if "ChanVariable" in fields:
+            value = _var(message, CATEGORY_VAR)
+            if value:
+                call.category_var = value
+
+    # ------------------------------------------------------------------ handlers
+
+    def on_channel(self, message: AmiMessage) -> None:
+        call = self._call_for(message)
+        if call is not None:
+            self._update(call, message)
+
+    def on_varset(self, message: AmiMessage) -> None:
+        if message.fields.get("Variable") != CATEGORY_VAR:
+            return
+        call = self._call_for(message)
+        if call is not None:
+            value = message.fields.get("Value", "")
+            if value:
+                call.category_var = value
+
+    def on_queue_join(self, message: AmiMessage) -> None:
+        call = self._call_for(message)
+        if call is None:
+            return
+        self._update(call, message)
+        queue = message.fields.get("Queue", "")
+        if queue:
+            call.queues.append(queue)
+        call.in_queue = True
+
+    def on_queue_abandon(self, message: AmiMessage) -> None:
+        # Not the end: a queue timeout sends this while the caller is still on the line.
+        call = self._call_for(message)
+        if call is not None:
+            self._update(call, message)
+
+    def on_queue_leave(self, message: AmiMessage) -> None:
+        call = self._call_for(message)
+        if call is not None:
+            call.in_queue = False
+
+    def on_agent_connect(self, message: AmiMessage) -> None:
+        call = self._call_for(message)
+        if call is None:
+            return
+        self._update(call, message)
+        agent = message.fields.get("Interface") or message.fields.get("DestChannel", "")
+        self._connected(call, message.received_at, agent)
+
+    def on_bridge_enter(self, message: AmiMessage) -> None:
+        fields = message.fields
+        bridge, uid, channel = fields.get("BridgeUniqueid"), fields.get("Uniqueid"), fields.get(
+            "Channel", "")
+        if not bridge or not uid:
+            return
+        members = self._bridges.setdefault(bridge, {})
+        members[uid] = channel
+        self._bridge_of[uid] = bridge
+        calls = [self.calls[u] for u in members if u in self.calls]
+        if not calls:
+            return
+        agents = [ch for u, ch in members.items() if u not in self.calls and self._is_agent(ch)]
+        if agents:
+            for call in calls:
+                self._connected(call, message.received_at, agents[0])
+
+    def on_bridge_leave(self, message: AmiMessage) -> None:
+        fields = message.fields
+        self._leave_bridge(fields.get("Uniqueid", ""), fields.get("BridgeUniqueid"))
+
+    def _leave_bridge(self, uid: str, bridge: str | None = None) -> None:
+        bridge = bridge or self._bridge_of.get(uid)
+        self._bridge_of.pop(uid, None)
+        if bridge and bridge in self._bridges:
+            members = self._bridges[bridge]
+            members.pop(uid, None)
+            if not members:
+                del self._bridges[bridge]
+
+    def on_user_event(self, message: AmiMessage) -> None:
+        if message.fields.get("UserEvent") != self.request_event:
+            return
+        call = self._call_for(message)
+        if call is None:
+            return
+        self._update(call, message)
+        if not call.request_reason:
+            call.request_reason = message.fields.get("Reason", "") or "REQUEST"
+        requested = message.fields.get("Category", "")
+        if requested:
+            call.requested_category = requested
+
+    def on_dial_end(self, message: AmiMessage) -> None:
+        """An agent's own call to a customer was answered: that customer is served."""
+        fields = message.fields
+        if fields.get("DialStatus") != "ANSWER":
+            return
+        uid = fields.get("Uniqueid")
+        if not uid or uid in self.calls or uid in self._ours:
+            return
+        if fields.get("Linkedid") in self._ours:
+            return
+        if _var(message, CALLBACK_ID_VAR) or fields.get("Context") in self.inbound_contexts:
+            return
+        target = fields.get("DialString", "").rsplit("/", 1)[-1].split("@", 1)[0]
+        target = target.removeprefix("sip:").removeprefix("tel:")
+        if not target:
+            target = fields.get("Exten", "")
+        number = self.numbers.normalize(target)
+        if isinstance(number, PhoneNumber):
+            self.emit(Served(number=number.e164, how="served_outbound", call_id=uid,
+                             at=message.received_at, agent=fields.get("Channel", "")))
+
+    def on_hangup(self, message: AmiMessage) -> None:
+        uid = message.fields.get("Uniqueid", "")
+        self._leave_bridge(uid)
+        call = self.calls.pop(uid, None)
+        if call is None:
+            if uid in self._ours:
+                self._ours.discard(uid)
+            return
+        self._remember_ended(uid)
+        self._update(call, message)
+        self._decide(call, message.received_at)
+
+    # ------------------------------------------------------------------ deciding
+
+    def _connected(self, call: _Call, at: float, agent: str) -> None:
+        call.connected = True
+        if call.served_reported:
+            return
+        call.served_reported = True
+        if call.number is not None:
+            self.emit(Served(number=call.number.e164, how="served_inbound", call_id=call.call_id,
+                             at=at, agent=agent))
+
+    def _category(self, call: _Call) -> str:
+        return self.categories.resolve(
+            chanvar=call.category_var, requested=call.requested_category,
+            queue=call.queues[-1] if call.queues else "",
+        )
+
+    def _decide(self, call: _Call, ended_at: float) -> None:
+        if call.connected:
+            self._count("served")
+            return
+        if call.request_reason:
+            source = source_for_request(call.request_reason)
+        elif ended_at - call.started_at >= self.min_seconds:
+            source = Source.ABANDON if call.queues else Source.IVR_HANGUP
+        else:
+            self._not_queued(call, "too_short", ended_at)
+            return
+        number = self.numbers.normalize(call.raw_number)
+        if not isinstance(number, PhoneNumber):
+            self._not_queued(call, number.reason.value, ended_at)
+            return
+        self._count("missed")
+        self.emit(MissedCall(
+            call_id=call.call_id, number=number.e164, name=call.name,
+            category=self._category(call), source=source, started_at=call.started_at,
+            ended_at=ended_at, queue=call.queues[-1] if call.queues else "",
+        ))
+
+    def _not_queued(self, call: _Call, reason: str, at: float) -> None:
+        self._count(f"not_queued:{reason}")
+        log.info("call not queued for a callback", call_id=call.call_id, reason=reason)
+        self.emit(NotQueued(call_id=call.call_id, reason=reason, at=at))
+
+    def _remember_ended(self, uid: str) -> None:
+        self._ended[uid] = None
+        if len(self._ended) > _ENDED_MEMORY:
+            self._ended.popitem(last=False)
+
+    # ------------------------------------------------------------------ after a reconnect
+
+    def reconcile(self, live_channels: list[dict[str, str]], now: float) -> None:
+        """Compare with Asterisk's channel list (CoreShowChannels) after a reconnect.
+
+        Calls that vanished while we were away ended unseen: one that asked for a callback is
+        missed; any other is reported ``fate_unknown`` and not queued, because it may well
+        have been answered (we never call back someone who was served). Inbound calls that
+        started while we were away are picked up, their start taken from Asterisk's Duration.
+        """
+        live = {ch.get("Uniqueid", ""): ch for ch in live_channels}
+        for uid in [u for u in self.calls if u not in live]:
+            call = self.calls.pop(uid)
+            self._remember_ended(uid)
+            if call.connected:
+                continue
+            if call.request_reason:
+                self._decide(call, now)
+            else:
+                self._not_queued(call, "fate_unknown", now)
+        for uid, ch in live.items():
+            if uid in self.calls or uid != ch.get("Linkedid") or uid in self._ended:
+                continue
+            message = AmiMessage(
+                {k: v for k, v in ch.items() if isinstance(v, str)},
+                received_at=now - _duration(ch.get("Duration", "")),
+            )
+            call = self._call_for(message)
+            if call is not None:
+                self._update(call, message)
+
+
+def _duration(text: str) -> float:
+    parts = text.split(":")
+    try:
+        if len(parts) == 3:
+            return int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+        return float(text)
+    except ValueError:
+        return 0.0
