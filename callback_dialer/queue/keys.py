@@ -31,6 +31,10 @@ _LAYOUT: dict[str, str] = {
     "webhook_outbox": "webhooks:%s",  # list per receiver: events waiting, in order
     "webhook_dead": "webhooks:%s:dead",  # list per receiver: refused events, kept for re-run
     "rq_prefix": "rq",  # rq's queue name lives under this (see jobs)
+    "jobs_cursor": "jobs:cursor",  # string: last events entry the jobs bridge handed over
+    "webhook_job": "webhooks:%s:job",  # string per receiver: rq job id now delivering its outbox
+    "webhook_lock": "webhooks:%s:lock",  # string per receiver: held by the one worker delivering
+    "report_job": "reports:job",  # string: rq job id of the next scheduled daily report
 }
 
 
@@ -114,6 +118,18 @@ class Keys:
     def pattern(self) -> str:
         """A SCAN pattern for every key of this installation (tests use it to clean up)."""
         return self.tag.replace("{", "\\{").replace("}", "\\}") + ":*"
+
+    def jobs_cursor(self) -> str:
+        return self._k("jobs_cursor")
+
+    def webhook_job(self, receiver: str) -> str:
+        return self._k("webhook_job", receiver)
+
+    def webhook_lock(self, receiver: str) -> str:
+        return self._k("webhook_lock", receiver)
+
+    def report_job(self) -> str:
+        return self._k("report_job")
 
 
 def lua_prelude() -> str:
