@@ -414,6 +414,13 @@ class WebhookConfig(Strict):
                 raise ValueError(f"unknown event {name!r}; allowed: {', '.join(WEBHOOK_EVENTS)}")
         return v
 
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if v.startswith("env:") and not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError('"env:" must be followed by an environment variable name')
+        return v
+
 
 WEBHOOK_EVENTS = (
     "created", "merged", "dialing", "done", "failed", "cancelled", "served_inbound",
@@ -442,6 +449,30 @@ class SmsConfig(Strict):
             raise ValueError("sms.url must be an http(s) URL when sms.enabled is true")
         return self
 
+    @field_validator("url", "body")
+    @classmethod
+    def _gateway_template(cls, v: str) -> str:
+        return cls._placeholders(v, ("number", "digits", "text", "text_urlencoded", "text_json"))
+
+    @field_validator("missed_text")
+    @classmethod
+    def _missed_text(cls, v: str) -> str:
+        return cls._placeholders(v, ("minutes",))
+
+    @field_validator("final_text")
+    @classmethod
+    def _final_text(cls, v: str) -> str:
+        return cls._placeholders(v, ())
+
+    @staticmethod
+    def _placeholders(text: str, allowed: tuple[str, ...]) -> str:
+        # Only {word} is a placeholder, so JSON braces like {"to": ...} in a body stay literal.
+        for name in re.findall(r"{([A-Za-z_][A-Za-z0-9_]*)}", text):
+            if name not in allowed:
+                choices = ", ".join(f"{{{a}}}" for a in allowed) or "none"
+                raise ValueError(f"unknown placeholder {{{name}}}; allowed: {choices}")
+        return text
+
 
 class ReportsConfig(Strict):
     enabled: StrictBool = True
@@ -464,6 +495,25 @@ class JobsConfig(Strict):
     # waits between tries (the last repeats) cover a receiver that is down for hours.
     max_tries: StrictInt = Field(12, ge=1, le=100)
     retry_delays: tuple[Duration, ...] = (10, 30, 60, 120, 300, 600, 900, 1800)
+
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
+            raise ValueError("may hold only letters, digits and _ . - (at most 64)")
+        return v
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v:
+            raise ValueError("needs at least one delay")
+        return v
+
+    def delay_before_try(self, tries_made: int) -> int:
+        """Whole seconds to wait after ``tries_made`` failed tries; the last delay repeats."""
+        index = max(0, min(tries_made - 1, len(self.retry_delays) - 1))
+        return int(-(-self.retry_delays[index] // 1))
 
 
 class LoggingConfig(Strict):
