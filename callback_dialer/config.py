@@ -290,6 +290,9 @@ class QueueConfig(Strict):
     keep_finished_days: StrictInt = Field(90, ge=1, le=3650)
     # Entries kept in each callback's history stream (oldest dropped first).
     history_max_len: StrictInt = Field(500, ge=10, le=100_000)
+    # Missed calls detected while Redis is unreachable wait in this file until it is back
+    # (relative paths start in the folder the dialer runs in).
+    spool_file: str = "var/spool.jsonl"
 
 
 class TrunkConfig(Strict):

@@ -62,5 +62,6 @@ def configure_logging(config: LoggingConfig, stream: Any = None) -> None:
     logging.getLogger("aiohttp.access").setLevel(max(level, logging.WARNING))
 
 
-def get_logger(name: str, **bound: Any) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name).bind(**bound)
+def get_logger(name: str, **bound: Any) -> Any:
+    # A lazy proxy: modules take their logger at import time, before logging is configured.
+    return structlog.get_logger(name, **bound)

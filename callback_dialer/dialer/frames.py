@@ -195,11 +195,12 @@ class FrameDecoder:
             if message is not None:
                 yield message
         rest = buffer[start:] if start else buffer
-        if len(rest) > self.max_frame_chars:
+        if len(rest) > self.max_frame_chars or (self._skipping and len(rest) > 3):
             # An endless frame: drop what we have and everything up to its end.
-            self.stats.oversized_frames += 1
-            self.stats.note(f"frame over {self.max_frame_chars} characters dropped")
-            self._skipping = True
+            if not self._skipping:
+                self.stats.oversized_frames += 1
+                self.stats.note(f"frame over {self.max_frame_chars} characters dropped")
+                self._skipping = True
             # Keep a tail so a terminator split across reads is still seen.
             rest = rest[-3:]
         self._buffer = rest
@@ -222,9 +223,9 @@ class FrameDecoder:
                 multi.setdefault(key, [fields[key]]).append(value)
             else:
                 fields[key] = value
-        if "Event" not in fields and "Response" not in fields:
+        if "Event" not in fields and "Response" not in fields and "Action" not in fields:
             self.stats.dropped_frames += 1
-            self.stats.note("message without Event or Response")
+            self.stats.note("message without Event, Response or Action")
             return None
         self.stats.messages += 1
         return AmiMessage(fields, multi, received_at)

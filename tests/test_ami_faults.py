@@ -1,0 +1,261 @@
+"""One test per panoramisk 1.4 fault (../shared/notes/stack-findings.md), against a live AMI
+server speaking the captured wire format: each is fixed or contained by dialer/ami.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from callback_dialer.config import AmiConfig
+from callback_dialer.dialer.ami import (
+    AmiActionFailed,
+    AmiActionTimeout,
+    AmiClient,
+    AmiNotConnected,
+    OriginateFateUnknown,
+)
+from callback_dialer.dialer.frames import AmiMessage, encode_message
+from callback_dialer.dialer.router import EventRouter
+from callback_dialer.sim.amiserver import AmiServer, response
+
+FAST = dict(reconnect_min_delay=0.05, reconnect_max_delay=0.2, ping_interval=0.3,
+            ping_timeout=0.3, action_timeout=1.0, connect_timeout=1.0,
+            fully_booted_timeout=0.5)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[AmiServer]:
+    srv = await AmiServer(secret="s3cret").start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def make_client(server: AmiServer):
+    clients: list[tuple[AmiClient, asyncio.Task]] = []
+
+    async def start(router: EventRouter | None = None, *, secret: str = "s3cret",
+                    port: int | None = None, wait: bool = True, **overrides) -> AmiClient:
+        config = AmiConfig(port=port or server.port, username="dialer", secret=secret,
+                           **{**FAST, **overrides})
+        client = AmiClient(config, router or EventRouter())
+        task = asyncio.create_task(client.run())
+        clients.append((client, task))
+        if wait:
+            await until(lambda: client.authenticated)
+        return client
+
+    yield start
+    for client, task in clients:
+        await client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+NEWCHANNEL = [("Event", "Newchannel"), ("Privilege", "call,all"),
+              ("Channel", "IAX2/carrier-1"), ("CallerIDName", "Жанна Jérôme"),
+              ("Uniqueid", "1.1"), ("Linkedid", "1.1")]
+HANGUP = [("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", "IAX2/carrier-1"),
+          ("Uniqueid", "1.1"), ("Linkedid", "1.1"), ("Cause", "16")]
+
+
+async def test_fault_1_originate_always_goes_out_async_and_keeps_the_link(server,
+                                                                          make_client) -> None:
+    client = await make_client()
+    action_id = await client.originate({"Channel": "Local/101@agents", "Context": "x",
+                                        "Exten": "79161230001", "Priority": "1",
+                                        "Async": "false"})
+    sent = await server.wait_action("Originate")
+    assert sent.get("Async") == "true"
+    assert sent.get("ActionID") == action_id
+    assert client.authenticated and server.connections == 1
+
+
+async def test_fault_2_a_failing_handler_loses_no_other_event_and_keeps_the_link(
+    server, make_client,
+) -> None:
+    router = EventRouter()
+    seen: list[str] = []
+
+    def explode(message: AmiMessage) -> None:
+        raise RuntimeError("handler bug")
+
+    router.on("Newchannel", explode)
+    router.on("Newchannel", lambda m: seen.append("Newchannel"))
+    router.on("Hangup", lambda m: seen.append("Hangup"))
+    client = await make_client(router)
+    # Both events in one TCP write: panoramisk lost the Hangup here.
+    await server.send_raw(encode_message(NEWCHANNEL) + encode_message(HANGUP))
+    await until(lambda: "Hangup" in seen)
+    assert seen == ["Newchannel", "Hangup"]
+    assert router.handler_errors == 1
+    assert client.authenticated and server.connections == 1
+
+
+async def test_fault_3_a_silent_link_is_noticed_and_replaced(server, make_client) -> None:
+    client = await make_client()
+    server.silent = True  # Asterisk hangs: the TCP link stays up, nothing comes back
+    await until(lambda: not client.authenticated, timeout=5)
+    assert "no data" in client.last_error
+    server.silent = False
+    await until(lambda: client.authenticated and server.logins == 2, timeout=5)
+
+
+async def test_fault_4_a_wrong_password_is_reported_and_nothing_hangs(server,
+                                                                       make_client) -> None:
+    client = await make_client(secret="wrong", wait=False)
+    await until(lambda: client.login_refused)
+    assert not client.authenticated
+    assert "login refused for user 'dialer'" in client.last_error
+    assert "Authentication failed" in client.last_error
+    started = time.monotonic()
+    with pytest.raises(AmiNotConnected):
+        await client.send_action({"Action": "Ping"})
+    assert time.monotonic() - started < 0.5
+    await until(lambda: len(server.actions_named("Login")) >= 3)  # keeps trying, with backoff
+
+
+async def test_fault_5_close_stops_a_pending_reconnect(server, make_client) -> None:
+    client = await make_client()
+    port = server.port
+    await server.stop_listening()
+    await until(lambda: not client.authenticated)
+    await asyncio.sleep(0.1)  # a reconnect is pending now
+    await client.close()
+    before = server.connections
+    restarted = await AmiServer(secret="s3cret", port=port).start()
+    try:
+        await asyncio.sleep(0.6)
+        assert restarted.connections == 0
+        assert server.connections == before
+    finally:
+        await restarted.stop()
+
+
+async def test_fault_6_asterisk_down_at_start_is_not_fatal_and_logs_in_once(make_client) -> None:
+    probe = await AmiServer().start()
+    port = probe.port
+    await probe.stop()
+    client = await make_client(port=port, wait=False)
+    await until(lambda: client.attempts >= 4)
+    assert not client.authenticated
+    assert "Connect" in client.last_error or "refused" in client.last_error.lower()
+    late = await AmiServer(secret="s3cret", port=port).start()
+    try:
+        await until(lambda: client.authenticated)
+        await asyncio.sleep(0.5)
+        assert (late.connections, late.logins) == (1, 1)
+    finally:
+        await late.stop()
+
+
+async def test_fault_7_not_authenticated_while_disconnected(server, make_client) -> None:
+    client = await make_client()
+    lost = []
+    client.on_lost(lambda: lost.append(client.authenticated))
+    server.drop_all()
+    await until(lambda: lost)
+    assert lost == [False]
+    await until(lambda: client.authenticated)
+
+
+async def test_fault_8_an_originate_is_never_sent_twice(server, make_client) -> None:
+    async def crash_on_originate(session, message) -> None:
+        session.abort()  # Asterisk got it; the link died before the acknowledgement
+
+    server.on_action("Originate", crash_on_originate)
+    client = await make_client()
+    with pytest.raises(OriginateFateUnknown):
+        await client.originate({"Channel": "Local/101@agents", "Context": "callback-outbound",
+                                "Exten": "79161230001", "Priority": "1"})
+    await until(lambda: client.authenticated and server.logins == 2)
+    await asyncio.sleep(0.3)
+    assert len(server.actions_named("Originate")) == 1
+
+
+async def test_fault_8_every_action_has_a_timeout(server, make_client) -> None:
+    async def never_answer(session, message) -> None:
+        return None
+
+    server.on_action("QueueStatus", never_answer)
+    client = await make_client()
+    with pytest.raises(AmiActionTimeout):
+        await client.send_action({"Action": "QueueStatus"}, timeout=0.3)
+    assert client.authenticated
+
+
+async def test_fault_9_cyrillic_names_survive_reads_split_inside_a_character(
+    server, make_client,
+) -> None:
+    router = EventRouter()
+    names: list[str] = []
+    router.on("Newchannel", lambda m: names.append(m.get("CallerIDName")))
+    await make_client(router)
+    server.split_writes = 1  # one byte per write: every multi-byte character is split
+    await server.send_event(NEWCHANNEL)
+    await until(lambda: names)
+    assert names == ["Жанна Jérôme"]
+
+
+async def test_fault_10_one_or_many_chanvariables_read_the_same(server, make_client) -> None:
+    router = EventRouter()
+    got: list[dict[str, str]] = []
+    router.on("Newstate", lambda m: got.append(m.chanvars()))
+    await make_client(router)
+    await server.send_event([("Event", "Newstate"), ("ChanVariable", "CALLBACK_CATEGORY=billing")])
+    await server.send_event([("Event", "Newstate"), ("ChanVariable", "CALLBACK_CATEGORY=support"),
+                             ("ChanVariable", "CALLBACK_ID=cb-7")])
+    await until(lambda: len(got) == 2)
+    assert got == [{"CALLBACK_CATEGORY": "billing"},
+                   {"CALLBACK_CATEGORY": "support", "CALLBACK_ID": "cb-7"}]
+
+
+async def test_fault_11_originate_response_reaches_the_handlers_and_errors_are_errors(
+    server, make_client,
+) -> None:
+    async def queue_then_answer(session, message) -> None:
+        action_id = message.get("ActionID")
+        session.write(response(action_id, "Originate successfully queued"))
+        session.write(encode_message([
+            ("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", action_id),
+            ("Response", "Failure"), ("Channel", "Local/nosuch@nowhere"), ("Reason", "0"),
+            ("Uniqueid", "<unknown>")]))
+
+    server.on_action("Originate", queue_then_answer)
+    router = EventRouter()
+    outcomes: list[tuple[str, str]] = []
+    router.on("OriginateResponse", lambda m: outcomes.append((m.get("ActionID"),
+                                                              m.get("Reason"))))
+    client = await make_client(router)
+    action_id = await client.originate({"Channel": "Local/nosuch@nowhere", "Context": "x",
+                                        "Exten": "1", "Priority": "1"})
+    await until(lambda: outcomes)
+    assert outcomes == [(action_id, "0")]
+    with pytest.raises(AmiActionFailed, match="Invalid/unknown command"):
+        await client.send_action({"Action": "NoSuchAction"})
+
+
+async def test_malformed_frames_are_skipped_and_the_link_lives(server, make_client) -> None:
+    router = EventRouter()
+    seen: list[str] = []
+    router.on("Hangup", lambda m: seen.append(m.get("Uniqueid")))
+    client = await make_client(router)
+    await server.send_raw(b"no colon at all\r\n\r\n")
+    await server.send_raw(b"\x00\xff\xfe\x80binary junk\r\n\r\n")
+    await server.send_raw(b"Event: Newchannel\r\nCallerIDName: " + b"x" * 1_048_576 + b"\r\n\r\n")
+    await server.send_raw(b"Event: UnknownEventName\r\nFoo: bar\r\n\r\n")
+    await server.send_raw(b"Event: Hangup\r\n\r\n")  # an event missing its fields
+    await server.send_event(HANGUP)
+    await until(lambda: "1.1" in seen)
+    assert client.authenticated and server.connections == 1
