@@ -243,6 +243,17 @@ class AgentBook:
         cats = self.categories_for(interface)
         return bool(cats) if category is None else category in cats
 
+    def still_free_for(self, interface: str, callback_id: str) -> bool:
+        """Free, but for the reservation this callback holds on them."""
+        agent = self.agents.get(interface)
+        if agent is None or agent.reserved_for not in ("", callback_id):
+            return False
+        reserved, agent.reserved_for = agent.reserved_for, ""
+        try:
+            return self._available(agent, self.clock.now())
+        finally:
+            agent.reserved_for = reserved
+
     def free_agents(self) -> list[str]:
         """Interfaces free for some category now, the longest idle first."""
         now = self.clock.now()

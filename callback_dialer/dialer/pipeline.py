@@ -14,6 +14,7 @@ from ..clock import Clock
 from ..config import Config
 from ..queue.store import CallbackQueue
 from .agents import AgentBook
+from .facts import Fact
 from .router import EventRouter
 from .sink import OnApplied, QueueSink
 from .stream import AmiStream
@@ -40,11 +41,18 @@ def build_pipeline(
     spool: Path | None = None,
     on_applied: OnApplied | None = None,
     on_agent_change: Callable[[str], None] | None = None,
+    on_fact: Callable[[Fact], None] | None = None,
 ) -> Pipeline:
     router = EventRouter()
     sink = QueueSink(queue, spool=spool, on_applied=on_applied)
     agents = AgentBook(config, clock, on_change=on_agent_change)
-    tracker = CallTracker(config, sink.put, is_agent_channel=agents.is_agent_channel)
+
+    def emit(fact: Fact) -> None:
+        if on_fact is not None:
+            on_fact(fact)
+        sink.put(fact)
+
+    tracker = CallTracker(config, emit, is_agent_channel=agents.is_agent_channel)
     # Agents first: a bridge is judged against the freshest list of agents' channels.
     router.add(agents)
     router.add(tracker)

@@ -1,0 +1,716 @@
+"""Turning the queue into calls: a free agent and the best callback they may serve, at once.
+
+Decisions are event-driven: an agent becoming free, a callback becoming ready, an attempt
+ending all ``kick`` the dispatcher, which decides immediately; a slow tick and timers for the
+next wrap-up end or due callback are the safety net. For each free agent (longest idle first)
+it claims the best ready callback among the categories that agent serves, within the limits
+(in progress overall, per trunk), never for a number already on a call with us, and only in
+calling hours.
+
+One attempt, agent first (the default):
+
+    claim -> renew (ringing_agent; a callback closed meanwhile is never dialled)
+          -> Originate to the agent (Async, pre-assigned ChannelId, once, never re-sent)
+          -> OriginateResponse: Reason 4 the agent answered; the dialplan dials the customer
+          -> DialBegin/DialEnd from our channel (CALLBACK_ID) to the customer: ANSWER, BUSY, ...
+          -> the customer's Hangup: talk time -> done, or a short call -> retry
+
+The agent not answering, a queue call grabbing the agent in the same instant, an Originate that
+fails outright: the callback goes straight back, no customer attempt used; the agent who let it
+ring out rests; several outright failures in a row pause dispatching with an alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clock import Clock
+from ..config import Config
+from ..hours import CallingHours
+from ..logs import get_logger
+from ..metrics import Metrics
+from ..phone import NumberPolicy
+from ..queue.models import Attempt, Claim, Stage
+from ..queue.store import CallbackQueue, QueueUnavailable
+from .agents import AgentBook
+from .ami import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
+from .frames import AmiMessage
+from .origination import OriginateInputError, OriginatePlan, plan_originate
+from .tracker import CallTracker
+
+log = get_logger(__name__)
+
+# OriginateResponse Reason codes (AST_CONTROL_*) for the leg Asterisk dialled first; 3 is
+# "still ringing when the Timeout ran out", i.e. no answer.
+REASON_FAILED, REASON_HANGUP, REASON_NO_ANSWER = 0, 1, 3
+REASON_ANSWERED, REASON_BUSY, REASON_CONGESTION = 4, 5, 8
+
+CUSTOMER_DIAL_OUTCOMES = {
+    "BUSY": "busy",
+    "NOANSWER": "no_answer",
+    "CANCEL": "no_answer",
+    "CONGESTION": "congestion",
+    "CHANUNAVAIL": "unavailable",
+}
+
+
+@dataclass
+class Outcome:
+    kind: str  # done | retry | release | fail
+    reason: str
+    talk: float = 0.0
+    cooldown: bool = False
+    not_before: float | None = None
+    streak: bool = False  # an outright failure, counted towards the alarm
+
+
+@dataclass
+class InFlight:
+    """One callback attempt being made; what the status page shows as 'in progress'."""
+
+    claim: Claim
+    agent: str
+    number: str
+    category: str
+    trunk: str
+    started_at: float
+    plan: OriginatePlan | None = None
+    stage: Stage = Stage.CLAIMED
+    stage_since: float = 0.0
+    action_id: str = ""
+    sent_at: float = 0.0  # perf_counter when the Originate was written
+    channel_ids: set[str] = field(default_factory=set)
+    customer_uid: str = ""
+    answered_at: float | None = None
+    outcome: Outcome | None = None
+    fate_unknown: bool = False  # the link dropped: events of this attempt may be lost
+    lost_at: float | None = None
+    aborted: str = ""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[Any] | None = None
+
+    @property
+    def callback_id(self) -> str:
+        return self.claim.callback.id
+
+
+class Dispatcher:
+    HANDLERS = {
+        "OriginateResponse": "on_originate_response",
+        "DialBegin": "on_dial_begin",
+        "DialEnd": "on_dial_end",
+        "Hangup": "on_hangup",
+    }
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        queue: CallbackQueue,
+        agents: AgentBook,
+        tracker: CallTracker,
+        ami: AmiClient,
+        metrics: Metrics | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.config = config
+        self.dispatch = config.dispatch
+        self.clock = clock
+        self.queue = queue
+        self.agents = agents
+        self.tracker = tracker
+        self.ami = ami
+        self.metrics = metrics or Metrics()
+        self.hours = CallingHours(config.hours)
+        self.numbers = NumberPolicy(config.phone)
+        self.name = name or f"dialer@{socket.gethostname()}"
+        self.inflight: dict[str, InFlight] = {}
+        self._by_action: dict[str, InFlight] = {}
+        self._by_channel: dict[str, InFlight] = {}
+        self._kick = asyncio.Event()
+        self._kicked_at: float | None = None
+        self._running = False
+        self._accepting = True
+        self.paused = not self.dispatch.enabled
+        self.paused_by = "config" if self.paused else ""
+        self.paused_reason = "dispatch.enabled = false" if self.paused else ""
+        self.alarm = ""
+        self.failure_streak = 0
+        self._attempt_counter = 0
+        self._pass_lock = asyncio.Lock()
+        self._state_listeners: list[Callable[[], Awaitable[None] | None]] = []
+        self.last_error = ""
+
+    # ------------------------------------------------------------------ control
+
+    def kick(self, reason: str = "") -> None:
+        """Something changed that may allow a callback now: decide at once."""
+        if self._kicked_at is None:
+            self._kicked_at = time.perf_counter()
+        self._kick.set()
+
+    def agent_changed(self, interface: str) -> None:
+        self.kick("agent_free")
+
+    async def load_control(self) -> None:
+        """Pausing survives restarts: a supervisor's pause stays until they resume."""
+        try:
+            raw = await self.queue.redis.hgetall(self.queue.keys.control())
+        except Exception as exc:  # Redis down at start: keep the config's choice
+            log.warning("dispatch control not readable; using config", error=str(exc))
+            return
+        control = {k.decode(): v.decode() for k, v in raw.items()}
+        if "paused" in control:
+            self.paused = control["paused"] == "1"
+            self.paused_by = control.get("by", "")
+            self.paused_reason = control.get("reason", "")
+            self.alarm = control.get("alarm", "")
+
+    async def _save_control(self) -> None:
+        await self.queue.redis.hset(self.queue.keys.control(), mapping={
+            "paused": "1" if self.paused else "0", "by": self.paused_by,
+            "reason": self.paused_reason, "alarm": self.alarm, "at": f"{self.clock.now():.3f}",
+        })
+
+    async def pause(self, actor: str, reason: str = "") -> None:
+        self.paused, self.paused_by, self.paused_reason = True, actor, reason
+        await self._save_control()
+        log.warning("dispatching paused", by=actor, reason=reason)
+        await self._notify()
+
+    async def resume(self, actor: str) -> None:
+        self.paused, self.paused_by, self.paused_reason = False, actor, ""
+        self.alarm = ""
+        self.failure_streak = 0
+        await self._save_control()
+        log.info("dispatching resumed", by=actor)
+        self.kick("resumed")
+        await self._notify()
+
+    def on_state_change(self, listener: Callable[[], Awaitable[None] | None]) -> None:
+        self._state_listeners.append(listener)
+
+    async def _notify(self) -> None:
+        for listener in self._state_listeners:
+            result = listener()
+            if asyncio.iscoroutine(result):
+                await result
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        self._running = True
+        tick = self.dispatch.tick_seconds
+        last_housekeeping = 0.0
+        while self._running:
+            wake = await self._next_wake(tick)
+            await self._wait_kick(wake)
+            if not self._running:
+                break
+            self._kick.clear()
+            now = self.clock.now()
+            if now - last_housekeeping >= 30:
+                last_housekeeping = now
+                await self._housekeeping()
+            await self._renew_all()
+            try:
+                await self.dispatch_pass()
+            except QueueUnavailable as exc:
+                self.last_error = str(exc)
+                log.warning("queue unavailable; dispatching waits", error=str(exc))
+                await self.clock.sleep(min(tick, 2.0))
+            except Exception:
+                log.exception("dispatch pass failed")
+                await self.clock.sleep(min(tick, 2.0))
+
+    async def _next_wake(self, tick: float) -> float:
+        now = self.clock.now()
+        wake = now + tick
+        agent_change = self.agents.next_change_at()
+        if agent_change is not None:
+            wake = min(wake, agent_change)
+        with contextlib.suppress(Exception):
+            due = await self.queue.redis.zrange(self.queue.keys.scheduled(), 0, 0,
+                                                withscores=True)
+            if due:
+                wake = min(wake, float(due[0][1]))
+        return max(wake, now)
+
+    async def _wait_kick(self, until: float) -> None:
+        if self._kick.is_set():
+            return
+        waiter = asyncio.ensure_future(self._kick.wait())
+        sleeper = asyncio.ensure_future(self.clock.sleep(until - self.clock.now()))
+        try:
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            sleeper.cancel()
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop taking work, let attempts in flight finish for a while, then let go."""
+        self._accepting = False
+        self._running = False
+        self._kick.set()
+        tasks = [f.task for f in self.inflight.values() if f.task is not None]
+        if tasks:
+            log.info("waiting for callbacks in progress", count=len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def can_dispatch(self) -> tuple[bool, str]:
+        if self.paused:
+            return False, "paused"
+        if not self._accepting:
+            return False, "stopping"
+        if not self.ami.authenticated:
+            return False, "ami_down"
+        if not self.hours.is_open(self.clock.now()):
+            return False, "outside_calling_hours"
+        return True, ""
+
+    async def dispatch_pass(self) -> int:
+        """Claim work for every free agent; returns how many attempts started."""
+        ok, _ = self.can_dispatch()
+        if not ok:
+            self._kicked_at = None
+            return 0
+        started = 0
+        async with self._pass_lock:
+            for interface in self.agents.free_agents():
+                if len(self.inflight) >= self.dispatch.max_concurrent:
+                    break
+                trunks = self._open_trunks()
+                if not trunks:
+                    break
+                categories = self.agents.categories_for(interface)
+                if not categories:
+                    continue
+                claim = await self.queue.claim(
+                    categories, claimer=self.name, agent=interface,
+                    trunks=None if len(trunks) == len(self.dispatch.trunks) else trunks,
+                    exclude_numbers=sorted(self._busy_numbers()),
+                    held=list(self.inflight),
+                )
+                if claim is None:
+                    continue
+                if not self.agents.is_free(interface) or not self.can_dispatch()[0]:
+                    # A queue call took the agent while we claimed: give it back unharmed.
+                    await self.queue.release(claim, "agent_busy")
+                    continue
+                self._start(claim, interface)
+                started += 1
+        if started == 0:
+            self._kicked_at = None
+        return started
+
+    def _open_trunks(self) -> list[str]:
+        used: dict[str, int] = {}
+        for flight in self.inflight.values():
+            used[flight.trunk] = used.get(flight.trunk, 0) + 1
+        return [t.name for t in self.dispatch.trunks if used.get(t.name, 0) < t.max_calls]
+
+    def _busy_numbers(self) -> set[str]:
+        return {f.number for f in self.inflight.values()} | set(self.tracker.active_numbers())
+
+    def _start(self, claim: Claim, interface: str) -> None:
+        cb = claim.callback
+        now = self.clock.now()
+        flight = InFlight(claim=claim, agent=interface, number=cb.number, category=cb.category,
+                          trunk=cb.trunk or self.dispatch.trunks[0].name, started_at=now,
+                          stage_since=now)
+        self.agents.reserve(interface, cb.id)
+        self.inflight[cb.id] = flight
+        flight.task = asyncio.get_running_loop().create_task(self._attempt(flight),
+                                                             name=f"attempt-{cb.id}")
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(self, flight: InFlight) -> None:
+        log_ = log.bind(callback=flight.callback_id, agent=flight.agent, number=flight.number)
+        try:
+            outcome = await self._make_call(flight, log_)
+            if outcome is not None:
+                await self._settle(flight, outcome, log_)
+        except QueueUnavailable as exc:
+            # The lease runs out and the callback comes back by itself; nothing is lost.
+            log_.error("queue unavailable while settling an attempt", error=str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log_.exception("callback attempt failed unexpectedly")
+        finally:
+            self._forget(flight)
+            cooldown = self.dispatch.agent_cooldown if (
+                flight.outcome is not None and flight.outcome.cooldown) else 0.0
+            self.agents.unreserve(flight.agent, cooldown=cooldown)
+            self.kick("attempt_done")
+
+    async def _make_call(self, flight: InFlight, log_: Any) -> Outcome | None:
+        cb = flight.claim.callback
+        try:
+            number = self.numbers.parse_e164(cb.number)
+        except ValueError:
+            return Outcome("fail", "invalid_number")
+        self._attempt_counter += 1
+        try:
+            plan = plan_originate(self.config, callback_id=cb.id, category=cb.category,
+                                  number=number, interface=flight.agent, trunk=flight.trunk,
+                                  attempt_no=cb.attempts + 1)
+        except OriginateInputError as exc:
+            log_.error("originate refused by our own checks", error=str(exc))
+            return Outcome("release", "originate_invalid", streak=True)
+        flight.plan = plan
+        flight.channel_ids = {plan.channel_id, plan.other_channel_id}
+        for channel_id in flight.channel_ids:
+            self._by_channel[channel_id] = flight
+        self._by_action[plan.action_id] = flight
+        self.tracker.mark_ours(*flight.channel_ids)
+        first_stage = Stage.RINGING_CUSTOMER if plan.customer_first else Stage.RINGING_AGENT
+        # The last check before dialling: a callback closed meanwhile (the customer got
+        # through, a supervisor cancelled) is never dialled.
+        if not await self.queue.renew(flight.claim, stage=first_stage, agent=flight.agent):
+            log_.info("callback closed while being claimed; not dialled")
+            return None
+        if flight.aborted:
+            return None
+        if not self.agents.still_free_for(flight.agent, cb.id):
+            # A queue call took the agent in this very instant: back, unharmed.
+            return Outcome("release", "agent_busy")
+        self._set_stage(flight, first_stage)
+        flight.sent_at = time.perf_counter()
+        if self._kicked_at is not None:
+            self.metrics.decision_latency.observe(flight.sent_at - self._kicked_at)
+            self._kicked_at = None
+        try:
+            flight.action_id = await self.ami.originate(plan.fields)
+        except AmiNotConnected:
+            return Outcome("release", "ami_down")
+        except AmiActionFailed as exc:
+            log_.warning("Asterisk refused the originate", error=str(exc))
+            return Outcome("release", "originate_refused", streak=True)
+        except OriginateFateUnknown:
+            flight.fate_unknown = True
+            flight.lost_at = flight.lost_at or self.clock.now()
+            log_.warning("link lost with an originate unacknowledged; will reconcile, "
+                         "never re-send")
+        log_.info("callback dialling", stage=first_stage.value, action=plan.action_id)
+        return await self._await_outcome(flight)
+
+    async def _await_outcome(self, flight: InFlight) -> Outcome:
+        renew_every = max(1.0, self.config.queue.lease_seconds / 3)
+        deadline = self.clock.now() + self.dispatch.originate_timeout
+        last_renew = self.clock.now()
+        while flight.outcome is None and not flight.aborted:
+            flight.changed.clear()
+            waiter = asyncio.ensure_future(flight.changed.wait())
+            sleeper = asyncio.ensure_future(self.clock.sleep(renew_every))
+            try:
+                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                sleeper.cancel()
+            now = self.clock.now()
+            if flight.outcome is not None or flight.aborted:
+                break
+            if now - last_renew >= renew_every:
+                last_renew = now
+                if not await self.queue.renew(flight.claim):
+                    flight.aborted = flight.aborted or "claim_lost"
+                    break
+            if flight.fate_unknown and self.ami.authenticated:
+                outcome = await self._reconcile(flight)
+                if outcome is not None:
+                    flight.outcome = outcome
+                    break
+            # Only an attempt still waiting for the agent leg times out; a talking customer
+            # keeps the claim for as long as the call lasts.
+            if now >= deadline and flight.answered_at is None and not flight.customer_uid:
+                flight.outcome = Outcome("release", "no_outcome", not_before=now +
+                                         self.config.retry.delay_after(1))
+        if flight.aborted:
+            await self._hang_up(flight)
+            return Outcome("abort", flight.aborted)
+        assert flight.outcome is not None
+        return flight.outcome
+
+    async def _reconcile(self, flight: InFlight) -> Outcome | None:
+        """After a reconnect: does a channel of this attempt exist? Never guess by dialling."""
+        try:
+            result = await self.ami.send_action({"Action": "Status", "Variables": "CALLBACK_ID"})
+        except AmiError:
+            return None
+        items = result if isinstance(result, list) else [result]
+        alive = any(
+            m.get("Uniqueid") in flight.channel_ids or m.get("Uniqueid") == flight.customer_uid
+            or f"CALLBACK_ID={flight.callback_id}" in str(m.get("Variable", ""))
+            for m in items if m.get("Event") == "Status"
+        )
+        if alive:
+            flight.fate_unknown = False  # it exists: its events will tell the rest
+            return None
+        lost_at = flight.lost_at or self.clock.now()
+        if flight.answered_at is not None and (
+                lost_at - flight.answered_at >= self.dispatch.min_talk_seconds):
+            # They talked long enough before we lost sight of the call.
+            return Outcome("done", "answered", talk=lost_at - flight.answered_at)
+        # Gone, or never created: we cannot know if the customer was reached. Wait before
+        # trying again, so a call that did happen is not repeated at once.
+        return Outcome("release", "outcome_unknown",
+                       not_before=self.clock.now() + self.config.retry.delay_after(1))
+
+    def on_ami_lost(self) -> None:
+        """Events of calls in progress may be lost while the link is down."""
+        now = self.clock.now()
+        for flight in self.inflight.values():
+            if flight.action_id or flight.fate_unknown:
+                flight.fate_unknown = True
+                flight.lost_at = flight.lost_at or now
+
+    async def on_ami_ready(self) -> None:
+        """After a (re)connect: settle or keep following every attempt in flight."""
+        for flight in list(self.inflight.values()):
+            if flight.fate_unknown:
+                flight.changed.set()
+        self.kick("ami_ready")
+
+    async def _settle(self, flight: InFlight, outcome: Outcome, log_: Any) -> None:
+        if outcome.kind == "abort":
+            log_.info("callback attempt abandoned", reason=outcome.reason)
+            return
+        now = self.clock.now()
+        counted = outcome.kind in ("done", "retry")
+        attempt = Attempt(at=now, agent=flight.agent, outcome=outcome.reason,
+                          talk_seconds=outcome.talk, counted=counted)
+        self.metrics.outcomes.inc(outcome.reason)
+        if outcome.streak:
+            self.failure_streak += 1
+        elif outcome.reason not in ("ami_down", "agent_busy"):
+            self.failure_streak = 0
+        if outcome.kind == "done":
+            result = await self.queue.complete(flight.claim, attempt)
+        elif outcome.kind == "retry":
+            result = await self.queue.retry(flight.claim, attempt)
+        elif outcome.kind == "fail":
+            result = await self.queue.fail(flight.claim, outcome.reason, attempt)
+        else:
+            result = await self.queue.release(flight.claim, outcome.reason, attempt=attempt,
+                                              not_before=outcome.not_before)
+        log_.info("callback attempt finished", outcome=outcome.reason, kind=outcome.kind,
+                  talk_seconds=round(outcome.talk, 1),
+                  state=result.state.value if result else "closed_meanwhile")
+        if self.failure_streak >= self.dispatch.max_consecutive_failures and not self.paused:
+            self.alarm = (f"{self.failure_streak} originates in a row failed outright "
+                          f"(last: {outcome.reason}); dispatching paused")
+            log.error("ALARM: originates keep failing; dispatching paused",
+                      streak=self.failure_streak, last_reason=outcome.reason)
+            await self.pause("system", "originate_failures")
+
+    def _forget(self, flight: InFlight) -> None:
+        self.inflight.pop(flight.callback_id, None)
+        if flight.plan is not None:
+            self._by_action.pop(flight.plan.action_id, None)
+        for channel_id in (*flight.channel_ids, flight.customer_uid):
+            self._by_channel.pop(channel_id, None)
+
+    def _set_stage(self, flight: InFlight, stage: Stage) -> None:
+        if flight.stage != stage:
+            flight.stage = stage
+            flight.stage_since = self.clock.now()
+
+    def _finish(self, flight: InFlight, outcome: Outcome) -> None:
+        if flight.outcome is None:
+            flight.outcome = outcome
+            flight.changed.set()
+
+    async def _hang_up(self, flight: InFlight) -> None:
+        for channel_id in sorted(flight.channel_ids):
+            with contextlib.suppress(AmiError):
+                await self.ami.send_action({"Action": "Hangup", "Channel": channel_id},
+                                           timeout=2)
+
+    def abort(self, callback_id: str, reason: str) -> bool:
+        """The callback was closed elsewhere (served, cancelled): stop its attempt."""
+        flight = self.inflight.get(callback_id)
+        if flight is None:
+            return False
+        flight.aborted = reason
+        flight.changed.set()
+        return True
+
+    # ------------------------------------------------------------------ AMI events
+
+    def _flight_for(self, message: AmiMessage) -> InFlight | None:
+        fields = message.fields
+        for key in ("Uniqueid", "DestUniqueid"):
+            flight = self._by_channel.get(fields.get(key, ""))
+            if flight is not None:
+                return flight
+        if "ChanVariable" in fields:
+            callback_id = message.chanvars().get("CALLBACK_ID")
+            if callback_id:
+                return self.inflight.get(callback_id)
+        return None
+
+    def on_originate_response(self, message: AmiMessage) -> None:
+        flight = self._by_action.get(message.get("ActionID"))
+        if flight is None:
+            return
+        reason = int(message.get("Reason") or 0) if message.get("Reason", "").isdigit() else 0
+        flight.fate_unknown = False
+        customer_first = flight.plan is not None and flight.plan.customer_first
+        if reason == REASON_ANSWERED:
+            self.failure_streak = 0
+            self.metrics.originate_to_answer.observe(time.perf_counter() - flight.sent_at)
+            uid = message.get("Uniqueid")
+            if uid and uid != "<unknown>":
+                flight.channel_ids.add(uid)
+                self._by_channel[uid] = flight
+            if customer_first:
+                flight.answered_at = self.clock.now()  # the customer is on the line
+                self._set_stage(flight, Stage.RINGING_AGENT)
+            flight.changed.set()
+            return
+        if customer_first:
+            outcome = {REASON_BUSY: "busy", REASON_CONGESTION: "congestion",
+                       REASON_HANGUP: "no_answer", REASON_NO_ANSWER: "no_answer"}.get(
+                reason, "unavailable")
+            self._finish(flight, Outcome("retry", outcome))
+        elif reason == REASON_NO_ANSWER:
+            self._finish(flight, Outcome("release", "agent_no_answer", cooldown=True))
+        elif reason == REASON_BUSY:
+            self._finish(flight, Outcome("release", "agent_busy"))
+        elif reason == REASON_HANGUP:
+            self._finish(flight, Outcome("release", "agent_rejected", cooldown=True))
+        elif reason == REASON_CONGESTION:
+            self._finish(flight, Outcome("release", "agent_congestion", streak=True))
+        else:
+            self._finish(flight, Outcome("release", "originate_failed", streak=True))
+
+    def _second_leg(self, message: AmiMessage) -> InFlight | None:
+        """The attempt whose second leg (agent first: the customer) this dial is about.
+
+        Only a dial made from the callback context counts: with Local channels as agents the
+        ;2 half dialling the agent's phone is ours too, but it is the agent, not the customer.
+        """
+        if "Channel" not in message.fields:
+            return None  # Asterisk's own dial of the first leg (the Originate's)
+        flight = self._flight_for(message)
+        if flight is None:
+            return None
+        context = message.fields.get("Context")
+        expected = (self.dispatch.agent_context if flight.plan and flight.plan.customer_first
+                    else self.dispatch.context)
+        if context is not None and context != expected:
+            return None
+        return flight
+
+    def on_dial_begin(self, message: AmiMessage) -> None:
+        flight = self._second_leg(message)
+        if flight is None:
+            return
+        dest = message.get("DestUniqueid")
+        customer_first = flight.plan is not None and flight.plan.customer_first
+        if dest:
+            self._by_channel[dest] = flight
+            if not customer_first:
+                flight.customer_uid = dest
+        self._set_stage(flight, Stage.RINGING_AGENT if customer_first else Stage.RINGING_CUSTOMER)
+        self._spawn_renew(flight)
+
+    def on_dial_end(self, message: AmiMessage) -> None:
+        flight = self._second_leg(message)
+        if flight is None:
+            return
+        status = message.get("DialStatus")
+        customer_first = flight.plan is not None and flight.plan.customer_first
+        if status == "ANSWER":
+            flight.answered_at = self.clock.now()  # talk time counts from here
+            self._set_stage(flight, Stage.TALKING)
+            self._spawn_renew(flight)
+            return
+        if customer_first:
+            # The customer answered but the reserved agent did not: not the customer's fault.
+            self._finish(flight, Outcome("release", "agent_no_answer", cooldown=True))
+        else:
+            self._finish(flight, Outcome("retry", CUSTOMER_DIAL_OUTCOMES.get(status,
+                                                                               "failed_dial")))
+
+    def on_hangup(self, message: AmiMessage) -> None:
+        uid = message.get("Uniqueid")
+        flight = self._by_channel.get(uid)
+        if flight is None or flight.outcome is not None:
+            return
+        customer_first = flight.plan is not None and flight.plan.customer_first
+        talking = flight.stage == Stage.TALKING
+        if talking and flight.answered_at is not None:
+            talk = self.clock.now() - flight.answered_at
+            if talk >= self.dispatch.min_talk_seconds:
+                self._finish(flight, Outcome("done", "answered", talk=talk))
+            else:
+                self._finish(flight, Outcome("retry", "short_call", talk=talk))
+            return
+        if customer_first:
+            if flight.answered_at is not None:
+                self._finish(flight, Outcome("release", "customer_hung_up_waiting"))
+            return
+        first_leg = flight.plan.channel_id if flight.plan else ""
+        if (uid == first_leg and not flight.customer_uid and flight.action_id
+                and flight.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)):
+            # The agent leg ended before any customer dial: wait for the OriginateResponse
+            # when it is still to come; if the agent answered and hung up, release.
+            self._spawn_agent_hangup_check(flight)
+
+    def _spawn_agent_hangup_check(self, flight: InFlight) -> None:
+        async def check() -> None:
+            await self.clock.sleep(1.0)
+            if flight.outcome is None and not flight.customer_uid:
+                self._finish(flight, Outcome("release", "agent_hung_up"))
+
+        asyncio.get_running_loop().create_task(check())
+
+    def _spawn_renew(self, flight: InFlight) -> None:
+        stage = flight.stage
+
+        async def renew() -> None:
+            with contextlib.suppress(QueueUnavailable):
+                if not await self.queue.renew(flight.claim, stage=stage, agent=flight.agent):
+                    flight.aborted = flight.aborted or "claim_lost"
+                    flight.changed.set()
+
+        asyncio.get_running_loop().create_task(renew())
+
+    # ------------------------------------------------------------------ upkeep
+
+    async def _renew_all(self) -> None:
+        """Keep the leases of attempts in flight: a Redis hiccup must not hand them out."""
+        for flight in list(self.inflight.values()):
+            if flight.outcome is None and flight.plan is not None:
+                with contextlib.suppress(QueueUnavailable):
+                    await self.queue.renew(flight.claim)
+
+    async def _housekeeping(self) -> None:
+        try:
+            result = await self.queue.housekeeping(held=list(self.inflight))
+            if result.get("expired"):
+                log.info("callbacks expired", count=result["expired"])
+        except QueueUnavailable as exc:
+            log.warning("housekeeping skipped: queue unavailable", error=str(exc))
+
+    def in_progress(self) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        return [
+            {"id": f.callback_id, "agent": f.agent, "number": f.number, "category": f.category,
+             "stage": f.stage.value, "since": f.stage_since, "started_at": f.started_at,
+             "duration": now - f.started_at}
+            for f in sorted(self.inflight.values(), key=lambda f: f.started_at)
+        ]

@@ -1,0 +1,113 @@
+"""The Originate action for one callback attempt, built from config templates.
+
+Only validated values reach it: the customer's number is E.164 from our own queue, the agent's
+interface comes from Asterisk's QueueStatus and must look like one, labels come from config.
+Anything with a line break or outside the expected characters is refused here, so nothing a
+caller typed can ever become a header of an AMI action.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from ..config import Config
+from ..phone import PhoneNumber, is_e164
+
+_INTERFACE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9@._:+\-/;]+$")
+_SAFE_VALUE = re.compile(r"^[^\r\n\x00]*$")
+
+
+class OriginateInputError(ValueError):
+    pass
+
+
+def extension_of(interface: str) -> str:
+    """``PJSIP/101`` -> ``101``; ``Local/101@agents/n`` -> ``101``."""
+    rest = interface.partition("/")[2]
+    return rest.split("@", 1)[0].split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class OriginatePlan:
+    fields: dict[str, str | list[str]]
+    channel_id: str  # Uniqueid of the first channel Asterisk creates for the attempt
+    other_channel_id: str  # Uniqueid of the ;2 half of a Local channel
+    action_id: str
+    customer_first: bool
+
+
+def plan_originate(
+    config: Config,
+    *,
+    callback_id: str,
+    category: str,
+    number: PhoneNumber,
+    interface: str,
+    trunk: str,
+    attempt_no: int,
+) -> OriginatePlan:
+    if not is_e164(number.e164):
+        raise OriginateInputError(f"refusing to dial a number that is not E.164: {number.e164!r}")
+    if not _INTERFACE.fullmatch(interface):
+        raise OriginateInputError(f"refusing an agent interface of unexpected form: {interface!r}")
+    if not re.fullmatch(r"cb-\d+", callback_id):
+        raise OriginateInputError(f"unexpected callback id {callback_id!r}")
+    dispatch = config.dispatch
+    cat = config.category(category)
+    label = (cat.label if cat and cat.label else category).replace('"', "'")
+    values = {
+        "interface": interface.removesuffix("/n"),
+        "extension": extension_of(interface),
+        "agent": extension_of(interface),
+        "digits": number.digits,
+        "e164": number.e164,
+        "national": number.national(),
+        "nsn": number.nsn(),
+        "category": category,
+        "label": label,
+    }
+    exten = dispatch.exten.format_map(values)
+    values["exten"] = exten
+    token = secrets.token_hex(3)
+    channel_id = f"cbd-{callback_id}-{attempt_no}-{token}"
+    other_id = f"{channel_id}-2"
+    action_id = f"cbd-originate-{callback_id}-{attempt_no}-{token}"
+    variables = [
+        f"CALLBACK_ID={callback_id}",
+        f"CALLBACK_CATEGORY={category}",
+        f"CALLBACK_TRUNK={trunk}",
+    ]
+    if dispatch.mode == "agent_first":
+        fields: dict[str, str | list[str]] = {
+            "Channel": dispatch.agent_channel.format_map(values),
+            "Context": dispatch.context,
+            "Exten": exten,
+            "Priority": str(dispatch.priority),
+            "CallerID": dispatch.caller_id.format_map(values),
+            "Timeout": str(int(dispatch.agent_ring_seconds * 1000)),
+        }
+    else:
+        variables.append(f"CALLBACK_AGENT={values['interface']}")
+        fields = {
+            "Channel": dispatch.customer_channel.format_map(values),
+            "Context": dispatch.agent_context,
+            "Exten": values["extension"],
+            "Priority": "1",
+            "CallerID": dispatch.caller_id.format_map(values),
+            "Timeout": str(int(dispatch.customer_ring_seconds * 1000)),
+        }
+    fields.update({
+        "Variable": variables,
+        "ChannelId": channel_id,
+        "OtherChannelId": other_id,
+        "ActionID": action_id,
+        "Async": "true",
+    })
+    for key, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            if not _SAFE_VALUE.fullmatch(item):
+                raise OriginateInputError(f"{key} would carry a line break")
+    return OriginatePlan(fields=fields, channel_id=channel_id, other_channel_id=other_id,
+                         action_id=action_id, customer_first=dispatch.mode != "agent_first")

@@ -1,0 +1,40 @@
+"""After every (re)connect: learn again what changed while nobody was listening.
+
+Events sent while the link was down are gone. Asterisk's own lists tell the present:
+QueueStatus rebuilds every agent (and drops members who left); CoreShowChannels tells which
+calls are still up, so the tracker can settle the ones that ended unseen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..clock import Clock
+from ..logs import get_logger
+from .ami import AmiClient
+from .pipeline import Pipeline
+
+log = get_logger(__name__)
+
+
+def _plain(item: Any) -> dict[str, str]:
+    # panoramisk hands list items over as its own Message (a case-insensitive dict).
+    return {str(k): v for k, v in dict(item.items()).items() if isinstance(v, str)}
+
+
+async def resync_agents(ami: AmiClient, pipeline: Pipeline) -> int:
+    pipeline.agents.begin_resync()
+    # The QueueMember events reach the agent book through the router as they arrive.
+    result = await ami.send_action({"Action": "QueueStatus"})
+    items = result if isinstance(result, list) else [result]
+    members = sum(1 for m in items if m.get("Event") == "QueueMember")
+    log.info("agents resynchronised", members=members, agents=len(pipeline.agents.agents))
+    return members
+
+
+async def resync_calls(ami: AmiClient, pipeline: Pipeline, clock: Clock) -> int:
+    result = await ami.send_action({"Action": "CoreShowChannels"})
+    items = result if isinstance(result, list) else [result]
+    channels = [_plain(m) for m in items if m.get("Event") == "CoreShowChannel"]
+    pipeline.tracker.reconcile(channels, clock.now())
+    return len(channels)
