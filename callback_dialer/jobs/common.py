@@ -1,0 +1,179 @@
+"""What every side job shares: the rq connection and queue, retries, secrets, plain HTTP.
+
+rq needs a Redis client that returns bytes (``decode_responses=True`` breaks it), so everything
+here that talks to rq uses ``connect()``. Job functions run inside ``callback-dialer worker``;
+they read the worker's configuration through ``worker_config()``, never from job arguments, so
+a fixed URL or secret in the config file takes effect for jobs already waiting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import redis
+from rq import Queue, Retry
+
+from .. import __version__
+from ..config import Config, ConfigError, JobsConfig, WebhookConfig
+from ..queue.keys import Keys
+
+USER_AGENT = f"callback-dialer/{__version__}"
+# Statuses that say "try again later" although they are 4xx.
+RETRYABLE_4XX = (408, 425, 429)
+
+_worker_config: Config | None = None
+
+
+def set_worker_config(config: Config) -> None:
+    """Called once by ``run_worker``; forked job processes inherit it."""
+    global _worker_config
+    _worker_config = config
+
+
+def worker_config() -> Config:
+    if _worker_config is None:
+        raise RuntimeError("side jobs run inside `callback-dialer worker` (no config was set)")
+    return _worker_config
+
+
+def connect(config: Config, socket_timeout: float | None = None) -> redis.Redis:
+    """A bytes-returning client for rq and the job keys (rq breaks on decoded responses).
+
+    No ``socket_timeout`` for a worker: rq's own blocking pop waits longer than any sensible
+    timeout. The dialer side passes one, so a hung Redis cannot hold its hand-off forever.
+    """
+    return redis.Redis.from_url(
+        config.redis.url,
+        password=config.redis.password or None,
+        socket_connect_timeout=config.redis.socket_timeout,
+        socket_timeout=socket_timeout,
+        health_check_interval=30,
+    )
+
+
+def rq_queue(config: Config, connection: redis.Redis) -> Queue:
+    name = Keys(config.redis.key_prefix).rq_queue_name(config.jobs.queue_name)
+    return Queue(name, connection=connection)
+
+
+def retry_policy(jobs: JobsConfig) -> Retry | None:
+    """rq's Retry for ``max_tries`` tries in all, waiting ``retry_delays`` between them.
+
+    rq picks the wait for a retry from the END of its interval list (index = len - retries
+    left), so a short list would repeat its first delay, not its last: spell the list out to
+    exactly one entry per retry.
+    """
+    retries = jobs.max_tries - 1
+    if retries < 1:
+        return None
+    return Retry(max=retries, interval=[jobs.delay_before_try(n) for n in range(1, retries + 1)])
+
+
+def resolve_secret(value: str, where: str) -> str:
+    """The text itself, or the environment variable named by ``env:NAME``."""
+    if not value.startswith("env:"):
+        return value
+    name = value[4:]
+    found = os.environ.get(name)
+    if not found:
+        raise ConfigError("environment", [f"{where}: environment variable {name} is not set"])
+    return found
+
+
+def receiver_id(url: str) -> str:
+    """A receiver's name in Redis keys: stable across config reordering, fixed by its URL."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def webhooks_by_receiver(config: Config) -> dict[str, WebhookConfig]:
+    out: dict[str, WebhookConfig] = {}
+    for hook in config.webhooks:
+        out.setdefault(receiver_id(hook.url), hook)
+    return out
+
+
+def check_jobs_config(config: Config) -> list[str]:
+    """Faults that only show when a job runs (missing env secrets, repeated URLs), early."""
+    problems = []
+    seen: dict[str, int] = {}
+    for index, hook in enumerate(config.webhooks):
+        if hook.url in seen:
+            problems.append(f"webhooks[{index}].url: the same URL as webhooks[{seen[hook.url]}]")
+        seen.setdefault(hook.url, index)
+        try:
+            resolve_secret(hook.secret, f"webhooks[{index}].secret")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    for name, value in config.sms.headers.items():
+        try:
+            resolve_secret(value, f"sms.headers.{name}")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
+def ceil_seconds(value: float) -> int:
+    return max(1, math.ceil(value))
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOutcome:
+    status: int  # 0 when no HTTP answer came at all
+    detail: str  # one line: the status text and the start of the body, or the network error
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def refused(self) -> bool:
+        """The receiver answered and will answer the same again: retrying cannot help."""
+        return (300 <= self.status < 500) and self.status not in RETRYABLE_4XX
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirected POST would silently turn into a GET without the body: report it instead.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects())
+
+
+def _snippet(data: bytes) -> str:
+    text = data[:200].decode("utf-8", "replace")
+    return " ".join(text.split())
+
+
+def http_send(
+    method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float
+) -> HttpOutcome:
+    """One HTTP request; never raises for HTTP or network trouble, says what happened."""
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("User-Agent", USER_AGENT)
+    for name, value in headers.items():
+        request.add_header(name, value)
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            return HttpOutcome(response.status, f"{response.status} {response.reason}")
+    except urllib.error.HTTPError as exc:
+        try:
+            body_text = _snippet(exc.read())
+        except OSError:
+            body_text = ""
+        detail = f"{exc.code} {exc.reason}"
+        if 300 <= exc.code < 400:
+            detail += f" (redirect to {exc.headers.get('Location', '?')}; fix the URL)"
+        return HttpOutcome(exc.code, f"{detail}: {body_text}" if body_text else detail)
+    except urllib.error.URLError as exc:
+        return HttpOutcome(0, f"no answer: {exc.reason}")
+    except (TimeoutError, OSError) as exc:
+        return HttpOutcome(0, f"no answer: {exc or type(exc).__name__}")

@@ -1,0 +1,56 @@
+"""``callback-dialer worker``: an rq worker, with its scheduler, for webhooks, SMS and reports.
+
+It listens on ``Keys(prefix).rq_queue_name(config.jobs.queue_name)`` in the configured Redis,
+logs through structlog like the dialer, and schedules the daily report when
+``[reports] enabled``. The scheduler moves retries (rq's Retry with intervals) and the daily
+report onto the queue when they are due; in ``--burst`` mode it does so once at start, then the
+worker works until the queue is empty and exits. Several workers may run; rq's scheduler lock
+lets one of them schedule.
+"""
+
+from __future__ import annotations
+
+import redis
+from rq import Worker
+
+from ..config import Config, ConfigError
+from ..logs import configure_logging, get_logger
+from .common import check_jobs_config, connect, rq_queue, set_worker_config
+from .reports import schedule_daily_report
+
+
+def run_worker(config: Config, burst: bool = False) -> int:
+    """Run until stopped (SIGINT/SIGTERM: the running job finishes first), or, with
+    ``burst``, until the queue is empty. Returns the process exit status."""
+    configure_logging(config.logging)
+    log = get_logger("callback_dialer.jobs.worker")
+    problems = check_jobs_config(config)
+    if problems:
+        raise ConfigError("config", problems)
+    set_worker_config(config)
+    conn = connect(config)
+    try:
+        conn.ping()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        log.error("worker_redis_unreachable", url=_safe_url(config.redis.url), error=str(exc))
+        return 1
+    queue = rq_queue(config, conn)
+    if config.reports.enabled:
+        schedule_daily_report(config, conn)
+    worker = Worker([queue], connection=conn)
+    log.info("worker_started", queue=queue.name, burst=burst, webhooks=len(config.webhooks),
+             sms=config.sms.enabled, reports=config.reports.enabled)
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level=config.logging.level.upper())
+    finally:
+        conn.close()
+    log.info("worker_stopped", queue=queue.name)
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    # A password inside the URL must not reach the log.
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
