@@ -452,5 +452,14 @@ def daily_report(day: str) -> dict[str, Any]:
     if conn.exists(Keys(config.redis.key_prefix).missed(previous)):
         written.append(generate_report(config, previous, connection=conn).day)
     if config.reports.enabled:
-        schedule_daily_report(config, conn, replacing=job.id)
+        # After this day's own slot even when run early (a re-run), so a day is not planned
+        # twice.
+        own_slot, _ = next_report_time(config, _day_start(config, day))
+        schedule_daily_report(config, conn, replacing=job.id,
+                              now=max(dt.datetime.now().timestamp(), own_slot.timestamp()))
     return {"written": written}
+
+
+def _day_start(config: Config, day: str) -> float:
+    start = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(0), config.hours.tzinfo())
+    return start.timestamp() - 1
