@@ -592,9 +592,13 @@ class Dispatcher:
         elif reason == REASON_HANGUP:
             self._finish(flight, Outcome("release", "agent_rejected", cooldown=True))
         elif reason == REASON_CONGESTION:
-            self._finish(flight, Outcome("release", "agent_congestion", streak=True))
+            self._finish(flight, Outcome("release", "agent_congestion", cooldown=True,
+                                         streak=True))
         else:
-            self._finish(flight, Outcome("release", "originate_failed", streak=True))
+            # The agent's channel could not be created (phone unregistered?): that agent
+            # rests so others are tried; failures across agents raise the alarm.
+            self._finish(flight, Outcome("release", "originate_failed", cooldown=True,
+                                         streak=True))
 
     def _second_leg(self, message: AmiMessage) -> InFlight | None:
         """The attempt whose second leg (agent first: the customer) this dial is about.

@@ -1,0 +1,381 @@
+"""Dispatching against a live AMI peer that answers with the recorded Asterisk traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from callback_dialer.app import Dialer
+from callback_dialer.clock import ScaledClock
+from callback_dialer.dialer.frames import encode_message
+from callback_dialer.queue.models import Source, State
+from callback_dialer.sim.amiserver import AmiServer
+
+from .helpers.recorded_pbx import RecordedPbx
+
+pytestmark = pytest.mark.captures
+SPEED = 50.0
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def until_async(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+class Rig:
+    """A dialer connected to a recorded-traffic PBX, on a clock running SPEED times faster."""
+
+    def __init__(self, server: AmiServer, pbx: RecordedPbx, dialer: Dialer) -> None:
+        self.server, self.pbx, self.dialer = server, pbx, dialer
+        self.queue = dialer.queue
+        self.clock = dialer.clock
+
+    async def missed(self, number: str, category: str, ago: float = 60.0) -> str:
+        result = await self.queue.add_missed(number=number, category=category,
+                                             source=Source.ABANDON,
+                                             missed_at=self.clock.now() - ago,
+                                             call_id=f"test-{number}-{ago}")
+        self.dialer.dispatcher.kick("test")
+        return result.id
+
+    def originates(self) -> list:
+        return self.server.actions_named("Originate")
+
+    async def state_of(self, callback_id: str):
+        return await self.queue.get(callback_id)
+
+    async def wait_state(self, callback_id: str, *states: State, timeout: float = 5.0):
+        async def reached() -> bool:
+            cb = await self.queue.get(callback_id)
+            return cb is not None and cb.state in states
+
+        await until_async(reached, timeout)
+        return await self.queue.get(callback_id)
+
+
+@pytest.fixture
+async def rig(captures, make_config, redis_url, tmp_path):
+    made: list[Rig] = []
+
+    async def build(agents: dict[str, list[str]] | None = None, *, start: bool = True,
+                    **sections) -> Rig:
+        server = await AmiServer(secret="s3cret").start()
+        pbx = RecordedPbx(server, captures, speed=SPEED)
+        for extension, queues in (agents or {"101": ["sales"]}).items():
+            pbx.add_agent(extension, queues)
+        dispatch = {"min_talk_seconds": 3, "wrapup_seconds": 5, "agent_cooldown": 60,
+                    "tick_seconds": 5, **sections.pop("dispatch", {})}
+        ami = {"port": server.port, "secret": "s3cret", "reconnect_min_delay": 0.05,
+               "reconnect_max_delay": 0.2, "ping_interval": 1, "ping_timeout": 1,
+               "action_timeout": 2, **sections.pop("ami", {})}
+        config = make_config(ami=ami, dispatch=dispatch, **sections)
+        dialer = Dialer(config, clock=ScaledClock(SPEED), redis_url=redis_url,
+                        spool=tmp_path / f"spool-{len(made)}.jsonl")
+        rig = Rig(server, pbx, dialer)
+        made.append(rig)
+        if start:
+            await dialer.start()
+            await until(lambda: dialer.ami.authenticated
+                        and len(dialer.pipeline.agents.agents) == len(pbx.members))
+        return rig
+
+    yield build
+    for r in made:
+        await r.dialer.stop()
+        await r.pbx.stop()
+        await r.server.stop()
+
+
+# ---------------------------------------------------------------- the Originate
+
+
+async def test_a_free_agent_gets_the_right_originate_field_by_field(rig) -> None:
+    r = await rig({"101": ["sales"]}, start=False)
+    r.pbx.members["Local/101@agents/n"].paused = True
+    await r.dialer.start()
+    await until(lambda: r.dialer.ami.authenticated and r.dialer.pipeline.agents.agents)
+    cb = await r.missed("+79161230001", "new_connection")
+    await asyncio.sleep(0.2)
+    assert r.originates() == []  # paused agents are not free
+    await r.pbx.set_agent("101", paused=False)
+    await until(lambda: len(r.originates()) == 1)
+    sent = r.originates()[0]
+    channel_id = sent.get("ChannelId")
+    assert channel_id.startswith(f"cbd-{cb}-1-")
+    assert sent.pairs() == [
+        ("Action", "Originate"),
+        ("ActionID", sent.get("ActionID")),
+        ("Async", "true"),
+        ("CallerID", '"Callback New connection" <79161230001>'),
+        ("Channel", "Local/101@agents"),
+        ("ChannelId", channel_id),
+        ("Context", "callback-outbound"),
+        ("Exten", "79161230001"),
+        ("OtherChannelId", f"{channel_id}-2"),
+        ("Priority", "1"),
+        ("Timeout", "15000"),
+        ("Variable", f"CALLBACK_ID={cb}"),
+        ("Variable", "CALLBACK_CATEGORY=new_connection"),
+        ("Variable", "CALLBACK_TRUNK=default"),
+    ]
+
+
+async def test_a_sales_agent_calls_back_the_new_subscriber_not_the_older_support_call(
+    rig,
+) -> None:
+    r = await rig({"101": ["sales"]}, start=False)
+    r.pbx.members["Local/101@agents/n"].paused = True
+    await r.dialer.start()
+    await until(lambda: r.dialer.ami.authenticated and r.dialer.pipeline.agents.agents)
+    support = await r.missed("+79161230002", "support", ago=3000)
+    new = await r.missed("+79161230001", "new_connection", ago=10)
+    await r.pbx.set_agent("101", paused=False)
+    await until(lambda: len(r.originates()) == 1)
+    assert r.originates()[0].getall("Variable")[0] == f"CALLBACK_ID={new}"
+    assert (await r.state_of(support)).state == State.PENDING
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+@pytest.mark.parametrize(
+    ("scenario", "state", "reason", "attempts"),
+    [
+        ("answered", State.DONE, "called_back", 1),
+        ("busy", State.SCHEDULED, "busy", 1),
+        ("congestion", State.SCHEDULED, "congestion", 1),
+        ("customer_no_answer", State.SCHEDULED, "no_answer", 1),
+        ("agent_no_answer", State.PENDING, "agent_no_answer", 0),
+        ("cannot_create", State.PENDING, "originate_failed", 0),
+    ],
+)
+async def test_each_recorded_outcome_leads_to_the_right_state(rig, scenario, state, reason,
+                                                              attempts) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"max_consecutive_failures": 5})
+    r.pbx.default_outcome = scenario
+    cb = await r.missed("+79161230001", "new_connection")
+    await until(lambda: r.originates())
+    # Released callbacks would be dialled again at once: hold further attempts.
+    r.dialer.dispatcher.paused = True
+    final = await r.wait_state(cb, state, timeout=5)
+    await asyncio.sleep(0.1)
+    final = await r.state_of(cb)
+    assert (final.state, final.reason, final.attempts) == (state, reason, attempts)
+    if scenario == "answered":
+        [attempt] = final.attempt_log
+        assert attempt.outcome == "answered"
+        assert attempt.talk_seconds == pytest.approx(5.5, abs=1.0)
+    if scenario == "agent_no_answer":
+        views = {v.interface: v.state for v in r.dialer.pipeline.agents.views()}
+        assert views["Local/101@agents/n"] == "cooldown"
+
+
+async def test_a_short_call_is_not_done(rig) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"min_talk_seconds": 10})
+    cb = await r.missed("+79161230001", "new_connection")
+    final = await r.wait_state(cb, State.SCHEDULED)
+    assert (final.reason, final.attempts) == ("short_call", 1)
+    assert final.next_at == pytest.approx(r.clock.now() + 300, abs=30)
+
+
+async def test_after_the_last_attempt_the_callback_fails_with_its_reason(rig) -> None:
+    r = await rig({"101": ["sales"]}, retry={"max_attempts": 2, "delays": ["1s"]})
+    r.pbx.default_outcome = "busy"
+    cb = await r.missed("+79161230001", "new_connection")
+    final = await r.wait_state(cb, State.FAILED, timeout=8)
+    assert (final.reason, final.attempts) == ("busy", 2)
+    assert len(r.originates()) == 2
+
+
+async def test_outright_failures_in_a_row_pause_dispatching_with_an_alarm(rig) -> None:
+    r = await rig({"101": ["sales"], "102": ["sales"], "103": ["sales"]},
+                  dispatch={"max_consecutive_failures": 3})
+    r.pbx.default_outcome = "cannot_create"
+    cb = await r.missed("+79161230001", "new_connection")
+    await until(lambda: r.dialer.dispatcher.paused, timeout=5)
+    assert len(r.originates()) == 3
+    # Each failing agent rested; the callback went to the next one each time.
+    assert {o.get("Channel") for o in r.originates()} == {
+        "Local/101@agents", "Local/102@agents", "Local/103@agents"}
+    assert "3 originates in a row failed" in r.dialer.dispatcher.alarm
+    final = await r.state_of(cb)
+    assert (final.state, final.attempts) == (State.PENDING, 0)  # nothing burnt
+    await asyncio.sleep(0.2)
+    assert len(r.originates()) == 3
+    r.pbx.default_outcome = "answered"
+    await r.dialer.dispatcher.resume("olga")
+    await until(lambda: len(r.originates()) == 4, timeout=8)  # after the agents' rest
+
+
+# ---------------------------------------------------------------- races and rules
+
+
+async def test_an_agent_grabbed_by_a_queue_call_gives_the_callback_back_to_another(rig) -> None:
+    r = await rig({"101": ["sales"], "102": ["sales"]}, start=False)
+    for member in r.pbx.members.values():
+        member.paused = True
+    await r.dialer.start()
+    await until(lambda: len(r.dialer.pipeline.agents.agents) == 2)
+    real_claim = r.queue.claim
+
+    async def claim_then_queue_call(*args, **kwargs):
+        claim = await real_claim(*args, **kwargs)
+        if claim is not None and kwargs.get("agent") == "Local/101@agents/n":
+            # In the same instant a live queue call rings agent 101.
+            await r.pbx.set_agent("101", status=2, in_call=True)
+            await until(lambda: not r.dialer.pipeline.agents.is_free("Local/101@agents/n"))
+        return claim
+
+    r.queue.claim = claim_then_queue_call
+    cb = await r.missed("+79161230001", "new_connection")
+    await r.pbx.set_agent("101", paused=False)
+    await asyncio.sleep(0.2)
+    assert r.originates() == []
+    await r.pbx.set_agent("102", paused=False)
+    await until(lambda: len(r.originates()) == 1)
+    assert r.originates()[0].get("Channel") == "Local/102@agents"
+    events = [(h.event, h.reason) for h in await r.queue.history(cb)][:4]
+    assert events == [("created", "abandon"), ("claimed", ""), ("released", "agent_busy"),
+                      ("claimed", "")]
+
+
+async def test_outside_calling_hours_nothing_is_dialled(rig) -> None:
+    import datetime as dt
+
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=3))).date()
+    r = await rig({"101": ["sales"]}, hours={"timezone": "Europe/Moscow",
+                                            "holidays": [str(today)]})
+    cb = await r.missed("+79161230001", "new_connection")
+    assert (await r.state_of(cb)).state == State.SCHEDULED  # waits for the next opening
+    await r.queue.call_now(cb, actor="olga")  # even when pushed to the head
+    r.dialer.dispatcher.kick()
+    await asyncio.sleep(0.3)
+    assert r.originates() == []
+    assert r.dialer.dispatcher.can_dispatch() == (False, "outside_calling_hours")
+
+
+async def test_a_number_on_a_call_with_us_is_not_called_at_the_same_time(rig, captures) -> None:
+    from .helpers.captures import load
+
+    r = await rig({"101": ["sales"]})
+    r.dialer.dispatcher.paused = True
+    cb = await r.missed("+79161234561", "new_connection")
+    # The same subscriber calls in again right now (the recorded abandon, live).
+    frames = [x["raw"] for x in load(captures / "abandon_in_queue.jsonl")
+              if x["dir"] == "in" and x["raw"].startswith("Event:")]
+    join = next(i for i, f in enumerate(frames) if f.startswith("Event: QueueCallerJoin"))
+    for frame in frames[: join + 1]:
+        await r.server.send_raw(frame.encode())
+    await until(lambda: r.dialer.pipeline.tracker.active_numbers() == {"+79161234561"})
+    r.dialer.dispatcher.paused = False
+    r.dialer.dispatcher.kick()
+    await asyncio.sleep(0.3)
+    assert r.originates() == []
+    for frame in frames[join + 1:]:
+        await r.server.send_raw(frame.encode())
+    await until(lambda: len(r.originates()) == 1)
+    assert (await r.state_of(cb)).missed_count == 2
+
+
+async def test_a_callback_served_while_being_claimed_is_never_dialled(rig) -> None:
+    r = await rig({"101": ["sales"]})
+    r.dialer.dispatcher.paused = True
+    cb = await r.missed("+79161230001", "new_connection")
+    real_claim = r.queue.claim
+
+    async def claim_while_served(*args, **kwargs):
+        claim = await real_claim(*args, **kwargs)
+        if claim is not None:
+            # The customer got through to an agent at this very moment.
+            await r.queue.resolve_number(claim.callback.number, "served_inbound")
+        return claim
+
+    r.queue.claim = claim_while_served
+    r.dialer.dispatcher.paused = False
+    r.dialer.dispatcher.kick()
+    await asyncio.sleep(0.4)
+    assert r.originates() == []
+    final = await r.state_of(cb)
+    assert (final.state, final.reason) == (State.DONE, "served_inbound")
+    assert r.dialer.pipeline.agents.is_free("Local/101@agents/n")
+
+
+async def test_a_reconnect_during_an_originate_never_calls_anyone_twice(rig) -> None:
+    r = await rig({"101": ["sales"]})
+
+    async def crash(session, message) -> None:
+        session.abort()  # Asterisk took the Originate; the link died before the answer
+
+    r.server.on_action("Originate", crash)
+    cb = await r.missed("+79161230001", "new_connection")
+    await until(lambda: len(r.originates()) == 1)
+    await until(lambda: r.server.logins >= 2, timeout=5)
+    final = await r.wait_state(cb, State.SCHEDULED, timeout=5)
+    assert final.reason == "outcome_unknown"
+    assert final.next_at > r.clock.now() + 60  # not again at once
+    await asyncio.sleep(0.3)
+    assert len(r.originates()) == 1
+    assert r.server.actions_named("Status")  # it asked Asterisk instead of guessing
+
+
+async def test_max_concurrent_limits_callbacks_in_progress(rig) -> None:
+    r = await rig({"101": ["sales"], "102": ["sales"]}, dispatch={"max_concurrent": 1})
+    r.pbx.default_outcome = "answered"
+    await r.missed("+79161230001", "new_connection")
+    await r.missed("+79161230011", "new_connection")
+    await until(lambda: len(r.originates()) == 1)
+    await asyncio.sleep(0.05)
+    assert len(r.originates()) == 1
+    assert len(r.dialer.dispatcher.inflight) == 1
+    await until(lambda: len(r.originates()) == 2, timeout=5)
+
+
+async def test_pause_and_resume(rig) -> None:
+    r = await rig({"101": ["sales"]})
+    await r.dialer.dispatcher.pause("olga", "meeting")
+    await r.missed("+79161230001", "new_connection")
+    await asyncio.sleep(0.2)
+    assert r.originates() == []
+    control = await r.dialer.redis.hgetall(r.queue.keys.control())
+    assert control[b"paused"] == b"1" and control[b"by"] == b"olga"
+    await r.dialer.dispatcher.resume("olga")
+    await until(lambda: len(r.originates()) == 1)
+
+
+async def test_customer_first_dials_the_customer_and_names_the_agent(rig) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"mode": "customer_first"})
+
+    async def busy_customer(session, message) -> None:
+        action_id = message.get("ActionID")
+        session.write(encode_message([("Response", "Success"), ("ActionID", action_id),
+                                      ("Message", "Originate successfully queued")]))
+        session.write(encode_message([
+            ("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", action_id),
+            ("Response", "Failure"), ("Channel", message.get("Channel")),
+            ("Context", message.get("Context")), ("Exten", message.get("Exten")),
+            ("Reason", "5"), ("Uniqueid", "<unknown>"), ("CallerIDNum", "<unknown>"),
+            ("CallerIDName", "<unknown>")]))
+
+    r.server.on_action("Originate", busy_customer)
+    cb = await r.missed("+79161230001", "new_connection")
+    await until(lambda: r.originates())
+    sent = r.originates()[0]
+    assert (sent.get("Channel"), sent.get("Context"), sent.get("Exten")) == (
+        "Local/79161230001@callback-customer", "callback-agent", "101")
+    assert "CALLBACK_AGENT=Local/101@agents" in sent.getall("Variable")
+    final = await r.wait_state(cb, State.SCHEDULED)
+    assert (final.reason, final.attempts) == ("busy", 1)
