@@ -172,14 +172,19 @@ class SlowProxy:
         self._ready.wait(5)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            self._loop.stop()
+    async def _shutdown(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-        self._loop.call_soon_threadsafe(stop)
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 class LoopLag:
@@ -202,6 +207,7 @@ class LoopLag:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        await asyncio.sleep(0.03)  # let the ticker see a stall that ended just now
         self._task.cancel()
 
 

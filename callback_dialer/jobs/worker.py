@@ -26,7 +26,7 @@ def run_worker(config: Config, burst: bool = False) -> int:
     log = get_logger("callback_dialer.jobs.worker")
     problems = check_jobs_config(config)
     if problems:
-        raise ConfigError("config", problems)
+        raise ConfigError("worker", problems)
     set_worker_config(config)
     conn = connect(config)
     try:
