@@ -34,10 +34,12 @@ async def replay_capture(
     clock: Clock | None = None,
     skip_events: int = 0,
     keep: bool = False,
+    key_prefix: str | None = None,
 ) -> list[dict[str, Any]]:
     """Replay ``path`` and return the callbacks open at the end, in the order they would be
-    taken: ``{"number", "category", "source", "missed_count"}`` each."""
-    prefix = f"replay-{secrets.token_hex(6)}"
+    taken: ``{"number", "category", "source", "missed_count"}`` each. The throwaway queue lives
+    under a fresh key prefix and is deleted afterwards (unless ``keep``)."""
+    prefix = key_prefix or f"replay-{secrets.token_hex(6)}"
     config = _with_prefix(config, prefix)
     clock = clock or RealClock()
     queue = CallbackQueue(redis_client, config, clock)
