@@ -12,7 +12,7 @@ import redis
 
 from callback_dialer.jobs.admin import JobsAdmin
 from callback_dialer.jobs.bridge import JobsBridge
-from callback_dialer.jobs.common import receiver_id
+from callback_dialer.jobs.common import display_url, receiver_id
 from callback_dialer.jobs.webhooks import verify_signature
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Attempt, Source, Stage
@@ -248,3 +248,9 @@ async def test_outbox_lives_under_the_prefix_keyed_by_url(make_config, redis_cli
     outbox = Keys(config.redis.key_prefix).webhook_outbox(receiver_id(receiver.url()))
     assert sync.llen(outbox) == 1
     sync.close()
+
+
+def test_urls_shown_in_logs_and_on_the_page_hide_passwords_and_tokens() -> None:
+    assert display_url("https://bot:pa55@crm.example:8443/hook?token=abc&debug") == (
+        "https://***@crm.example:8443/hook?token=***&debug")
+    assert display_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"

@@ -23,7 +23,7 @@ from rq.registry import FailedJobRegistry
 
 from ..config import Config
 from ..queue.keys import Keys
-from .common import connect, rq_queue, webhooks_by_receiver
+from .common import connect, display_url, rq_queue, webhooks_by_receiver
 from .webhooks import delivery_is_live, rerun_dead
 
 _ERROR_MAX = 300
@@ -146,7 +146,7 @@ class JobsAdmin:
         for receiver, hook in self.hooks.items():
             out.append(ReceiverState(
                 receiver=receiver,
-                url=hook.url,
+                url=display_url(hook.url),
                 waiting=int(self.conn.llen(self.keys.webhook_outbox(receiver))),
                 parked=int(self.conn.llen(self.keys.webhook_dead(receiver))),
                 delivering=delivery_is_live(self.conn, self.keys, receiver),
@@ -163,7 +163,7 @@ class JobsAdmin:
                 entry = json.loads(raw)
                 doc = json.loads(entry.get("body") or "{}")
                 out.append(ParkedEvent(
-                    receiver=rid, url=hook.url, event_id=str(doc.get("id", "")),
+                    receiver=rid, url=display_url(hook.url), event_id=str(doc.get("id", "")),
                     event=str(doc.get("event", "")), callback_id=str(doc.get("callback_id", "")),
                     status=int(entry.get("status") or 0), error=str(entry.get("error", "")),
                     parked_at=float(entry.get("parked_at") or 0),

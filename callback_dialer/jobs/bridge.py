@@ -175,12 +175,14 @@ class JobsBridge:
             start = _text(last[0][0]) if last else "0-0"
             await self.redis.set(cursor_key, start, nx=True)
             raw = await self.redis.get(cursor_key)
-        self._cursor = _text(raw)
-        await self._warn_if_trimmed(self._cursor)
+        cursor = _text(raw)
+        await self._warn_if_trimmed(cursor)
         started = await asyncio.to_thread(ensure_delivery, self.rq_connection, self.config)
-        self.log.info("jobs_bridge_started", cursor=self._cursor, receivers=len(self.hooks),
+        # Only now: should the step above fail, the next try primes again.
+        self._cursor = cursor
+        self.log.info("jobs_bridge_started", cursor=cursor, receivers=len(self.hooks),
                       sms=self.config.sms.enabled, resumed_delivery=len(started))
-        return self._cursor
+        return cursor
 
     async def _warn_if_trimmed(self, cursor: str) -> None:
         try:

@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -88,6 +89,20 @@ def resolve_secret(value: str, where: str) -> str:
 def receiver_id(url: str) -> str:
     """A receiver's name in Redis keys: stable across config reordering, fixed by its URL."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def display_url(url: str) -> str:
+    """A URL fit for logs, job descriptions and the status page: a password in it or values
+    in its query (often an API token) are hidden."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{name}=***" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def webhooks_by_receiver(config: Config) -> dict[str, WebhookConfig]:

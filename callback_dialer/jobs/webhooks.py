@@ -46,6 +46,7 @@ from ..queue.keys import Keys
 from ..queue.models import Callback
 from .common import (
     HttpOutcome,
+    display_url,
     http_send,
     resolve_secret,
     retry_policy,
@@ -206,7 +207,7 @@ def enqueue_delivery(
         args=(receiver,),
         timeout=DELIVERY_JOB_TIMEOUT,
         retry=retry_policy(config.jobs),
-        description=f"deliver webhooks to {url}",
+        description=f"deliver webhooks to {display_url(url)}",
         pipeline=pipe,
     )
     pipe.set(Keys(config.redis.key_prefix).webhook_job(receiver), job.id)
@@ -295,7 +296,7 @@ def deliver_webhooks(receiver: str) -> dict[str, Any]:
             "(URL changed or removed?); its waiting events stay in Redis"
         )
     secret = resolve_secret(hook.secret, "webhooks.secret")
-    bound = log.bind(receiver=receiver, url=hook.url, job=job.id)
+    bound = log.bind(receiver=receiver, url=display_url(hook.url), job=job.id)
     outbox, dead = keys.webhook_outbox(receiver), keys.webhook_dead(receiver)
     lock_key, lock_ms = keys.webhook_lock(receiver), int((hook.timeout + 60) * 1000)
     token = f"{job.id}:{secrets.token_hex(4)}"
@@ -331,7 +332,7 @@ def deliver_webhooks(receiver: str) -> dict[str, Any]:
                 bound.warning("webhook_refused_and_parked", status=outcome.status,
                               error=outcome.detail, event_id=json.loads(head).get("id"))
             else:
-                raise DeliveryFailed(f"{hook.url}: {outcome.detail}")
+                raise DeliveryFailed(f"{display_url(hook.url)}: {outcome.detail}")
             renew(keys=[lock_key], args=[token, lock_ms])
     except Exception as exc:
         if not job.retries_left:

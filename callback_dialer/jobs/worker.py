@@ -15,7 +15,7 @@ from rq import Worker
 
 from ..config import Config, ConfigError
 from ..logs import configure_logging, get_logger
-from .common import check_jobs_config, connect, rq_queue, set_worker_config
+from .common import check_jobs_config, connect, display_url, rq_queue, set_worker_config
 from .reports import schedule_daily_report
 
 
@@ -32,7 +32,7 @@ def run_worker(config: Config, burst: bool = False) -> int:
     try:
         conn.ping()
     except (redis.exceptions.RedisError, OSError) as exc:
-        log.error("worker_redis_unreachable", url=_safe_url(config.redis.url), error=str(exc))
+        log.error("worker_redis_unreachable", url=display_url(config.redis.url), error=str(exc))
         return 1
     queue = rq_queue(config, conn)
     if config.reports.enabled:
@@ -47,10 +47,3 @@ def run_worker(config: Config, burst: bool = False) -> int:
     log.info("worker_stopped", queue=queue.name)
     return 0
 
-
-def _safe_url(url: str) -> str:
-    # A password inside the URL must not reach the log.
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
