@@ -7,9 +7,12 @@ import os
 import sys
 
 import pytest
+import redis
+from rq.job import Job
 
 from callback_dialer.config import load_config
 from callback_dialer.jobs.bridge import JobsBridge
+from callback_dialer.jobs.common import retry_policy
 from callback_dialer.jobs.webhooks import verify_signature
 from callback_dialer.queue.models import Source
 from callback_dialer.queue.store import CallbackQueue
@@ -85,3 +88,21 @@ async def test_a_missing_secret_stops_the_worker_with_one_line(tmp_path, redis_u
     assert code == 1
     assert err.strip() == ("config error: worker: webhooks[0].secret: environment variable "
                            "TEST_CRM_SECRET is not set")
+
+
+def test_retry_waits_follow_the_config_in_order_with_the_last_repeating(make_config,
+                                                                        redis_url) -> None:
+    # rq reads its interval list from the end (index = len - retries left): the policy must
+    # spell out one wait per retry, or the first wait would repeat instead of the last.
+    config = make_config(jobs={"max_tries": 6, "retry_delays": ["10s", "1m", "1.5s"]})
+    policy = retry_policy(config.jobs)
+    conn = redis.Redis.from_url(redis_url)
+    job = Job.create("callback_dialer.jobs.webhooks.deliver_webhooks", args=("x",),
+                     connection=conn, retry=policy)
+    waits = []
+    while job.retries_left:
+        waits.append(job.get_retry_interval())
+        job.retries_left -= 1
+    conn.close()
+    assert waits == [10, 60, 2, 2, 2]  # five retries after the first try
+    assert retry_policy(make_config(jobs={"max_tries": 1}).jobs) is None
