@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -169,3 +170,17 @@ async def test_a_slow_redis_slows_the_hand_over_not_the_event_loop(
     assert took >= 0.4  # several round trips through the slow proxy
     assert lag.worst < min(0.3, took / 3), (lag.worst, took)
     assert len(outbox(sync, config)) == 20
+
+
+async def test_a_blocking_read_never_outlasts_the_clients_socket_timeout(
+    config, redis_url, clock,
+) -> None:
+    # Otherwise every quiet moment would end in a TimeoutError and a back-off.
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=1.0)
+    queue = CallbackQueue(client, config, clock)
+    bridge = JobsBridge(client, config, queue, clock, block_ms=5000)
+    assert bridge.block_ms == 500
+    await bridge.prime()
+    assert await bridge.process_once(bridge.block_ms) == 0  # a quiet half second, no error
+    await bridge.close()
+    await client.aclose()

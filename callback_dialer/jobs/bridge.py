@@ -14,6 +14,9 @@ Wiring (in the dialer's own event loop)::
   time to callback, or the web target) is used.
 - ``rq_connection``: optional sync ``redis.Redis`` WITHOUT ``decode_responses`` for rq; by
   default one is made from ``config.redis``.
+- ``block_ms``: longest wait of one ``XREAD BLOCK``; kept below the client's socket timeout.
+
+``handed_over`` counts the events handed over since start (for /metrics).
 
 What it hands over, for every entry of ``Keys.events()`` after its cursor:
 
@@ -109,7 +112,9 @@ class JobsBridge:
         self.hooks = webhooks_by_receiver(config)
         self.hours = CallingHours(config.hours)
         self.policy = NumberPolicy(config.phone)
-        self.block_ms = block_ms
+        # A blocking read longer than the client's socket timeout would end in TimeoutError.
+        socket_timeout = redis_client.connection_pool.connection_kwargs.get("socket_timeout")
+        self.block_ms = min(block_ms, int(socket_timeout * 500)) if socket_timeout else block_ms
         self.batch_size = batch_size
         self._owns_connection = rq_connection is None
         self.rq_connection = rq_connection or connect(
