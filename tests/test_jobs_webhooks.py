@@ -234,6 +234,29 @@ async def test_a_delivery_out_of_tries_is_listed_as_failed_and_a_rerun_delivers(
     admin.close()
 
 
+async def test_after_delivery_gave_up_the_next_event_starts_it_again(
+    make_config, redis_client, clock, receiver,
+) -> None:
+    receiver.status = 503
+    config = jobs_config(make_config, {"url": receiver.url()},
+                         jobs={"max_tries": 1, "retry_delays": ["1s"]})
+    queue = CallbackQueue(redis_client, config, clock)
+    bridge = JobsBridge(redis_client, config, queue, clock)
+    await bridge.prime()
+    await queue.add_missed(number=A, category="support", source=Source.ABANDON,
+                           missed_at=clock.now(), call_id="a1")
+    await hand_over_all(bridge)
+    await run_worker(config)  # out of tries: failed, the event still waits
+    receiver.status = 200
+    await queue.add_missed(number=B, category="support", source=Source.ABANDON,
+                           missed_at=clock.now(), call_id="b1")
+    await hand_over_all(bridge)
+    await run_worker(config)
+    await bridge.close()
+    got = [(r.json()["number"], r.json()["event"]) for r in receiver.requests]
+    assert got == [(A, "created"), (A, "created"), (B, "created")]  # A's first try got 503
+
+
 async def test_outbox_lives_under_the_prefix_keyed_by_url(make_config, redis_client, clock,
                                                           receiver, redis_url) -> None:
     config = jobs_config(make_config, {"url": receiver.url()})
