@@ -25,6 +25,7 @@ GREETING = "Asterisk Call Manager/11.0.0\r\n"
 
 Pairs = list[tuple[str, str]]
 ActionHandler = Callable[["AmiSession", AmiMessage], Awaitable[None] | None]
+ActionTap = Callable[[int, AmiMessage], None]
 
 
 def response(action_id: str, message: str, status: str = "Success", **extra: str) -> bytes:
@@ -106,6 +107,8 @@ class AmiServer:
         self.sessions: list[AmiSession] = []
         self.actions: list[tuple[int, AmiMessage]] = []  # (session index, action)
         self.handlers: dict[str, ActionHandler] = {}
+        # See every action as it arrives (session index, action): recorders.
+        self.action_taps: list[ActionTap] = []
         self.connections = 0
         self.logins = 0
         self.silent = False  # read but never answer (a hung Asterisk)
@@ -201,6 +204,14 @@ class AmiServer:
                 session.write(data)
                 await session.drain()
 
+    def broadcast_nowait(self, data: bytes) -> None:
+        """Write an encoded event to every logged-in session with events on, without waiting
+        for the sockets: for a sender whose events must not interleave with anything else's
+        (the PBX simulator emits whole sequences from synchronous code)."""
+        for session in self.live_sessions:
+            if session.events_on:
+                session.write(data)
+
     async def send_events(self, events: Iterable[Pairs]) -> None:
         data = b"".join(encode_message(p) for p in events)
         for session in self.live_sessions:
@@ -217,6 +228,8 @@ class AmiServer:
         name = message.get("Action")
         action_id = message.get("ActionID")
         self.actions.append((session.index, message))
+        for tap in self.action_taps:
+            tap(session.index, message)
         if self.silent:
             return
         lname = name.lower()
