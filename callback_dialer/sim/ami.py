@@ -12,11 +12,14 @@ import re
 from collections.abc import Callable
 
 from ..dialer.frames import AmiMessage, encode_message
+from ..logs import get_logger
 from . import wire
 from .amiserver import AmiServer, AmiSession, response
 from .channels import Channel
 from .originate import OriginateRequest, Origination
 from .pbx import NOT_INUSE, SimPbx
+
+log = get_logger(__name__)
 
 Tap = Callable[[str, bytes], None]
 
@@ -35,7 +38,7 @@ class PbxAmi:
             ("queuepause", self.queue_pause), ("queueadd", self.queue_add),
             ("queueremove", self.queue_remove),
         ):
-            server.on_action(name, handler)
+            server.on_action(name, self._guarded(handler))
 
     @classmethod
     async def serve(cls, pbx: SimPbx, *, host: str = "127.0.0.1", port: int = 0,
@@ -53,6 +56,20 @@ class PbxAmi:
         await self.server.stop()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _guarded(self, handler: Callable[[AmiSession, AmiMessage], None],
+                 ) -> Callable[[AmiSession, AmiMessage], None]:
+        # AmiServer drops a connection whose handler raises; a fault of ours must not look
+        # like Asterisk hanging up on the client.
+        def run(session: AmiSession, message: AmiMessage) -> None:
+            try:
+                handler(session, message)
+            except Exception:
+                log.exception("simulated PBX failed to answer an action",
+                              action=message.get("Action"))
+                self._reply(session, message.get("ActionID"), "Internal error", "Error")
+
+        return run
 
     def _broadcast(self, data: bytes) -> None:
         self.server.broadcast_nowait(data)
@@ -96,7 +113,7 @@ class PbxAmi:
         origination = Origination(self.pbx, req, reply)
         if req.channel_id and req.channel_id in self.pbx.channels:
             # Asterisk refuses to create a channel whose Uniqueid is taken.
-            self.pbx.scheduler.run(origination.respond, 0, channel=None)
+            self.pbx.scheduler.run(lambda: origination.respond(0, channel=None))
             return
         self.pbx.scheduler.run(origination.start)
 
