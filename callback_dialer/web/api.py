@@ -1,0 +1,399 @@
+"""The JSON API under ``/api`` (documented in ``web.openapi``).
+
+Every handler checks its whole input before it touches anything: a bad request gets a 4xx
+whose message names the field and what is allowed, and changes nothing. Actions need a
+supervisor; the queue records the actor (``web:<user>``) in the callback's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..jobs import reports as report_jobs
+from ..logs import get_logger
+from ..phone import Rejected, clean_name, is_e164
+from ..queue.models import FINISHED_STATES, OPEN_STATES, Callback, State
+from ..queue.store import ActionResult, QueueInputError
+from .auth import PRINCIPAL, SESSION_EXPIRES, Principal
+from .openapi import STATE_FILTERS
+from .stats import day_summary
+
+if TYPE_CHECKING:
+    from .server import WebApp
+
+log = get_logger(__name__)
+
+MAX_REASON = 200
+MAX_NAME = 64
+MAX_NOTE = 500
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+RECENT_FINISHED = 86400.0
+# The queue names callbacks cb-<n>; anything else cannot exist, and must never become part
+# of a Redis key (an id like "1:history" would address another record).
+_CALLBACK_ID = re.compile(r"^cb-\d{1,18}$")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def require_supervisor(request: web.Request) -> Principal:
+    who = principal(request)
+    if not who.is_supervisor:
+        raise ApiError(403, "forbidden", f"{who.user} is a viewer; only supervisors may act")
+    return who
+
+
+async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The request's JSON object with only ``allowed`` keys; an empty body is ``{}``."""
+    if not request.body_exists:
+        return {}
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       "send the body as JSON with Content-Type: application/json")
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}; allowed: "
+                       + (", ".join(allowed) or "none"))
+    return data
+
+
+def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int) -> str:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "missing_field", f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_field", f"{name} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise ApiError(400, "missing_field", f"{name} must not be empty")
+    if len(value) > limit:
+        raise ApiError(400, "too_long", f"{name} may have at most {limit} characters, "
+                       f"got {len(value)}")
+    return value
+
+
+class Api:
+    def __init__(self, app: WebApp) -> None:
+        self.app = app
+        self.dialer = app.dialer
+        self.queue = app.dialer.queue
+        self.config = app.dialer.config
+        self.views = app.views
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/session", self.session),
+            web.get("/api/callbacks", self.list_callbacks),
+            web.post("/api/callbacks", self.add_callback),
+            web.get("/api/callbacks/{id}", self.get_callback),
+            web.post("/api/callbacks/{id}/call-now", self.call_now),
+            web.post("/api/callbacks/{id}/cancel", self.cancel),
+            web.post("/api/callbacks/{id}/category", self.set_category),
+            web.get("/api/in-progress", self.in_progress),
+            web.get("/api/agents", self.agents),
+            web.get("/api/stats", self.stats),
+            web.get("/api/dispatch", self.dispatch),
+            web.post("/api/dispatch/pause", self.pause),
+            web.post("/api/dispatch/resume", self.resume),
+            web.get("/api/jobs", self.jobs),
+            web.post("/api/jobs/rerun-failed", self.rerun_all_failed),
+            web.post("/api/jobs/{job_id}/rerun", self.rerun_failed),
+            web.post("/api/webhooks/rerun-parked", self.rerun_parked),
+            web.get("/api/reports", self.list_reports),
+            web.post("/api/reports", self.make_report),
+            web.get("/api/stream", self.stream),
+            web.get("/api/openapi.json", self.openapi),
+        ]
+
+    def masked(self, request: web.Request) -> bool:
+        return self.app.masked_for(principal(request))
+
+    # ------------------------------------------------------------------ reading
+
+    async def session(self, request: web.Request) -> web.Response:
+        who = principal(request)
+        return web.json_response({
+            "user": who.user, "role": who.role, "can_act": who.is_supervisor,
+            "masked": self.masked(request), "csrf_token": self.app.csrf_token_for(request),
+            "auth": self.config.web.auth,
+            "language": self.app.language(request), "timezone": self.config.hours.timezone,
+            "target_seconds": self.config.web.target, "categories": self.views.categories(),
+        })
+
+    def _category_param(self, request: web.Request) -> str | None:
+        category = request.query.get("category")
+        if category is not None and category not in self.config.category_names():
+            raise ApiError(400, "unknown_category", f"unknown category {category!r}; allowed: "
+                           + ", ".join(self.config.category_names()))
+        return category
+
+    def _day_param(self, request: web.Request) -> str | None:
+        day = request.query.get("day")
+        if day is None:
+            return None
+        try:
+            return report_jobs.check_day(day)
+        except ValueError as exc:
+            raise ApiError(400, "bad_day", str(exc)) from None
+
+    async def list_callbacks(self, request: web.Request) -> web.Response:
+        state = request.query.get("state")
+        if state is not None and state not in STATE_FILTERS:
+            raise ApiError(400, "bad_state", f"unknown state {state!r}; allowed: "
+                           + ", ".join(STATE_FILTERS))
+        category = self._category_param(request)
+        day = self._day_param(request)
+        raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            raise ApiError(400, "bad_limit", f"limit must be a whole number from 1 to "
+                           f"{MAX_LIMIT}, got {raw_limit!r}")
+        limit = int(raw_limit)
+        wanted = _states(state)
+        positioned = False
+        if day is not None:
+            found = sorted(await self.queue.day_callbacks(day), key=lambda c: c.first_missed)
+        else:
+            found = []
+            if wanted & {State.PENDING, State.SCHEDULED}:
+                found += await self.queue.waiting(limit, [category] if category else None)
+                positioned = True
+            if State.DIALING in wanted:
+                found += await self.queue.in_progress()
+            if wanted & set(FINISHED_STATES):
+                now = self.dialer.clock.now()
+                found += await self.queue.finished_between(now - RECENT_FINISHED, now)
+        chosen = [cb for cb in found
+                  if cb.state in wanted and (category is None or cb.category == category)]
+        masked = self.masked(request)
+        out = [self.views.callback(cb, masked, position=(i + 1) if positioned and
+                                   cb.state in (State.PENDING, State.SCHEDULED) else None)
+               for i, cb in enumerate(chosen[:limit])]
+        return web.json_response({"callbacks": out, "count": len(out)})
+
+    def _callback_id(self, request: web.Request) -> str:
+        callback_id = request.match_info["id"]
+        if not _CALLBACK_ID.fullmatch(callback_id):
+            raise ApiError(404, "not_found", f"no callback with id {callback_id!r}")
+        return callback_id
+
+    async def _callback_or_404(self, callback_id: str) -> Callback:
+        cb = await self.queue.get(callback_id) if _CALLBACK_ID.fullmatch(callback_id) else None
+        if cb is None:
+            raise ApiError(404, "not_found", f"no callback with id {callback_id!r}")
+        return cb
+
+    async def get_callback(self, request: web.Request) -> web.Response:
+        cb = await self._callback_or_404(request.match_info["id"])
+        history = await self.queue.history(cb.id)
+        masked = self.masked(request)
+        return web.json_response({"callback": self.views.callback(cb, masked),
+                                  "history": self.views.history(history, masked)})
+
+    async def in_progress(self, request: web.Request) -> web.Response:
+        dialing = await self.queue.in_progress()
+        return web.json_response({"in_progress": self.views.in_progress(
+            self.dialer.dispatcher.in_progress(), dialing, self.masked(request))})
+
+    async def agents(self, request: web.Request) -> web.Response:
+        return web.json_response({"agents": self.views.agents()})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        now = self.dialer.clock.now()
+        day = self._day_param(request) or self.queue.hours.day_key(now)
+        return web.json_response(await day_summary(self.queue, self.config, day, now))
+
+    async def dispatch(self, request: web.Request) -> web.Response:
+        return web.json_response(self.views.dispatch())
+
+    # ------------------------------------------------------------------ actions
+
+    async def _action_response(self, request: web.Request, result: ActionResult,
+                               callback_id: str, what: str) -> web.Response:
+        if result.result == "not_found":
+            raise ApiError(404, "not_found", f"no callback with id {callback_id!r}")
+        if result.result == "not_open":
+            cb = result.callback or await self.queue.get(callback_id)
+            state = cb.state.value if cb else "finished"
+            raise ApiError(409, "not_open", f"callback {callback_id} is {state}; only open "
+                           f"callbacks can {what}")
+        if result.result == "busy":
+            raise ApiError(409, "busy", f"callback {callback_id} is being called right now")
+        assert result.callback is not None
+        return web.json_response({
+            "result": "ok", "callback": self.views.callback(result.callback,
+                                                             self.masked(request)),
+            "previous_state": result.previous_state})
+
+    async def call_now(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        await json_body(request, ())
+        callback_id = self._callback_id(request)
+        result = await self.queue.call_now(callback_id, who.actor)
+        response = await self._action_response(request, result, callback_id, "be called now")
+        self.dialer.dispatcher.kick("call_now")
+        self.app.hub.poke()
+        return response
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        data = await json_body(request, ("reason",))
+        reason = text_field(data, "reason", required=True, limit=MAX_REASON)
+        callback_id = self._callback_id(request)
+        result = await self.queue.cancel(callback_id, reason, who.actor)
+        response = await self._action_response(request, result, callback_id, "be cancelled")
+        if result.previous_state == State.DIALING.value:
+            # Its call is under way: hang it up rather than let the agent reach the customer.
+            self.dialer.dispatcher.abort(callback_id, "cancelled")
+        self.app.hub.poke()
+        return response
+
+    async def set_category(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        data = await json_body(request, ("category",))
+        category = text_field(data, "category", required=True, limit=64)
+        callback_id = self._callback_id(request)
+        try:
+            result = await self.queue.set_category(callback_id, category, who.actor)
+        except QueueInputError as exc:
+            raise ApiError(400, "unknown_category", str(exc)) from None
+        response = await self._action_response(request, result, callback_id, "change category")
+        self.dialer.dispatcher.kick("category_changed")
+        self.app.hub.poke()
+        return response
+
+    async def add_callback(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        data = await json_body(request, ("number", "category", "name", "note"))
+        number = text_field(data, "number", required=True, limit=32)
+        category = text_field(data, "category", required=True, limit=64)
+        name = text_field(data, "name", required=False, limit=MAX_NAME)
+        note = text_field(data, "note", required=False, limit=MAX_NOTE)
+        if not is_e164(number):
+            raise ApiError(400, "bad_number", f"number must be in E.164 form like "
+                           f"+79161234567, got {number!r}")
+        checked = self.app.numbers.normalize(number)
+        if isinstance(checked, Rejected):
+            raise ApiError(400, "bad_number", f"number {number} is refused: "
+                           f"{checked.reason.value.replace('_', ' ')}")
+        if category not in self.config.category_names():
+            raise ApiError(400, "unknown_category", f"unknown category {category!r}; allowed: "
+                           + ", ".join(self.config.category_names()))
+        try:
+            result = await self.queue.add_manual(checked.e164, category, who.actor,
+                                                 name=clean_name(name, MAX_NAME), note=note)
+        except QueueInputError as exc:
+            raise ApiError(400, "bad_input", str(exc)) from None
+        cb = await self._callback_or_404(result.id)
+        self.dialer.dispatcher.kick("manual")
+        self.app.hub.poke()
+        return web.json_response(
+            {"result": result.result, "callback": self.views.callback(cb, self.masked(request)),
+             "previous_state": ""},
+            status=201 if result.result == "created" else 200)
+
+    async def pause(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        data = await json_body(request, ("reason",))
+        reason = text_field(data, "reason", required=False, limit=MAX_REASON)
+        await self.dialer.dispatcher.pause(who.actor, reason)
+        return web.json_response(self.views.dispatch())
+
+    async def resume(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        await json_body(request, ())
+        await self.dialer.dispatcher.resume(who.actor)
+        return web.json_response(self.views.dispatch())
+
+    # ------------------------------------------------------------------ side jobs
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        full, masked = await self.app.jobs_view()
+        return web.json_response(masked if self.masked(request) else full)
+
+    async def rerun_failed(self, request: web.Request) -> web.Response:
+        require_supervisor(request)
+        await json_body(request, ())
+        job_id = request.match_info["job_id"]
+        admin = self.app.jobs_admin()
+        if not await asyncio.to_thread(admin.rerun_failed, job_id):
+            raise ApiError(404, "not_found", f"no failed job with id {job_id!r}")
+        log.info("failed job re-run", job=job_id, by=principal(request).actor)
+        self.app.hub.poke()
+        return web.json_response({"rerun": 1})
+
+    async def rerun_all_failed(self, request: web.Request) -> web.Response:
+        require_supervisor(request)
+        await json_body(request, ())
+        count = await asyncio.to_thread(self.app.jobs_admin().rerun_all_failed)
+        log.info("failed jobs re-run", count=count, by=principal(request).actor)
+        self.app.hub.poke()
+        return web.json_response({"rerun": count})
+
+    async def rerun_parked(self, request: web.Request) -> web.Response:
+        require_supervisor(request)
+        await json_body(request, ())
+        count = await asyncio.to_thread(self.app.jobs_admin().rerun_parked)
+        log.info("parked webhook events re-sent", count=count, by=principal(request).actor)
+        self.app.hub.poke()
+        return web.json_response({"rerun": count})
+
+    async def list_reports(self, request: web.Request) -> web.Response:
+        return web.json_response({"reports": await self.app.reports()})
+
+    async def make_report(self, request: web.Request) -> web.Response:
+        require_supervisor(request)
+        data = await json_body(request, ("day",))
+        day = text_field(data, "day", required=True, limit=10)
+        try:
+            report_jobs.check_day(day)
+        except ValueError as exc:
+            raise ApiError(400, "bad_day", str(exc)) from None
+        files = await asyncio.to_thread(self.app.make_report, day)
+        log.info("report made on request", day=day, by=principal(request).actor)
+        self.app.hub.poke()
+        return web.json_response(self.app.report_entry(files), status=201)
+
+    # ------------------------------------------------------------------ the rest
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        return await self.app.hub.stream(request, self.masked(request),
+                                         expires_at=request.get(SESSION_EXPIRES))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self.app.openapi)
+
+
+def _states(state: str | None) -> set[State]:
+    groups = {
+        None: {*OPEN_STATES, *FINISHED_STATES},
+        "open": set(OPEN_STATES),
+        "waiting": {State.PENDING, State.SCHEDULED},
+        "finished": set(FINISHED_STATES),
+    }
+    return groups[state] if state in groups else {State(state)}

@@ -1,0 +1,288 @@
+"""Live updates for the page: server-sent events, built to stay open all day.
+
+One ``LiveHub`` per process computes what the page shows and hands the newest version to
+every open stream; nothing is queued per client, so a slow or stalled browser costs one
+reference, never a growing buffer. It wakes:
+
+- at once when the queue's events stream (``Keys.events()``, read with ``XREAD BLOCK``) has
+  something new, or dispatching is paused or resumed;
+- every ``tick`` seconds anyway (agents' states and calls in progress live in memory);
+- and only while someone is watching: with no stream open it reads nothing.
+
+A version is sent only when its content changed. Messages (``event:`` names):
+
+- ``snapshot``: queue, calls in progress, agents, dispatching, health (``Snapshot`` in the
+  OpenAPI document);
+- ``stats``: today's numbers (as ``GET /api/stats``), at most every ``stats_every`` seconds
+  (slower when computing them takes long, so a huge day cannot load Redis);
+- ``jobs``: failed side jobs, parked webhook events and the reports on disk;
+- ``ping``: every ``heartbeat`` seconds, so the page notices a dead link and reconnects.
+
+A stream ends when its session expires; the browser's reconnect then learns it must log in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from ..logs import get_logger
+from ..queue.store import QueueUnavailable
+from .stats import day_summary
+from .views import Views
+
+if TYPE_CHECKING:
+    from ..app import Dialer
+
+log = get_logger(__name__)
+
+WAITING_LIMIT = 200
+# Side jobs as (full, masked for viewers).
+JobsReader = Callable[[], Awaitable[tuple[dict[str, Any], dict[str, Any]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    version: int
+    full: str
+    masked: str
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class LiveHub:
+    def __init__(self, dialer: Dialer, views: Views, *, jobs: JobsReader,
+                 tick: float = 1.0, stats_every: float = 10.0, heartbeat: float = 15.0) -> None:
+        self.dialer = dialer
+        self.views = views
+        self.jobs = jobs
+        self.tick = tick
+        self.stats_every = stats_every
+        self.heartbeat = heartbeat
+        self.messages: dict[str, Message] = {}
+        self._content: dict[str, str] = {}
+        self._version = 0
+        self._changed = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._watchers = 0
+        self._has_watchers = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closing = False
+        self._last_stats = -1e9
+        self._stats_interval = stats_every
+        self._stats_dirty = False
+        dialer.dispatcher.on_state_change(self.poke)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.ensure_future(self._refresh_loop()),
+                           asyncio.ensure_future(self._events_loop())]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._publish_wakeup()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def poke(self) -> None:
+        """Something changed: refresh now (also used as the dispatcher's state listener)."""
+        self._stats_dirty = True
+        self._dirty.set()
+
+    @property
+    def watchers(self) -> int:
+        return self._watchers
+
+    # ------------------------------------------------------------------ computing
+
+    async def _events_loop(self) -> None:
+        redis = self.dialer.redis
+        key = self.dialer.queue.keys.events()
+        # XREAD must return before the client's socket timeout would call the link dead.
+        block_ms = max(100, int(min(2.0, self.dialer.config.redis.socket_timeout / 2) * 1000))
+        last = "$"
+        delay = 1.0
+        while not self._closing:
+            await self._has_watchers.wait()
+            try:
+                rows = await redis.xread({key: last}, count=500, block=block_ms)
+                delay = 1.0
+            except (RedisError, OSError) as exc:
+                log.debug("live events unreadable; polling on the tick", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+                continue
+            for _, entries in rows or []:
+                if entries:
+                    entry_id = entries[-1][0]
+                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    self.poke()
+
+    async def _refresh_loop(self) -> None:
+        while not self._closing:
+            await self._has_watchers.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.tick)
+            self._dirty.clear()
+            if self._closing or not self._watchers:
+                continue
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("live update failed")
+            # A burst of events (hundreds a second in a busy hour) yields one refresh per
+            # quarter second, not one per event.
+            await asyncio.sleep(0.25)
+
+    async def refresh(self) -> None:
+        """Compute what changed and hand it to the streams."""
+        raw = await self._gather()
+        self._offer("snapshot", self._render(raw, False), self._render(raw, True),
+                    ignore=("now",))
+        now = time.monotonic()
+        due = now - self._last_stats >= self._stats_interval or (
+            self._stats_dirty and now - self._last_stats >= self._stats_interval * 0.3)
+        if not due:
+            return
+        started = now
+        self._stats_dirty = False
+        try:
+            clock_now = self.dialer.clock.now()
+            stats = await day_summary(self.dialer.queue, self.dialer.config,
+                                      self.dialer.queue.hours.day_key(clock_now), clock_now)
+            self._offer("stats", stats, stats)
+        except QueueUnavailable as exc:
+            log.debug("stats not readable", error=str(exc))
+        try:
+            full, masked = await self.jobs()
+            self._offer("jobs", full, masked)
+        except Exception as exc:  # side jobs are optional: the page says it cannot tell
+            log.debug("side jobs not readable", error=str(exc))
+            self._offer("jobs", {"available": False, "error": str(exc)},
+                        {"available": False, "error": "side jobs not readable"})
+        self._last_stats = time.monotonic()
+        # Never spend more than about a twentieth of the time on these numbers.
+        self._stats_interval = max(self.stats_every, (self._last_stats - started) * 20)
+
+    async def _gather(self) -> dict[str, Any]:
+        """One read of everything the snapshot shows; rendered twice (full, masked)."""
+        d = self.dialer
+        raw: dict[str, Any] = {"now": d.clock.now(), "flights": d.dispatcher.in_progress(),
+                               "error": ""}
+        try:
+            raw["waiting"], raw["dialing"], raw["counts"] = await asyncio.gather(
+                d.queue.waiting(WAITING_LIMIT), d.queue.in_progress(), d.queue.counts())
+        except QueueUnavailable as exc:
+            raw.update(waiting=[], dialing=[], counts={}, error=str(exc))
+        return raw
+
+    def _render(self, raw: dict[str, Any], masked: bool) -> dict[str, Any]:
+        d, views = self.dialer, self.views
+        masked = masked and self.dialer.config.web.mask_numbers_for_viewers
+        counts = raw["counts"]
+        return {
+            "now": raw["now"],
+            "clock_rate": views.clock_rate(),
+            "day": d.queue.hours.day_key(raw["now"]),
+            "dispatch": views.dispatch(),
+            "health": {"ami": bool(d.ami.authenticated),
+                       "ami_error": "" if d.ami.authenticated else (d.ami.last_error or ""),
+                       "redis": not raw["error"], "redis_error": raw["error"]},
+            "waiting": [views.callback(cb, masked, position=i + 1)
+                        for i, cb in enumerate(raw["waiting"])],
+            "waiting_total": sum(counts.get("pending", {}).values())
+            + sum(counts.get("scheduled", {}).values()),
+            "in_progress": views.in_progress(raw["flights"], raw["dialing"], masked),
+            "agents": views.agents(),
+            "counts": counts,
+        }
+
+    async def snapshot(self, masked: bool) -> dict[str, Any]:
+        return self._render(await self._gather(), masked)
+
+    def _offer(self, kind: str, full: Any, masked: Any, ignore: tuple[str, ...] = ()) -> None:
+        content = _dumps({k: v for k, v in full.items() if k not in ignore}) + _dumps(
+            {k: v for k, v in masked.items() if k not in ignore})
+        if self._content.get(kind) == content and kind in self.messages:
+            return
+        self._content[kind] = content
+        self._version += 1
+        full_text = _dumps(full)
+        self.messages[kind] = Message(self._version, full_text,
+                                      full_text if masked is full else _dumps(masked))
+        self._publish_wakeup()
+
+    def _publish_wakeup(self) -> None:
+        # Every waiting stream holds the old event; a fresh one serves the next change.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # ------------------------------------------------------------------ streams
+
+    def _join(self) -> None:
+        self._watchers += 1
+        if self._watchers == 1:
+            # Nobody watched: what we have may be hours old; streams wait for a fresh one.
+            self.messages.clear()
+            self._content.clear()
+            self._last_stats = -1e9
+            self._has_watchers.set()
+            self.poke()
+
+    def _leave(self) -> None:
+        self._watchers -= 1
+        if self._watchers == 0:
+            self._has_watchers.clear()
+
+    async def stream(self, request: web.Request, masked: bool,
+                     expires_at: float | None = None) -> web.StreamResponse:
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # nginx would otherwise hold the events back
+        })
+        await response.prepare(request)
+        self._join()
+        sent: dict[str, int] = {}
+        try:
+            await response.write(b"retry: 3000\n\n")
+            while not self._closing:
+                # Taken before sending: a change published while we write is not missed.
+                changed = self._changed
+                if expires_at is not None and time.time() >= expires_at:
+                    await response.write(b"event: expired\ndata: {}\n\n")
+                    break
+                for kind, message in list(self.messages.items()):
+                    if sent.get(kind) != message.version:
+                        sent[kind] = message.version
+                        text = message.masked if masked else message.full
+                        await response.write(f"event: {kind}\ndata: {text}\n\n".encode())
+                wait = self.heartbeat
+                if expires_at is not None:
+                    wait = max(0.0, min(wait, expires_at - time.time()))
+                try:
+                    await asyncio.wait_for(changed.wait(), wait)
+                except TimeoutError:
+                    if expires_at is not None and time.time() >= expires_at:
+                        continue
+                    ping = _dumps({"now": self.dialer.clock.now()})
+                    await response.write(f"event: ping\ndata: {ping}\n\n".encode())
+        except (ConnectionError, RuntimeError):
+            pass  # the browser went away; it reconnects by itself
+        finally:
+            self._leave()
+        return response
