@@ -91,6 +91,57 @@ def ami_section(server: AmiServer) -> dict[str, Any]:
             "action_timeout": 2}
 
 
+# --------------------------------------------------------------------------- a cuttable link
+
+
+class Link:
+    """A TCP relay between a browser and the server whose wire can be cut: ``down()`` drops
+    every connection and refuses new ones, ``up()`` lets them through again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.is_up = True
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> Link:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.is_up:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    def down(self) -> None:
+        self.is_up = False
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    def up(self) -> None:
+        self.is_up = True
+
+    async def stop(self) -> None:
+        self.down()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
 # --------------------------------------------------------------------------- users
 
 
@@ -227,6 +278,9 @@ async def web_rig(config: Config, *, clock: Clock | None = None, redis_url: str 
             await user.close()
         await server.close()
         if rig.started:
+            # The peer never ends a call by itself: let attempts go instead of the drain wait.
+            for callback_id in list(dialer.dispatcher.inflight):
+                dialer.dispatcher.abort(callback_id, "test over")
             await dialer.stop()
         else:
             await dialer.redis.aclose()
