@@ -74,8 +74,9 @@
     const key = S.lang + kind;
     if (!formats[key]) {
       const tz = S.session?.timezone;
-      const options = kind === "time" ? { hour: "2-digit", minute: "2-digit" }
-        : kind === "datetime" ? { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" }
+      // 24-hour times in both languages: the charts and calling hours use them too.
+      const options = kind === "time" ? { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
+        : kind === "datetime" ? { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
           : { year: "numeric", month: "2-digit", day: "2-digit" };
       try { formats[key] = new Intl.DateTimeFormat(S.lang, { ...options, timeZone: tz }); }
       catch (e) { formats[key] = new Intl.DateTimeFormat(S.lang, options); }
@@ -363,8 +364,10 @@
     const reasons = Object.entries(stats.failed_by_reason);
     const list = (entries, prefix) => el("table", {}, el("tbody", {},
       entries.length ? entries.map(([k, v]) => statRow([tOr(prefix + k, k), v])) : emptyRow(2)));
+    // Today's tiles stand at the top of the page; another day's go with its section.
+    const tiles = box.id === "today-stats" ? [] : [el("div", { className: "tiles" }, tilesFor(stats))];
     box.replaceChildren(
-      box.id === "today-stats" ? null : el("div", { className: "tiles" }, tilesFor(stats)),
+      ...tiles,
       el("div", { className: "charts" },
         el("img", { src: "/charts/hourly.svg" + query, alt: t("chart_hourly"), width: 760, height: 270 }),
         el("img", { src: "/charts/categories.svg" + query, alt: t("chart_categories") })),
