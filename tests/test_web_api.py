@@ -19,6 +19,8 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from rq import SimpleWorker
 
+from callback_dialer.app import Dialer
+from callback_dialer.clock import ManualClock
 from callback_dialer.jobs.common import connect, rq_queue
 from callback_dialer.queue.models import Source, State
 from callback_dialer.web.auth import (
@@ -27,6 +29,7 @@ from callback_dialer.web.auth import (
     hash_password,
     verify_password,
 )
+from callback_dialer.web.server import attach
 
 from .test_jobs_support import purge_rq
 from .test_web_support import (
@@ -695,6 +698,26 @@ async def test_redis_down_is_503_with_the_reason_never_a_traceback(make_config, 
                                                             "category": "support"})):
             assert_error(answer, 503, "redis_unavailable", "Redis unreachable")
             assert "Traceback" not in answer.text
+
+
+async def test_attach_serves_the_page_with_the_dialer_and_stops_with_it(
+    make_config, tmp_path,
+) -> None:
+    config = make_config(web={"port": 0})
+    dialer = Dialer(config, clock=ManualClock(), spool=tmp_path / "s.jsonl")
+    server = attach(dialer)
+    await dialer.start()
+    try:
+        await asyncio.wait_for(server.started.wait(), 5)
+        assert server.url.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as http, http.get(server.url + "healthz") as r:
+            assert r.status == 503  # the dialer has no Asterisk here
+            assert (await r.json())["problems"][0].startswith("AMI not connected")
+    finally:
+        await dialer.stop()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as http, http.get(server.url + "healthz"):
+            pass
 
 
 # --------------------------------------------------------------------------- live updates

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ async def test_the_page_loads_with_the_queue_the_calls_the_agents_and_todays_num
         "() => [...document.querySelectorAll('#today-stats img')].every("
         "i => i.complete && i.naturalWidth > 0)")
     assert await page.text_content("#conn") == "Live"
+    shown = await page.inner_text("body")
+    assert not re.search(r"\b(null|undefined|NaN)\b", shown), "a value leaked as text"
     tab.assert_clean()
 
 
