@@ -3,6 +3,7 @@ played on the simulated PBX (without a dialer) on a ManualClock."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import itertools
@@ -15,6 +16,8 @@ import pytest
 
 from callback_dialer.clock import ManualClock
 from callback_dialer.dialer.frames import FrameDecoder
+from callback_dialer.dialer.replay import replay_capture
+from callback_dialer.sim.ledger import number_key
 from callback_dialer.sim.pbx import SimPbx
 from callback_dialer.sim.profile import (
     ProfileError,
@@ -23,6 +26,7 @@ from callback_dialer.sim.profile import (
     parse_profile,
 )
 from callback_dialer.sim.scenarios import run_for
+from callback_dialer.sim.simulation import Simulation
 from callback_dialer.sim.traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
 
 from .conftest import REPO
@@ -241,3 +245,45 @@ async def test_agents_log_in_take_breaks_and_log_out_on_the_wire(day) -> None:
     reasons = {f["PausedReason"] for name, f in events
                if name == "QueueMemberPause" and f["Paused"] == "1"}
     assert reasons == {"break", "lunch", "tickets"}
+
+
+# --------------------------------------------------------------------------- the facade
+
+
+async def test_a_simulation_serves_n_agents_and_its_traffic_on_a_socket(
+        tmp_path, config, redis_client) -> None:
+    clock = ManualClock(start=dt.datetime(2026, 11, 24, 10, tzinfo=TZ).timestamp())
+    capture = tmp_path / "day.jsonl"
+    sim = await Simulation.start(clock, agents=5, hours=2, secret="s", record_to=capture)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        await reader.readline()
+        writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: dialer\r\nSecret: s\r\n\r\n"
+                     b"Action: QueueStatus\r\nActionID: 2\r\n\r\n")
+        decoder, got = FrameDecoder(), []
+        while not any(m.event == "QueueStatusComplete" for m in got):
+            got.extend(decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
+        members = {m["Location"] for m in got if m.event == "QueueMember"}
+        assert members == {f"Local/{ext}@agents/n" for ext in range(101, 106)}
+        await sim.run()
+        got.extend(decoder.feed(await asyncio.wait_for(reader.read(1 << 20), 5)))
+        assert any(m.event == "QueueCallerJoin" for m in got)  # the traffic reached us
+        writer.close()
+    finally:
+        await sim.stop()
+    calls = sim.ledger.inbound()
+    assert len(calls) == sim.runner.calls_placed
+    assert 20 <= len(calls) <= 80  # two busy morning hours
+    # The recording replays like a real capture: the dialer finds the lost callers in it.
+    rows = await replay_capture(config, capture, redis_client, clock=ManualClock())
+    still_open: dict[str, bool] = {}
+    for c in calls:
+        if c.internal or not c.number.lstrip("+").isdigit():
+            continue
+        if c.served:
+            still_open[number_key(c.number)] = False  # served: any callback is closed
+        elif c.ended_at - c.started_at >= 3:  # the dialer's min_call_seconds
+            still_open[number_key(c.number)] = True
+    lost = {number for number, is_open in still_open.items() if is_open}
+    assert lost
+    assert {number_key(r["number"]) for r in rows} == lost
