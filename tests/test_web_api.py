@@ -21,6 +21,7 @@ from rq import SimpleWorker
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ManualClock
+from callback_dialer.config import ConfigError
 from callback_dialer.jobs.common import connect, rq_queue
 from callback_dialer.queue.models import Source, State
 from callback_dialer.web.auth import (
@@ -89,6 +90,13 @@ def test_a_password_hash_verifies_its_password_only_and_is_salted() -> None:
     assert not verify_password("correct horsE", first)
     assert not verify_password("correct horse", "plain-text")
     assert not verify_password("correct horse", "scrypt$3$8$1$c2FsdA$a2V5")  # n not a power of 2
+
+
+def test_a_user_whose_hash_is_not_ours_is_a_config_error_naming_them(make_config) -> None:
+    config = make_config(web={"auth": "users", "users": [
+        {"name": "alice", "role": "supervisor", "password_hash": "secret123"}]})
+    with pytest.raises(ConfigError, match="'alice': password_hash is not a hash made by"):
+        Authority(config.web)
 
 
 # --------------------------------------------------------------------------- who may do what
@@ -595,7 +603,7 @@ def route_paths(app) -> set[str]:
 async def test_the_openapi_document_is_valid_and_covers_every_api_route(rig) -> None:
     document = (await rig.user().get("/api/openapi.json")).json()
     validate_openapi(document)
-    assert set(document["paths"]) == route_paths(rig.server.app)
+    assert set(document["paths"]) == route_paths(rig.server.app) | {"/login"}
     assert document["components"]["parameters"]["CsrfToken"]["name"] == "X-CSRF-Token"
 
 

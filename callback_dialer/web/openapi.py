@@ -316,6 +316,20 @@ def build_openapi(config: Config) -> dict[str, Any]:
                                       "content": {"text/event-stream": {"schema": S}}},
                               **COMMON_ERRORS},
             }},
+            "/login": {"post": {
+                "summary": "Sign in ([web] auth = \"users\")", "security": [{}],
+                "description": "Sets the session cookie. Five wrong passwords for one user "
+                               "from one address within 15 minutes lock that pair out for "
+                               "the rest of the 15 minutes (429).",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _obj({"user": S, "password": S})}}},
+                "responses": {
+                    "200": _json(_obj({"user": S, "role": {"enum": ["viewer", "supervisor"]},
+                                       "csrf_token": S}), "Signed in"),
+                    "400": _err("user or password missing"),
+                    "401": _err("Wrong user name or password."),
+                    "429": _err("Too many wrong passwords; wait."),
+                }}},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [{}],
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},

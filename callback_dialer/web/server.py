@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import html
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from importlib import resources
@@ -73,6 +74,7 @@ log = get_logger(__name__)
 STATIC = resources.files(__package__).joinpath("static")
 LANG_COOKIE = "cbd_lang"
 LANGUAGES = ("en", "ru")
+CHART_CACHE_SECONDS = 3.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sign-in and sign-out: browser forms whose CSRF token comes in the form (JSON sign-in needs
 # none: a page on another site cannot send a JSON body without our consent).
@@ -101,6 +103,7 @@ class WebApp:
         self.openapi = build_openapi(dialer.config)
         self.hub = LiveHub(dialer, self.views, jobs=self.jobs_view)
         self._jobs_admin: JobsAdmin | None = None
+        self._chart_cache: dict[tuple[str, bool], tuple[float, dict[str, Any]]] = {}
         self.api = Api(self)
         self._register_gauges()
 
@@ -440,11 +443,23 @@ class WebApp:
             check_day(day)
         except ValueError as exc:
             raise ApiError(400, "bad_day", str(exc)) from None
-        stats = await day_summary(self.dialer.queue, self.config, day, now,
-                                  week=kind == "hourly")
+        stats = await self._chart_stats(day, now, week=kind == "hourly")
         svg = hourly_chart(stats, self.t(lang)) if kind == "hourly" else category_chart(
             stats, self.t(lang), lang)
         return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
+
+    async def _chart_stats(self, day: str, now: float, week: bool) -> dict[str, Any]:
+        """Every open page fetches both charts after each stats update: they share one
+        reading of the day for a few seconds instead of one each."""
+        key = (day, week)
+        cached = self._chart_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CHART_CACHE_SECONDS:
+            return cached[1]
+        stats = await day_summary(self.dialer.queue, self.config, day, now, week=week)
+        if len(self._chart_cache) > 64:
+            self._chart_cache.clear()
+        self._chart_cache[key] = (time.monotonic(), stats)
+        return stats
 
     async def report_download(self, request: web.Request) -> web.StreamResponse:
         from ..jobs.reports import report_file
