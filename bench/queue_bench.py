@@ -17,19 +17,15 @@ import json
 import os
 import secrets
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import redis.asyncio as aioredis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from callback_dialer.clock import RealClock  # noqa: E402
-from callback_dialer.config import parse_config  # noqa: E402
-from callback_dialer.queue.keys import Keys  # noqa: E402
-from callback_dialer.queue.models import Source  # noqa: E402
-from callback_dialer.queue.store import CallbackQueue  # noqa: E402
+from callback_dialer.clock import RealClock
+from callback_dialer.config import parse_config
+from callback_dialer.queue.keys import Keys
+from callback_dialer.queue.models import Source
+from callback_dialer.queue.store import CallbackQueue
 
 CATEGORIES = ("new_connection", "support", "billing", "other")
 SERVES = ["new_connection", "support", "billing", "other"]

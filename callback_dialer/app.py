@@ -62,6 +62,7 @@ class Dialer:
         self.ami.on_ready("dispatcher", self._ami_ready)
         self.ami.on_lost(self.dispatcher.on_ami_lost)
         self.extra: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self.jobs_bridge: Any = None
         self.closers: list[Callable[[], Awaitable[Any]]] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._stop = asyncio.Event()
@@ -231,9 +232,18 @@ def attach_web(dialer: Dialer) -> None:
 
 
 def attach_jobs(dialer: Dialer) -> None:
-    """Side jobs (webhooks, SMS, reports) are enqueued from the dialer's events."""
-    try:
-        from .jobs.bridge import attach
-    except ImportError:
-        return
-    attach(dialer)
+    """Side jobs (webhooks, SMS, reports): the bridge turns the queue's events into rq jobs
+    that `callback-dialer worker` runs, without blocking this loop."""
+    from .dialer.estimate import estimate_minutes
+    from .jobs.bridge import JobsBridge
+
+    async def estimate(callback: Any) -> int:
+        return await estimate_minutes(callback, queue=dialer.queue,
+                                      agents=dialer.pipeline.agents, config=dialer.config,
+                                      clock=dialer.clock)
+
+    bridge = JobsBridge(dialer.redis, dialer.config, dialer.queue, dialer.clock,
+                        estimate_minutes=estimate)
+    dialer.jobs_bridge = bridge
+    dialer.extra.append(("jobs-bridge", bridge.run))
+    dialer.closers.append(bridge.close)
