@@ -843,6 +843,9 @@ async def test_reports_are_made_listed_and_downloaded_by_supervisors_only(rig, t
     assert f"callbacks-{day}.csv" in names and f"callbacks-{day}.xlsx" in names
     listed = (await victor.get("/api/reports")).json()["reports"]
     assert [r["day"] for r in listed] == [day]
+    assert {f["url"] for f in listed[0]["files"]} == {""}  # no links a viewer cannot use
+    listed = (await alice.get("/api/reports")).json()["reports"]
+    assert f"/reports/callbacks-{day}.csv" in {f["url"] for f in listed[0]["files"]}
     csv = await alice.get(f"/reports/callbacks-{day}.csv")
     assert csv.status == 200
     assert csv.headers["Content-Disposition"] == f'attachment; filename="callbacks-{day}.csv"'

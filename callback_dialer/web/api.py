@@ -364,7 +364,7 @@ class Api:
         return web.json_response({"rerun": count})
 
     async def list_reports(self, request: web.Request) -> web.Response:
-        return web.json_response({"reports": await self.app.reports()})
+        return web.json_response({"reports": await self.app.reports(self.masked(request))})
 
     async def make_report(self, request: web.Request) -> web.Response:
         require_supervisor(request)

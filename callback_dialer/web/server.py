@@ -39,6 +39,8 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from ..jobs.admin import JobsAdmin
+from ..jobs.reports import ReportFiles, check_day, generate_report, list_reports, report_file
 from ..logs import get_logger
 from ..phone import NumberPolicy
 from ..queue.store import QueueUnavailable
@@ -66,8 +68,6 @@ from .views import Views
 
 if TYPE_CHECKING:
     from ..app import Dialer
-    from ..jobs.admin import JobsAdmin
-    from ..jobs.reports import ReportFiles
 
 log = get_logger(__name__)
 
@@ -127,14 +127,10 @@ class WebApp:
 
     def jobs_admin(self) -> JobsAdmin:
         if self._jobs_admin is None:
-            from ..jobs.admin import JobsAdmin
-
             self._jobs_admin = JobsAdmin(self.config)
         return self._jobs_admin
 
     def _jobs_read(self) -> dict[str, Any]:
-        from ..jobs.reports import list_reports
-
         admin = self.jobs_admin()
         return {
             "available": True, "error": "",
@@ -154,12 +150,14 @@ class WebApp:
         masked = json.loads(json.dumps(full))
         for row in masked["failed"] + masked["parked"]:
             row["error"] = self.views.text(row["error"], True)
-        if self.config.web.mask_numbers_for_viewers:
-            # Reports hold every number in full: viewers see that they exist, not the files.
-            for report in masked["reports"]:
-                for f in report["files"]:
-                    f["url"] = ""
+        masked["reports"] = self.reports_for(full["reports"], masked=True)
         return full, masked
+
+    def reports_for(self, entries: list[dict[str, Any]], masked: bool) -> list[dict[str, Any]]:
+        if not (masked and self.config.web.mask_numbers_for_viewers):
+            return entries
+        # Reports hold every number in full: viewers see that they exist, not the files.
+        return [{**r, "files": [{**f, "url": ""} for f in r["files"]]} for r in entries]
 
     def report_entry(self, files: ReportFiles) -> dict[str, Any]:
         out = []
@@ -171,33 +169,34 @@ class WebApp:
                         "url": f"/reports/{quote(path.name)}"})
         return {"day": files.day, "files": out}
 
-    async def reports(self) -> list[dict[str, Any]]:
-        from ..jobs.reports import list_reports
-
+    async def reports(self, masked: bool) -> list[dict[str, Any]]:
         found = await asyncio.to_thread(list_reports, self.config)
-        return [self.report_entry(r) for r in found]
+        return self.reports_for([self.report_entry(r) for r in found], masked)
 
     def make_report(self, day: str) -> ReportFiles:
-        from ..jobs.reports import generate_report
-
         return generate_report(self.config, day)
 
     def _register_gauges(self) -> None:
         metrics = self.dialer.metrics
         have = {g.name for g in metrics.gauges}
 
-        async def jobs() -> list[tuple[tuple[str, ...], float]]:
+        async def job_counts() -> Any:
             try:
-                counts = await asyncio.to_thread(lambda: self.jobs_admin().counts())
-            except Exception:
+                return await asyncio.to_thread(lambda: self.jobs_admin().counts())
+            except Exception as exc:  # no series rather than a failed scrape
+                log.debug("side job counts not readable", error=str(exc))
+                return None
+
+        async def jobs() -> list[tuple[tuple[str, ...], float]]:
+            counts = await job_counts()
+            if counts is None:
                 return []
             return [((state,), float(getattr(counts, state)))
                     for state in ("queued", "started", "scheduled", "failed")]
 
         async def webhooks() -> list[tuple[tuple[str, ...], float]]:
-            try:
-                counts = await asyncio.to_thread(lambda: self.jobs_admin().counts())
-            except Exception:
+            counts = await job_counts()
+            if counts is None:
                 return []
             return [(("waiting",), float(counts.webhooks_waiting)),
                     (("parked",), float(counts.webhooks_parked))]
@@ -438,8 +437,6 @@ class WebApp:
         now = self.dialer.clock.now()
         day = request.query.get("day") or self.dialer.queue.hours.day_key(now)
         try:
-            from ..jobs.reports import check_day
-
             check_day(day)
         except ValueError as exc:
             raise ApiError(400, "bad_day", str(exc)) from None
@@ -462,8 +459,6 @@ class WebApp:
         return stats
 
     async def report_download(self, request: web.Request) -> web.StreamResponse:
-        from ..jobs.reports import report_file
-
         who: Principal = request[PRINCIPAL]
         if self.masked_for(who):
             raise ApiError(403, "forbidden", "reports hold full numbers; only supervisors "
