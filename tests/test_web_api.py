@@ -708,21 +708,32 @@ async def test_redis_down_is_503_with_the_reason_never_a_traceback(make_config, 
             assert "Traceback" not in answer.text
 
 
-async def test_attach_serves_the_page_with_the_dialer_and_stops_with_it(
+async def test_attach_serves_the_page_with_the_dialer_and_stop_ends_open_streams_properly(
     make_config, tmp_path,
 ) -> None:
     config = make_config(web={"port": 0})
     dialer = Dialer(config, clock=ManualClock(), spool=tmp_path / "s.jsonl")
     server = attach(dialer)
     await dialer.start()
+    http = aiohttp.ClientSession()
     try:
         await asyncio.wait_for(server.started.wait(), 5)
         assert server.url.startswith("http://127.0.0.1:")
-        async with aiohttp.ClientSession() as http, http.get(server.url + "healthz") as r:
+        async with http.get(server.url + "healthz") as r:
             assert r.status == 503  # the dialer has no Asterisk here
             assert (await r.json())["problems"][0].startswith("AMI not connected")
+        # A page left open does not hold the shutdown up: its stream is ended.
+        stream = await http.get(server.url + "api/stream")
+        assert await stream.content.readline() == b"retry: 3000\n"
     finally:
         await dialer.stop()
+    try:
+        # Ended by us, properly (a stream cut by the server's grace timeout would end in a
+        # payload error here instead).
+        await asyncio.wait_for(stream.content.read(), 10)
+    finally:
+        stream.close()
+        await http.close()
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as http, http.get(server.url + "healthz"):
             pass
