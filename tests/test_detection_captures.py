@@ -273,3 +273,23 @@ def test_replay_command_reports_a_damaged_capture(tmp_path, redis_url) -> None:
     assert done.returncode == 1
     assert f"{bad}:2: not a capture record" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_an_agents_own_answered_call_to_the_customer_closes_the_callback(
+    captures, config, queue, tmp_path,
+) -> None:
+    # The recorded cb-1 call is an agent-side channel dialling 79161230001 over the trunk,
+    # answered. Without our CALLBACK_ID it is what an agent dialling the customer by hand
+    # looks like.
+    path = rewrite(captures / "callbacks.jsonl", tmp_path / "by_hand.jsonl",
+                   replace_in_raw("CALLBACK_ID=cb-1\r\n", "CALLBACK_ID=\r\n"))
+    waiting = await queue.add_missed(number="+79161230001", category="support",
+                                     source=Source.ABANDON, missed_at=queue.clock.now() - 900)
+    facts, pipeline = await facts_of(path, config, queue)
+    assert [(f.how, f.number) for f in facts if isinstance(f, Served)] == [
+        ("served_outbound", "+79161230001")]
+    task = asyncio.create_task(pipeline.sink.run())
+    assert await pipeline.sink.drain(5)
+    task.cancel()
+    cb = await queue.get(waiting.id)
+    assert (cb.state, cb.reason) == (State.DONE, "served_outbound")

@@ -379,3 +379,21 @@ async def test_customer_first_dials_the_customer_and_names_the_agent(rig) -> Non
     assert "CALLBACK_AGENT=Local/101@agents" in sent.getall("Variable")
     final = await r.wait_state(cb, State.SCHEDULED)
     assert (final.reason, final.attempts) == ("busy", 1)
+
+
+async def test_a_full_trunk_holds_its_callbacks_while_others_go_out(rig) -> None:
+    r = await rig({"101": ["sales"], "102": ["sales"], "103": ["sales"]},
+                  dispatch={"trunks": [{"name": "mobile", "max_calls": 1, "numbers": ["+79*"]},
+                                       {"name": "city", "max_calls": 5, "numbers": ["*"]}]})
+    r.dialer.dispatcher.paused = True
+    await r.missed("+79161230001", "new_connection", ago=300)
+    await r.missed("+79161230011", "new_connection", ago=200)
+    await r.missed("+74951230001", "new_connection", ago=100)
+    r.dialer.dispatcher.paused = False
+    r.dialer.dispatcher.kick()
+    await until(lambda: len(r.originates()) == 2)
+    await asyncio.sleep(0.05)
+    exts = sorted(o.get("Exten") for o in r.originates()[:2])
+    assert exts == ["74951230001", "79161230001"]  # one mobile (its limit), the city one
+    variables = sorted(o.getall("Variable")[2] for o in r.originates()[:2])
+    assert variables == ["CALLBACK_TRUNK=city", "CALLBACK_TRUNK=mobile"]
