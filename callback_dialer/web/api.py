@@ -336,31 +336,31 @@ class Api:
         full, masked = await self.app.jobs_view()
         return web.json_response(masked if self.masked(request) else full)
 
-    async def rerun_failed(self, request: web.Request) -> web.Response:
+    async def _rerun(self, request: web.Request, run: Any, what: str) -> int:
+        """A side-job re-run (sync, rq): a supervisor's, logged with who asked."""
         require_supervisor(request)
         await json_body(request, ())
+        count = int(await asyncio.to_thread(run))
+        log.info(what, count=count, by=principal(request).actor)
+        self.app.hub.poke()
+        return count
+
+    async def rerun_failed(self, request: web.Request) -> web.Response:
         job_id = request.match_info["job_id"]
         admin = self.app.jobs_admin()
-        if not await asyncio.to_thread(admin.rerun_failed, job_id):
+        if not await self._rerun(request, lambda: admin.rerun_failed(job_id),
+                                 f"failed job {job_id} re-run"):
             raise ApiError(404, "not_found", f"no failed job with id {job_id!r}")
-        log.info("failed job re-run", job=job_id, by=principal(request).actor)
-        self.app.hub.poke()
         return web.json_response({"rerun": 1})
 
     async def rerun_all_failed(self, request: web.Request) -> web.Response:
-        require_supervisor(request)
-        await json_body(request, ())
-        count = await asyncio.to_thread(self.app.jobs_admin().rerun_all_failed)
-        log.info("failed jobs re-run", count=count, by=principal(request).actor)
-        self.app.hub.poke()
+        count = await self._rerun(request, self.app.jobs_admin().rerun_all_failed,
+                                  "failed jobs re-run")
         return web.json_response({"rerun": count})
 
     async def rerun_parked(self, request: web.Request) -> web.Response:
-        require_supervisor(request)
-        await json_body(request, ())
-        count = await asyncio.to_thread(self.app.jobs_admin().rerun_parked)
-        log.info("parked webhook events re-sent", count=count, by=principal(request).actor)
-        self.app.hub.poke()
+        count = await self._rerun(request, self.app.jobs_admin().rerun_parked,
+                                  "parked webhook events re-sent")
         return web.json_response({"rerun": count})
 
     async def list_reports(self, request: web.Request) -> web.Response:

@@ -44,7 +44,7 @@ from ..jobs.reports import ReportFiles, check_day, generate_report, list_reports
 from ..logs import get_logger
 from ..phone import NumberPolicy
 from ..queue.store import QueueUnavailable
-from .api import Api, ApiError, error_response
+from .api import Api, ApiError, error_response, json_body
 from .auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -373,12 +373,7 @@ class WebApp:
                            "no password sign-in")
         as_json = request.content_type == "application/json"
         if as_json:
-            try:
-                data = await request.json()
-            except ValueError:
-                raise ApiError(400, "bad_json", "the body is not valid JSON") from None
-            if not isinstance(data, dict):
-                raise ApiError(400, "bad_json", "the body must be a JSON object")
+            data = await json_body(request, ("user", "password"))
         else:
             data = dict(await request.post())
             if not self.form_csrf_ok(request, data):
