@@ -78,7 +78,7 @@ def hourly_chart(stats: dict[str, Any], t: dict[str, str]) -> str:
             body.append(f'<rect x="{x}" y="30" width="12" height="12" fill="{color}"/>')
         body.append(f'<text x="{x + 20}" y="40" {FONT} font-size="11" fill="{MUTED}">'
                     f"{escape(label)}</text>")
-        x += 30 + int(len(label) * 6.2)
+        x += 30 + int(len(label) * 7.0)  # wide enough for Cyrillic at 11px too
     for i in range(5):
         value = top_value * i / 4
         gy = y(value)
