@@ -534,6 +534,8 @@ async def test_agents_and_calls_in_progress_come_from_the_live_dialer(
         assert (agents["Local/102@agents/n"]["state"],
                 agents["Local/102@agents/n"]["paused_reason"]) == ("paused", "lunch")
         assert agents["Local/102@agents/n"]["categories"] == ["support", "billing", "other"]
+        assert_error(await alice.post(f"/api/callbacks/{cb}/call-now"), 409, "busy",
+                     "being called right now")
         # Cancelling a callback being called hangs its call up.
         answer = await alice.post(f"/api/callbacks/{cb}/cancel", {"reason": "wrong number"})
         assert answer.json()["previous_state"] == "dialing"
