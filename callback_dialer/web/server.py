@@ -81,9 +81,18 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_PATHS = frozenset({"/login", "/logout"})
 # Paths anyone may fetch: the sign-in page and its assets, and what monitoring scrapes.
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/api/openapi.json",
-                          "/favicon.ico"})
+                          "/favicon.ico", "/favicon.svg"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+# In the code rather than static/: the package data ships html, js, css and json only.
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="7" fill="#2f7ed8"/>'
+    '<path d="M10 7c1 0 2 3 2.5 4.5.3 1-.9 1.8-1.6 2.4 1.3 2.8 3.4 4.9 6.2 6.2.6-.7 1.4-1.9 '
+    '2.4-1.6C21 19 24 20 24 21c0 2-2 4-4 4C13 25 7 19 7 12c0-2 2-5 3-5z" fill="#fff"/></svg>'
+)
 
 
 def _static_text(name: str) -> str:
@@ -467,22 +476,21 @@ class WebApp:
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        types = {"js": "text/javascript", "css": "text/css", "json": "application/json",
-                 "svg": "image/svg+xml"}
+        types = {"js": "text/javascript", "css": "text/css", "json": "application/json"}
         kind = types.get(name.rsplit(".", 1)[-1])
-        if kind is None or "/" in name or name.startswith(".") or name.endswith(".html"):
+        if kind is None or "/" in name or name.startswith("."):
             raise web.HTTPNotFound()
         entry = STATIC.joinpath(name)
         if not entry.is_file():
             raise web.HTTPNotFound()
-        response = web.Response(body=entry.read_bytes(), content_type=kind,
-                                charset="utf-8" if kind != "image/svg+xml" else None)
+        response = web.Response(body=entry.read_bytes(), content_type=kind, charset="utf-8")
         # Assets change only with a new version of the program; revalidate each time anyway.
         response.headers["Cache-Control"] = "no-cache"
         return response
 
     async def favicon(self, request: web.Request) -> web.Response:
-        raise web.HTTPFound("/static/favicon.svg")
+        return web.Response(text=FAVICON, content_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
 
     # ------------------------------------------------------------------ operations
 
@@ -508,6 +516,7 @@ class WebApp:
             web.get("/charts/{kind:hourly|categories}.svg", self.chart),
             web.get("/reports/{name}", self.report_download),
             web.get("/static/{name}", self.static),
+            web.get("/favicon.svg", self.favicon),
             web.get("/favicon.ico", self.favicon),
             web.get("/metrics", self.metrics),
             web.get("/healthz", self.healthz),
