@@ -397,3 +397,21 @@ async def test_a_full_trunk_holds_its_callbacks_while_others_go_out(rig) -> None
     assert exts == ["74951230001", "79161230001"]  # one mobile (its limit), the city one
     variables = sorted(o.getall("Variable")[2] for o in r.originates()[:2])
     assert variables == ["CALLBACK_TRUNK=city", "CALLBACK_TRUNK=mobile"]
+
+
+async def test_stopping_mid_call_settles_attempts_instead_of_abandoning_their_claims(rig) -> None:
+    r = await rig({"101": ["sales"], "102": ["sales"]})
+    r.pbx.outcome_for = {"79161230001": "answered", "79161230011": "agent_no_answer"}
+    talking = await r.missed("+79161230001", "new_connection", ago=300)
+    ringing = await r.missed("+79161230011", "new_connection", ago=200)
+    await until(lambda: len(r.originates()) == 2)
+    flights = r.dialer.dispatcher.inflight
+    await until(lambda: flights.get(talking) is not None and flights[talking].stage.value
+                == "talking", timeout=5)
+    await r.dialer.dispatcher.stop(drain_timeout=0.05)
+    done = await r.state_of(talking)
+    assert (done.state, done.reason) == (State.DONE, "called_back")
+    back = await r.state_of(ringing)
+    assert (back.state, back.reason, back.attempts) == (State.SCHEDULED, "dialer_stopped", 0)
+    hung_up = {m.get("Channel") for m in r.server.actions_named("Hangup")}
+    assert any(channel.startswith(f"cbd-{ringing}-") for channel in hung_up)

@@ -145,6 +145,7 @@ class Dispatcher:
         self.failure_streak = 0
         self._attempt_counter = 0
         self._pass_lock = asyncio.Lock()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
         self._state_listeners: list[Callable[[], Awaitable[None] | None]] = []
         self.last_error = ""
 
@@ -255,7 +256,10 @@ class Dispatcher:
             sleeper.cancel()
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop taking work, let attempts in flight finish for a while, then let go."""
+        """Stop taking work, let attempts in flight finish for a while, then settle the rest:
+        a customer already talking to an agent counts as called back; anything still ringing
+        is hung up and goes back to the queue for later. Leaving claims to expire instead
+        would let a restarted dialer call someone who is still on the phone with us."""
         self._accepting = False
         self._running = False
         self._kick.set()
@@ -263,9 +267,22 @@ class Dispatcher:
         if tasks:
             log.info("waiting for callbacks in progress", count=len(tasks))
             _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
+            if pending:
+                now = self.clock.now()
+                for flight in list(self.inflight.values()):
+                    if flight.stage == Stage.TALKING and flight.answered_at is not None:
+                        self._finish(flight, Outcome("done", "answered",
+                                                     talk=now - flight.answered_at))
+                    else:
+                        flight.aborted = "dialer_stopped"
+                        flight.changed.set()
+                _, pending = await asyncio.wait(pending, timeout=5)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for task in list(self._side_tasks):
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
 
     def can_dispatch(self) -> tuple[bool, str]:
         if self.paused:
@@ -439,6 +456,9 @@ class Dispatcher:
                                          self.config.retry.delay_after(1))
         if flight.aborted:
             await self._hang_up(flight)
+            if flight.aborted == "dialer_stopped":
+                return Outcome("release", "dialer_stopped", not_before=self.clock.now() +
+                               self.config.retry.delay_after(1))
             return Outcome("abort", flight.aborted)
         assert flight.outcome is not None
         return flight.outcome
@@ -674,13 +694,25 @@ class Dispatcher:
             # when it is still to come; if the agent answered and hung up, release.
             self._spawn_agent_hangup_check(flight)
 
+    def _spawn(self, coro: Any, name: str) -> None:
+        """A short side task, referenced until it ends; its failure is logged, not lost."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[Any]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatcher side task failed", task=task.get_name(),
+                      error=repr(task.exception()))
+
     def _spawn_agent_hangup_check(self, flight: InFlight) -> None:
         async def check() -> None:
             await self.clock.sleep(1.0)
             if flight.outcome is None and not flight.customer_uid:
                 self._finish(flight, Outcome("release", "agent_hung_up"))
 
-        asyncio.get_running_loop().create_task(check())
+        self._spawn(check(), f"agent-hangup-{flight.callback_id}")
 
     def _spawn_renew(self, flight: InFlight) -> None:
         stage = flight.stage
@@ -691,7 +723,7 @@ class Dispatcher:
                     flight.aborted = flight.aborted or "claim_lost"
                     flight.changed.set()
 
-        asyncio.get_running_loop().create_task(renew())
+        self._spawn(renew(), f"renew-{flight.callback_id}")
 
     # ------------------------------------------------------------------ upkeep
 
