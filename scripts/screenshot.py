@@ -36,6 +36,7 @@ from callback_dialer.jobs.reports import generate_report  # noqa: E402
 from callback_dialer.queue.models import Attempt, Source, Stage  # noqa: E402
 from callback_dialer.queue.store import CallbackQueue  # noqa: E402
 from callback_dialer.sim.amiserver import AmiServer  # noqa: E402
+from callback_dialer.sim.wire import MemberView, queue_member_item  # noqa: E402
 from callback_dialer.web.auth import hash_password  # noqa: E402
 from callback_dialer.web.server import attach  # noqa: E402
 
@@ -180,13 +181,11 @@ def queue_member(queue: str, extension: str, name: str, *, status: int = 1,
                  in_call: bool = False, paused: str = "", last_call: int = 0,
                  wrapup: int = 0) -> list[tuple[str, str]]:
     location = f"Local/{extension}@agents/n"
-    return [("Event", "QueueMember"), ("Queue", queue), ("Name", name),
-            ("Location", location), ("StateInterface", location), ("Membership", "static"),
-            ("Penalty", "0"), ("CallsTaken", "12"), ("LastCall", str(last_call)),
-            ("LastPause", "0"), ("LoginTime", str(int(NOW.timestamp()) - 20000)),
-            ("InCall", "1" if in_call else "0"), ("Status", str(status)),
-            ("Paused", "1" if paused else "0"), ("PausedReason", paused),
-            ("Wrapuptime", str(wrapup))]
+    return queue_member_item(MemberView(
+        queue=queue, name=name, interface=location, state_interface=location,
+        membership="static", penalty=0, calls_taken=12, last_call=last_call, last_pause=0,
+        login_time=int(NOW.timestamp()) - 20000, in_call=in_call, status=status,
+        paused=bool(paused), paused_reason=paused, ringinuse=False, wrapuptime=wrapup))
 
 
 def agents() -> list[list[tuple[str, str]]]:

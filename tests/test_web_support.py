@@ -24,6 +24,7 @@ from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Attempt, Source, Stage
 from callback_dialer.queue.store import CallbackQueue
 from callback_dialer.sim.amiserver import AmiServer, AmiSession
+from callback_dialer.sim.wire import MemberView, queue_member_item
 from callback_dialer.web.auth import hash_password
 from callback_dialer.web.server import WebApp
 
@@ -64,14 +65,13 @@ def users_config(make_config: Callable[..., Config], tmp_path: Path, **sections:
 
 def queue_member(queue: str, extension: str, *, paused: bool = False, reason: str = "",
                  status: int = 1, in_call: bool = False) -> list[tuple[str, str]]:
-    """A QueueMember item as Asterisk 22 sends it (see ../shared/ami-captures)."""
+    """A QueueMember item as Asterisk 22 sends it (the simulator's wire format)."""
     location = f"Local/{extension}@agents/n"
-    return [("Event", "QueueMember"), ("Queue", queue), ("Name", f"Agent {extension}"),
-            ("Location", location), ("StateInterface", location), ("Membership", "static"),
-            ("Penalty", "0"), ("CallsTaken", "0"), ("LastCall", "0"), ("LastPause", "0"),
-            ("LoginTime", "1795345778"), ("InCall", "1" if in_call else "0"),
-            ("Status", str(status)), ("Paused", "1" if paused else "0"),
-            ("PausedReason", reason if paused else ""), ("Wrapuptime", "0")]
+    return queue_member_item(MemberView(
+        queue=queue, name=f"Agent {extension}", interface=location, state_interface=location,
+        membership="static", penalty=0, calls_taken=0, last_call=0, last_pause=0,
+        login_time=1795345778, in_call=in_call, status=status, paused=paused,
+        paused_reason=reason if paused else "", ringinuse=False, wrapuptime=0))
 
 
 async def start_pbx(members: list[list[tuple[str, str]]]) -> AmiServer:
