@@ -142,5 +142,10 @@ class Metrics:
         lines += self.originate_to_answer.render()
         lines += self.decision_latency.render()
         for gauge in self.gauges:
-            lines += await gauge.render()
+            try:
+                lines += await gauge.render()
+            except Exception as exc:
+                # One unreadable gauge (Redis down) must not fail the scrape: Prometheus
+                # should still see ami_connected, redis_reachable 0 and the counters.
+                lines.append(f"# {gauge.name} not readable: {type(exc).__name__}")
         return "\n".join(lines) + "\n"

@@ -174,3 +174,23 @@ def test_the_dialplan_follows_the_categories(make_config) -> None:
     assert "exten => 9,1,Set(CALLBACK_CATEGORY=vip)\n same => n,Queue(premium," in text
     assert "exten => t,1,Set(CALLBACK_CATEGORY=other)\n same => n,Queue(support," in text
     assert "CALLBACK_CATEGORY=new_connection" not in text
+
+
+async def test_metrics_render_even_when_one_gauge_cannot_be_read() -> None:
+    from callback_dialer.metrics import Metrics
+
+    metrics = Metrics()
+
+    async def broken():
+        raise ConnectionError("Redis unreachable")
+
+    async def fine():
+        return [((), 1.0)]
+
+    metrics.gauge("callback_dialer_queue_depth", "x", (), broken)
+    metrics.gauge("callback_dialer_ami_connected", "x", (), fine)
+    metrics.not_queued.inc("anonymous")
+    text = await metrics.render()
+    assert "callback_dialer_ami_connected 1" in text
+    assert 'callback_dialer_calls_not_queued_total{reason="anonymous"} 1' in text
+    assert "# callback_dialer_queue_depth not readable: ConnectionError" in text

@@ -415,3 +415,22 @@ async def test_stopping_mid_call_settles_attempts_instead_of_abandoning_their_cl
     assert (back.state, back.reason, back.attempts) == (State.SCHEDULED, "dialer_stopped", 0)
     hung_up = {m.get("Channel") for m in r.server.actions_named("Hangup")}
     assert any(channel.startswith(f"cbd-{ringing}-") for channel in hung_up)
+
+
+async def test_a_callback_call_left_up_by_a_previous_run_is_not_dialled_again(rig) -> None:
+    r = await rig({"101": ["sales"]}, start=False)
+    cb = await r.missed("+79161230001", "new_connection")
+    still_up: list = [[("Event", "Status"), ("Channel", "Local/102@agents-00000007;1"),
+                       ("Uniqueid", "cbd-old-1"), ("Variable", f"CALLBACK_ID={cb}")]]
+
+    async def status(session, message) -> None:
+        session.write(r.server.list_response("status", message.get("ActionID"), still_up))
+
+    r.server.on_action("Status", status)
+    await r.dialer.start()
+    await until(lambda: r.dialer.dispatcher.foreign_numbers == {"+79161230001"})
+    r.dialer.dispatcher.kick()
+    await asyncio.sleep(0.3)
+    assert r.originates() == []
+    still_up.clear()  # that call ended; the next look notices
+    await until(lambda: len(r.originates()) == 1, timeout=5)

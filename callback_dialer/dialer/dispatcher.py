@@ -146,6 +146,12 @@ class Dispatcher:
         self._attempt_counter = 0
         self._pass_lock = asyncio.Lock()
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        # Numbers on a callback call that is not ours (a previous run's, still up in
+        # Asterisk): never dialled until that call is gone.
+        self.foreign_numbers: frozenset[str] = frozenset()
+        # No decisions between a (re)connect and the end of the resync: until Asterisk has
+        # told us its agents and calls, "free" may be stale.
+        self.synced = False
         self._state_listeners: list[Callable[[], Awaitable[None] | None]] = []
         self.last_error = ""
 
@@ -220,6 +226,8 @@ class Dispatcher:
             if now - last_housekeeping >= 30:
                 last_housekeeping = now
                 await self._housekeeping()
+                if self.foreign_numbers and self.ami.authenticated:
+                    await self.refresh_foreign_calls()
             await self._renew_all()
             try:
                 await self.dispatch_pass()
@@ -291,6 +299,8 @@ class Dispatcher:
             return False, "stopping"
         if not self.ami.authenticated:
             return False, "ami_down"
+        if not self.synced:
+            return False, "resyncing"
         if not self.hours.is_open(self.clock.now()):
             return False, "outside_calling_hours"
         return True, ""
@@ -337,7 +347,8 @@ class Dispatcher:
         return [t.name for t in self.dispatch.trunks if used.get(t.name, 0) < t.max_calls]
 
     def _busy_numbers(self) -> set[str]:
-        return {f.number for f in self.inflight.values()} | set(self.tracker.active_numbers())
+        return ({f.number for f in self.inflight.values()} | set(self.tracker.active_numbers())
+                | self.foreign_numbers)
 
     def _start(self, claim: Claim, interface: str) -> None:
         cb = claim.callback
@@ -490,6 +501,7 @@ class Dispatcher:
 
     def on_ami_lost(self) -> None:
         """Events of calls in progress may be lost while the link is down."""
+        self.synced = False
         now = self.clock.now()
         for flight in self.inflight.values():
             if flight.action_id or flight.fate_unknown:
@@ -497,11 +509,39 @@ class Dispatcher:
                 flight.lost_at = flight.lost_at or now
 
     async def on_ami_ready(self) -> None:
-        """After a (re)connect: settle or keep following every attempt in flight."""
+        """After a (re)connect: settle or keep following every attempt in flight, and learn
+        which callback calls are up that no attempt of ours knows (a previous run's)."""
         for flight in list(self.inflight.values()):
             if flight.fate_unknown:
                 flight.changed.set()
+        await self.refresh_foreign_calls()
+        self.synced = True
         self.kick("ami_ready")
+
+    async def refresh_foreign_calls(self) -> None:
+        try:
+            result = await self.ami.send_action({"Action": "Status",
+                                                 "Variables": "CALLBACK_ID"})
+        except AmiError as exc:
+            log.warning("could not list callback calls in progress", error=str(exc))
+            return
+        ids: set[str] = set()
+        for item in result if isinstance(result, list) else [result]:
+            if item.get("Event") != "Status":
+                continue
+            values = item.get("Variable") or []
+            for value in values if isinstance(values, list) else [values]:
+                name, _, callback_id = str(value).partition("=")
+                if name == "CALLBACK_ID" and callback_id:
+                    ids.add(callback_id)
+        ids -= set(self.inflight)
+        try:
+            numbers = frozenset(cb.number for cb in await self.queue.get_many(sorted(ids)))
+        except QueueUnavailable:
+            return
+        if numbers != self.foreign_numbers:
+            log.info("callback calls up that this dialer did not start", count=len(numbers))
+        self.foreign_numbers = numbers
 
     async def _settle(self, flight: InFlight, outcome: Outcome, log_: Any) -> None:
         if outcome.kind == "abort":

@@ -176,7 +176,7 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
             "repeat": "yes" if e.get("merged") == "1" else "no",
             "call_id": e.get("call_id", ""),
             "callback_id": e.get("callback", ""),
-            "fate": _fate(cb),
+            "fate": fate(cb),
             "reason": cb.reason if cb and cb.state.value in ("failed", "cancelled") else "",
             "attempts": cb.attempts if cb else None,
             "first_call_at": local(first_call),
@@ -193,7 +193,7 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
     )
 
 
-def _fate(cb: Callback | None) -> str:
+def fate(cb: Callback | None) -> str:
     if cb is None:
         return "unknown"
     state = cb.state.value
@@ -206,7 +206,7 @@ def _fate(cb: Callback | None) -> str:
 def _summary(rows: list[dict[str, Any]], callbacks: dict[str, Callback], target: float
              ) -> dict[str, Any]:
     ids = {r["callback_id"] for r in rows if r["callback_id"]}
-    fates = [_fate(callbacks.get(i)) for i in ids]
+    fates = [fate(callbacks.get(i)) for i in ids]
     waits = [
         cb.first_dialed_at - cb.first_missed
         for i in ids if (cb := callbacks.get(i)) is not None and cb.first_dialed_at

@@ -542,23 +542,8 @@ def _see_other(location: str) -> web.Response:
 
 
 async def render_metrics(metrics: Any) -> str:
-    """The dialer's metrics; when a gauge cannot be read (Redis down), the others still are,
-    so Prometheus sees ``callback_dialer_redis_reachable 0`` rather than a failed scrape."""
-    try:
-        return await metrics.render()
-    except (QueueUnavailable, RedisError, OSError) as exc:
-        log.debug("a metric is not readable; rendering the rest", error=str(exc))
-    lines: list[str] = []
-    for value in vars(metrics).values():
-        render = getattr(value, "render", None)
-        if render is not None and not asyncio.iscoroutinefunction(render):
-            lines += render()
-    for gauge in metrics.gauges:
-        try:
-            lines += await gauge.render()
-        except (QueueUnavailable, RedisError, OSError):
-            continue
-    return "\n".join(lines) + "\n"
+    """The dialer's metrics (a gauge that cannot be read is left out, the rest still render)."""
+    return str(await metrics.render())
 
 
 def make_app(dialer: Dialer) -> web.Application:

@@ -29,8 +29,8 @@ import statistics
 from typing import Any
 
 from ..config import Config
-from ..jobs.reports import _fate as report_fate
 from ..jobs.reports import check_day
+from ..jobs.reports import fate as report_fate
 from ..queue.models import Callback
 from ..queue.store import CallbackQueue
 
