@@ -113,7 +113,7 @@ async def test_the_page_loads_with_the_queue_the_calls_the_agents_and_todays_num
                        [rig.ids["retry"], "+79161230003", ""]]
     calling = page.locator(f'#in-progress-body tr[data-id="{rig.ids["new"]}"] td')
     assert await calling.all_text_contents() == [
-        "Local/101@agents/n", NEW, "Ivan", "New connection", "ringing the agent",
+        "Agent 101", NEW, "Ivan", "New connection", "ringing the agent",
         await calling.nth(5).text_content()]
     agents = await page.locator("#agents-body tr").evaluate_all(
         "rows => rows.map(r => [r.cells[1].textContent, r.cells[3].textContent])")

@@ -145,14 +145,16 @@ def _schemas(config: Config) -> dict[str, Any]:
                        "paused_reason": S, "queues": _arr(S), "categories": _arr(S),
                        "since": N, "reserved_for": S}),
         "AgentList": _obj({"agents": _arr(_ref("Agent"))}),
-        "InProgress": _obj({"id": S, "agent": S, "number": S, "name": S, "category": S,
-                            "stage": {"enum": STAGES}, "since": N, "started_at": N}),
+        "InProgress": _obj({"id": S, "agent": S, "agent_name": S, "number": S, "name": S,
+                            "category": S, "stage": {"enum": STAGES}, "since": N,
+                            "started_at": N}),
         "InProgressList": _obj({"in_progress": _arr(_ref("InProgress"))}),
         "Dispatch": _obj({"paused": B, "paused_by": S, "paused_reason": S, "alarm": S,
                           "dispatching": B,
                           "blocked_by": {"type": "string", "description":
                                          "Why nothing is dialled now: paused, stopping, "
-                                         "ami_down, outside_calling_hours; empty when "
+                                         "ami_down, resyncing, outside_calling_hours; "
+                                         "empty when "
                                          "dialling."}}),
         "CategoryStats": _obj({"category": S, "label": S, "label_ru": S, "missed": I,
                                **fates}),

@@ -72,16 +72,21 @@ class Views:
                     masked: bool) -> list[dict[str, Any]]:
         """Attempts this dialer is making, and callbacks another dialer holds (by lease)."""
         names = {cb.id: cb.name for cb in dialing}
+        agent_names = {a.interface: a.name for a in self.dialer.pipeline.agents.views()}
         out = []
         for f in flights:
-            out.append({"id": f["id"], "agent": f["agent"], "number": self.number(
-                f["number"], masked), "name": names.get(f["id"], ""), "category": f["category"],
-                "stage": f["stage"], "since": f["since"], "started_at": f["started_at"]})
+            out.append({"id": f["id"], "agent": f["agent"],
+                        "agent_name": agent_names.get(f["agent"], ""),
+                        "number": self.number(f["number"], masked),
+                        "name": names.get(f["id"], ""), "category": f["category"],
+                        "stage": f["stage"], "since": f["since"], "started_at": f["started_at"]})
         ours = {f["id"] for f in flights}
         for cb in dialing:
             if cb.id in ours:
                 continue
-            out.append({"id": cb.id, "agent": cb.agent, "number": self.number(cb.number, masked),
+            out.append({"id": cb.id, "agent": cb.agent,
+                        "agent_name": agent_names.get(cb.agent, ""),
+                        "number": self.number(cb.number, masked),
                         "name": cb.name, "category": cb.category,
                         "stage": cb.stage or "claimed", "since": cb.updated_at,
                         "started_at": cb.updated_at})

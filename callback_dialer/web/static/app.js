@@ -290,7 +290,7 @@
     const body = $("in-progress-body");
     if (!snap.in_progress.length) { body.replaceChildren(emptyRow(6)); return; }
     body.replaceChildren(...snap.in_progress.map((f) => el("tr", { dataset: { id: f.id } },
-      el("td", {}, f.agent),
+      el("td", { title: f.agent }, f.agent_name || f.agent),
       el("td", { className: "number" }, f.number),
       el("td", { className: "name", title: f.name }, f.name),
       el("td", {}, categoryTag(f.category)),
