@@ -26,8 +26,8 @@ def test_repeated_headers_are_all_kept_in_order() -> None:
 
 
 def test_originate_response_chanvariables_with_the_channel_in_the_name() -> None:
-    raw = ("Event: OriginateResponse\r\nChanVariable(Local/101@agents-00000001;1): "
-           "CALLBACK_ID=cb-1\r\n\r\n").encode()
+    raw = (b"Event: OriginateResponse\r\nChanVariable(Local/101@agents-00000001;1): "
+           b"CALLBACK_ID=cb-1\r\n\r\n")
     [message] = FrameDecoder().feed(raw)
     assert message.chanvars() == {"CALLBACK_ID": "cb-1"}
 
