@@ -284,6 +284,7 @@ async def test_hangup_status_and_core_show_channels_answer_from_the_live_calls(r
     [status] = [m for m in got if m.event == "Status"]
     assert status.getall("Variable") == ["CALLBACK_CATEGORY=new_connection", "QUEUEWAIT=0"]
     assert status["BridgeID"] and int(status["Seconds"]) >= 3
+    assert (status["Application"], status["Data"]) == ("Queue", "sales,,,,300")
     writer.write(b"Action: CoreShowChannels\r\nActionID: cs\r\n\r\n")
     got = await _collect(reader, decoder,
                          lambda g: any(m.event == "CoreShowChannelsComplete" for m in g),

@@ -187,6 +187,7 @@ class InboundCall:
         p, queue = self.pbx, entry.queue
         position = queue.position(entry)
         queue.entries.remove(entry)
+        entry.left = True
         entry.stop_timers()
         p.queue_changed(queue)
         p.emit(wire.queue_caller_leave(self.channel, queue.name, position, len(queue.entries)))
@@ -425,6 +426,7 @@ class MemberRing:
         self.hold = call._waited(entry)
         position = queue.position(entry)
         queue.entries.remove(entry)
+        entry.left = True
         entry.stop_timers()
         p.queue_changed(queue)
         p.emit(wire.queue_caller_leave(caller, queue.name, position, len(queue.entries)))

@@ -26,7 +26,7 @@ STATUS_CAUSE = {ANSWER: 16, BUSY: 17, NOANSWER: 19, CONGESTION: 34, CHANUNAVAIL:
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
     name: str
-    strategy: str = "rrmemory"
+    strategy: str = "rrmemory"  # reported as given; members are always rung rrmemory-style
     timeout: float = 10.0  # how long one member rings before the queue tries the next
     retry: float = 2.0  # pause between ring attempts
     wrapuptime: int = 0
@@ -167,11 +167,10 @@ class PbxSpec:
     # callback-outbound: Dial(IAX2/carrier/${EXTEN},20)
     callback_context: str = "callback-outbound"
     callback_dial_timeout: float = 20.0
-    # customer first: Local/<number>@callback-customer dials the customer, then
-    # callback-agent dials ${CALLBACK_AGENT}.
+    # customer first: Local/<number>@callback-customer dials the customer, then the
+    # Originate's Context (callback-agent) dials ${CALLBACK_AGENT}.
     customer_context: str = "callback-customer"
     customer_dial_timeout: float = 30.0
-    agent_first_context: str = "callback-agent"
     agent_dial_timeout: float = 15.0
     # after-queue / queue-exit: Wait(1) before Hangup()
     goodbye_seconds: float = 1.0

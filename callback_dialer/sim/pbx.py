@@ -12,7 +12,7 @@ Time is the shared clock's; every wait is a Scheduler timer. Nothing here reads 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
@@ -106,6 +106,7 @@ class QueueEntry:
         self.poll_timer: Timer | None = None
         self.ring: MemberRing | None = None
         self.skip: dict[str, float] = {}  # interface -> until: members that just rang out
+        self.left = False
 
     def stop_timers(self) -> None:
         for timer in (self.timeout, self.poll_timer):
@@ -194,6 +195,8 @@ class SimPbx:
     # ------------------------------------------------------------------ output
 
     def emit(self, pairs: list[tuple[str, str]]) -> None:
+        if pairs[0][1] == "Newexten":
+            self._running(pairs)
         data = encode_message(pairs)
         self.events_emitted += 1
         for listener in self.listeners:
@@ -202,9 +205,13 @@ class SimPbx:
             except Exception:
                 log.exception("simulated PBX listener failed")
 
-    def emit_all(self, events: Iterable[list[tuple[str, str]]]) -> None:
-        for pairs in events:
-            self.emit(pairs)
+    def _running(self, pairs: list[tuple[str, str]]) -> None:
+        """What a channel is running now (CoreShowChannels, Status), from its Newexten."""
+        fields = dict(pairs)
+        ch = self.channels.get(fields.get("Uniqueid", ""))
+        if ch is not None:
+            ch.application = fields.get("Application", "")
+            ch.app_data = fields.get("AppData", "")
 
     def notify(self, event: Notice) -> None:
         for observer in self.observers:
@@ -388,27 +395,43 @@ class SimPbx:
         from .inbound import MemberRing
 
         queue = entry.queue
-        if entry.ring is not None or entry not in queue.entries:
+        if entry.ring is not None or entry.left:
             return
         now = self.clock.now()
-        waiting = [e for e in queue.entries if e.ring is None]
-        free = [m for m in queue.members
-                if m.agent.free_for_queue(m, now) and entry.skip.get(m.agent.interface, 0) <= now]
-        member = self._next_member(queue, free) if len(free) > waiting.index(entry) else None
+        ahead = 0
+        for other in queue.entries:
+            if other is entry:
+                break
+            if other.ring is None:
+                ahead += 1
+        member = self._next_member(queue, entry, now, ahead)
         if member is None:
             entry.poll_timer = self.scheduler.call_later(queue.spec.retry, self.poll, entry)
             return
         MemberRing(self, entry, member).start()
 
-    def _next_member(self, queue: Queue, free: list[Member]) -> Member | None:
-        count = len(queue.members)
+    def _next_member(self, queue: Queue, entry: QueueEntry, now: float,
+                     ahead: int) -> Member | None:
+        """The first free member after the last one rung, if more members are free than
+        callers are waiting ahead of this one (one pass over the members)."""
+        members = queue.members
+        count = len(members)
+        chosen: tuple[int, Member] | None = None
+        free = 0
         for step in range(count):
             index = (queue.rr_next + step) % count
-            member = queue.members[index]
-            if member in free:
-                queue.rr_next = (index + 1) % count
-                return member
-        return None
+            member = members[index]
+            if (member.agent.free_for_queue(member, now)
+                    and entry.skip.get(member.agent.interface, 0.0) <= now):
+                free += 1
+                if chosen is None:
+                    chosen = (index, member)
+                if free > ahead:
+                    break
+        if chosen is None or free <= ahead:
+            return None
+        queue.rr_next = (chosen[0] + 1) % count
+        return chosen[1]
 
     # ------------------------------------------------------------------ calls
 

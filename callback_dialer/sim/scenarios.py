@@ -15,7 +15,7 @@ from typing import Any
 
 from ..clock import Clock, ManualClock
 from ..dialer.frames import AmiMessage, encode_message
-from .ami import PbxAmi
+from . import wire
 from .amiserver import response
 from .model import AgentSpec, CallerScript, IvrSpec, PbxSpec
 from .originate import OriginateRequest, Origination
@@ -97,9 +97,12 @@ def _keypress_callback(pbx: SimPbx, rec: Recorder) -> None:
 
 
 def _queue_timeout(pbx: SimPbx, rec: Recorder) -> None:
+    # The capture's harness set QTIMEOUT for the occasion: a global VarSet, no channel.
+    pbx.emit(wire.global_varset("QTIMEOUT", "5"))
     _pause_all(pbx, "lunch")
     _at(pbx, 0.004, pbx.place_call, "+79261234567", CallerScript(choice="3"))
     _at(pbx, 16.0, _unpause_all, pbx)
+    _at(pbx, 16.01, pbx.emit, wire.global_varset("QTIMEOUT", "300"))
 
 
 def _overflow(pbx: SimPbx, rec: Recorder) -> None:
@@ -255,8 +258,3 @@ async def run_for(clock: Clock, seconds: float, step: float = 1.0) -> None:
         remaining -= chunk
     for _ in range(3):
         await asyncio.sleep(0)
-
-
-async def serve(pbx: SimPbx, **kwargs: Any) -> PbxAmi:
-    """Shorthand for ``PbxAmi.serve``."""
-    return await PbxAmi.serve(pbx, **kwargs)

@@ -131,11 +131,18 @@ class _Numbers:
                 return number
 
     def internal(self) -> str:
-        while True:
-            number = str(self.rng.randint(201, 299))
-            if number not in self.used:
-                self.used.add(number)
-                return number
+        # Office extensions 201..299; a big office runs into four digits (still short).
+        for low, high in ((201, 299), (2000, 9999)):
+            free = high - low + 1 - sum(1 for n in self.used if low <= int(n) <= high
+                                        and len(n) < 10)
+            if free <= 0:
+                continue
+            while True:
+                number = str(self.rng.randint(low, high))
+                if number not in self.used:
+                    self.used.add(number)
+                    return number
+        raise ValueError("more office phones than extensions")
 
 
 def _present(rng: random.Random, number: str, formats: dict[str, float]) -> str:
