@@ -18,6 +18,7 @@ from callback_dialer.clock import ManualClock
 from callback_dialer.dialer.frames import FrameDecoder
 from callback_dialer.dialer.replay import replay_capture
 from callback_dialer.sim.ledger import number_key
+from callback_dialer.sim.model import CallerScript
 from callback_dialer.sim.pbx import SimPbx
 from callback_dialer.sim.profile import (
     ProfileError,
@@ -287,3 +288,20 @@ async def test_a_simulation_serves_n_agents_and_its_traffic_on_a_socket(
     lost = {number for number, is_open in still_open.items() if is_open}
     assert lost
     assert {number_key(r["number"]) for r in rows} == lost
+
+
+async def test_a_callback_finds_a_subscriber_on_another_call_busy() -> None:
+    profile = parse_profile({"calls": {"per_day": 40, "internal_share": 0,
+                                       "withheld_share": 0}})
+    clock = ManualClock(start=MIDNIGHT)
+    plan = plan_day(profile, MIDNIGHT, seed=3)
+    pbx = SimPbx(clock, pbx_spec(profile, plan))
+    runner = TrafficRunner(pbx, plan, profile)
+    sub = plan.subscribers[0]
+    pbx.place_call(sub.caller_id, CallerScript(choice="2", patience=600), tag=sub.id)
+    await run_for(clock, 30)
+    assert runner.respond(sub.number, clock.now()).status == "BUSY"
+    answers = collections.Counter(runner.respond(s.number, clock.now()).status
+                                  for s in plan.subscribers[1:])
+    assert answers["ANSWER"] > answers["BUSY"]  # the others are mostly free to answer
+    await pbx.close()

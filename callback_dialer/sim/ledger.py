@@ -278,6 +278,10 @@ class Ledger:
                 return True
         return False
 
+    def on_the_phone(self, subscriber_id: str, at: float) -> bool:
+        """Is this subscriber's phone taken at ``at`` (an inbound call or a callback)?"""
+        return subscriber_id in self._subs and self._busy(subscriber_id, at, exclude="")
+
     def on_inbound_call(self, subscriber_id: str) -> bool:
         """Is this subscriber on an inbound call right now (their phone is busy)?"""
         sub = self._subs.get(subscriber_id)

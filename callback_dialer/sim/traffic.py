@@ -397,8 +397,8 @@ class TrafficRunner:
         sid = self.ledger.subscriber_for_number(number)
         if not sid or sid not in self.subs:
             return self.other_numbers.respond(number, now)
-        if self.ledger.on_inbound_call(sid):
-            return CustomerResponse(BUSY)
+        if self.ledger.on_the_phone(sid, now):
+            return CustomerResponse(BUSY)  # one phone, one call (no call waiting)
         rng, cb = self.rngs[sid], self.profile.callbacks
         ring = _uniform(rng, cb.ring)
         roll = rng.random()
