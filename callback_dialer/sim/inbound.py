@@ -14,6 +14,7 @@ hangup_in_ivr, keypress_callback, queue_timeout, busy_hour), in their order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import wire
@@ -57,8 +58,9 @@ class InboundCall:
         ring = self.connection or (self.entry.ring if self.entry else None)
         return ring is not None and ch in ring.leg.channels()
 
-    def _later(self, delay: float, fn: object, *args: object) -> None:
-        self._timers.append(self.pbx.scheduler.call_later(delay, fn, *args))  # type: ignore[arg-type]
+    def _later(self, delay: float, fn: Callable[..., object], *args: object) -> None:
+        # The caller's own timers: all cancelled when the call ends.
+        self._timers.append(self.pbx.scheduler.call_later(delay, fn, *args))
 
     # ------------------------------------------------------------------ the IVR
 

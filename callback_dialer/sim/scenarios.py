@@ -22,7 +22,7 @@ from .originate import OriginateRequest, Origination
 from .pbx import SimPbx
 from .recording import Recorder
 
-Script = Callable[[SimPbx, Recorder], None]
+Script = Callable[[SimPbx, Recorder | None], None]
 
 # The captures' clock: 2026-11-23 ~10:30 Moscow time.
 CAPTURE_EPOCH = 1_795_345_800.0
@@ -74,29 +74,29 @@ def originate(pbx: SimPbx, fields: dict[str, str | list[str]],
 # --------------------------------------------------------------------------- the scripts
 
 
-def _abandon_in_queue(pbx: SimPbx, rec: Recorder) -> None:
+def _abandon_in_queue(pbx: SimPbx, rec: Recorder | None) -> None:
     _pause_all(pbx, "lunch")
     _at(pbx, 0.006, pbx.place_call, "+79161234561",
         CallerScript(choice="1", patience=8.25, name="Ivan Petrov"))
     _at(pbx, 12.0, _unpause_all, pbx)
 
 
-def _answered_by_agent(pbx: SimPbx, rec: Recorder) -> None:
+def _answered_by_agent(pbx: SimPbx, rec: Recorder | None) -> None:
     _at(pbx, 0.004, pbx.place_call, "89161234562", CallerScript(choice="2"))
 
 
-def _hangup_in_ivr(pbx: SimPbx, rec: Recorder) -> None:
+def _hangup_in_ivr(pbx: SimPbx, rec: Recorder | None) -> None:
     _at(pbx, 0.004, pbx.place_call, "84951234563",
         CallerScript(choice="hangup", choice_after=3.98))
 
 
-def _keypress_callback(pbx: SimPbx, rec: Recorder) -> None:
+def _keypress_callback(pbx: SimPbx, rec: Recorder | None) -> None:
     _pause_all(pbx, "lunch")
     _at(pbx, 0.004, pbx.place_call, "+79031234564", CallerScript(choice="1", star_after=4.45))
     _at(pbx, 12.0, _unpause_all, pbx)
 
 
-def _queue_timeout(pbx: SimPbx, rec: Recorder) -> None:
+def _queue_timeout(pbx: SimPbx, rec: Recorder | None) -> None:
     # The capture's harness set QTIMEOUT for the occasion: a global VarSet, no channel.
     pbx.emit(wire.global_varset("QTIMEOUT", "5"))
     _pause_all(pbx, "lunch")
@@ -105,20 +105,20 @@ def _queue_timeout(pbx: SimPbx, rec: Recorder) -> None:
     _at(pbx, 16.01, pbx.emit, wire.global_varset("QTIMEOUT", "300"))
 
 
-def _overflow(pbx: SimPbx, rec: Recorder) -> None:
+def _overflow(pbx: SimPbx, rec: Recorder | None) -> None:
     """Choice 7: sales (everyone there busy) does not answer in 4 s; support does."""
     pbx.pause("101", True, "lunch")
     pbx.pause("102", True, "lunch", queue="sales")
     _at(pbx, 0.004, pbx.place_call, "+79161234577", CallerScript(choice="7"))
 
 
-def _overflow_unanswered(pbx: SimPbx, rec: Recorder) -> None:
+def _overflow_unanswered(pbx: SimPbx, rec: Recorder | None) -> None:
     """Choice 7 with nobody free anywhere: the caller gives up in support."""
     _pause_all(pbx, "meeting")
     _at(pbx, 0.004, pbx.place_call, "+79161234578", CallerScript(choice="7", patience=9.0))
 
 
-def _agent_states(pbx: SimPbx, rec: Recorder) -> None:
+def _agent_states(pbx: SimPbx, rec: Recorder | None) -> None:
     _at(pbx, 0.004, pbx.pause, "102", True, "break")
     _at(pbx, 1.006, pbx.pause, "102", False)
     _at(pbx, 1.007, _login_104, pbx)
@@ -131,7 +131,7 @@ def _login_104(pbx: SimPbx) -> None:
     pbx.add_member("104", "sales")
 
 
-def _callbacks(pbx: SimPbx, rec: Recorder) -> None:
+def _callbacks(pbx: SimPbx, rec: Recorder | None) -> None:
     """The six Originates of the callbacks capture, with the same fields."""
 
     def cb(action_id: str, agent: str, number: str, callback: str, category: str) -> None:
@@ -185,7 +185,7 @@ BUSY_HOUR_CALLERS: tuple[tuple[float, str, str | None, float, float | None, floa
 )
 
 
-def _busy_hour(pbx: SimPbx, rec: Recorder) -> None:
+def _busy_hour(pbx: SimPbx, rec: Recorder | None) -> None:
     pbx.pause("103", True, "break")
     for at, number, key, after, patience, talk in BUSY_HOUR_CALLERS:
         script = CallerScript(choice=key, choice_after=after, patience=patience, talk=talk)
