@@ -221,14 +221,12 @@ async def run_dialer(config: Config, *, clock: Clock | None = None,
     return dialer.exit_code
 
 
-def attach_web(dialer: Dialer) -> None:
-    """The status page in the dialer's own event loop (when the web package is present)."""
-    try:
-        from .web.server import attach
-    except ImportError:
-        log.warning("status page not available in this build")
-        return
-    attach(dialer)
+def attach_web(dialer: Dialer) -> Any:
+    """The status page in the dialer's own event loop; returns its server (``.url``,
+    ``.started``)."""
+    from .web.server import attach
+
+    return attach(dialer)
 
 
 def attach_jobs(dialer: Dialer) -> None:

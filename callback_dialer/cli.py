@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from .sim.profile import ProfileError
 
 
 class UserError(Exception):
@@ -57,10 +58,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    config = _load(args) if args.config else None
+    traffic = Path(args.traffic) if args.traffic else None
+    if traffic is not None:
+        from .sim.profile import load_profile
+
+        load_profile(traffic)  # a bad profile stops here with one line per fault
     from .sim.demo import run_demo
 
-    config = _load(args) if args.config else None
-    return asyncio.run(run_demo(config, speed=args.speed, port=args.port, agents=args.agents))
+    return asyncio.run(run_demo(config, speed=args.speed, port=args.port, agents=args.agents,
+                                seed=args.seed, traffic=traffic))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -110,10 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "run the dialer against the configured Asterisk and Redis")
     p = add("demo", cmd_demo,
             "run the whole product against a simulated PBX (and an embedded Redis if none answers)")
-    p.add_argument("--speed", type=float, default=20.0,
-                   help="simulated seconds per real second (default 20)")
-    p.add_argument("--port", type=int, default=8080, help="status page port (default 8080)")
-    p.add_argument("--agents", type=int, default=6, help="simulated agents (default 6)")
+    p.add_argument("--speed", type=float, default=30.0,
+                   help="simulated seconds per real second (default 30)")
+    p.add_argument("--port", type=int, default=8080,
+                   help="status page port (default 8080; another free one if taken)")
+    p.add_argument("--agents", type=int, default=None,
+                   help="simulated agents (default: the traffic profile's)")
+    p.add_argument("--seed", type=int, default=None, help="the same seed gives the same day")
+    p.add_argument("--traffic", metavar="PATH",
+                   help="traffic profile (default: built in; see config/traffic.toml)")
     p = add("check-config", cmd_check_config, "check a configuration file; exit 0 when usable",
             config=False)
     p.add_argument("file", help="the TOML file to check")
@@ -146,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {exc.source}: {problem}", file=sys.stderr)
+        return 1
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(f"traffic profile error: {exc.source}: {problem}", file=sys.stderr)
         return 1
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

