@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -78,6 +79,21 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _at_least_one(delays: tuple[float, ...]) -> tuple[float, ...]:
+    if not delays:
+        raise ValueError("needs at least one delay")
+    return delays
+
+
+# Waits between tries; the last one repeats for every further try.
+Delays = Annotated[tuple[Duration, ...], AfterValidator(_at_least_one)]
+
+
+def nth_delay(delays: tuple[float, ...], made: int) -> float:
+    """The wait after ``made`` tries (1 = after the first): the last delay repeats."""
+    return delays[max(0, min(made - 1, len(delays) - 1))]
 
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
@@ -214,20 +230,12 @@ class RetryConfig(Strict):
     # Customer attempts in all; after the last one the callback fails with its outcome.
     max_attempts: StrictInt = Field(3, ge=1, le=20)
     # Wait before attempt 2, 3, ...; the last delay repeats when there are more attempts.
-    delays: tuple[Duration, ...] = (300.0, 900.0, 3600.0)
+    delays: Delays = (300.0, 900.0, 3600.0)
     # A callback still open this long after the first missed call fails as "expired".
     expire_after: Duration = 86400.0
 
-    @field_validator("delays")
-    @classmethod
-    def _delays(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v:
-            raise ValueError("needs at least one delay")
-        return v
-
     def delay_after(self, attempts_made: int) -> float:
-        index = max(0, min(attempts_made - 1, len(self.delays) - 1))
-        return self.delays[index]
+        return nth_delay(self.delays, attempts_made)
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -497,7 +505,7 @@ class JobsConfig(Strict):
     # Delivery tries for a webhook or an SMS before it is parked among the failed jobs; the
     # waits between tries (the last repeats) cover a receiver that is down for hours.
     max_tries: StrictInt = Field(12, ge=1, le=100)
-    retry_delays: tuple[Duration, ...] = (10, 30, 60, 120, 300, 600, 900, 1800)
+    retry_delays: Delays = (10, 30, 60, 120, 300, 600, 900, 1800)
 
     @field_validator("queue_name")
     @classmethod
@@ -506,17 +514,9 @@ class JobsConfig(Strict):
             raise ValueError("may hold only letters, digits and _ . - (at most 64)")
         return v
 
-    @field_validator("retry_delays")
-    @classmethod
-    def _delays(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v:
-            raise ValueError("needs at least one delay")
-        return v
-
     def delay_before_try(self, tries_made: int) -> int:
-        """Whole seconds to wait after ``tries_made`` failed tries; the last delay repeats."""
-        index = max(0, min(tries_made - 1, len(self.retry_delays) - 1))
-        return int(-(-self.retry_delays[index] // 1))
+        """Whole seconds (rounded up: rq counts in seconds) after ``tries_made`` failed tries."""
+        return int(-(-nth_delay(self.retry_delays, tries_made) // 1))
 
 
 class LoggingConfig(Strict):
