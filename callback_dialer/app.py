@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .queue.models import EnqueueResult
 from .queue.store import CallbackQueue, QueueUnavailable, ResolveResult
+from .tasks import TaskSet
 
 log = get_logger(__name__)
 
@@ -64,7 +65,7 @@ class Dialer:
         self.extra: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self.jobs_bridge: Any = None
         self.closers: list[Callable[[], Awaitable[Any]]] = []
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._tasks = TaskSet("dialer", on_error=self._core_failed)
         self._stop = asyncio.Event()
         self.exit_code = 0
         self._register_gauges()
@@ -145,22 +146,16 @@ class Dialer:
 
     # ------------------------------------------------------------------ running
 
-    def spawn(self, name: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks[name] = task
-        task.add_done_callback(self._task_done)
-        return task
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._tasks.spawn(coro, name)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or self._stop.is_set():
+    def _core_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
+        if self._stop.is_set():
             return
-        exc = task.exception()
-        if exc is not None:
-            log.error("a core task crashed; stopping so the service manager restarts us",
-                      task=task.get_name(), error=repr(exc))
-            self.exit_code = 1
-            self._stop.set()
+        log.error("a core task crashed; stopping so the service manager restarts us",
+                  task=task.get_name())
+        self.exit_code = 1
+        self._stop.set()
 
     async def start(self) -> None:
         self.pipeline.sink.load_spool()
@@ -189,9 +184,7 @@ class Dialer:
             with contextlib.suppress(Exception):
                 await closer()
         await self.ami.close()
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._tasks.cancel_all()
         await self.redis.aclose()
         log.info("stopped")
 

@@ -26,6 +26,21 @@ class Clock(Protocol):
         """How many real seconds ``seconds`` of this clock's time take."""
 
 
+async def wait_event(event: asyncio.Event, clock: Clock, seconds: float) -> bool:
+    """Until ``event`` is set or ``seconds`` of ``clock`` time pass; True when it was set.
+    (asyncio.wait_for would measure real seconds; a simulated day needs the clock's.)"""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()
+    return event.is_set()
+
+
 class RealClock:
     def now(self) -> float:
         return time.time()

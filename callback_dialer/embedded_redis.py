@@ -95,3 +95,12 @@ class EmbeddedRedis:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+
+async def configured_or_embedded(url: str) -> tuple[str, EmbeddedRedis | None]:
+    """``url`` when a Redis answers there, else a freshly started embedded one (returned so
+    the caller stops it). EmbeddedRedisError when neither is possible."""
+    if await asyncio.to_thread(redis_answers, url):
+        return url, None
+    embedded = EmbeddedRedis()
+    return await embedded.start_async(), embedded

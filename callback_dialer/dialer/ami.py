@@ -48,6 +48,7 @@ from panoramisk.message import Message
 from ..clock import Clock, RealClock
 from ..config import AmiConfig
 from ..logs import get_logger
+from ..tasks import TaskSet
 from .frames import AmiMessage
 from .router import EventRouter
 from .stream import AmiStream
@@ -173,7 +174,7 @@ class AmiClient:
         self._name = name
         self._ready_hooks: list[tuple[str, ReadyHook]] = []
         self._lost_hooks: list[Callable[[], None]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("ami")
         self.attempts = 0
         self.sessions = 0
         self.last_error = "not connected yet"
@@ -418,21 +419,10 @@ class AmiClient:
                 pass
         self._drop_transport()
         self._lost.set()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("AMI background task failed", task=task.get_name(),
-                      error=repr(task.exception()))
+        return self._tasks.spawn(coro, name)
 
     # ------------------------------------------------------------------ recording
 

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import Clock
+from ..clock import Clock, wait_event
 from ..config import Config
 from ..hours import CallingHours
 from ..logs import get_logger
@@ -38,6 +38,7 @@ from ..metrics import Metrics
 from ..phone import NumberPolicy
 from ..queue.models import Attempt, Claim, Stage
 from ..queue.store import CallbackQueue, QueueUnavailable
+from ..tasks import TaskSet
 from .agents import AgentBook
 from .ami import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
 from .frames import AmiMessage
@@ -145,7 +146,8 @@ class Dispatcher:
         self.failure_streak = 0
         self._attempt_counter = 0
         self._pass_lock = asyncio.Lock()
-        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._side_tasks = TaskSet("dispatcher")
+        self._attempts = TaskSet("dispatcher")
         # Numbers on a callback call that is not ours (a previous run's, still up in
         # Asterisk): never dialled until that call is gone.
         self.foreign_numbers: frozenset[str] = frozenset()
@@ -253,15 +255,7 @@ class Dispatcher:
         return max(wake, now)
 
     async def _wait_kick(self, until: float) -> None:
-        if self._kick.is_set():
-            return
-        waiter = asyncio.ensure_future(self._kick.wait())
-        sleeper = asyncio.ensure_future(self.clock.sleep(until - self.clock.now()))
-        try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            sleeper.cancel()
+        await wait_event(self._kick, self.clock, until - self.clock.now())
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking work, let attempts in flight finish for a while, then settle the rest:
@@ -288,9 +282,7 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for task in list(self._side_tasks):
-            task.cancel()
-        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        await self._side_tasks.cancel_all()
 
     def can_dispatch(self) -> tuple[bool, str]:
         if self.paused:
@@ -358,8 +350,7 @@ class Dispatcher:
                           stage_since=now)
         self.agents.reserve(interface, cb.id)
         self.inflight[cb.id] = flight
-        flight.task = asyncio.get_running_loop().create_task(self._attempt(flight),
-                                                             name=f"attempt-{cb.id}")
+        flight.task = self._attempts.spawn(self._attempt(flight), f"attempt-{cb.id}")
 
     # ------------------------------------------------------------------ one attempt
 
@@ -440,13 +431,7 @@ class Dispatcher:
         last_renew = self.clock.now()
         while flight.outcome is None and not flight.aborted:
             flight.changed.clear()
-            waiter = asyncio.ensure_future(flight.changed.wait())
-            sleeper = asyncio.ensure_future(self.clock.sleep(renew_every))
-            try:
-                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                sleeper.cancel()
+            await wait_event(flight.changed, self.clock, renew_every)
             now = self.clock.now()
             if flight.outcome is not None or flight.aborted:
                 break
@@ -735,16 +720,7 @@ class Dispatcher:
             self._spawn_agent_hangup_check(flight)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        """A short side task, referenced until it ends; its failure is logged, not lost."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_done)
-
-    def _side_done(self, task: asyncio.Task[Any]) -> None:
-        self._side_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("dispatcher side task failed", task=task.get_name(),
-                      error=repr(task.exception()))
+        self._side_tasks.spawn(coro, name)
 
     def _spawn_agent_hangup_check(self, flight: InFlight) -> None:
         async def check() -> None:

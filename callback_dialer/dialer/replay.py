@@ -13,7 +13,12 @@ import redis.asyncio as aioredis
 
 from ..clock import Clock, RealClock
 from ..config import Config
-from ..embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_answers
+from ..embedded_redis import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    configured_or_embedded,
+    redis_answers,
+)
 from ..queue.keys import Keys
 from ..queue.store import CallbackQueue
 from .capture import CaptureError, CaptureSource
@@ -70,15 +75,15 @@ async def replay_command(config: Config, path: Path, *, redis_url: str | None = 
     from ..logs import configure_logging
 
     configure_logging(config.logging)
-    url = redis_url or config.redis.url
     embedded: EmbeddedRedis | None = None
-    if not await asyncio.to_thread(redis_answers, url):
-        if redis_url:
+    if redis_url:
+        url = redis_url
+        if not await asyncio.to_thread(redis_answers, url):
             print(f"error: no Redis answers at {redis_url}", file=sys.stderr)
             return 1
-        embedded = EmbeddedRedis()
+    else:
         try:
-            url = await embedded.start_async()
+            url, embedded = await configured_or_embedded(config.redis.url)
         except EmbeddedRedisError as exc:
             print(f"error: no Redis at {config.redis.url} and none to start: {exc}",
                   file=sys.stderr)

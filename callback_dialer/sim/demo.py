@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from ..app import Dialer, attach_jobs, attach_web
 from ..clock import ScaledClock
 from ..config import Config, parse_config
-from ..embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_answers
+from ..embedded_redis import EmbeddedRedisError, configured_or_embedded
 from ..logs import configure_logging, get_logger
 from ..queue.keys import Keys
 from .profile import load_profile
@@ -105,19 +105,15 @@ async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 80
             loop.add_signal_handler(sig, stop.set)
 
     folder = Path(tempfile.mkdtemp(prefix="callback-dialer-demo-"))
-    embedded: EmbeddedRedis | None = None
     configured = config.redis.url if config is not None else parse_config({}).redis.url
-    if await asyncio.to_thread(redis_answers, configured):
-        redis_url, where = configured, f"the configured Redis ({configured.split('@')[-1]})"
-    else:
-        embedded = EmbeddedRedis()
-        try:
-            redis_url = await embedded.start_async()
-        except EmbeddedRedisError as exc:
-            print(f"error: no Redis answers at {configured} and none could be started: {exc}",
-                  file=sys.stderr)
-            return 1
-        where = f"an embedded redis-server ({embedded.binary})"
+    try:
+        redis_url, embedded = await configured_or_embedded(configured)
+    except EmbeddedRedisError as exc:
+        print(f"error: no Redis answers at {configured} and none could be started: {exc}",
+              file=sys.stderr)
+        return 1
+    where = (f"an embedded redis-server ({embedded.binary})" if embedded is not None
+             else f"the configured Redis ({configured.split('@')[-1]})")
     key_prefix = "demo-" + secrets.token_hex(4)
 
     profile = load_profile(traffic)
