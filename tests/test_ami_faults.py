@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -21,17 +21,12 @@ from callback_dialer.dialer.frames import AmiMessage, encode_message
 from callback_dialer.dialer.router import EventRouter
 from callback_dialer.sim.amiserver import AmiServer, response
 
+from .helpers.wait import until
+
 FAST = dict(reconnect_min_delay=0.05, reconnect_max_delay=0.2, ping_interval=0.3,
             ping_timeout=0.3, action_timeout=1.0, connect_timeout=1.0,
             fully_booted_timeout=0.5)
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

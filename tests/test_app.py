@@ -20,7 +20,7 @@ from callback_dialer.queue.models import Source
 from callback_dialer.sim.amiserver import AmiServer
 
 from .conftest import REPO
-from .test_dispatch import until
+from .helpers.wait import until
 
 
 def write_config(path: Path, *, ami_port: int, redis_url: str, prefix: str,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -15,25 +13,12 @@ from callback_dialer.queue.models import Source, State
 from callback_dialer.sim.amiserver import AmiServer
 
 from .helpers.recorded_pbx import RecordedPbx
+from .helpers.wait import until, until_async
 
 pytestmark = pytest.mark.captures
 SPEED = 50.0
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-async def until_async(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 class Rig:

@@ -20,8 +20,8 @@ from callback_dialer.sim.amiserver import AmiServer, AmiSession
 
 from .helpers.captures import load
 from .helpers.recorded_pbx import RecordedPbx
+from .helpers.wait import until, until_async
 from .test_detection_captures import EXPECTED_OPEN
-from .test_dispatch import until, until_async
 
 pytestmark = pytest.mark.captures
 SPEED = 40.0
