@@ -118,9 +118,10 @@ class AgentBook:
             self._prefixes[interface] = channel_prefix(interface)
         agent.name = fields.get("MemberName") or fields.get("Name") or agent.name
         member = agent.memberships.get(queue)
+        # A new membership may make the agent free for categories they could not serve before.
+        was_free = member is not None and self._free_somewhere(agent, now)
         if member is None:
             member = agent.memberships[queue] = Membership(queue=queue)
-        was_free = self._free_somewhere(agent, now)
         if "Paused" in fields:
             member.paused = fields["Paused"] == "1"
             member.paused_reason = fields.get("PausedReason", "") if member.paused else ""
