@@ -189,9 +189,9 @@ def day_plots(day: dict[str, Any]) -> list[Path]:
                                 ("FIFO", "fifo", "dialer")):
         per = variants[variant]["pooled"]["per_category"]
         bars.append((label, [per[c][key]["median"] / 60 for c in CATEGORIES]))
-    # the bars' colours follow the CDF chart: bound grey, priority red, FIFO blue
         p90s.append([per[c][key]["p90"] / 60 for c in CATEGORIES])
-    medians = svg.bar_chart(groups, bars, whiskers=p90s,
+    # The colours of the CDF chart: the bound grey, priority red, FIFO blue.
+    medians = svg.bar_chart(groups, bars, whiskers=p90s, colours=("#888888", "#d62728", "#1f77b4"),
                             title="Median minutes to callback (whisker: 90th percentile)",
                             subtitle=sub)
     paths.append(_write("e2e_medians.svg", medians))
