@@ -115,13 +115,15 @@ def day_tables(day: dict[str, Any]) -> str:
     for name, scenario in day["scenarios"].items():
         pri = scenario["variants"]["priority"]["pooled"]
         fifo = scenario["variants"]["fifo"]["pooled"]
-        lines.append(f"**{name}** ({scenario['agents'] or 'profile'} agents, traffic "
-                     f"x{scenario['traffic']:g}, seeds {scenario['seeds']}; per simulated day: "
+        agents = scenario["agents"] or "the profile's 3"
+        lines.append(f"**{name}** ({agents} agents, traffic x{scenario['traffic']:g}, "
+                     f"seeds {', '.join(map(str, scenario['seeds']))}; per simulated day: "
                      f"{pri['calls_per_day']:.0f} calls, {pri['unanswered_share']:.0%} "
                      f"unanswered, {pri['callbacks_per_day']:.0f} callback calls)")
         lines.append("")
-        lines.append("| category | missed | lower bound median / p90 | priority median / p90 "
-                     "| FIFO median / p90 | within 15 min: bound / priority / FIFO "
+        lines.append("| category | missed callers: priority / FIFO | lower bound, min: median "
+                     "/ p90 | priority, min: median / p90 | FIFO, min: median / p90 "
+                     "| within 15 min: bound / priority / FIFO "
                      "| agent h/day on callbacks: priority / FIFO |")
         lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for category in (*CATEGORIES, "all"):
@@ -347,7 +349,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.command == "day":
         day = run_day_comparison(args)
-        (RESULTS / "e2e_day.json").write_text(json.dumps(day, indent=1, default=str), "utf-8")
+        (RESULTS / "e2e_day.json").write_text(json.dumps(day, default=str), "utf-8")
         (RESULTS / "e2e_day.md").write_text(day_tables(day), "utf-8")
         day_plots(day)
         log(day_tables(day))
@@ -369,14 +371,12 @@ def main() -> None:
     else:
         day_file = RESULTS / "e2e_day.json"
         if day_file.exists():
-            day_plots(json.loads(day_file.read_text("utf-8"), parse_constant=_constant))
+            day = json.loads(day_file.read_text("utf-8"))
+            (RESULTS / "e2e_day.md").write_text(day_tables(day), "utf-8")
+            day_plots(day)
         sweep_file = RESULTS / "e2e_sweep.json"
         if sweep_file.exists():
             sweep_plot([r["row"] for r in json.loads(sweep_file.read_text("utf-8"))])
-
-
-def _constant(name: str) -> float:
-    return {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}[name]
 
 
 if __name__ == "__main__":
