@@ -62,6 +62,7 @@ class Dialer:
         self.ami.on_ready("calls", lambda: resync_calls(self.ami, self.pipeline, self.clock))
         self.ami.on_ready("dispatcher", self._ami_ready)
         self.ami.on_lost(self.dispatcher.on_ami_lost)
+        self.pipeline.agents.on_rest = self.dispatcher.rest_ends_at
         self.extra: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self.jobs_bridge: Any = None
         self.closers: list[Callable[[], Awaitable[Any]]] = []

@@ -17,6 +17,8 @@ from callback_dialer.config import Config, parse_config
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.store import CallbackQueue
 
+from .helpers.redis_process import RedisProcess
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_REDIS = os.environ.get("CALLBACK_DIALER_TEST_REDIS", "redis://127.0.0.1:6379/13")
 ALWAYS_OPEN = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
@@ -112,3 +114,12 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def queue(redis_client: aioredis.Redis, config: Config, clock: ManualClock) -> CallbackQueue:
     return CallbackQueue(redis_client, config, clock)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Any:
+    """A redis-server of the test's own, for outages that must not disturb anything else."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -57,7 +57,7 @@ async def rig(captures, make_config, redis_url, tmp_path):
     made: list[Rig] = []
 
     async def build(agents: dict[str, list[str]] | None = None, *, start: bool = True,
-                    **sections) -> Rig:
+                    redis_at: str | None = None, **sections) -> Rig:
         server = await AmiServer(secret="s3cret").start()
         pbx = RecordedPbx(server, captures, speed=SPEED)
         for extension, queues in (agents or {"101": ["sales"]}).items():
@@ -68,7 +68,7 @@ async def rig(captures, make_config, redis_url, tmp_path):
                "reconnect_max_delay": 0.2, "ping_interval": 1, "ping_timeout": 1,
                "action_timeout": 2, **sections.pop("ami", {})}
         config = make_config(ami=ami, dispatch=dispatch, **sections)
-        dialer = Dialer(config, clock=ScaledClock(SPEED), redis_url=redis_url,
+        dialer = Dialer(config, clock=ScaledClock(SPEED), redis_url=redis_at or redis_url,
                         spool=tmp_path / f"spool-{len(made)}.jsonl")
         rig = Rig(server, pbx, dialer)
         made.append(rig)
@@ -238,6 +238,50 @@ async def test_an_agent_grabbed_by_a_queue_call_gives_the_callback_back_to_anoth
                       ("claimed", "")]
 
 
+async def test_an_agent_is_used_when_their_wrapup_ends_not_at_the_next_tick(rig) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"tick_seconds": 600, "wrapup_seconds": 5})
+    agent = "Local/101@agents/n"
+    await r.pbx.set_agent("101", status=2, in_call=True)  # a queue call
+    await until(lambda: not r.dialer.pipeline.agents.is_free(agent))
+    await r.missed("+79161230001", "new_connection")
+    await asyncio.sleep(0.1)  # the dispatcher looked, found nobody and went to sleep
+    await r.pbx.set_agent("101", status=1, in_call=False)
+    await until(lambda: r.dialer.pipeline.agents.agents[agent].last_call_end > 0)
+    call_end = r.dialer.pipeline.agents.agents[agent].last_call_end
+    wrapup = r.dialer.pipeline.agents.agents[agent].wrapup(5)
+    await until(lambda: r.originates(), timeout=120 / SPEED)
+    assert r.clock.now() - call_end < wrapup + 30  # a tick would have been 600 s
+
+
+async def test_an_agent_whose_wrapup_ends_during_a_pass_is_used_right_after_it(rig) -> None:
+    r = await rig({"101": ["support"], "102": ["sales"]},
+                  dispatch={"tick_seconds": 600, "wrapup_seconds": 5})
+    dispatcher, book = r.dialer.dispatcher, r.dialer.pipeline.agents
+    support, sales = "Local/101@agents/n", "Local/102@agents/n"
+    await r.pbx.set_agent("102", status=2, in_call=True)
+    await until(lambda: not book.is_free(sales))
+    dispatcher.paused = True
+    await r.missed("+79161230001", "new_connection")
+    real_claim = r.queue.claim
+    slow_for = 20.0  # clock seconds the support agent's claim takes, finding nothing
+
+    async def slow_claim_for_support(*args, **kwargs):
+        if kwargs.get("agent") == support:
+            await r.clock.sleep(slow_for)
+        return await real_claim(*args, **kwargs)
+
+    r.queue.claim = slow_claim_for_support
+    await r.pbx.set_agent("102", status=1, in_call=False)  # the sales agent's wrap-up begins
+    await until(lambda: book.agents[sales].last_call_end > 0)
+    rest_ends = book.agents[sales].last_call_end + book.agents[sales].wrapup(5)
+    assert rest_ends - r.clock.now() < slow_for
+    dispatcher.paused = False
+    dispatcher.kick("test")  # a pass: only the support agent is free, and its claim is slow
+    # The sales agent's rest ends during that pass; nothing else happens after it.
+    await until(lambda: r.originates(), timeout=3 * slow_for / SPEED + 1)
+    assert r.originates()[0].get("Channel") == "Local/102@agents"
+
+
 async def test_outside_calling_hours_nothing_is_dialled(rig) -> None:
     import datetime as dt
 
@@ -400,6 +444,54 @@ async def test_stopping_mid_call_settles_attempts_instead_of_abandoning_their_cl
     assert (back.state, back.reason, back.attempts) == (State.SCHEDULED, "dialer_stopped", 0)
     hung_up = {m.get("Channel") for m in r.server.actions_named("Hangup")}
     assert any(channel.startswith(f"cbd-{ringing}-") for channel in hung_up)
+
+
+async def test_a_call_that_ends_during_a_redis_outage_is_recorded_once_redis_is_back(
+        rig, own_redis) -> None:
+    """The customer is called back and talks while Redis is frozen for longer than a lease:
+    the outcome waits, is stored when Redis returns, and nobody is called a second time."""
+    r = await rig({"101": ["sales"]}, redis_at=own_redis.url,
+                  redis={"socket_timeout": 0.2})
+    cb = await r.missed("+79161230001", "new_connection")
+    await until(lambda: r.originates())
+    own_redis.pause()
+    try:
+        lease = r.dialer.config.queue.lease_seconds
+        await asyncio.sleep(1.5 * lease / SPEED)
+        flight = r.dialer.dispatcher.inflight.get(cb)
+        assert flight is not None and flight.outcome is not None
+        assert flight.outcome.reason == "answered"
+    finally:
+        own_redis.resume()
+    final = await r.wait_state(cb, State.DONE, timeout=5)
+    assert (final.reason, final.attempts) == ("called_back", 1)
+    await asyncio.sleep(60 / SPEED)  # housekeeping and a dispatch pass or two
+    assert len(r.originates()) == 1
+    assert (await r.state_of(cb)).state == State.DONE
+
+
+async def test_an_overdue_retry_does_not_keep_a_paused_dispatcher_spinning(rig) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"tick_seconds": 5})
+    dispatcher = r.dialer.dispatcher
+    dispatcher.paused = True
+    cb = await r.missed("+79161230001", "new_connection")
+    claim = await r.queue.claim(["new_connection"], claimer="test")
+    await r.queue.release(claim, "test", not_before=r.clock.now() + 1)
+    assert (await r.state_of(cb)).state == State.SCHEDULED
+    passes = 0
+    original = dispatcher.dispatch_pass
+
+    async def counted() -> int:
+        nonlocal passes
+        passes += 1
+        return await original()
+
+    dispatcher.dispatch_pass = counted
+    await asyncio.sleep(60 / SPEED)  # a simulated minute, the retry overdue for all of it
+    # One pass when the retry falls due, then one per five-second tick: about 13. A loop
+    # waking for a callback already due runs thousands.
+    assert passes <= 20, passes
+    assert r.originates() == []
 
 
 async def test_a_callback_call_left_up_by_a_previous_run_is_not_dialled_again(rig) -> None:

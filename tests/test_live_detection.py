@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.dialer.record import record
 from callback_dialer.dialer.replay import replay_capture
-from callback_dialer.embedded_redis import find_redis_server, redis_answers
 from callback_dialer.sim.amiserver import AmiServer, AmiSession
 
 from .helpers.captures import load
@@ -169,47 +166,6 @@ async def test_a_callback_request_made_before_the_link_dropped_is_kept(captures,
 
 
 # ---------------------------------------------------------------- Redis going away
-
-
-class RedisProcess:
-    """A redis-server of our own on a Unix socket, to stop and start at will."""
-
-    def __init__(self, folder: Path) -> None:
-        self.socket = folder / "redis.sock"
-        self.folder = folder
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}?db=0"
-
-    def start(self) -> None:
-        binary = find_redis_server()
-        if binary is None:
-            pytest.skip("no redis-server binary to start and stop")
-        self.process = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", str(self.socket), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not (self.socket.exists() and redis_answers(self.url, 0.2)):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-        self.socket.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_missed_calls_during_a_redis_outage_are_kept_and_applied_later(

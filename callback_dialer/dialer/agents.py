@@ -93,6 +93,8 @@ class AgentBook:
         self.config = config
         self.clock = clock
         self.on_change = on_change
+        # Told when an agent's wrap-up or cool-down will end, so that the dispatcher wakes then.
+        self.on_rest: Callable[[float], None] | None = None
         self.serves = {q: tuple(cats) for q, cats in config.dispatch.queues.items()}
         self.wrapup_seconds = config.dispatch.wrapup_seconds
         self.agents: dict[str, _Agent] = {}
@@ -203,6 +205,11 @@ class AgentBook:
     def _changed(self, agent: _Agent, was_free: bool, now: float) -> None:
         if self.on_change is not None and not was_free and self._free_somewhere(agent, now):
             self.on_change(agent.interface)
+        elif self.on_rest is not None:
+            rest_ends = max(agent.cooldown_until,
+                            agent.last_call_end + agent.wrapup(self.wrapup_seconds))
+            if rest_ends > now:
+                self.on_rest(rest_ends)
 
     # ------------------------------------------------------------------ questions
 
@@ -262,14 +269,15 @@ class AgentBook:
         free.sort(key=lambda a: (max(a.last_call_end, a.since), a.interface))
         return [a.interface for a in free]
 
-    def next_change_at(self) -> float | None:
-        """The next moment an agent's wrap-up or cool-down ends (the dispatcher wakes then)."""
-        now = self.clock.now()
+    def next_change_at(self, after: float | None = None) -> float | None:
+        """The first moment after ``after`` (default: now) at which an agent's wrap-up or
+        cool-down ends: the dispatcher wakes then."""
+        since = self.clock.now() if after is None else after
         times = []
         for agent in self.agents.values():
             for t in (agent.cooldown_until,
                       agent.last_call_end + agent.wrapup(self.wrapup_seconds)):
-                if t > now:
+                if t > since:
                     times.append(t)
         return min(times) if times else None
 

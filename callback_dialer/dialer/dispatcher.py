@@ -36,7 +36,7 @@ from ..hours import CallingHours
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
-from ..queue.models import Attempt, Claim, Stage
+from ..queue.models import Attempt, Callback, Claim, Stage
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
 from .agents import AgentBook
@@ -156,6 +156,8 @@ class Dispatcher:
         self.synced = False
         self._state_listeners: list[Callable[[], Awaitable[None] | None]] = []
         self.last_error = ""
+        self._planned_wake: float | None = None
+        self._looked_at = 0.0  # when the last pass listed the free agents
 
     # ------------------------------------------------------------------ control
 
@@ -167,6 +169,12 @@ class Dispatcher:
 
     def agent_changed(self, interface: str) -> None:
         self.kick("agent_free")
+
+    def rest_ends_at(self, at: float) -> None:
+        """An agent's wrap-up or cool-down began and ends at ``at``. The loop's sleep was
+        planned before; without a look now it would notice the agent up to a tick late."""
+        if self._planned_wake is None or at < self._planned_wake:
+            self._kick.set()  # re-plan only: not a decision to time
 
     async def load_control(self) -> None:
         """Pausing survives restarts: a supervisor's pause stays until they resume."""
@@ -219,8 +227,9 @@ class Dispatcher:
         tick = self.dispatch.tick_seconds
         last_housekeeping = 0.0
         while self._running:
-            wake = await self._next_wake(tick)
+            wake = self._planned_wake = await self._next_wake(tick)
             await self._wait_kick(wake)
+            self._planned_wake = None
             if not self._running:
                 break
             self._kick.clear()
@@ -230,7 +239,6 @@ class Dispatcher:
                 await self._housekeeping()
                 if self.foreign_numbers and self.ami.authenticated:
                     await self.refresh_foreign_calls()
-            await self._renew_all()
             try:
                 await self.dispatch_pass()
             except QueueUnavailable as exc:
@@ -244,12 +252,18 @@ class Dispatcher:
     async def _next_wake(self, tick: float) -> float:
         now = self.clock.now()
         wake = now + tick
-        agent_change = self.agents.next_change_at()
+        # From the last look at the agents, not from now: an agent whose rest ended while a
+        # pass was busy claiming was not among that pass's free agents and needs a pass now.
+        agent_change = self.agents.next_change_at(after=self._looked_at)
         if agent_change is not None:
             wake = min(wake, agent_change)
+        # Only a callback falling due later is a reason to wake: one already due is promoted
+        # by the next claim, which a free agent's kick brings. Waking for it would spin the
+        # loop for as long as every agent is busy or dispatching is paused.
         with contextlib.suppress(Exception):
-            due = await self.queue.redis.zrange(self.queue.keys.scheduled(), 0, 0,
-                                                withscores=True)
+            due = await self.queue.redis.zrangebyscore(
+                self.queue.keys.scheduled(), f"({now!r}", "+inf", start=0, num=1,
+                withscores=True)
             if due:
                 wake = min(wake, float(due[0][1]))
         return max(wake, now)
@@ -299,11 +313,16 @@ class Dispatcher:
 
     async def dispatch_pass(self) -> int:
         """Claim work for every free agent; returns how many attempts started."""
+        self._looked_at = self.clock.now()  # also when nothing may be dialled: no re-look
         ok, _ = self.can_dispatch()
         if not ok:
             self._kicked_at = None
             return 0
         started = 0
+        # Category sets a claim in this pass found nothing for. Later agents serving the same
+        # or fewer categories would find nothing either (the pass only ever excludes more), so
+        # a thousand idle agents cost one claim each per category set, not one each.
+        nothing_for: list[frozenset[str]] = []
         async with self._pass_lock:
             for interface in self.agents.free_agents():
                 if len(self.inflight) >= self.dispatch.max_concurrent:
@@ -312,7 +331,8 @@ class Dispatcher:
                 if not trunks:
                     break
                 categories = self.agents.categories_for(interface)
-                if not categories:
+                wanted = frozenset(categories)
+                if not wanted or any(wanted <= empty for empty in nothing_for):
                     continue
                 claim = await self.queue.claim(
                     categories, claimer=self.name, agent=interface,
@@ -321,6 +341,7 @@ class Dispatcher:
                     held=list(self.inflight),
                 )
                 if claim is None:
+                    nothing_for.append(wanted)
                     continue
                 if not self.agents.is_free(interface) or not self.can_dispatch()[0]:
                     # A queue call took the agent while we claimed: give it back unharmed.
@@ -361,8 +382,8 @@ class Dispatcher:
             if outcome is not None:
                 await self._settle(flight, outcome, log_)
         except QueueUnavailable as exc:
-            # The lease runs out and the callback comes back by itself; nothing is lost.
-            log_.error("queue unavailable while settling an attempt", error=str(exc))
+            # Before any call was placed: the lease runs out and the callback comes back.
+            log_.error("queue unavailable before the call was placed", error=str(exc))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -436,10 +457,16 @@ class Dispatcher:
             if flight.outcome is not None or flight.aborted:
                 break
             if now - last_renew >= renew_every:
-                last_renew = now
-                if not await self.queue.renew(flight.claim):
-                    flight.aborted = flight.aborted or "claim_lost"
-                    break
+                # Renewing every third of the lease leaves room for a renewal lost to a Redis
+                # blip; the call itself goes on regardless.
+                try:
+                    if not await self.queue.renew(flight.claim):
+                        flight.aborted = flight.aborted or "claim_lost"
+                        break
+                    last_renew = now
+                except QueueUnavailable as exc:
+                    log.warning("could not renew a claim; will try again", error=str(exc),
+                                callback=flight.callback_id)
             if flight.fate_unknown and self.ami.authenticated:
                 outcome = await self._reconcile(flight)
                 if outcome is not None:
@@ -462,14 +489,13 @@ class Dispatcher:
     async def _reconcile(self, flight: InFlight) -> Outcome | None:
         """After a reconnect: does a channel of this attempt exist? Never guess by dialling."""
         try:
-            result = await self.ami.send_action({"Action": "Status", "Variables": "CALLBACK_ID"})
+            channels = await self._channels_up()
         except AmiError:
             return None
-        items = result if isinstance(result, list) else [result]
         alive = any(
             m.get("Uniqueid") in flight.channel_ids or m.get("Uniqueid") == flight.customer_uid
             or f"CALLBACK_ID={flight.callback_id}" in str(m.get("Variable", ""))
-            for m in items if m.get("Event") == "Status"
+            for m in channels
         )
         if alive:
             flight.fate_unknown = False  # it exists: its events will tell the rest
@@ -503,17 +529,20 @@ class Dispatcher:
         self.synced = True
         self.kick("ami_ready")
 
+    async def _channels_up(self) -> list[AmiMessage]:
+        """Asterisk's channels now, each with its CALLBACK_ID variable (AMI ``Status``)."""
+        result = await self.ami.send_action({"Action": "Status", "Variables": "CALLBACK_ID"})
+        return [m for m in (result if isinstance(result, list) else [result])
+                if m.get("Event") == "Status"]
+
     async def refresh_foreign_calls(self) -> None:
         try:
-            result = await self.ami.send_action({"Action": "Status",
-                                                 "Variables": "CALLBACK_ID"})
+            channels = await self._channels_up()
         except AmiError as exc:
             log.warning("could not list callback calls in progress", error=str(exc))
             return
         ids: set[str] = set()
-        for item in result if isinstance(result, list) else [result]:
-            if item.get("Event") != "Status":
-                continue
+        for item in channels:
             values = item.get("Variable") or []
             for value in values if isinstance(values, list) else [values]:
                 name, _, callback_id = str(value).partition("=")
@@ -541,15 +570,7 @@ class Dispatcher:
             self.failure_streak += 1
         elif outcome.reason not in ("ami_down", "agent_busy"):
             self.failure_streak = 0
-        if outcome.kind == "done":
-            result = await self.queue.complete(flight.claim, attempt)
-        elif outcome.kind == "retry":
-            result = await self.queue.retry(flight.claim, attempt)
-        elif outcome.kind == "fail":
-            result = await self.queue.fail(flight.claim, outcome.reason, attempt)
-        else:
-            result = await self.queue.release(flight.claim, outcome.reason, attempt=attempt,
-                                              not_before=outcome.not_before)
+        result = await self._store_outcome(flight, outcome, attempt, log_)
         log_.info("callback attempt finished", outcome=outcome.reason, kind=outcome.kind,
                   talk_seconds=round(outcome.talk, 1),
                   state=result.state.value if result else "closed_meanwhile")
@@ -559,6 +580,36 @@ class Dispatcher:
             log.error("ALARM: originates keep failing; dispatching paused",
                       streak=self.failure_streak, last_reason=outcome.reason)
             await self.pause("system", "originate_failures")
+
+    async def _store_outcome(self, flight: InFlight, outcome: Outcome, attempt: Attempt,
+                             log_: Any) -> Callback | None:
+        """Write the outcome, waiting out a Redis outage. Giving up would let the lease lapse
+        and the callback come back as if never made: a customer already talked to would be
+        called again. The flight stays in flight meanwhile, so our own upkeep leaves its
+        claim alone."""
+        delay = 0.5
+        while True:
+            try:
+                if outcome.kind == "done":
+                    return await self.queue.complete(flight.claim, attempt)
+                if outcome.kind == "retry":
+                    return await self.queue.retry(flight.claim, attempt)
+                if outcome.kind == "fail":
+                    return await self.queue.fail(flight.claim, outcome.reason, attempt)
+                return await self.queue.release(flight.claim, outcome.reason, attempt=attempt,
+                                                not_before=outcome.not_before)
+            except QueueUnavailable as exc:
+                log_.warning("queue unavailable; the outcome waits to be stored",
+                             outcome=outcome.reason, error=str(exc), retry_in=delay)
+                self.last_error = str(exc)
+                try:
+                    await self.clock.sleep(delay)
+                except asyncio.CancelledError:
+                    log_.error("stopped before Redis came back: this outcome is not stored "
+                               "and the callback will be offered again when its lease ends",
+                               outcome=outcome.reason)
+                    raise
+                delay = min(delay * 2, 10.0)
 
     def _forget(self, flight: InFlight) -> None:
         self.inflight.pop(flight.callback_id, None)
@@ -742,13 +793,6 @@ class Dispatcher:
         self._spawn(renew(), f"renew-{flight.callback_id}")
 
     # ------------------------------------------------------------------ upkeep
-
-    async def _renew_all(self) -> None:
-        """Keep the leases of attempts in flight: a Redis hiccup must not hand them out."""
-        for flight in list(self.inflight.values()):
-            if flight.outcome is None and flight.plan is not None:
-                with contextlib.suppress(QueueUnavailable):
-                    await self.queue.renew(flight.claim)
 
     async def _housekeeping(self) -> None:
         try:
