@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -138,11 +139,7 @@ async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 80
     await dialer.start()
     try:
         if web is not None:
-            waiter = asyncio.ensure_future(web.started.wait())
-            stopped = asyncio.ensure_future(dialer.wait())
-            await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopped.cancel()
+            await _first_of(web.started.wait(), dialer.wait())
         url = web.url if web is not None else ""
         print(f"\ncallback-dialer demo: status page {url}\n"
               f"  a simulated call centre ({len(sim.pbx.agents)} agents) and a simulated "
@@ -150,11 +147,7 @@ async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 80
               "  Ctrl-C to stop.\n", flush=True)
         if ready is not None:
             ready(url)
-        waiter = asyncio.ensure_future(stop.wait())
-        stopped = asyncio.ensure_future(dialer.wait())
-        await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        stopped.cancel()
+        await _first_of(stop.wait(), dialer.wait())
     finally:
         print("stopping the demo ...", file=sys.stderr, flush=True)
         await dialer.stop()
@@ -170,6 +163,16 @@ async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 80
         else:
             await _delete_prefix(redis_url, key_prefix)
     return dialer.exit_code
+
+
+async def _first_of(*awaitables: Awaitable[Any]) -> None:
+    """Until the first of these is done; the others are cancelled."""
+    futures = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 async def _delete_prefix(url: str, prefix: str) -> None:

@@ -476,17 +476,21 @@ class MemberRing:
         queue.completed += 1
         queue.talk_total += self._talk_time()
 
+    def _stop_talking(self) -> float:
+        """The start of either end of a talk: no more timers for this call; its talk time."""
+        self.active = False
+        if self.timer is not None:
+            self.timer.cancel()
+        return self._talk_time()
+
     def agent_hangs_up(self) -> None:
         """answered_by_agent: the agent's dialplan reaches Hangup()."""
         if not self.active or self.call.phase != "talk":
             return
-        self.active = False
+        talk = self._stop_talking()
         p, leg, agent, call = self.pbx, self.leg, self.agent, self.call
         caller, bridge = call.channel, self.bridge
         assert bridge is not None
-        if self.timer is not None:
-            self.timer.cancel()
-        talk = self._talk_time()
         if leg.two is not None:
             leg.two.priority = 3
             p.emit(wire.newexten(leg.two, "Hangup", ""))
@@ -527,13 +531,10 @@ class MemberRing:
         """busy_hour: the caller hangs up while talking to the agent."""
         if not self.active:
             return
-        self.active = False
+        talk = self._stop_talking()
         p, leg, agent, call = self.pbx, self.leg, self.agent, self.call
         caller, bridge = call.channel, self.bridge
         assert bridge is not None
-        if self.timer is not None:
-            self.timer.cancel()
-        talk = self._talk_time()
         p.emit(wire.hangup_request(caller, 16))
         p.emit(wire.agent_complete(caller, leg.one, self.entry.queue.name, agent.interface,
                                    agent.name, self.hold, talk, "caller"))
