@@ -13,14 +13,20 @@ deliberately ignores). Its end is the miss instant ``m``; its category is the on
 - A subscriber neither called back nor served by the end of the simulated day counts with an
   infinite time (it raises the median and p90; it is never "within 15 minutes").
 
-The lower bound, for the same subscribers: the first instant ``t >= m`` at which an agent whose
-queues serve the category (``dispatch.queues``) was free. An agent is free when logged in (the
-plan's shift), not paused (the plan's breaks), not on a queue call and not in the PBX's wrap-up
-after one (each inbound call the ledger shows them connected to blocks them from its
-``connected_at`` to its end plus the profile's ``wrapup``). Callbacks do not block agents here:
-the bound ignores competition between callbacks, so it is what each missed caller could get if
-they were the only one waiting. Ringing before a queue call is answered is counted as free (the
-ledger has no ring start), which only lowers the bound.
+The lower bound (``lower_bound``), for the same subscribers: the first instant ``t >= m`` at
+which an agent whose queues serve the category (``dispatch.queues``) was free. An agent is free
+when logged in (the plan's shift), not paused (the plan's breaks), not on a call and not in the
+PBX's wrap-up after one. The calls that block an agent are the day's as they happened: each
+inbound call the ledger shows them connected to, and each callback call they answered, from
+its answer to its end plus the profile's ``wrapup``. So this bound is of the variant's own day
+(priority and FIFO each get theirs). Every caller is credited the first free instant on their
+own: the bound ignores that two callers waiting at once cannot both have it, so it is what each
+missed caller could get if they were the only one waiting. Ringing before a queue call is
+answered is counted as free (the ledger has no ring start), which only lowers the bound.
+
+``contention_free_bound`` counts agents on callback calls as free too: what a caller could get
+if the agents did no callback work at all. It ignores the competition between callbacks
+entirely and is far lower on a day with many callbacks.
 """
 
 from __future__ import annotations
@@ -103,9 +109,9 @@ def serving_queues(dispatch_queues: dict[str, list[str]]) -> dict[str, set[str]]
     return out
 
 
-def population(data: dict[str, Any], min_call_seconds: float,
-               dispatch_queues: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """One row per external subscriber with a callable missed call (see the module doc)."""
+def by_subscriber(data: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]],
+                                                  dict[str, list[dict[str, Any]]]]:
+    """The ledger's inbound calls and callback legs, by subscriber."""
     calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for call in data["inbound"]:
         calls[call["subscriber"]].append(call)
@@ -113,6 +119,13 @@ def population(data: dict[str, Any], min_call_seconds: float,
     for leg in data["callbacks"]:
         if leg["subscriber"]:
             legs[leg["subscriber"]].append(leg)
+    return calls, legs
+
+
+def population(data: dict[str, Any], min_call_seconds: float,
+               dispatch_queues: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """One row per external subscriber with a callable missed call (see the module doc)."""
+    calls, legs = by_subscriber(data)
     avail = Availability(data)
     free = Availability(data, callbacks=False)
     queues_for = serving_queues(dispatch_queues)
@@ -153,13 +166,7 @@ def duplicates(data: dict[str, Any]) -> dict[str, int]:
     """Calls to one number at once. ``dialled_busy``: a callback started while that subscriber
     was on another call (an inbound call, or another callback of ours) - the dialer's fault;
     ``called_in_during``: the subscriber's own call began while our callback was up."""
-    calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for call in data["inbound"]:
-        calls[call["subscriber"]].append(call)
-    legs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for leg in data["callbacks"]:
-        if leg["subscriber"]:
-            legs[leg["subscriber"]].append(leg)
+    calls, legs = by_subscriber(data)
     out = {"dialled_busy": 0, "overlapping_callbacks": 0, "called_in_during": 0}
 
     def up(start: float, end: float | None, at: float) -> bool:

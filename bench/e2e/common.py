@@ -69,17 +69,17 @@ def percentile(values: Iterable[float], q: float) -> float:
     return data[max(0, math.ceil(q * len(data)) - 1)]
 
 
-def rss_bytes(pid: int | str = "self") -> int:
+def _proc_status_bytes(field: str, pid: int | str) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    return _proc_status_bytes("VmRSS:", pid)
 
 
 def peak_rss_bytes(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _proc_status_bytes("VmHWM:", pid)

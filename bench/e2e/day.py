@@ -168,29 +168,41 @@ class RecordingHistogram:
         return getattr(self.inner, name)
 
 
+async def connect_dialer(conn: Any, url: str, prefix: str, *, fifo: bool, agents: int,
+                         config_path: Path) -> tuple[Any, SharedClock, RecordingHistogram,
+                                                     list[int]]:
+    """The dialer process's side of the start: say ready, take the shared clock and the
+    simulator's port, build the configured Dialer (not started) with every kicked decision's
+    latency kept and every AMI event counted (``handled[0]``)."""
+    from callback_dialer.app import Dialer
+
+    conn.send(("ready",))
+    _, clock_spec = await asyncio.to_thread(conn.recv)
+    clock = SharedClock(*clock_spec)
+    _, port = await asyncio.to_thread(conn.recv)
+    config = dialer_config(port, url, prefix, fifo=fifo, agents=agents, config_path=config_path)
+    dialer = Dialer(config, clock=clock, redis_url=url,
+                    spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
+    latency = RecordingHistogram(dialer.metrics.decision_latency)
+    dialer.metrics.decision_latency = latency  # type: ignore[assignment]
+    handled = [0]
+    dialer.pipeline.router.tap(lambda m: handled.__setitem__(0, handled[0] + 1))
+    return dialer, clock, latency, handled
+
+
 def dialer_process(conn: Any, variant: Variant, agents: int, url: str, config_path: str,
                    cpu: int | None) -> None:
     pin(cpu)
     quiet_logging("info")
     import redis.asyncio as aioredis
 
-    from callback_dialer.app import Dialer
     from callback_dialer.queue.keys import Keys
 
     async def main() -> None:
-        conn.send(("ready",))
-        _, clock_spec = await asyncio.to_thread(conn.recv)
-        clock = SharedClock(*clock_spec)
-        _, port = await asyncio.to_thread(conn.recv)
         prefix = f"bench-e2e-{variant.name}-" + secrets.token_hex(4)
-        config = dialer_config(port, url, prefix, fifo=variant.fifo, agents=agents,
-                               config_path=Path(config_path))
-        dialer = Dialer(config, clock=clock, redis_url=url,
-                        spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
-        latency = RecordingHistogram(dialer.metrics.decision_latency)
-        dialer.metrics.decision_latency = latency  # type: ignore[assignment]
-        handled = [0]
-        dialer.pipeline.router.tap(lambda m: handled.__setitem__(0, handled[0] + 1))
+        dialer, clock, latency, handled = await connect_dialer(
+            conn, url, prefix, fifo=variant.fifo, agents=agents, config_path=Path(config_path))
+        config = dialer.config
         cpu0 = time.process_time()
         await dialer.start()
         while not (dialer.ami.authenticated and dialer.dispatcher.synced):

@@ -6,25 +6,26 @@ simulator with the agents and places inbound calls at whatever rate keeps the AM
 target number of events per second; the dialer (pinned to the other core) is the real Dialer,
 measured from inside: CPU time, resident memory, events handled, every dispatch decision's
 latency. The clock is real time (speed 1): the ten minutes are ten wall-clock minutes.
+
+Diagnostics: BENCH_PROFILE=path writes a cProfile of the dialer over the measured window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import multiprocessing
 import os
 import random
 import secrets
-import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .common import SharedClock, delete_prefix, peak_rss_bytes, pin, quiet_logging, rss_bytes
-from .day import ROOT, SECRET, RecordingHistogram, dialer_config
+from .day import ROOT, SECRET, connect_dialer
 
 # Shares of the seeded callbacks (the default profile's mix of categories).
 SEED_MIX = {"new_connection": 0.24, "support": 0.52, "billing": 0.14, "other": 0.10}
@@ -181,25 +182,47 @@ def watch_reaction(dialer: Any, clock: Any) -> list[float]:
 
 
 
+def watch_stalls() -> tuple[list[float], list[tuple[int, float]]]:
+    """Where a slow decision's time goes when it is not in our code: how late a 10 ms timer
+    fires (the event loop busy with something else), and every garbage collection's pause."""
+    stalls: list[float] = []
+    pauses: list[tuple[int, float]] = []
+    started: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(on_gc)
+
+    async def ticker() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            stalls.append(time.perf_counter() - before - 0.01)
+
+    stalls_task = asyncio.get_running_loop().create_task(ticker())
+    stalls_task.add_done_callback(lambda _: gc.callbacks.remove(on_gc))
+    _keep.append(stalls_task)
+    return stalls, pauses
+
+
+_keep: list[Any] = []  # the ticker task lives as long as the process
+
+
 def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | None) -> None:
     pin(cpu)
     quiet_logging("info")
-    from callback_dialer.app import Dialer
+    # Loaded before the baseline, so that "RSS before" is the program without a Dialer.
+    import callback_dialer.app  # noqa: F401
 
     async def main() -> None:
-        conn.send(("ready",))
-        _, clock_spec = await asyncio.to_thread(conn.recv)
-        clock = SharedClock(*clock_spec)
-        _, port = await asyncio.to_thread(conn.recv)
-        config = dialer_config(port, url, prefix, fifo=False, agents=agents,
-                               config_path=ROOT / "config" / "dialer.toml")
         rss_before = rss_bytes()
-        dialer = Dialer(config, clock=clock, redis_url=url,
-                        spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
-        latency = RecordingHistogram(dialer.metrics.decision_latency)
-        dialer.metrics.decision_latency = latency  # type: ignore[assignment]
-        handled = [0]
-        dialer.pipeline.router.tap(lambda m: handled.__setitem__(0, handled[0] + 1))
+        dialer, clock, latency, handled = await connect_dialer(
+            conn, url, prefix, fifo=False, agents=agents,
+            config_path=ROOT / "config" / "dialer.toml")
         reaction = watch_reaction(dialer, clock)
         await dialer.start()
         t_start = time.monotonic()
@@ -207,6 +230,7 @@ def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | Non
                    and len(dialer.pipeline.agents.agents) >= agents):
             await asyncio.sleep(0.01)
         conn.send(("synced", time.monotonic() - t_start, len(dialer.pipeline.agents.agents)))
+        stalls, gc_pauses = watch_stalls()
         samples: list[dict[str, float]] = []
         marks: dict[str, Any] = {}
         # BENCH_PROFILE=path: cProfile the dialer over the measured window (where its time goes).
@@ -230,6 +254,8 @@ def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | Non
                 marks["start"] = samples[-1]
                 latency.samples.clear()
                 reaction.clear()
+                stalls.clear()
+                gc_pauses.clear()
                 if profiler is not None:
                     profiler.enable()
             elif message[0] == "stop":
@@ -256,6 +282,8 @@ def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | Non
             "kicked_decision_latency": list(latency.samples),
             "inflight_mean": sum(s["inflight"] for s in samples if s["t"] >= start["t"])
             / max(1, sum(1 for s in samples if s["t"] >= start["t"])),
+            "loop_stalls": list(stalls),
+            "gc_pauses": list(gc_pauses),
             "outcomes": {k[0]: v for k, v in dialer.metrics.outcomes.values.items()},
             "missed_calls": sum(dialer.metrics.missed_calls.values.values()),
             "handler_errors": dialer.pipeline.router.handler_errors,
