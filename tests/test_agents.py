@@ -122,6 +122,16 @@ def test_a_queue_status_after_a_reconnect_drops_members_who_left(book) -> None:
     assert list(book.agents) == ["PJSIP/101"]
 
 
+def test_a_member_added_while_the_queue_status_is_on_its_way_is_kept(book) -> None:
+    book.on_member(member("sales", event="QueueMember"))
+    book.begin_resync()
+    # Added after Asterisk built its list: the event arrives before the list ends.
+    book.on_member(member("sales", interface="PJSIP/103", event="QueueMemberAdded"))
+    book.on_member(member("sales", event="QueueMember"))
+    book.on_status_complete(AmiMessage({"Event": "QueueStatusComplete"}))
+    assert sorted(book.agents) == ["PJSIP/101", "PJSIP/103"]
+
+
 def test_agent_channels_are_recognised_by_their_interface(book) -> None:
     book.on_member(member("sales", interface="Local/101@agents/n", event="QueueMember"))
     book.on_member(member("sales", interface="PJSIP/102", event="QueueMember"))

@@ -151,6 +151,33 @@ async def test_a_call_in_progress_across_a_reconnect(captures, live, still_up) -
         assert dialer.metrics.not_queued.get("fate_unknown") == 1
 
 
+async def test_a_call_that_begins_while_the_channel_list_is_on_its_way_is_kept(
+    captures, live,
+) -> None:
+    # Asterisk built its (empty) list, then the call began: its first events reach us before
+    # the list does. The call is alive, not one that "vanished while we were away".
+    frames = _frames(captures, "abandon_in_queue")
+    join = next(i for i, f in enumerate(frames) if f.startswith("Event: QueueCallerJoin"))
+    server = await AmiServer(secret="s3cret").start()
+
+    async def channels(session: AmiSession, message) -> None:
+        for frame in frames[: join + 1]:
+            session.write(frame.encode())
+        session.write(server.list_response("coreshowchannels", message.get("ActionID"), []))
+
+    server.on_action("CoreShowChannels", channels)
+    _, dialer = await live(server=server)
+    await until(lambda: len(server.actions_named("CoreShowChannels")) == 1)
+    await asyncio.sleep(0.05)
+    assert dialer.pipeline.tracker.active_numbers() == {"+79161234561"}
+    await asyncio.sleep(10 / SPEED)  # longer than min_call_seconds: a real wait in the queue
+    for frame in frames[join + 1:]:
+        await server.send_raw(frame.encode())
+    await dialer.pipeline.sink.drain(5)
+    assert await open_callbacks(dialer) == [("+79161234561", "new_connection", "abandon")]
+    assert not dialer.metrics.not_queued.get("fate_unknown")
+
+
 async def test_a_callback_request_made_before_the_link_dropped_is_kept(captures, live) -> None:
     frames = _frames(captures, "keypress_callback")
     asked = next(i for i, f in enumerate(frames) if f.startswith("Event: UserEvent"))

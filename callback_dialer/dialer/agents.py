@@ -135,9 +135,11 @@ class AgentBook:
         status_text = fields.get("Status", "")
         if status_text.isdigit():
             self._set_status(agent, int(status_text), now)
+        if self._resync_seen is not None:
+            # Live events during a resync describe members who exist now, also one added
+            # after Asterisk built the list it is sending.
+            self._resync_seen.add((interface, queue))
         if fields.get("Event") == "QueueMember":
-            if self._resync_seen is not None:
-                self._resync_seen.add((interface, queue))
             last_call = fields.get("LastCall", "")
             if last_call.isdigit() and 0 < int(last_call) <= now + 5:
                 agent.last_call_end = max(agent.last_call_end, float(last_call))

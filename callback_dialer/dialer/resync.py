@@ -33,8 +33,9 @@ async def resync_agents(ami: AmiClient, pipeline: Pipeline) -> int:
 
 
 async def resync_calls(ami: AmiClient, pipeline: Pipeline, clock: Clock) -> int:
+    known_before = pipeline.tracker.call_ids()
     result = await ami.send_action({"Action": "CoreShowChannels"})
     items = result if isinstance(result, list) else [result]
     channels = [_plain(m) for m in items if m.get("Event") == "CoreShowChannel"]
-    pipeline.tracker.reconcile(channels, clock.now())
+    pipeline.tracker.reconcile(channels, clock.now(), known_before)
     return len(channels)

@@ -378,16 +378,24 @@ class CallTracker:
 
     # ------------------------------------------------------------------ after a reconnect
 
-    def reconcile(self, live_channels: list[dict[str, str]], now: float) -> None:
+    def call_ids(self) -> frozenset[str]:
+        return frozenset(self.calls)
+
+    def reconcile(self, live_channels: list[dict[str, str]], now: float,
+                  known_before: frozenset[str]) -> None:
         """Compare with Asterisk's channel list (CoreShowChannels) after a reconnect.
 
         Calls that vanished while we were away ended unseen: one that asked for a callback is
         missed; any other is reported ``fate_unknown`` and not queued, because it may well
         have been answered (we never call back someone who was served). Inbound calls that
         started while we were away are picked up, their start taken from Asterisk's Duration.
+
+        ``known_before`` are the calls we knew when the list was asked for. A call that began
+        while the list was on its way is missing from it yet very much alive: its events came
+        in live, so only calls known before can have vanished.
         """
         live = {ch.get("Uniqueid", ""): ch for ch in live_channels}
-        for uid in [u for u in self.calls if u not in live]:
+        for uid in [u for u in self.calls if u not in live and u in known_before]:
             call = self.calls.pop(uid)
             self._remember_ended(uid)
             if call.connected:
