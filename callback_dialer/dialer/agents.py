@@ -208,8 +208,7 @@ class AgentBook:
         if self.on_change is not None and not was_free and self._free_somewhere(agent, now):
             self.on_change(agent.interface)
         elif self.on_rest is not None:
-            rest_ends = max(agent.cooldown_until,
-                            agent.last_call_end + agent.wrapup(self.wrapup_seconds))
+            rest_ends = self._rest_ends(agent)
             if rest_ends > now:
                 self.on_rest(rest_ends)
 
@@ -242,9 +241,15 @@ class AgentBook:
             and not agent.busy
             and not agent.in_call()
             and not agent.reserved_for
-            and now >= agent.cooldown_until
-            and now >= agent.last_call_end + agent.wrapup(self.wrapup_seconds)
+            and now >= self._rest_ends(agent)
         )
+
+    def _wrapup_ends(self, agent: _Agent) -> float:
+        return agent.last_call_end + agent.wrapup(self.wrapup_seconds)
+
+    def _rest_ends(self, agent: _Agent) -> float:
+        """When both the wrap-up after the agent's last call and our cool-down are over."""
+        return max(agent.cooldown_until, self._wrapup_ends(agent))
 
     def is_free(self, interface: str, category: str | None = None) -> bool:
         agent = self.agents.get(interface)
@@ -277,8 +282,7 @@ class AgentBook:
         since = self.clock.now() if after is None else after
         times = []
         for agent in self.agents.values():
-            for t in (agent.cooldown_until,
-                      agent.last_call_end + agent.wrapup(self.wrapup_seconds)):
+            for t in (agent.cooldown_until, self._wrapup_ends(agent)):
                 if t > since:
                     times.append(t)
         return min(times) if times else None
@@ -323,7 +327,7 @@ class AgentBook:
                 state = "paused"
             elif now < agent.cooldown_until:
                 state = "cooldown"
-            elif now < agent.last_call_end + agent.wrapup(self.wrapup_seconds):
+            elif now < self._wrapup_ends(agent):
                 state = "wrapup"
             else:
                 state = "free"
