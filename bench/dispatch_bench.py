@@ -38,11 +38,26 @@ AGENT = "Local/101@agents/n"
 
 
 def member(status: int, event: str = "QueueMemberStatus") -> list[tuple[str, str]]:
-    return [("Event", event), ("Privilege", "agent,all"), ("Queue", "sales"),
-            ("MemberName", "Agent 101"), ("Interface", AGENT), ("StateInterface", AGENT),
-            ("Membership", "static"), ("Penalty", "0"), ("CallsTaken", "0"), ("LastCall", "0"),
-            ("LastPause", "0"), ("LoginTime", "0"), ("InCall", "0"), ("Status", str(status)),
-            ("Paused", "0"), ("PausedReason", ""), ("Ringinuse", "0"), ("Wrapuptime", "0")]
+    return [
+        ("Event", event),
+        ("Privilege", "agent,all"),
+        ("Queue", "sales"),
+        ("MemberName", "Agent 101"),
+        ("Interface", AGENT),
+        ("StateInterface", AGENT),
+        ("Membership", "static"),
+        ("Penalty", "0"),
+        ("CallsTaken", "0"),
+        ("LastCall", "0"),
+        ("LastPause", "0"),
+        ("LoginTime", "0"),
+        ("InCall", "0"),
+        ("Status", str(status)),
+        ("Paused", "0"),
+        ("PausedReason", ""),
+        ("Ringinuse", "0"),
+        ("Wrapuptime", "0"),
+    ]
 
 
 def server_process(pipe, rounds: int, cpu: int) -> None:
@@ -54,8 +69,11 @@ def server_process(pipe, rounds: int, cpu: int) -> None:
         originated = asyncio.Event()
 
         async def queue_status(session, message) -> None:
-            item = [(k, v) for k, v in member(2, "QueueMember") if k not in (
-                "Privilege", "Ringinuse", "MemberName", "Interface")]
+            item = [
+                (k, v)
+                for k, v in member(2, "QueueMember")
+                if k not in ("Privilege", "Ringinuse", "MemberName", "Interface")
+            ]
             item += [("Name", "Agent 101"), ("Location", AGENT)]
             session.write(server.list_response("queuestatus", message.get("ActionID"), [item]))
 
@@ -64,12 +82,23 @@ def server_process(pipe, rounds: int, cpu: int) -> None:
             action_id = message.get("ActionID")
             session.write(response(action_id, "Originate successfully queued"))
             session.write(encode_message(member(2)))
-            session.write(encode_message([
-                ("Event", "OriginateResponse"), ("Privilege", "call,all"),
-                ("ActionID", action_id), ("Response", "Failure"),
-                ("Channel", message.get("Channel")), ("Context", message.get("Context")),
-                ("Exten", message.get("Exten")), ("Reason", "5"), ("Uniqueid", "<unknown>"),
-                ("CallerIDNum", "<unknown>"), ("CallerIDName", "<unknown>")]))
+            session.write(
+                encode_message(
+                    [
+                        ("Event", "OriginateResponse"),
+                        ("Privilege", "call,all"),
+                        ("ActionID", action_id),
+                        ("Response", "Failure"),
+                        ("Channel", message.get("Channel")),
+                        ("Context", message.get("Context")),
+                        ("Exten", message.get("Exten")),
+                        ("Reason", "5"),
+                        ("Uniqueid", "<unknown>"),
+                        ("CallerIDNum", "<unknown>"),
+                        ("CallerIDName", "<unknown>"),
+                    ]
+                )
+            )
 
         server.on_action("QueueStatus", queue_status)
         server.on_action("Originate", originate)
@@ -92,30 +121,41 @@ def server_process(pipe, rounds: int, cpu: int) -> None:
 async def run(pending: int, rounds: int, url: str, cpu: int) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
-    process = ctx.Process(target=server_process, args=(there, rounds, (cpu + 1) % os.cpu_count()),
-                          daemon=True)
+    process = ctx.Process(
+        target=server_process, args=(there, rounds, (cpu + 1) % os.cpu_count()), daemon=True
+    )
     process.start()
     port = here.recv()
     prefix = "bench-dispatch-" + secrets.token_hex(4)
-    config = parse_config({
-        "ami": {"port": port, "secret": "bench", "ping_interval": 60, "ping_timeout": 60},
-        "redis": {"url": url, "key_prefix": prefix},
-        "hours": {"weekly": {d: ["00:00-24:00"] for d in
-                             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-        "dispatch": {"wrapup_seconds": 0, "tick_seconds": 60},
-        "web": {"enabled": False},
-    })
+    config = parse_config(
+        {
+            "ami": {"port": port, "secret": "bench", "ping_interval": 60, "ping_timeout": 60},
+            "redis": {"url": url, "key_prefix": prefix},
+            "hours": {
+                "weekly": {
+                    d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                }
+            },
+            "dispatch": {"wrapup_seconds": 0, "tick_seconds": 60},
+            "web": {"enabled": False},
+        }
+    )
     devnull = open(os.devnull, "w")  # noqa: SIM115 - kept open for the whole run
-    configure_logging(config.logging.model_copy(update={"format": "json"}),
-                      stream=sys.stderr if os.environ.get("BENCH_DEBUG") else devnull)
+    configure_logging(
+        config.logging.model_copy(update={"format": "json"}),
+        stream=sys.stderr if os.environ.get("BENCH_DEBUG") else devnull,
+    )
     seed = aioredis.Redis.from_url(url)
-    dialer = Dialer(config, redis_url=url,
-                    spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
+    dialer = Dialer(config, redis_url=url, spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
     now = time.time()
     for i in range(pending):
-        await dialer.queue.add_missed(number=f"+7916{i:07d}", category="new_connection",
-                                      source=Source.ABANDON, missed_at=now - i,
-                                      call_id=f"bench-{i}")
+        await dialer.queue.add_missed(
+            number=f"+7916{i:07d}",
+            category="new_connection",
+            source=Source.ABANDON,
+            missed_at=now - i,
+            call_id=f"bench-{i}",
+        )
     await dialer.start()
     while not (dialer.ami.authenticated and dialer.pipeline.agents.agents):
         await asyncio.sleep(0.01)
@@ -124,7 +164,7 @@ async def run(pending: int, rounds: int, url: str, cpu: int) -> dict[str, float]
     await dialer.stop()
     keys = [k async for k in seed.scan_iter(match=Keys(prefix).pattern(), count=5000)]
     for i in range(0, len(keys), 5000):
-        await seed.delete(*keys[i:i + 5000])
+        await seed.delete(*keys[i : i + 5000])
     await seed.aclose()
     samples.sort()
     return {
@@ -152,8 +192,10 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=500)
     parser.add_argument("--cpu", type=int, default=0, help="CPU core for the dialer")
-    parser.add_argument("--redis", default=os.environ.get("CALLBACK_DIALER_BENCH_REDIS",
-                                                          "redis://127.0.0.1:6379/14"))
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("CALLBACK_DIALER_BENCH_REDIS", "redis://127.0.0.1:6379/14"),
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})

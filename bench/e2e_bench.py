@@ -53,8 +53,13 @@ SCENARIOS = {
     # a fifth between two runs of the same seeds.
     "busy": {"agents": 6, "traffic": 4.0, "seeds": [1, 2, 3, 4, 5, 6]},
 }
-LABELS = {"new_connection": "new subscriber", "support": "support", "billing": "billing",
-          "other": "other", "all": "all"}
+LABELS = {
+    "new_connection": "new subscriber",
+    "support": "support",
+    "billing": "billing",
+    "other": "other",
+    "all": "all",
+}
 
 
 def log(message: str) -> None:
@@ -76,34 +81,44 @@ def run_day_comparison(args: argparse.Namespace) -> dict[str, Any]:
     config_path = ROOT / "config" / "dialer.toml"
     config = tomllib.loads(config_path.read_text("utf-8"))
     dispatch_queues = config.get("dispatch", {}).get(
-        "queues", {"sales": ["new_connection"], "support": ["support", "billing", "other"]})
+        "queues", {"sales": ["new_connection"], "support": ["support", "billing", "other"]}
+    )
     min_call = float(config.get("detection", {}).get("min_call_seconds", 3))
     jobs = []
     for name in args.scenarios.split(","):
         scenario = SCENARIOS[name]
         seeds = args.seeds if (args.seeds and name == "busy") else scenario["seeds"]
         for seed in seeds:
-            spec = DaySpec(agents=scenario["agents"], traffic=scenario["traffic"], seed=seed,
-                           start=DAY_START, hours=13.0, speed=args.speed)
+            spec = DaySpec(
+                agents=scenario["agents"],
+                traffic=scenario["traffic"],
+                seed=seed,
+                start=DAY_START,
+                hours=13.0,
+                speed=args.speed,
+            )
             for variant in (Variant("priority"), Variant("fifo", fifo=True)):
                 jobs.append(Job(f"{name}/{seed}/{variant.name}", spec, variant))
     t0 = time.time()
-    log(f"day: {len(jobs)} runs side by side at {args.speed:g}x "
-        f"(about {13.25 * 3600 / args.speed / 60 + len(jobs) * args.stagger / 60:.0f} min)")
-    results = run_days(jobs, url=args.redis, config_path=config_path, stagger=args.stagger,
-                       log=log)
+    log(
+        f"day: {len(jobs)} runs side by side at {args.speed:g}x "
+        f"(about {13.25 * 3600 / args.speed / 60 + len(jobs) * args.stagger / 60:.0f} min)"
+    )
+    results = run_days(jobs, url=args.redis, config_path=config_path, stagger=args.stagger, log=log)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for label, result in results.items():
         scenario, _, variant = label.split("/")
-        figures = run_figures(result.sim, result.dialer, min_call_seconds=min_call,
-                              dispatch_queues=dispatch_queues)
+        figures = run_figures(
+            result.sim, result.dialer, min_call_seconds=min_call, dispatch_queues=dispatch_queues
+        )
         figures["label"] = label
         runs.setdefault(scenario, {}).setdefault(variant, []).append(figures)
     out = {"speed": args.speed, "wall_seconds": time.time() - t0, "scenarios": {}}
     for scenario, variants in runs.items():
         spec = SCENARIOS[scenario]
         out["scenarios"][scenario] = {
-            "agents": spec["agents"], "traffic": spec["traffic"],
+            "agents": spec["agents"],
+            "traffic": spec["traffic"],
             "seeds": sorted({int(r["label"].split("/")[1]) for r in variants["priority"]}),
             "variants": {v: {"pooled": pooled(rs), "runs": rs} for v, rs in variants.items()},
         }
@@ -117,15 +132,19 @@ def day_tables(day: dict[str, Any]) -> str:
         pri = scenario["variants"]["priority"]["pooled"]
         fifo = scenario["variants"]["fifo"]["pooled"]
         agents = scenario["agents"] or "the profile's 3"
-        lines.append(f"**{name}** ({agents} agents, traffic x{scenario['traffic']:g}, "
-                     f"seeds {', '.join(map(str, scenario['seeds']))}; per simulated day: "
-                     f"{pri['calls_per_day']:.0f} calls, {pri['unanswered_share']:.0%} "
-                     f"unanswered, {pri['callbacks_per_day']:.0f} callback calls)")
+        lines.append(
+            f"**{name}** ({agents} agents, traffic x{scenario['traffic']:g}, "
+            f"seeds {', '.join(map(str, scenario['seeds']))}; per simulated day: "
+            f"{pri['calls_per_day']:.0f} calls, {pri['unanswered_share']:.0%} "
+            f"unanswered, {pri['callbacks_per_day']:.0f} callback calls)"
+        )
         lines.append("")
-        lines.append("| category | missed callers: priority / FIFO | lower bound, min: median "
-                     "/ p90 | priority, min: median / p90 | FIFO, min: median / p90 "
-                     "| within 15 min: bound / priority / FIFO "
-                     "| agent h/day on callbacks: priority / FIFO |")
+        lines.append(
+            "| category | missed callers: priority / FIFO | lower bound, min: median "
+            "/ p90 | priority, min: median / p90 | FIFO, min: median / p90 "
+            "| within 15 min: bound / priority / FIFO "
+            "| agent h/day on callbacks: priority / FIFO |"
+        )
         lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for category in (*CATEGORIES, "all"):
             p, f = pri["per_category"][category], fifo["per_category"][category]
@@ -139,34 +158,43 @@ def day_tables(day: dict[str, Any]) -> str:
                 f"| {minutes(fd['median'])} / {minutes(fd['p90'])} "
                 f"| {_pct(lb['within_15m'])} / {_pct(pd['within_15m'])} / "
                 f"{_pct(fd['within_15m'])} "
-                f"| {p['agent_hours_per_day']:.2f} / {f['agent_hours_per_day']:.2f} |")
+                f"| {p['agent_hours_per_day']:.2f} / {f['agent_hours_per_day']:.2f} |"
+            )
         lines.append("")
         lines.append(
             f"Callbacks to customers already served: {pri['callbacks_to_served']} (priority), "
             f"{fifo['callbacks_to_served']} (FIFO). Calls to a number already on a call: "
             f"{pri['duplicates'].get('dialled_busy', 0)} / "
             f"{fifo['duplicates'].get('dialled_busy', 0)}. Errors in the simulator or the "
-            f"dialer's handlers: {pri['errors'] + fifo['errors']}.")
+            f"dialer's handlers: {pri['errors'] + fifo['errors']}."
+        )
         lines.append("")
         lines.append(new_subscriber_gap(scenario))
         lines.append("")
     return "\n".join(lines)
 
 
-LATE_REASONS = {"callback_same_category": "queued behind another new subscriber's callback",
-                "callback_other_category": "behind a callback of another category",
-                "queue_call": "an inbound queue call took the agent",
-                "own_callback": "their own first attempt went unanswered",
-                "break": "the agent went on a break", "shift_end": "the agent's shift ended",
-                "unknown": "reason not found"}
+LATE_REASONS = {
+    "callback_same_category": "queued behind another new subscriber's callback",
+    "callback_other_category": "behind a callback of another category",
+    "queue_call": "an inbound queue call took the agent",
+    "own_callback": "their own first attempt went unanswered",
+    "break": "the agent went on a break",
+    "shift_end": "the agent's shift ended",
+    "unknown": "reason not found",
+}
 
 
 def new_subscriber_gap(scenario: dict[str, Any]) -> str:
     """Each new subscriber against their own bound: the ratio of medians above moves a lot
     with a few callers who had to queue behind one another, which the bound ignores."""
     pri = scenario["variants"]["priority"]
-    rows = [r for run in pri["runs"] for r in run["rows"]
-            if r["category"] == "new_connection" and r["status"] == "called_back"]
+    rows = [
+        r
+        for run in pri["runs"]
+        for r in run["rows"]
+        if r["category"] == "new_connection" and r["status"] == "called_back"
+    ]
     if not rows:
         return "No new subscriber was called back."
     excess = [r["wait"] - r["lower_bound"] for r in rows]
@@ -175,15 +203,17 @@ def new_subscriber_gap(scenario: dict[str, Any]) -> str:
     dialer = per_category["dialer"]["median"]
     late = dict(pri["pooled"]["late_new_subscribers"])
     on_time = late.pop("on_time", 0)
-    reasons = ", ".join(f"{LATE_REASONS.get(k, k)} {v}"
-                        for k, v in sorted(late.items(), key=lambda kv: -kv[1]))
-    return (f"New subscribers called back (priority), each against their own bound: median "
-            f"excess {median(excess):.1f} s, p90 {percentile(excess, 0.9):.0f} s; "
-            f"{on_time} of {len(rows)} rang within 15 s of it"
-            + (f"; the {len(rows) - on_time} later: {reasons}." if reasons else ".")
-            + f" Against the contention-free bound (agents on callback calls counted as free): "
-              f"median {free_bound:.0f} s"
-            + (f", {dialer / free_bound:.2f}x." if free_bound > 0 else "."))
+    reasons = ", ".join(
+        f"{LATE_REASONS.get(k, k)} {v}" for k, v in sorted(late.items(), key=lambda kv: -kv[1])
+    )
+    return (
+        f"New subscribers called back (priority), each against their own bound: median "
+        f"excess {median(excess):.1f} s, p90 {percentile(excess, 0.9):.0f} s; "
+        f"{on_time} of {len(rows)} rang within 15 s of it"
+        + (f"; the {len(rows) - on_time} later: {reasons}." if reasons else ".")
+        + f" Against the contention-free bound (agents on callback calls counted as free): "
+        f"median {free_bound:.0f} s" + (f", {dialer / free_bound:.2f}x." if free_bound > 0 else ".")
+    )
 
 
 def _pct(v: float) -> str:
@@ -196,42 +226,64 @@ def day_plots(day: dict[str, Any]) -> list[Path]:
     variants = scenario["variants"]
 
     def waits(variant: str, category: str, key: str = "wait") -> list[float]:
-        rows = [r for run in variants[variant]["runs"] for r in run["rows"]
-                if r["status"] != "served_by_redial"
-                and (category == "all" or r["category"] == category)]
+        rows = [
+            r
+            for run in variants[variant]["runs"]
+            for r in run["rows"]
+            if r["status"] != "served_by_redial"
+            and (category == "all" or r["category"] == category)
+        ]
         return [r[key] / 60 for r in rows]
 
     agents = scenario["agents"] or "the profile's"
-    sub = (f"{scenario_name} day: {agents} agents, traffic x{scenario['traffic']:g}, "
-           f"{len(scenario['seeds'])} simulated day(s) pooled, clock at {day['speed']:g}x")
+    sub = (
+        f"{scenario_name} day: {agents} agents, traffic x{scenario['traffic']:g}, "
+        f"{len(scenario['seeds'])} simulated day(s) pooled, clock at {day['speed']:g}x"
+    )
     paths = []
     by_category = svg.cdf_chart(
         [(LABELS[c], waits("priority", c), "line") for c in CATEGORIES if waits("priority", c)],
         title="Time from missed call to the customer's phone ringing (priority)",
-        subtitle=sub)
+        subtitle=sub,
+    )
     paths.append(_write("e2e_time_to_callback_by_category.svg", by_category))
     versus = svg.cdf_chart(
-        [("new: lower bound", waits("priority", "new_connection", "lower_bound"), "dash",
-          "#555555"),
-         ("new: priority", waits("priority", "new_connection"), "line", "#d62728"),
-         ("new: FIFO", waits("fifo", "new_connection"), "line", "#1f77b4"),
-         ("all: priority", waits("priority", "all"), "dash", "#d62728"),
-         ("all: FIFO", waits("fifo", "all"), "dash", "#1f77b4")],
-        title="Priority vs FIFO vs the lower bound", subtitle=sub)
+        [
+            (
+                "new: lower bound",
+                waits("priority", "new_connection", "lower_bound"),
+                "dash",
+                "#555555",
+            ),
+            ("new: priority", waits("priority", "new_connection"), "line", "#d62728"),
+            ("new: FIFO", waits("fifo", "new_connection"), "line", "#1f77b4"),
+            ("all: priority", waits("priority", "all"), "dash", "#d62728"),
+            ("all: FIFO", waits("fifo", "all"), "dash", "#1f77b4"),
+        ],
+        title="Priority vs FIFO vs the lower bound",
+        subtitle=sub,
+    )
     paths.append(_write("e2e_priority_vs_fifo.svg", versus))
     groups = [LABELS[c] for c in CATEGORIES]
     bars = []
     p90s = []
-    for label, variant, key in (("lower bound", "priority", "lower_bound"),
-                                ("priority", "priority", "dialer"),
-                                ("FIFO", "fifo", "dialer")):
+    for label, variant, key in (
+        ("lower bound", "priority", "lower_bound"),
+        ("priority", "priority", "dialer"),
+        ("FIFO", "fifo", "dialer"),
+    ):
         per = variants[variant]["pooled"]["per_category"]
         bars.append((label, [per[c][key]["median"] / 60 for c in CATEGORIES]))
         p90s.append([per[c][key]["p90"] / 60 for c in CATEGORIES])
     # The colours of the CDF chart: the bound grey, priority red, FIFO blue.
-    medians = svg.bar_chart(groups, bars, whiskers=p90s, colours=("#888888", "#d62728", "#1f77b4"),
-                            title="Median minutes to callback (whisker: 90th percentile)",
-                            subtitle=sub)
+    medians = svg.bar_chart(
+        groups,
+        bars,
+        whiskers=p90s,
+        colours=("#888888", "#d62728", "#1f77b4"),
+        title="Median minutes to callback (whisker: 90th percentile)",
+        subtitle=sub,
+    )
     paths.append(_write("e2e_medians.svg", medians))
     return paths
 
@@ -258,9 +310,8 @@ def day_headline(day: dict[str, Any]) -> dict[str, Any]:
             "ratio_to_bound": round(new_p["dialer"]["median"] / bound, 2) if bound else None,
             "within_1_2x": bool(bound) and new_p["dialer"]["median"] <= 1.2 * bound,
             "better_than_fifo": new_p["dialer"]["median"] < new_f["dialer"]["median"],
-            "callbacks_to_served": scenario["variants"]["priority"]["pooled"][
-                "callbacks_to_served"] + scenario["variants"]["fifo"]["pooled"][
-                "callbacks_to_served"],
+            "callbacks_to_served": scenario["variants"]["priority"]["pooled"]["callbacks_to_served"]
+            + scenario["variants"]["fifo"]["pooled"]["callbacks_to_served"],
         }
     return out
 
@@ -274,8 +325,9 @@ def scale_row(result: dict[str, Any]) -> dict[str, Any]:
     # The PBX's own count of events over the dialer's measured window, and over each 10 s of it.
     start, end = result["window"]
     window = [s for s in g["series"] if start <= s[0] <= end]
-    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(window[::10], window[10::10],
-                                                           strict=False)]
+    rates = [
+        (b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(window[::10], window[10::10], strict=False)
+    ]
     emitted = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
     return {
         "agents": result["spec"]["agents"],
@@ -294,8 +346,9 @@ def scale_row(result: dict[str, Any]) -> dict[str, Any]:
         "decision_p99_ms": round(percentile(lat, 0.99) * 1000, 2) if lat else None,
         "decision_max_ms": round(lat[-1] * 1000, 1) if lat else None,
         "kicked_decisions": len(d["kicked_decision_latency"]),
-        "kicked_decision_p99_ms": round(percentile(d["kicked_decision_latency"], 0.99) * 1000,
-                                        2) if d["kicked_decision_latency"] else None,
+        "kicked_decision_p99_ms": round(percentile(d["kicked_decision_latency"], 0.99) * 1000, 2)
+        if d["kicked_decision_latency"]
+        else None,
         "inflight_mean": round(d["inflight_mean"], 1),
         **stall_figures(d),
         "redis_mb_seeded": round((mem["after_seeding"] - mem["before_seeding"]) / 2**20, 1),
@@ -315,18 +368,22 @@ def stall_figures(d: dict[str, Any]) -> dict[str, Any]:
     full = sorted(p for gen, p in d.get("gc_pauses", []) if gen == 2)
     if not stalls:
         return {}
-    return {"loop_stall_p99_ms": round(percentile(stalls, 0.99) * 1000, 1),
-            "loop_stall_max_ms": round(stalls[-1] * 1000, 1),
-            "loop_stalls_over_50ms": sum(1 for x in stalls if x > 0.05),
-            "gc_full_collections": len(full),
-            "gc_full_max_ms": round(full[-1] * 1000, 1) if full else 0.0,
-            "gc_all_collections": len(d.get("gc_pauses", []))}
+    return {
+        "loop_stall_p99_ms": round(percentile(stalls, 0.99) * 1000, 1),
+        "loop_stall_max_ms": round(stalls[-1] * 1000, 1),
+        "loop_stalls_over_50ms": sum(1 for x in stalls if x > 0.05),
+        "gc_full_collections": len(full),
+        "gc_full_max_ms": round(full[-1] * 1000, 1) if full else 0.0,
+        "gc_all_collections": len(d.get("gc_pauses", [])),
+    }
 
 
 def scale_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| agents | waiting | measured | AMI events/s (10 s min-max) | dialer CPU "
-             "| dialer RSS | decisions/s | decision p50 / p99 | Redis (seeded / at end) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| agents | waiting | measured | AMI events/s (10 s min-max) | dialer CPU "
+        "| dialer RSS | decisions/s | decision p50 / p99 | Redis (seeded / at end) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         lines.append(
             f"| {r['agents']:,} | {r['waiting']:,} | {r['minutes']:g} min "
@@ -334,16 +391,24 @@ def scale_table(rows: list[dict[str, Any]]) -> str:
             f"{r['events_per_s_10s_max']}) | {r['dialer_cpu_percent']}% "
             f"| {r['dialer_rss_mb']} MiB | {r['decisions_per_s']} "
             f"| {r['decision_p50_ms']} / {r['decision_p99_ms']} ms "
-            f"| {r['redis_mb_seeded']} / {r['redis_mb_end']} MiB |")
+            f"| {r['redis_mb_seeded']} / {r['redis_mb_end']} MiB |"
+        )
     return "\n".join(lines)
 
 
-def run_scale_cmd(args: argparse.Namespace, agents: list[int], duration: float,
-                  warmup: float) -> list[dict[str, Any]]:
+def run_scale_cmd(
+    args: argparse.Namespace, agents: list[int], duration: float, warmup: float
+) -> list[dict[str, Any]]:
     rows = []
     for n in agents:
-        spec = ScaleSpec(agents=n, waiting=args.waiting, rate=args.rate, warmup=warmup,
-                         duration=duration, start=SCALE_START)
+        spec = ScaleSpec(
+            agents=n,
+            waiting=args.waiting,
+            rate=args.rate,
+            warmup=warmup,
+            duration=duration,
+            start=SCALE_START,
+        )
         result = run_scale(spec, url=args.redis, log=log)
         row = scale_row(result)
         log(json.dumps(row))
@@ -356,20 +421,31 @@ def _slim(result: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(result, default=str))
     for key in ("decision_latency", "kicked_decision_latency"):
         lat = sorted(result["dialer"][key])
-        out["dialer"][key] = {f"p{q}": round(percentile(lat, q / 100) * 1000, 3)
-                              for q in (50, 90, 99, 100)} if lat else {}
+        out["dialer"][key] = (
+            {f"p{q}": round(percentile(lat, q / 100) * 1000, 3) for q in (50, 90, 99, 100)}
+            if lat
+            else {}
+        )
     return out
 
 
 def sweep_plot(rows: list[dict[str, Any]]) -> Path:
     xs = [r["agents"] for r in rows]
-    return _write("e2e_scale_sweep.svg", svg.log_lines(
-        xs, [("dialer CPU, % of a core", [r["dialer_cpu_percent"] for r in rows]),
-             ("dialer RSS, MiB", [r["dialer_rss_mb"] for r in rows]),
-             ("decision p99, ms", [r["decision_p99_ms"] or 0 for r in rows])],
-        title="Dialer cost by number of agents (100k waiting, ~500 AMI events/s)",
-        subtitle="sweep runs: 2 minutes measured after 2 minutes of warm-up",
-        xlabel="agents (log scale)", ylabel="value"))
+    return _write(
+        "e2e_scale_sweep.svg",
+        svg.log_lines(
+            xs,
+            [
+                ("dialer CPU, % of a core", [r["dialer_cpu_percent"] for r in rows]),
+                ("dialer RSS, MiB", [r["dialer_rss_mb"] for r in rows]),
+                ("decision p99, ms", [r["decision_p99_ms"] or 0 for r in rows]),
+            ],
+            title="Dialer cost by number of agents (100k waiting, ~500 AMI events/s)",
+            subtitle="sweep runs: 2 minutes measured after 2 minutes of warm-up",
+            xlabel="agents (log scale)",
+            ylabel="value",
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -377,24 +453,35 @@ def sweep_plot(rows: list[dict[str, Any]]) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", nargs="?", default="day",
-                        choices=["day", "scale", "sweep", "plots"])
+    parser.add_argument(
+        "command", nargs="?", default="day", choices=["day", "scale", "sweep", "plots"]
+    )
     parser.add_argument("--redis", default=DEFAULT_REDIS)
     parser.add_argument("--speed", type=float, default=100.0, help="day: clock speed")
     parser.add_argument("--scenarios", default="default,busy", help="day: which scenarios")
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
-                        help="day: seeds of the busy scenario")
-    parser.add_argument("--stagger", type=float, default=7.0,
-                        help="day: real seconds between the starts of the runs")
-    parser.add_argument("--agents", default=None,
-                        help="scale: agents (1000); sweep: list (10,100,1000)")
+    parser.add_argument(
+        "--seeds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="day: seeds of the busy scenario",
+    )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=7.0,
+        help="day: real seconds between the starts of the runs",
+    )
+    parser.add_argument(
+        "--agents", default=None, help="scale: agents (1000); sweep: list (10,100,1000)"
+    )
     parser.add_argument("--waiting", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=500.0, help="AMI events per second")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="measured minutes (scale 10, sweep 2)")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="measured minutes (scale 10, sweep 2)"
+    )
     # The first wave of callbacks starts all at once and takes a while to spread out.
-    parser.add_argument("--warmup", type=float, default=120.0,
-                        help="scale, sweep: seconds before measuring")
+    parser.add_argument(
+        "--warmup", type=float, default=120.0, help="scale, sweep: seconds before measuring"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.command == "day":
@@ -406,8 +493,7 @@ def main() -> None:
         print(json.dumps({"day": day_headline(day), "wall_seconds": round(day["wall_seconds"])}))
     elif args.command in ("scale", "sweep"):
         sweep = args.command == "sweep"
-        agents = [int(x) for x in (args.agents or ("10,100,1000" if sweep else "1000"))
-                  .split(",")]
+        agents = [int(x) for x in (args.agents or ("10,100,1000" if sweep else "1000")).split(",")]
         duration = 60 * (args.minutes or (2.0 if sweep else 10.0))
         rows = run_scale_cmd(args, agents, duration, args.warmup)
         name = "e2e_sweep" if sweep else "e2e_scale"

@@ -40,8 +40,11 @@ async def fill(queue: CallbackQueue, start: int, count: int, now: float) -> floa
     t0 = time.perf_counter()
     for i in range(start, start + count):
         await queue.add_missed(
-            number=f"+7916{i:07d}", category=CATEGORIES[i % 4], source=Source.ABANDON,
-            missed_at=now - (i % 3600), call_id=f"bench-{i}",
+            number=f"+7916{i:07d}",
+            category=CATEGORIES[i % 4],
+            source=Source.ABANDON,
+            missed_at=now - (i % 3600),
+            call_id=f"bench-{i}",
         )
     return time.perf_counter() - t0
 
@@ -49,11 +52,16 @@ async def fill(queue: CallbackQueue, start: int, count: int, now: float) -> floa
 async def run_size(url: str, pending: int, claims: int) -> dict[str, float]:
     prefix = "bench-" + secrets.token_hex(4)
     client = aioredis.Redis.from_url(url)
-    config = parse_config({
-        "redis": {"url": url, "key_prefix": prefix},
-        "hours": {"weekly": {d: ["00:00-24:00"] for d in
-                             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-    })
+    config = parse_config(
+        {
+            "redis": {"url": url, "key_prefix": prefix},
+            "hours": {
+                "weekly": {
+                    d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                }
+            },
+        }
+    )
     queue = CallbackQueue(client, config, RealClock())
     now = time.time()
     try:
@@ -81,7 +89,7 @@ async def run_size(url: str, pending: int, claims: int) -> dict[str, float]:
     finally:
         keys = [k async for k in client.scan_iter(match=Keys(prefix).pattern(), count=5000)]
         for i in range(0, len(keys), 5000):
-            await client.delete(*keys[i:i + 5000])
+            await client.delete(*keys[i : i + 5000])
         await client.aclose()
 
 
@@ -89,8 +97,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--claims", type=int, default=5000)
-    parser.add_argument("--redis", default=os.environ.get("CALLBACK_DIALER_BENCH_REDIS",
-                                                          "redis://127.0.0.1:6379/14"))
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("CALLBACK_DIALER_BENCH_REDIS", "redis://127.0.0.1:6379/14"),
+    )
     args = parser.parse_args()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):

@@ -42,21 +42,30 @@ from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.store import CallbackQueue
 
 ROOT = Path(__file__).resolve().parents[1]
-CAPTURE = Path(os.environ.get("CALLBACK_DIALER_CAPTURES", ROOT.parent / "shared" /
-                              "ami-captures")) / "busy_hour.jsonl"
-_ID = re.compile(r"(Uniqueid|Linkedid|DestUniqueid|DestLinkedid|LocalOneUniqueid|"
-                 r"LocalOneLinkedid|LocalTwoUniqueid|LocalTwoLinkedid): (\d+\.\d+)")
+CAPTURE = (
+    Path(os.environ.get("CALLBACK_DIALER_CAPTURES", ROOT.parent / "shared" / "ami-captures"))
+    / "busy_hour.jsonl"
+)
+_ID = re.compile(
+    r"(Uniqueid|Linkedid|DestUniqueid|DestLinkedid|LocalOneUniqueid|"
+    r"LocalOneLinkedid|LocalTwoUniqueid|LocalTwoLinkedid): (\d+\.\d+)"
+)
 
 
 def build_frames(repeat: int, first: int = 0) -> list[bytes]:
     frames = [json.loads(line) for line in CAPTURE.read_text("utf-8").splitlines()]
-    events = [f["raw"] for f in frames if f["dir"] == "in" and f["raw"].startswith("Event:")
-              and "ActionID:" not in f["raw"]]
+    events = [
+        f["raw"]
+        for f in frames
+        if f["dir"] == "in" and f["raw"].startswith("Event:") and "ActionID:" not in f["raw"]
+    ]
     out = []
     for n in range(first, first + repeat):
         # Each round is a new set of calls: call ids must differ, numbers may repeat (merge).
-        out.extend(_ID.sub(lambda m, n=n: f"{m.group(1)}: {m.group(2)}{n:04d}", raw).encode()
-                   for raw in events)
+        out.extend(
+            _ID.sub(lambda m, n=n: f"{m.group(1)}: {m.group(2)}{n:04d}", raw).encode()
+            for raw in events
+        )
     return out
 
 
@@ -75,10 +84,15 @@ def feeder(port_queue: multiprocessing.Queue, repeat: int, paced: int, rate: flo
     while b"\r\n\r\n" not in buffer:
         buffer += conn.recv(4096)
     action_id = re.search(rb"ActionID: (\S+)", buffer).group(1)
-    conn.sendall(b"Response: Success\r\nActionID: " + action_id +
-                 b"\r\nMessage: Authentication accepted\r\n\r\n")
-    conn.sendall(b"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 1\r\nLastReload: 1"
-                 b"\r\nStatus: Fully Booted\r\n\r\n")
+    conn.sendall(
+        b"Response: Success\r\nActionID: "
+        + action_id
+        + b"\r\nMessage: Authentication accepted\r\n\r\n"
+    )
+    conn.sendall(
+        b"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 1\r\nLastReload: 1"
+        b"\r\nStatus: Fully Booted\r\n\r\n"
+    )
     port_queue.get()  # the dialer is ready
     conn.sendall(data)
     conn.sendall(b"Event: BenchEnd\r\n\r\n")
@@ -101,13 +115,18 @@ async def run(repeat: int, paced: int, rate: float, url: str) -> dict[str, float
     process.start()
     port, count = channel.get(timeout=60)
     prefix = "bench-replay-" + secrets.token_hex(4)
-    config = parse_config({
-        "ami": {"port": port, "ping_interval": 60, "ping_timeout": 60},
-        "redis": {"url": url, "key_prefix": prefix},
-        "detection": {"min_call_seconds": 0},
-        "hours": {"weekly": {d: ["00:00-24:00"] for d in
-                             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-    })
+    config = parse_config(
+        {
+            "ami": {"port": port, "ping_interval": 60, "ping_timeout": 60},
+            "redis": {"url": url, "key_prefix": prefix},
+            "detection": {"min_call_seconds": 0},
+            "hours": {
+                "weekly": {
+                    d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                }
+            },
+        }
+    )
     devnull = open(os.devnull, "w")  # noqa: SIM115 - kept open for the whole run
     configure_logging(config.logging.model_copy(update={"format": "json"}), stream=devnull)
     client = aioredis.Redis.from_url(url)
@@ -166,8 +185,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=40, help="busy_hour rounds flooded")
     parser.add_argument("--paced", type=int, default=10, help="busy_hour rounds paced")
     parser.add_argument("--rate", type=float, default=500.0, help="paced events per second")
-    parser.add_argument("--redis", default=os.environ.get("CALLBACK_DIALER_BENCH_REDIS",
-                                                          "redis://127.0.0.1:6379/14"))
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("CALLBACK_DIALER_BENCH_REDIS", "redis://127.0.0.1:6379/14"),
+    )
     parser.add_argument("--cpu", type=int, default=0, help="CPU core for the dialer side")
     args = parser.parse_args()
     if not CAPTURE.exists():

@@ -36,27 +36,44 @@ DRAIN_SECONDS = 10.0
 
 
 class Dialer:
-    def __init__(self, config: Config, *, clock: Clock | None = None,
-                 redis_url: str | None = None, spool: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        redis_url: str | None = None,
+        spool: Path | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock or RealClock()
         self.metrics = Metrics()
         self.redis = aioredis.Redis.from_url(
-            redis_url or config.redis.url, password=config.redis.password or None,
+            redis_url or config.redis.url,
+            password=config.redis.password or None,
             socket_timeout=config.redis.socket_timeout,
             socket_connect_timeout=config.redis.socket_timeout,
             health_check_interval=30,
         )
         self.queue = CallbackQueue(self.redis, config, self.clock)
         self.pipeline: Pipeline = build_pipeline(
-            config, self.clock, self.queue,
+            config,
+            self.clock,
+            self.queue,
             spool=spool if spool is not None else Path(config.queue.spool_file),
-            on_applied=self._applied, on_agent_change=self._agent_changed,
+            on_applied=self._applied,
+            on_agent_change=self._agent_changed,
             on_fact=self._observe,
         )
         self.ami = AmiClient(config.ami, self.pipeline.router, self.clock)
-        self.dispatcher = Dispatcher(config, self.clock, self.queue, self.pipeline.agents,
-                                     self.pipeline.tracker, self.ami, self.metrics)
+        self.dispatcher = Dispatcher(
+            config,
+            self.clock,
+            self.queue,
+            self.pipeline.agents,
+            self.pipeline.tracker,
+            self.ami,
+            self.metrics,
+        )
         self.pipeline.router.add(self.dispatcher)
         self.ami.on_ready("agents", lambda: resync_agents(self.ami, self.pipeline))
         self.ami.on_ready("calls", lambda: resync_calls(self.ami, self.pipeline, self.clock))
@@ -123,17 +140,30 @@ class Dialer:
             return [((), float(self.pipeline.sink.backlog))]
 
         m = self.metrics
-        m.gauge("callback_dialer_queue_depth", "Open callbacks by category and state.",
-                ("category", "state"), depth)
-        m.gauge("callback_dialer_oldest_waiting_seconds",
-                "Age of the oldest open callback, from its first missed call.", (), oldest)
+        m.gauge(
+            "callback_dialer_queue_depth",
+            "Open callbacks by category and state.",
+            ("category", "state"),
+            depth,
+        )
+        m.gauge(
+            "callback_dialer_oldest_waiting_seconds",
+            "Age of the oldest open callback, from its first missed call.",
+            (),
+            oldest,
+        )
         m.gauge("callback_dialer_ami_connected", "1 while logged in to Asterisk.", (), ami_up)
         m.gauge("callback_dialer_redis_reachable", "1 while Redis answers.", (), redis_up)
         m.gauge("callback_dialer_dispatch_paused", "1 while dispatching is paused.", (), paused)
-        m.gauge("callback_dialer_callbacks_in_progress", "Callback attempts being made.", (),
-                in_progress)
-        m.gauge("callback_dialer_facts_waiting", "Missed/served facts not yet in Redis.", (),
-                backlog)
+        m.gauge(
+            "callback_dialer_callbacks_in_progress",
+            "Callback attempts being made.",
+            (),
+            in_progress,
+        )
+        m.gauge(
+            "callback_dialer_facts_waiting", "Missed/served facts not yet in Redis.", (), backlog
+        )
 
     # ------------------------------------------------------------------ health
 
@@ -153,8 +183,9 @@ class Dialer:
     def _core_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
         if self._stop.is_set():
             return
-        log.error("a core task crashed; stopping so the service manager restarts us",
-                  task=task.get_name())
+        log.error(
+            "a core task crashed; stopping so the service manager restarts us", task=task.get_name()
+        )
         self.exit_code = 1
         self._stop.set()
 
@@ -167,8 +198,11 @@ class Dialer:
         self.spawn("dispatcher", self.dispatcher.run())
         for name, factory in self.extra:
             self.spawn(name, factory())
-        log.info("dialer started", ami=f"{self.config.ami.host}:{self.config.ami.port}",
-                 dispatching="paused" if self.dispatcher.paused else "on")
+        log.info(
+            "dialer started",
+            ami=f"{self.config.ami.host}:{self.config.ami.port}",
+            dispatching="paused" if self.dispatcher.paused else "on",
+        )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -197,9 +231,14 @@ def install_signal_handlers(dialer: Dialer) -> None:
             loop.add_signal_handler(sig, dialer.request_stop)
 
 
-async def run_dialer(config: Config, *, clock: Clock | None = None,
-                     redis_url: str | None = None, web: bool = True,
-                     spool: Path | None = None) -> int:
+async def run_dialer(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    redis_url: str | None = None,
+    web: bool = True,
+    spool: Path | None = None,
+) -> int:
     """``callback-dialer run``: until SIGINT/SIGTERM."""
     configure_logging(config.logging)
     dialer = Dialer(config, clock=clock, redis_url=redis_url, spool=spool)
@@ -230,12 +269,17 @@ def attach_jobs(dialer: Dialer) -> None:
     from .jobs.bridge import JobsBridge
 
     async def estimate(callback: Any) -> int:
-        return await estimate_minutes(callback, queue=dialer.queue,
-                                      agents=dialer.pipeline.agents, config=dialer.config,
-                                      clock=dialer.clock)
+        return await estimate_minutes(
+            callback,
+            queue=dialer.queue,
+            agents=dialer.pipeline.agents,
+            config=dialer.config,
+            clock=dialer.clock,
+        )
 
-    bridge = JobsBridge(dialer.redis, dialer.config, dialer.queue, dialer.clock,
-                        estimate_minutes=estimate)
+    bridge = JobsBridge(
+        dialer.redis, dialer.config, dialer.queue, dialer.clock, estimate_minutes=estimate
+    )
     dialer.jobs_bridge = bridge
     dialer.extra.append(("jobs-bridge", bridge.run))
     dialer.closers.append(bridge.close)

@@ -66,8 +66,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         load_profile(traffic)  # a bad profile stops here with one line per fault
     from .sim.demo import run_demo
 
-    return asyncio.run(run_demo(config, speed=args.speed, port=args.port, agents=args.agents,
-                                seed=args.seed, traffic=traffic))
+    return asyncio.run(
+        run_demo(
+            config,
+            speed=args.speed,
+            port=args.port,
+            agents=args.agents,
+            seed=args.seed,
+            traffic=traffic,
+        )
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -105,44 +113,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
-            config: bool = True) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str, config: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if config:
-            p.add_argument("--config", metavar="PATH",
-                           help=f"configuration file (default: {DEFAULT_CONFIG_PATH} if present)")
+            p.add_argument(
+                "--config",
+                metavar="PATH",
+                help=f"configuration file (default: {DEFAULT_CONFIG_PATH} if present)",
+            )
         p.set_defaults(func=func)
         return p
 
     add("run", cmd_run, "run the dialer against the configured Asterisk and Redis")
-    p = add("demo", cmd_demo,
-            "run the whole product against a simulated PBX (and an embedded Redis if none answers)")
-    p.add_argument("--speed", type=float, default=30.0,
-                   help="simulated seconds per real second (default 30)")
-    p.add_argument("--port", type=int, default=8080,
-                   help="status page port (default 8080; another free one if taken)")
-    p.add_argument("--agents", type=int, default=None,
-                   help="simulated agents (default: the traffic profile's)")
+    p = add(
+        "demo",
+        cmd_demo,
+        "run the whole product against a simulated PBX (and an embedded Redis if none answers)",
+    )
+    p.add_argument(
+        "--speed", type=float, default=30.0, help="simulated seconds per real second (default 30)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="status page port (default 8080; another free one if taken)",
+    )
+    p.add_argument(
+        "--agents", type=int, default=None, help="simulated agents (default: the traffic profile's)"
+    )
     p.add_argument("--seed", type=int, default=None, help="the same seed gives the same day")
-    p.add_argument("--traffic", metavar="PATH",
-                   help="traffic profile (default: built in; see config/traffic.toml)")
-    p = add("check-config", cmd_check_config, "check a configuration file; exit 0 when usable",
-            config=False)
+    p.add_argument(
+        "--traffic",
+        metavar="PATH",
+        help="traffic profile (default: built in; see config/traffic.toml)",
+    )
+    p = add(
+        "check-config",
+        cmd_check_config,
+        "check a configuration file; exit 0 when usable",
+        config=False,
+    )
     p.add_argument("file", help="the TOML file to check")
-    p = add("replay", cmd_replay,
-            "play a recorded AMI capture through the dialer into a throwaway queue and print "
-            "the callbacks left open, one JSON line each")
+    p = add(
+        "replay",
+        cmd_replay,
+        "play a recorded AMI capture through the dialer into a throwaway queue and print "
+        "the callbacks left open, one JSON line each",
+    )
     p.add_argument("capture", help="a .jsonl capture (the format of ../shared/ami-captures)")
-    p.add_argument("--redis-url", help="use this Redis for the throwaway queue "
-                   "(default: the configured one, under a random key prefix)")
+    p.add_argument(
+        "--redis-url",
+        help="use this Redis for the throwaway queue "
+        "(default: the configured one, under a random key prefix)",
+    )
     p = add("record", cmd_record, "record live AMI traffic into a .jsonl capture")
     p.add_argument("out", help="file to write")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p = add("worker", cmd_worker, "run the rq worker for webhooks, SMS and reports")
     p.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     add("dialplan", cmd_dialplan, "print the Asterisk dialplan matching this configuration")
-    p = add("hash-password", cmd_hash_password,
-            "hash a password for a [[web.users]] entry", config=False)
+    p = add(
+        "hash-password",
+        cmd_hash_password,
+        "hash a password for a [[web.users]] entry",
+        config=False,
+    )
     p.add_argument("--password", help="read from the terminal when not given")
     return parser
 
@@ -171,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: one line for the user, the trace on request
         if os.environ.get("CALLBACK_DIALER_DEBUG"):
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {exc} "
-              "(set CALLBACK_DIALER_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} "
+            "(set CALLBACK_DIALER_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -95,6 +95,7 @@ def nth_delay(delays: tuple[float, ...], made: int) -> float:
     """The wait after ``made`` tries (1 = after the first): the last delay repeats."""
     return delays[max(0, min(made - 1, len(delays) - 1))]
 
+
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
 
@@ -201,8 +202,13 @@ class Category(Strict):
 
 
 DEFAULT_CATEGORIES = (
-    Category(name="new_connection", label="New connection", label_ru="Подключение",
-             ivr_digit="1", weight=1800),
+    Category(
+        name="new_connection",
+        label="New connection",
+        label_ru="Подключение",
+        ivr_digit="1",
+        weight=1800,
+    ),
     Category(name="support", label="Support", label_ru="Техподдержка", ivr_digit="2", weight=0),
     Category(name="billing", label="Billing", label_ru="Оплата", ivr_digit="3", weight=0),
     Category(name="other", label="Other", label_ru="Другое", ivr_digit="", weight=0),
@@ -365,8 +371,18 @@ class DispatchConfig(Strict):
     @field_validator("agent_channel", "exten", "caller_id", "customer_channel")
     @classmethod
     def _template(cls, v: str) -> str:
-        allowed = {"interface", "extension", "digits", "e164", "national", "nsn", "category",
-                   "label", "exten", "agent"}
+        allowed = {
+            "interface",
+            "extension",
+            "digits",
+            "e164",
+            "national",
+            "nsn",
+            "category",
+            "label",
+            "exten",
+            "agent",
+        }
         for name in re.findall(r"{([^{}]*)}", v):
             if name not in allowed:
                 raise ValueError(
@@ -434,7 +450,13 @@ class WebhookConfig(Strict):
 
 
 WEBHOOK_EVENTS = (
-    "created", "merged", "dialing", "done", "failed", "cancelled", "served_inbound",
+    "created",
+    "merged",
+    "dialing",
+    "done",
+    "failed",
+    "cancelled",
+    "served_inbound",
     "served_outbound",
 )
 
@@ -679,8 +701,8 @@ def _describe(error: dict[str, Any]) -> str:
         "string_pattern_mismatch": lambda: f"must match the pattern {ctx.get('pattern')}",
         "string_too_short": lambda: f"must have at least {ctx.get('min_length')} characters",
         "string_too_long": lambda: f"must have at most {ctx.get('max_length')} characters",
-        "tuple_type": lambda: "must be a list, like [\"a\", \"b\"]",
-        "list_type": lambda: "must be a list, like [\"a\", \"b\"]",
+        "tuple_type": lambda: 'must be a list, like ["a", "b"]',
+        "list_type": lambda: 'must be a list, like ["a", "b"]',
         "dict_type": lambda: "must be a table (a [section] or { key = value })",
         "model_type": lambda: "must be a table (a [section] or { key = value })",
         "model_attributes_type": lambda: "must be a table (a [section] or { key = value })",

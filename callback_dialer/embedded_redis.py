@@ -66,10 +66,25 @@ class EmbeddedRedis:
         self._dir = tempfile.TemporaryDirectory(prefix="callback-dialer-redis-")
         self.socket = os.path.join(self._dir.name, "redis.sock")
         self._process = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-             "--logfile", os.path.join(self._dir.name, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                "0",
+                "--unixsocket",
+                self.socket,
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+                "--logfile",
+                os.path.join(self._dir.name, "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -55,8 +55,7 @@ class Counter:
 class Histogram:
     name: str
     help: str
-    buckets: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-                                  60)
+    buckets: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
     counts: list[int] = field(default_factory=list)
     total: float = 0.0
     n: int = 0
@@ -107,37 +106,49 @@ class Metrics:
         self.missed_calls = Counter(
             "callback_dialer_missed_calls_total",
             "Inbound calls that ended without reaching a person and were queued.",
-            ("category", "source"))
+            ("category", "source"),
+        )
         self.not_queued = Counter(
             "callback_dialer_calls_not_queued_total",
             "Calls not called back, by reason (anonymous, internal, too_short, ...).",
-            ("reason",))
+            ("reason",),
+        )
         self.served = Counter(
             "callback_dialer_customers_served_total",
-            "Customers who got through to a person while a callback was open.", ("how",))
+            "Customers who got through to a person while a callback was open.",
+            ("how",),
+        )
         self.outcomes = Counter(
             "callback_dialer_callback_outcomes_total",
             "Callback attempts by outcome (answered, busy, no_answer, agent_no_answer, ...).",
-            ("outcome",))
+            ("outcome",),
+        )
         self.originate_to_answer = Histogram(
             "callback_dialer_originate_to_answer_seconds",
-            "From an Originate written to the socket to the agent leg being answered.")
+            "From an Originate written to the socket to the agent leg being answered.",
+        )
         self.decision_latency = Histogram(
             "callback_dialer_dispatch_decision_seconds",
             "From the event that freed an agent to the Originate written on the socket.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1))
-        self.ami_reconnects = Counter("callback_dialer_ami_connects_total",
-                                      "Successful AMI logins (the first one included).")
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+        )
+        self.ami_reconnects = Counter(
+            "callback_dialer_ami_connects_total", "Successful AMI logins (the first one included)."
+        )
         self.gauges: list[Gauge] = []
 
-    def gauge(self, name: str, help_text: str, labels: tuple[str, ...],
-              read: GaugeReader) -> None:
+    def gauge(self, name: str, help_text: str, labels: tuple[str, ...], read: GaugeReader) -> None:
         self.gauges.append(Gauge(name, help_text, labels, read))
 
     async def render(self) -> str:
         lines: list[str] = []
-        for metric in (self.missed_calls, self.not_queued, self.served, self.outcomes,
-                       self.ami_reconnects):
+        for metric in (
+            self.missed_calls,
+            self.not_queued,
+            self.served,
+            self.outcomes,
+            self.ami_reconnects,
+        ):
             lines += metric.render()
         lines += self.originate_to_answer.render()
         lines += self.decision_latency.render()

@@ -68,8 +68,19 @@ class Rejected:
 
 
 _ANONYMOUS = {
-    "anonymous", "unknown", "<unknown>", "restricted", "private", "withheld", "unavailable",
-    "blocked", "asterisk", "s", "*", "<anonymous>", "anonymous@anonymous.invalid",
+    "anonymous",
+    "unknown",
+    "<unknown>",
+    "restricted",
+    "private",
+    "withheld",
+    "unavailable",
+    "blocked",
+    "asterisk",
+    "s",
+    "*",
+    "<anonymous>",
+    "anonymous@anonymous.invalid",
 }
 # Visual separators that people and carriers put into numbers.
 _SEPARATORS = re.compile(r"[\s().\-/\u00a0\u2010-\u2015]")
@@ -151,9 +162,7 @@ def clean_name(raw: str | None, limit: int = 64) -> str:
     ``limit`` characters, ``""`` for Asterisk's placeholders. Escaping is the page's job."""
     if not raw:
         return ""
-    text = "".join(
-        ch for ch in raw if unicodedata.category(ch)[0] != "C" or ch == " "
-    ).strip()
+    text = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C" or ch == " ").strip()
     if text.lower() in _NAME_UNKNOWN:
         return ""
     return text[:limit]

@@ -33,8 +33,7 @@ class TaskSet:
         exc = task.exception()
         if exc is None:
             return
-        log.error("background task failed", owner=self.owner, task=task.get_name(),
-                  error=repr(exc))
+        log.error("background task failed", owner=self.owner, task=task.get_name(), error=repr(exc))
         if self.on_error is not None:
             self.on_error(task, exc)
 

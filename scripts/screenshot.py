@@ -44,30 +44,84 @@ TZ = ZoneInfo("Europe/Moscow")
 NOW = dt.datetime(2026, 11, 24, 14, 35, tzinfo=TZ)
 DAYS_BEFORE = 7
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 USER, PASSWORD = "olga.smirnova", "screenshot-only"
 
 # Missed calls per hour of day: a mid-morning peak and an evening one.
-RATE = {9: 3.0, 10: 6.5, 11: 7.0, 12: 5.0, 13: 4.0, 14: 6.0, 15: 4.0, 16: 4.5, 17: 6.0,
-        18: 5.5, 19: 3.0, 20: 1.5}
+RATE = {
+    9: 3.0,
+    10: 6.5,
+    11: 7.0,
+    12: 5.0,
+    13: 4.0,
+    14: 6.0,
+    15: 4.0,
+    16: 4.5,
+    17: 6.0,
+    18: 5.5,
+    19: 3.0,
+    20: 1.5,
+}
 # The chance per minute that an agent who is not on a callback picks one up (they answer
 # inbound calls too): low in the peaks and over lunch, when the backlog grows.
-FREE = {9: 0.25, 10: 0.06, 11: 0.05, 12: 0.12, 13: 0.08, 14: 0.008, 15: 0.12, 16: 0.12,
-        17: 0.05, 18: 0.06, 19: 0.15, 20: 0.2}
+FREE = {
+    9: 0.25,
+    10: 0.06,
+    11: 0.05,
+    12: 0.12,
+    13: 0.08,
+    14: 0.008,
+    15: 0.12,
+    16: 0.12,
+    17: 0.05,
+    18: 0.06,
+    19: 0.15,
+    20: 0.2,
+}
 CATEGORIES = (("new_connection", 0.18), ("support", 0.50), ("billing", 0.20), ("other", 0.12))
-SOURCES = ((Source.ABANDON, 0.5), (Source.IVR_HANGUP, 0.2), (Source.TIMEOUT, 0.1),
-           (Source.EXPLICIT, 0.2))
-NAMES = ("Иван Петров", "Ольга Кузнецова", "Алексей Смирнов", "Марина Соколова", "Дмитрий Попов",
-         "Елена Лебедева", "Сергей Козлов", "Наталья Новикова", "Андрей Морозов",
-         "Татьяна Волкова", "ООО «Ромашка»", "Анна Фёдорова", "Павел Михайлов", "Юлия Егорова",
-         "Николай Павлов", "Светлана Степанова", "Максим Семёнов", "Ирина Голубева")
+SOURCES = (
+    (Source.ABANDON, 0.5),
+    (Source.IVR_HANGUP, 0.2),
+    (Source.TIMEOUT, 0.1),
+    (Source.EXPLICIT, 0.2),
+)
+NAMES = (
+    "Иван Петров",
+    "Ольга Кузнецова",
+    "Алексей Смирнов",
+    "Марина Соколова",
+    "Дмитрий Попов",
+    "Елена Лебедева",
+    "Сергей Козлов",
+    "Наталья Новикова",
+    "Андрей Морозов",
+    "Татьяна Волкова",
+    "ООО «Ромашка»",
+    "Анна Фёдорова",
+    "Павел Михайлов",
+    "Юлия Егорова",
+    "Николай Павлов",
+    "Светлана Степанова",
+    "Максим Семёнов",
+    "Ирина Голубева",
+)
 # (interface, categories it calls back) for the simulated past.
-SIM_AGENTS = (("Local/101@agents/n", ["new_connection"]),
-              ("Local/102@agents/n", ["support", "billing", "other"]),
-              ("Local/104@agents/n", ["support", "billing", "other"]),
-              ("Local/105@agents/n", ["new_connection", "support", "billing", "other"]))
+SIM_AGENTS = (
+    ("Local/101@agents/n", ["new_connection"]),
+    ("Local/102@agents/n", ["support", "billing", "other"]),
+    ("Local/104@agents/n", ["support", "billing", "other"]),
+    ("Local/105@agents/n", ["new_connection", "support", "billing", "other"]),
+)
 
 
 def pick(rng: random.Random, table: tuple[tuple[Any, float], ...]) -> Any:
@@ -94,8 +148,9 @@ class Day:
     def number(self) -> str:
         if self.recent and self.rng.random() < 0.08:
             return self.rng.choice(self.recent[-30:])  # called again: merges
-        number = f"+79{self.rng.choice(['16', '03', '85', '26', '99'])}" \
-                 f"{self.rng.randrange(10**7):07d}"
+        number = (
+            f"+79{self.rng.choice(['16', '03', '85', '26', '99'])}{self.rng.randrange(10**7):07d}"
+        )
         self.recent.append(number)
         return number
 
@@ -103,9 +158,14 @@ class Day:
         number = self.number()
         name = self.rng.choice(NAMES) if self.rng.random() < 0.65 else ""
         category = pick(self.rng, CATEGORIES)
-        result = await self.queue.add_missed(number=number, category=category,
-                                             source=pick(self.rng, SOURCES), missed_at=at,
-                                             name=name, call_id=f"sim-{at:.0f}-{number}")
+        result = await self.queue.add_missed(
+            number=number,
+            category=category,
+            source=pick(self.rng, SOURCES),
+            missed_at=at,
+            name=name,
+            call_id=f"sim-{at:.0f}-{number}",
+        )
         if self.rng.random() < 0.08:
             self.later(at + self.rng.uniform(180, 2400), "served", number)
         elif self.rng.random() < 0.02:
@@ -115,13 +175,11 @@ class Day:
         for interface, categories in SIM_AGENTS:
             if self.busy_until[interface] > at or self.rng.random() > FREE.get(hour, 0.0):
                 continue  # on an inbound call, or between calls
-            claim = await self.queue.claim(categories, claimer="sim", agent=interface,
-                                           lease=3600)
+            claim = await self.queue.claim(categories, claimer="sim", agent=interface, lease=3600)
             if claim is None:
                 continue
             await self.to(at + self.rng.uniform(5, 15))
-            await self.queue.renew(claim, stage=Stage.RINGING_CUSTOMER, agent=interface,
-                                   lease=3600)
+            await self.queue.renew(claim, stage=Stage.RINGING_CUSTOMER, agent=interface, lease=3600)
             roll = self.rng.random()
             if roll < 0.62:
                 talk = self.rng.uniform(90, 420)
@@ -129,22 +187,24 @@ class Day:
                 self.busy_until[interface] = self.clock.now() + 12 + talk + 30
             else:
                 outcome = "busy" if roll < 0.72 else "no_answer"
-                self.later(self.clock.now() + (5 if outcome == "busy" else 30), "retry",
-                           (claim, outcome))
+                self.later(
+                    self.clock.now() + (5 if outcome == "busy" else 30), "retry", (claim, outcome)
+                )
                 self.busy_until[interface] = self.clock.now() + 60
 
     async def handle(self, kind: str, data: Any) -> None:
         q = self.queue
         if kind == "answered":
             claim, talk = data
-            await q.renew(claim, stage=Stage.TALKING, agent=claim.callback.agent or "",
-                          lease=3600)
+            await q.renew(claim, stage=Stage.TALKING, agent=claim.callback.agent or "", lease=3600)
             self.later(self.clock.now() + talk, "done", (claim, talk))
         elif kind == "done":
             claim, talk = data
             agent = (await q.get(claim.callback.id)).agent
-            await q.complete(claim, Attempt(at=self.clock.now(), agent=agent,
-                                            outcome="answered", talk_seconds=talk))
+            await q.complete(
+                claim,
+                Attempt(at=self.clock.now(), agent=agent, outcome="answered", talk_seconds=talk),
+            )
         elif kind == "retry":
             claim, outcome = data
             agent = (await q.get(claim.callback.id)).agent
@@ -177,15 +237,38 @@ class Day:
         return count
 
 
-def queue_member(queue: str, extension: str, name: str, *, status: int = 1,
-                 in_call: bool = False, paused: str = "", last_call: int = 0,
-                 wrapup: int = 0) -> list[tuple[str, str]]:
+def queue_member(
+    queue: str,
+    extension: str,
+    name: str,
+    *,
+    status: int = 1,
+    in_call: bool = False,
+    paused: str = "",
+    last_call: int = 0,
+    wrapup: int = 0,
+) -> list[tuple[str, str]]:
     location = f"Local/{extension}@agents/n"
-    return queue_member_item(MemberView(
-        queue=queue, name=name, interface=location, state_interface=location,
-        membership="static", penalty=0, calls_taken=12, last_call=last_call, last_pause=0,
-        login_time=int(NOW.timestamp()) - 20000, in_call=in_call, status=status,
-        paused=bool(paused), paused_reason=paused, ringinuse=False, wrapuptime=wrapup))
+    return queue_member_item(
+        MemberView(
+            queue=queue,
+            name=name,
+            interface=location,
+            state_interface=location,
+            membership="static",
+            penalty=0,
+            calls_taken=12,
+            last_call=last_call,
+            last_pause=0,
+            login_time=int(NOW.timestamp()) - 20000,
+            in_call=in_call,
+            status=status,
+            paused=bool(paused),
+            paused_reason=paused,
+            ringinuse=False,
+            wrapuptime=wrapup,
+        )
+    )
 
 
 def agents() -> list[list[tuple[str, str]]]:
@@ -207,17 +290,34 @@ async def make(out: Path, lang: str, width: int) -> None:
     folder = tempfile.TemporaryDirectory(prefix="callback-dialer-shot-")
     pbx = await AmiServer(secret="shot").start()
     members = agents()
-    pbx.on_action("QueueStatus", lambda session, message: session.write(
-        pbx.list_response("queuestatus", message.get("ActionID"), members)))
-    config = parse_config({
-        "redis": {"url": url, "key_prefix": "screenshot"},
-        "ami": {"port": pbx.port, "secret": "shot"},
-        "web": {"auth": "users", "language": lang, "host": "127.0.0.1", "port": 0,
-                "users": [{"name": USER, "role": "supervisor",
-                           "password_hash": hash_password(PASSWORD, n=2**10)}]},
-        "reports": {"folder": folder.name},
-        "logging": {"level": "warning"},
-    }, "screenshot")
+    pbx.on_action(
+        "QueueStatus",
+        lambda session, message: session.write(
+            pbx.list_response("queuestatus", message.get("ActionID"), members)
+        ),
+    )
+    config = parse_config(
+        {
+            "redis": {"url": url, "key_prefix": "screenshot"},
+            "ami": {"port": pbx.port, "secret": "shot"},
+            "web": {
+                "auth": "users",
+                "language": lang,
+                "host": "127.0.0.1",
+                "port": 0,
+                "users": [
+                    {
+                        "name": USER,
+                        "role": "supervisor",
+                        "password_hash": hash_password(PASSWORD, n=2**10),
+                    }
+                ],
+            },
+            "reports": {"folder": folder.name},
+            "logging": {"level": "warning"},
+        },
+        "screenshot",
+    )
     start = (NOW - dt.timedelta(days=DAYS_BEFORE)).replace(hour=0, minute=0)
     clock = ManualClock(start.timestamp())
     dialer = Dialer(config, clock=clock, spool=Path(folder.name) / "spool.jsonl")
@@ -251,10 +351,10 @@ async def shoot(url: str, out: Path, lang: str, width: int) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM,
-                                                   args=CHROMIUM_ARGS)
-        page = await browser.new_page(viewport={"width": width, "height": 900},
-                                      device_scale_factor=1)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(
+            viewport={"width": width, "height": 900}, device_scale_factor=1
+        )
         await page.goto(url)
         await page.fill("input[name=user]", USER)
         await page.fill("input[name=password]", PASSWORD)
@@ -267,7 +367,8 @@ async def shoot(url: str, out: Path, lang: str, width: int) -> None:
         await page.wait_for_selector("#reports-body a")
         await page.wait_for_function(
             "() => [...document.querySelectorAll('#today-stats img')].every("
-            "i => i.complete && i.naturalWidth > 0)")
+            "i => i.complete && i.naturalWidth > 0)"
+        )
         # The other-day section is left empty: it repeats today's layout.
         await page.evaluate("document.getElementById('day-section').hidden = true")
         out.parent.mkdir(parents=True, exist_ok=True)

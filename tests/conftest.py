@@ -54,9 +54,7 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.exit(
-            f"no Redis at {TEST_REDIS} ({exc}); scripts/test starts one", returncode=3
-        )
+        pytest.exit(f"no Redis at {TEST_REDIS} ({exc}); scripts/test starts one", returncode=3)
     finally:
         client.close()
     return TEST_REDIS

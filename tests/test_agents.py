@@ -12,11 +12,21 @@ from callback_dialer.dialer.router import EventRouter
 from callback_dialer.dialer.stream import AmiStream
 
 
-def member(queue: str, interface: str = "PJSIP/101", event: str = "QueueMemberStatus",
-           **fields: str) -> AmiMessage:
-    base = {"Event": event, "Queue": queue, "Interface": interface, "MemberName": "Anna",
-            "Status": "1", "Paused": "0", "PausedReason": "", "InCall": "0",
-            "Wrapuptime": "0", "LastCall": "0"}
+def member(
+    queue: str, interface: str = "PJSIP/101", event: str = "QueueMemberStatus", **fields: str
+) -> AmiMessage:
+    base = {
+        "Event": event,
+        "Queue": queue,
+        "Interface": interface,
+        "MemberName": "Anna",
+        "Status": "1",
+        "Paused": "0",
+        "PausedReason": "",
+        "InCall": "0",
+        "Wrapuptime": "0",
+        "LastCall": "0",
+    }
     return AmiMessage({**base, **fields})
 
 
@@ -52,7 +62,11 @@ async def test_the_recorded_agent_states_capture(captures, config) -> None:
         [a101, ("Local/102@agents/n", "free", ""), a103],
     ]
     assert book.all_categories_for("Local/102@agents/n") == (
-        "new_connection", "support", "billing", "other")
+        "new_connection",
+        "support",
+        "billing",
+        "other",
+    )
 
 
 def test_one_person_in_several_queues_is_one_agent(book) -> None:
@@ -71,13 +85,16 @@ def test_paused_in_one_queue_still_serves_the_other(book) -> None:
     assert not book.is_free("PJSIP/101", "new_connection")
 
 
-@pytest.mark.parametrize(("fields", "why"), [
-    ({"Status": "2"}, "in use"),
-    ({"Status": "6"}, "ringing"),
-    ({"Status": "5"}, "unavailable"),
-    ({"InCall": "1"}, "in a queue call"),
-    ({"Paused": "1"}, "paused"),
-])
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"Status": "2"}, "in use"),
+        ({"Status": "6"}, "ringing"),
+        ({"Status": "5"}, "unavailable"),
+        ({"InCall": "1"}, "in a queue call"),
+        ({"Paused": "1"}, "paused"),
+    ],
+)
 def test_not_free_when(book, fields, why) -> None:
     book.on_member(member("support", event="QueueMember"))
     assert book.is_free("PJSIP/101")

@@ -23,10 +23,15 @@ from callback_dialer.sim.amiserver import AmiServer, response
 
 from .helpers.wait import until
 
-FAST = dict(reconnect_min_delay=0.05, reconnect_max_delay=0.2, ping_interval=0.3,
-            ping_timeout=0.3, action_timeout=1.0, connect_timeout=1.0,
-            fully_booted_timeout=0.5)
-
+FAST = dict(
+    reconnect_min_delay=0.05,
+    reconnect_max_delay=0.2,
+    ping_interval=0.3,
+    ping_timeout=0.3,
+    action_timeout=1.0,
+    connect_timeout=1.0,
+    fully_booted_timeout=0.5,
+)
 
 
 @pytest.fixture
@@ -40,10 +45,17 @@ async def server() -> AsyncIterator[AmiServer]:
 async def make_client(server: AmiServer):
     clients: list[tuple[AmiClient, asyncio.Task]] = []
 
-    async def start(router: EventRouter | None = None, *, secret: str = "s3cret",
-                    port: int | None = None, wait: bool = True, **overrides) -> AmiClient:
-        config = AmiConfig(port=port or server.port, username="dialer", secret=secret,
-                           **{**FAST, **overrides})
+    async def start(
+        router: EventRouter | None = None,
+        *,
+        secret: str = "s3cret",
+        port: int | None = None,
+        wait: bool = True,
+        **overrides,
+    ) -> AmiClient:
+        config = AmiConfig(
+            port=port or server.port, username="dialer", secret=secret, **{**FAST, **overrides}
+        )
         client = AmiClient(config, router or EventRouter())
         task = asyncio.create_task(client.run())
         clients.append((client, task))
@@ -58,19 +70,37 @@ async def make_client(server: AmiServer):
         await asyncio.gather(task, return_exceptions=True)
 
 
-NEWCHANNEL = [("Event", "Newchannel"), ("Privilege", "call,all"),
-              ("Channel", "IAX2/carrier-1"), ("CallerIDName", "Жанна Jérôme"),
-              ("Uniqueid", "1.1"), ("Linkedid", "1.1")]
-HANGUP = [("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", "IAX2/carrier-1"),
-          ("Uniqueid", "1.1"), ("Linkedid", "1.1"), ("Cause", "16")]
+NEWCHANNEL = [
+    ("Event", "Newchannel"),
+    ("Privilege", "call,all"),
+    ("Channel", "IAX2/carrier-1"),
+    ("CallerIDName", "Жанна Jérôme"),
+    ("Uniqueid", "1.1"),
+    ("Linkedid", "1.1"),
+]
+HANGUP = [
+    ("Event", "Hangup"),
+    ("Privilege", "call,all"),
+    ("Channel", "IAX2/carrier-1"),
+    ("Uniqueid", "1.1"),
+    ("Linkedid", "1.1"),
+    ("Cause", "16"),
+]
 
 
-async def test_fault_1_originate_always_goes_out_async_and_keeps_the_link(server,
-                                                                          make_client) -> None:
+async def test_fault_1_originate_always_goes_out_async_and_keeps_the_link(
+    server, make_client
+) -> None:
     client = await make_client()
-    action_id = await client.originate({"Channel": "Local/101@agents", "Context": "x",
-                                        "Exten": "79161230001", "Priority": "1",
-                                        "Async": "false"})
+    action_id = await client.originate(
+        {
+            "Channel": "Local/101@agents",
+            "Context": "x",
+            "Exten": "79161230001",
+            "Priority": "1",
+            "Async": "false",
+        }
+    )
     sent = await server.wait_action("Originate")
     assert sent.get("Async") == "true"
     assert sent.get("ActionID") == action_id
@@ -78,7 +108,8 @@ async def test_fault_1_originate_always_goes_out_async_and_keeps_the_link(server
 
 
 async def test_fault_2_a_failing_handler_loses_no_other_event_and_keeps_the_link(
-    server, make_client,
+    server,
+    make_client,
 ) -> None:
     router = EventRouter()
     seen: list[str] = []
@@ -107,8 +138,7 @@ async def test_fault_3_a_silent_link_is_noticed_and_replaced(server, make_client
     await until(lambda: client.authenticated and server.logins == 2, timeout=5)
 
 
-async def test_fault_4_a_wrong_password_is_reported_and_nothing_hangs(server,
-                                                                       make_client) -> None:
+async def test_fault_4_a_wrong_password_is_reported_and_nothing_hangs(server, make_client) -> None:
     client = await make_client(secret="wrong", wait=False)
     await until(lambda: client.login_refused)
     assert not client.authenticated
@@ -172,8 +202,14 @@ async def test_fault_8_an_originate_is_never_sent_twice(server, make_client) -> 
     server.on_action("Originate", crash_on_originate)
     client = await make_client()
     with pytest.raises(OriginateFateUnknown):
-        await client.originate({"Channel": "Local/101@agents", "Context": "callback-outbound",
-                                "Exten": "79161230001", "Priority": "1"})
+        await client.originate(
+            {
+                "Channel": "Local/101@agents",
+                "Context": "callback-outbound",
+                "Exten": "79161230001",
+                "Priority": "1",
+            }
+        )
     await until(lambda: client.authenticated and server.logins == 2)
     await asyncio.sleep(0.3)
     assert len(server.actions_named("Originate")) == 1
@@ -191,7 +227,8 @@ async def test_fault_8_every_action_has_a_timeout(server, make_client) -> None:
 
 
 async def test_fault_9_cyrillic_names_survive_reads_split_inside_a_character(
-    server, make_client,
+    server,
+    make_client,
 ) -> None:
     router = EventRouter()
     names: list[str] = []
@@ -209,32 +246,49 @@ async def test_fault_10_one_or_many_chanvariables_read_the_same(server, make_cli
     router.on("Newstate", lambda m: got.append(m.chanvars()))
     await make_client(router)
     await server.send_event([("Event", "Newstate"), ("ChanVariable", "CALLBACK_CATEGORY=billing")])
-    await server.send_event([("Event", "Newstate"), ("ChanVariable", "CALLBACK_CATEGORY=support"),
-                             ("ChanVariable", "CALLBACK_ID=cb-7")])
+    await server.send_event(
+        [
+            ("Event", "Newstate"),
+            ("ChanVariable", "CALLBACK_CATEGORY=support"),
+            ("ChanVariable", "CALLBACK_ID=cb-7"),
+        ]
+    )
     await until(lambda: len(got) == 2)
-    assert got == [{"CALLBACK_CATEGORY": "billing"},
-                   {"CALLBACK_CATEGORY": "support", "CALLBACK_ID": "cb-7"}]
+    assert got == [
+        {"CALLBACK_CATEGORY": "billing"},
+        {"CALLBACK_CATEGORY": "support", "CALLBACK_ID": "cb-7"},
+    ]
 
 
 async def test_fault_11_originate_response_reaches_the_handlers_and_errors_are_errors(
-    server, make_client,
+    server,
+    make_client,
 ) -> None:
     async def queue_then_answer(session, message) -> None:
         action_id = message.get("ActionID")
         session.write(response(action_id, "Originate successfully queued"))
-        session.write(encode_message([
-            ("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", action_id),
-            ("Response", "Failure"), ("Channel", "Local/nosuch@nowhere"), ("Reason", "0"),
-            ("Uniqueid", "<unknown>")]))
+        session.write(
+            encode_message(
+                [
+                    ("Event", "OriginateResponse"),
+                    ("Privilege", "call,all"),
+                    ("ActionID", action_id),
+                    ("Response", "Failure"),
+                    ("Channel", "Local/nosuch@nowhere"),
+                    ("Reason", "0"),
+                    ("Uniqueid", "<unknown>"),
+                ]
+            )
+        )
 
     server.on_action("Originate", queue_then_answer)
     router = EventRouter()
     outcomes: list[tuple[str, str]] = []
-    router.on("OriginateResponse", lambda m: outcomes.append((m.get("ActionID"),
-                                                              m.get("Reason"))))
+    router.on("OriginateResponse", lambda m: outcomes.append((m.get("ActionID"), m.get("Reason"))))
     client = await make_client(router)
-    action_id = await client.originate({"Channel": "Local/nosuch@nowhere", "Context": "x",
-                                        "Exten": "1", "Priority": "1"})
+    action_id = await client.originate(
+        {"Channel": "Local/nosuch@nowhere", "Context": "x", "Exten": "1", "Priority": "1"}
+    )
     await until(lambda: outcomes)
     assert outcomes == [(action_id, "0")]
     with pytest.raises(AmiActionFailed, match="Invalid/unknown command"):

@@ -23,8 +23,9 @@ from .conftest import REPO
 from .helpers.wait import until
 
 
-def write_config(path: Path, *, ami_port: int, redis_url: str, prefix: str,
-                 extra: str = "") -> Path:
+def write_config(
+    path: Path, *, ami_port: int, redis_url: str, prefix: str, extra: str = ""
+) -> Path:
     path.write_text(f"""
 [ami]
 port = {ami_port}
@@ -41,7 +42,7 @@ enabled = false
 [web]
 enabled = false
 [queue]
-spool_file = "{path.parent / 'spool.jsonl'}"
+spool_file = "{path.parent / "spool.jsonl"}"
 [hours.weekly]
 mon = ["00:00-24:00"]
 tue = ["00:00-24:00"]
@@ -57,9 +58,14 @@ sun = ["00:00-24:00"]
 
 def start(config: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "run_dialer.py", "--config", str(config)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "run_dialer.py", "--config", str(config)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 async def stop(process: subprocess.Popen) -> tuple[int, str]:
@@ -75,15 +81,23 @@ async def stop(process: subprocess.Popen) -> tuple[int, str]:
 
 
 async def test_the_dialer_runs_detects_a_missed_call_and_stops_cleanly(
-    captures, tmp_path, redis_url, key_prefix,
+    captures,
+    tmp_path,
+    redis_url,
+    key_prefix,
 ) -> None:
     server = await AmiServer(secret="s3cret").start()
-    config = write_config(tmp_path / "dialer.toml", ami_port=server.port, redis_url=redis_url,
-                          prefix=key_prefix, extra="""
+    config = write_config(
+        tmp_path / "dialer.toml",
+        ami_port=server.port,
+        redis_url=redis_url,
+        prefix=key_prefix,
+        extra="""
 [[webhooks]]
 url = "http://127.0.0.1:9/hooks"
 secret = "x"
-""")
+""",
+    )
     process = start(config)
     try:
         await until(lambda: server.logins == 1, timeout=20)
@@ -113,8 +127,9 @@ async def test_asterisk_down_at_start_is_not_fatal(tmp_path, redis_url, key_pref
     probe = await AmiServer().start()
     port = probe.port
     await probe.stop()
-    config = write_config(tmp_path / "dialer.toml", ami_port=port, redis_url=redis_url,
-                          prefix=key_prefix)
+    config = write_config(
+        tmp_path / "dialer.toml", ami_port=port, redis_url=redis_url, prefix=key_prefix
+    )
     process = start(config)
     try:
         await asyncio.sleep(2.5)
@@ -133,32 +148,53 @@ async def test_estimate_counts_callbacks_ahead_and_agents_serving(queue, config)
     clock = queue.clock
     book = AgentBook(config, clock)
     for extension in ("101", "102"):
-        book.on_member(AmiMessage({
-            "Event": "QueueMember", "Queue": "sales", "Location": f"PJSIP/{extension}",
-            "Name": extension, "Status": "1", "Paused": "0", "InCall": "0"}))
+        book.on_member(
+            AmiMessage(
+                {
+                    "Event": "QueueMember",
+                    "Queue": "sales",
+                    "Location": f"PJSIP/{extension}",
+                    "Name": extension,
+                    "Status": "1",
+                    "Paused": "0",
+                    "InCall": "0",
+                }
+            )
+        )
     ids = []
     for i in range(5):
-        result = await queue.add_missed(number=f"+7916000000{i}", category="new_connection",
-                                        source=Source.ABANDON, missed_at=clock.now() - 100 + i)
+        result = await queue.add_missed(
+            number=f"+7916000000{i}",
+            category="new_connection",
+            source=Source.ABANDON,
+            missed_at=clock.now() - 100 + i,
+        )
         ids.append(result.id)
     last = await queue.get(ids[-1])
     first = await queue.get(ids[0])
     # Five ahead-or-equal, two agents, five minutes each: 12.5 -> "about 15 minutes".
-    assert await estimate_minutes(last, queue=queue, agents=book, config=config,
-                                  clock=clock) == 15
-    assert await estimate_minutes(first, queue=queue, agents=book, config=config,
-                                  clock=clock) == 5
-    support = await queue.add_missed(number="+79160000009", category="support",
-                                     source=Source.ABANDON, missed_at=clock.now())
+    assert await estimate_minutes(last, queue=queue, agents=book, config=config, clock=clock) == 15
+    assert await estimate_minutes(first, queue=queue, agents=book, config=config, clock=clock) == 5
+    support = await queue.add_missed(
+        number="+79160000009", category="support", source=Source.ABANDON, missed_at=clock.now()
+    )
     nobody = await queue.get(support.id)
-    assert await estimate_minutes(nobody, queue=queue, agents=book, config=config,
-                                  clock=clock, fallback=60) == 60
+    assert (
+        await estimate_minutes(
+            nobody, queue=queue, agents=book, config=config, clock=clock, fallback=60
+        )
+        == 60
+    )
 
 
 def test_the_shipped_dialplan_is_what_the_shipped_config_renders() -> None:
-    done = subprocess.run([sys.executable, "-m", "callback_dialer", "dialplan", "--config",
-                           "config/dialer.toml"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "callback_dialer", "dialplan", "--config", "config/dialer.toml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == (REPO / "config" / "asterisk" / "extensions.conf").read_text()
 
@@ -166,10 +202,11 @@ def test_the_shipped_dialplan_is_what_the_shipped_config_renders() -> None:
 def test_the_dialplan_follows_the_categories(make_config) -> None:
     from callback_dialer.ivr.dialplan import render_dialplan
 
-    config = make_config(categories=[
-        {"name": "vip", "ivr_digit": "9", "label": "VIP"}, {"name": "other"}],
+    config = make_config(
+        categories=[{"name": "vip", "ivr_digit": "9", "label": "VIP"}, {"name": "other"}],
         detection={"queue_categories": {}},
-        dispatch={"queues": {"premium": ["vip"], "support": ["other"]}})
+        dispatch={"queues": {"premium": ["vip"], "support": ["other"]}},
+    )
     text = render_dialplan(config)
     assert "exten => 9,1,Set(CALLBACK_CATEGORY=vip)\n same => n,Queue(premium," in text
     assert "exten => t,1,Set(CALLBACK_CATEGORY=other)\n same => n,Queue(support," in text

@@ -33,7 +33,7 @@ def problems(data: dict) -> list[str]:
         ({"ami": {"hots": "x"}}, "ami.hots: unknown key in ami; allowed keys: host, port,"),
         ({"retry": {"max_attempts": "three"}}, "retry.max_attempts: must be a whole number"),
         ({"retry": {"max_attempts": 0}}, "retry.max_attempts: must be at least 1"),
-        ({"retry": {"delays": ["5m", "soon"]}}, 'retry.delays[1]: expected a number of seconds'),
+        ({"retry": {"delays": ["5m", "soon"]}}, "retry.delays[1]: expected a number of seconds"),
         ({"ami": {"port": 70000}}, "ami.port: must be at most 65535"),
         ({"web": {"enabled": "yes"}}, "web.enabled: must be true or false"),
         ({"dispatch": {"mode": "robot"}}, "dispatch.mode: must be one of 'agent_first' or"),
@@ -43,15 +43,21 @@ def problems(data: dict) -> list[str]:
         ({"phone": {"default_region": "XX"}}, "phone.default_region: 'XX' is not a region"),
         ({"categories": [{"name": "a"}, {"name": "a"}]}, "category names must be unique"),
         ({"categories": [{"name": "Bad Name"}]}, "categories[0].name: must match the pattern"),
-        ({"detection": {"queue_categories": {"sales": "vip"}}},
-         "detection.queue_categories.sales: 'vip' is not a category"),
+        (
+            {"detection": {"queue_categories": {"sales": "vip"}}},
+            "detection.queue_categories.sales: 'vip' is not a category",
+        ),
         ({"dispatch": {"queues": {"sales": ["vip"]}}}, "dispatch.queues.sales: 'vip' is not"),
         ({"dispatch": {"exten": "9{phone}"}}, "dispatch.exten: unknown placeholder {phone}"),
         ({"redis": {"url": "http://x"}}, 'redis.url: must start with "redis://"'),
-        ({"web": {"users": [{"name": "olga", "role": "supervisor"}]}},
-         "web.users: user 'olga' has no password_hash"),
-        ({"webhooks": [{"url": "https://x", "events": ["exploded"]}]},
-         "webhooks[0].events: unknown event 'exploded'"),
+        (
+            {"web": {"users": [{"name": "olga", "role": "supervisor"}]}},
+            "web.users: user 'olga' has no password_hash",
+        ),
+        (
+            {"webhooks": [{"url": "https://x", "events": ["exploded"]}]},
+            "webhooks[0].events: unknown event 'exploded'",
+        ),
         ({"sms": {"enabled": True}}, "sms.url must be an http(s) URL"),
     ],
 )
@@ -84,8 +90,13 @@ def test_a_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "callback_dialer", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "callback_dialer", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_check_config_exits_0_for_a_good_file() -> None:
@@ -100,16 +111,22 @@ def test_check_config_exits_1_with_one_line_and_no_traceback(tmp_path: Path) -> 
     done = run_cli("check-config", str(bad))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert lines == [f"config error: {bad}: retry.max_attempts: must be a whole number "
-                     "(got 'three')"]
+    assert lines == [
+        f"config error: {bad}: retry.max_attempts: must be a whole number (got 'three')"
+    ]
     assert "Traceback" not in done.stderr
 
 
 def test_the_dialer_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[dispatch]\nmode = 'robot'\n")
-    done = subprocess.run([sys.executable, "run_dialer.py", "--config", str(bad)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "run_dialer.py", "--config", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "dispatch.mode: must be one of" in done.stderr
     assert "Traceback" not in done.stderr
@@ -117,7 +134,12 @@ def test_the_dialer_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
 
 
 def test_run_dialer_help_works() -> None:
-    done = subprocess.run([sys.executable, "run_dialer.py", "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "run_dialer.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert "--config" in done.stdout

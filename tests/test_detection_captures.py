@@ -47,16 +47,16 @@ EXPECTED_OPEN = {
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OPEN))
-async def test_replay_leaves_open_exactly_the_lost_callers(name, captures, config,
-                                                           redis_client) -> None:
+async def test_replay_leaves_open_exactly_the_lost_callers(
+    name, captures, config, redis_client
+) -> None:
     rows = await replay_capture(config, captures / f"{name}.jsonl", redis_client)
     found = sorted((r["number"], r["category"], r["source"]) for r in rows)
     assert found == sorted(EXPECTED_OPEN[name])
     assert all(r["missed_count"] == 1 for r in rows)
 
 
-async def facts_of(path: Path, config, queue, start: float = 1_795_345_800.0,
-                   skip_events: int = 0):
+async def facts_of(path: Path, config, queue, start: float = 1_795_345_800.0, skip_events: int = 0):
     """Every fact the tracker concluded, in order, with times relative to the start."""
     clock = ManualClock(start)
     pipeline = build_pipeline(config, clock, queue)
@@ -75,19 +75,41 @@ async def facts_of(path: Path, config, queue, start: float = 1_795_345_800.0,
 
 def rel(fact, start: float = 1_795_345_800.0):
     if isinstance(fact, MissedCall):
-        return ("missed", fact.call_id, fact.number, fact.name, fact.category, fact.source.value,
-                round(fact.ended_at - fact.started_at, 2), fact.queue)
+        return (
+            "missed",
+            fact.call_id,
+            fact.number,
+            fact.name,
+            fact.category,
+            fact.source.value,
+            round(fact.ended_at - fact.started_at, 2),
+            fact.queue,
+        )
     if isinstance(fact, Served):
-        return ("served", fact.how, fact.number, fact.call_id, round(fact.at - start, 2),
-                fact.agent)
+        return (
+            "served",
+            fact.how,
+            fact.number,
+            fact.call_id,
+            round(fact.at - start, 2),
+            fact.agent,
+        )
     return ("not_queued", fact.call_id, fact.reason)
 
 
 async def test_abandon_in_queue_whole_outcome(captures, config, queue) -> None:
     facts, _ = await facts_of(captures / "abandon_in_queue.jsonl", config, queue)
     assert [rel(f) for f in facts] == [
-        ("missed", "1795345802.1", "+79161234561", "Ivan Petrov", "new_connection", "abandon",
-         9.46, "sales"),
+        (
+            "missed",
+            "1795345802.1",
+            "+79161234561",
+            "Ivan Petrov",
+            "new_connection",
+            "abandon",
+            9.46,
+            "sales",
+        ),
     ]
 
 
@@ -114,12 +136,19 @@ async def test_queue_timeout_abandon_is_not_the_end_of_the_call(captures, config
         stream.feed(r["raw"].encode(), 1_795_345_800.0 + r["t"])
     assert facts == []
     assert pipeline.tracker.snapshot() == (
-        CallSnapshot(call_id="1795345852.7", channel="IAX2/carrier-16269",
-                     number="+79261234567", category="billing", queues=("support",),
-                     in_queue=True, connected=False, callback_requested="",
-                     started_at=1_795_345_800.0 + newchannel["t"]),
+        CallSnapshot(
+            call_id="1795345852.7",
+            channel="IAX2/carrier-16269",
+            number="+79261234567",
+            category="billing",
+            queues=("support",),
+            in_queue=True,
+            connected=False,
+            callback_requested="",
+            started_at=1_795_345_800.0 + newchannel["t"],
+        ),
     )
-    for r in records[cut + 1:]:
+    for r in records[cut + 1 :]:
         stream.feed(r["raw"].encode(), 1_795_345_800.0 + r["t"])
     assert [rel(f) for f in facts] == [
         ("missed", "1795345852.7", "+79261234567", "", "billing", "timeout", 7.21, "support"),
@@ -142,7 +171,8 @@ async def test_busy_hour_whole_ordered_outcome(captures, config, queue) -> None:
         ("+79165550022", "other", "abandon"),
     ]
     assert sorted(served) == sorted(
-        f"+7916555{n:04d}" for n in (0, 1, 2, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20, 23))
+        f"+7916555{n:04d}" for n in (0, 1, 2, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20, 23)
+    )
     assert [f for f in facts if isinstance(f, NotQueued)] == []
     assert pipeline.tracker.snapshot() == ()
     assert pipeline.router.handler_errors == 0
@@ -155,11 +185,17 @@ async def test_callbacks_capture_our_own_calls_are_never_inbound(captures, confi
 
 
 async def test_a_caller_who_got_through_closes_their_waiting_callback(
-    captures, config, queue,
+    captures,
+    config,
+    queue,
 ) -> None:
     # 8 916 123-45-62 called before and is waiting for a callback; now an agent answers them.
-    waiting = await queue.add_missed(number="+79161234562", category="support",
-                                     source=Source.ABANDON, missed_at=queue.clock.now() - 600)
+    waiting = await queue.add_missed(
+        number="+79161234562",
+        category="support",
+        source=Source.ABANDON,
+        missed_at=queue.clock.now() - 600,
+    )
     _, pipeline = await facts_of(captures / "answered_by_agent.jsonl", config, queue)
     task = asyncio.create_task(pipeline.sink.run())
     assert await pipeline.sink.drain(5)
@@ -177,8 +213,9 @@ async def test_a_repeat_caller_merges_into_one_callback(captures, config, redis_
     pipeline = build_pipeline(config, clock, queue)
     task = asyncio.create_task(pipeline.sink.run())
     for start in (1_795_345_800.0, 1_795_346_800.0):
-        await CaptureSource(captures / "abandon_in_queue.jsonl", pipeline.stream(), clock,
-                            start=start).run()
+        await CaptureSource(
+            captures / "abandon_in_queue.jsonl", pipeline.stream(), clock, start=start
+        ).run()
         # A second recording of the same call would be a duplicate: give it a new call id.
         pipeline.tracker._ended.clear()
     await pipeline.sink.drain(5)
@@ -187,22 +224,28 @@ async def test_a_repeat_caller_merges_into_one_callback(captures, config, redis_
     assert [(c.number, c.missed_count) for c in waiting] == [("+79161234561", 1)]
 
 
-async def test_unknown_category_maps_to_other_with_one_warning(captures, config, queue,
-                                                               tmp_path) -> None:
-    path = rewrite(captures / "abandon_in_queue.jsonl", tmp_path / "vip.jsonl",
-                   replace_in_raw("CALLBACK_CATEGORY=new_connection", "CALLBACK_CATEGORY=vip"))
+async def test_unknown_category_maps_to_other_with_one_warning(
+    captures, config, queue, tmp_path
+) -> None:
+    path = rewrite(
+        captures / "abandon_in_queue.jsonl",
+        tmp_path / "vip.jsonl",
+        replace_in_raw("CALLBACK_CATEGORY=new_connection", "CALLBACK_CATEGORY=vip"),
+    )
     facts, pipeline = await facts_of(path, config, queue)
     assert [(f.category, f.source) for f in facts] == [("other", Source.ABANDON)]
     assert pipeline.tracker.categories.unknown_seen == {"vip": 1}
 
 
-async def test_without_the_channel_variable_the_queue_decides(captures, config, queue,
-                                                              tmp_path) -> None:
+async def test_without_the_channel_variable_the_queue_decides(
+    captures, config, queue, tmp_path
+) -> None:
     def strip(record: dict) -> dict:
         raw = record["raw"]
         for value in ("new_connection", "unknown"):
-            raw = raw.replace(f"ChanVariable: CALLBACK_CATEGORY={value}",
-                              "ChanVariable: CALLBACK_CATEGORY=")
+            raw = raw.replace(
+                f"ChanVariable: CALLBACK_CATEGORY={value}", "ChanVariable: CALLBACK_CATEGORY="
+            )
             raw = raw.replace(f"Value: {value}", "Value: ")
         record["raw"] = raw
         return record
@@ -214,23 +257,35 @@ async def test_without_the_channel_variable_the_queue_decides(captures, config, 
 
 @pytest.mark.parametrize(
     ("caller_id", "reason"),
-    [("<unknown>", "anonymous"), ("anonymous", "anonymous"), ("102", "internal"),
-     ("123456", "too_short"), ("+7916;Action", "not_a_number"), ("88005553535", "blocked")],
+    [
+        ("<unknown>", "anonymous"),
+        ("anonymous", "anonymous"),
+        ("102", "internal"),
+        ("123456", "too_short"),
+        ("+7916;Action", "not_a_number"),
+        ("88005553535", "blocked"),
+    ],
 )
-async def test_unusable_caller_ids_are_counted_never_queued(captures, make_config, redis_client,
-                                                           tmp_path, caller_id, reason) -> None:
+async def test_unusable_caller_ids_are_counted_never_queued(
+    captures, make_config, redis_client, tmp_path, caller_id, reason
+) -> None:
     config = make_config(phone={"blocklist": ["+7800*"]})
     queue = CallbackQueue(redis_client, config, ManualClock())
-    path = rewrite(captures / "abandon_in_queue.jsonl", tmp_path / "anon.jsonl",
-                   replace_in_raw("+79161234561", caller_id))
+    path = rewrite(
+        captures / "abandon_in_queue.jsonl",
+        tmp_path / "anon.jsonl",
+        replace_in_raw("+79161234561", caller_id),
+    )
     facts, _ = await facts_of(path, config, queue)
-    assert facts == [NotQueued(call_id="1795345802.1", reason=reason,
-                               at=pytest.approx(1_795_345_800.0 + 9.4624))]
+    assert facts == [
+        NotQueued(call_id="1795345802.1", reason=reason, at=pytest.approx(1_795_345_800.0 + 9.4624))
+    ]
     assert await queue.waiting() == []
 
 
-async def test_a_call_shorter_than_min_call_seconds_is_not_queued(captures, make_config, queue,
-                                                                  tmp_path) -> None:
+async def test_a_call_shorter_than_min_call_seconds_is_not_queued(
+    captures, make_config, queue, tmp_path
+) -> None:
     config = make_config(detection={"min_call_seconds": 5})
     facts, _ = await facts_of(captures / "hangup_in_ivr.jsonl", config, queue)
     assert [rel(f) for f in facts] == [("not_queued", "1795345833.5", "too_short")]
@@ -239,11 +294,15 @@ async def test_a_call_shorter_than_min_call_seconds_is_not_queued(captures, make
 @pytest.mark.parametrize("name", sorted(EXPECTED_OPEN))
 async def test_attaching_mid_call_never_crashes(name, captures, config, queue) -> None:
     """Drop the first N events, for every N: the dialer attached in the middle of things."""
-    events = sum(1 for r in load(captures / f"{name}.jsonl")
-                 if r["dir"] == "in" and r["raw"].startswith("Event:"))
+    events = sum(
+        1
+        for r in load(captures / f"{name}.jsonl")
+        if r["dir"] == "in" and r["raw"].startswith("Event:")
+    )
     for skip in range(events + 1):
-        facts, pipeline = await facts_of(captures / f"{name}.jsonl", config, queue,
-                                         skip_events=skip)
+        facts, pipeline = await facts_of(
+            captures / f"{name}.jsonl", config, queue, skip_events=skip
+        )
         assert pipeline.router.handler_errors == 0, f"{name} with {skip} events dropped"
         for fact in facts:
             if isinstance(fact, MissedCall):
@@ -252,14 +311,25 @@ async def test_attaching_mid_call_never_crashes(name, captures, config, queue) -
 
 def test_replay_command_prints_one_json_line_per_open_callback(captures, redis_url) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "callback_dialer", "replay", str(captures / "busy_hour.jsonl"),
-         "--redis-url", redis_url],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "callback_dialer",
+            "replay",
+            str(captures / "busy_hour.jsonl"),
+            "--redis-url",
+            redis_url,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted((r["number"], r["category"]) for r in rows) == sorted(
-        (n, c) for n, c, _ in EXPECTED_OPEN["busy_hour"])
+        (n, c) for n, c, _ in EXPECTED_OPEN["busy_hour"]
+    )
     assert {tuple(sorted(r)) for r in rows} == {("category", "missed_count", "number", "source")}
 
 
@@ -268,7 +338,10 @@ def test_replay_command_reports_a_damaged_capture(tmp_path, redis_url) -> None:
     bad.write_text('{"t": 0, "dir": "in", "raw": "x"}\nnot json\n')
     done = subprocess.run(
         [sys.executable, "-m", "callback_dialer", "replay", str(bad), "--redis-url", redis_url],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert f"{bad}:2: not a capture record" in done.stderr
@@ -276,18 +349,29 @@ def test_replay_command_reports_a_damaged_capture(tmp_path, redis_url) -> None:
 
 
 async def test_an_agents_own_answered_call_to_the_customer_closes_the_callback(
-    captures, config, queue, tmp_path,
+    captures,
+    config,
+    queue,
+    tmp_path,
 ) -> None:
     # The recorded cb-1 call is an agent-side channel dialling 79161230001 over the trunk,
     # answered. Without our CALLBACK_ID it is what an agent dialling the customer by hand
     # looks like.
-    path = rewrite(captures / "callbacks.jsonl", tmp_path / "by_hand.jsonl",
-                   replace_in_raw("CALLBACK_ID=cb-1\r\n", "CALLBACK_ID=\r\n"))
-    waiting = await queue.add_missed(number="+79161230001", category="support",
-                                     source=Source.ABANDON, missed_at=queue.clock.now() - 900)
+    path = rewrite(
+        captures / "callbacks.jsonl",
+        tmp_path / "by_hand.jsonl",
+        replace_in_raw("CALLBACK_ID=cb-1\r\n", "CALLBACK_ID=\r\n"),
+    )
+    waiting = await queue.add_missed(
+        number="+79161230001",
+        category="support",
+        source=Source.ABANDON,
+        missed_at=queue.clock.now() - 900,
+    )
     facts, pipeline = await facts_of(path, config, queue)
     assert [(f.how, f.number) for f in facts if isinstance(f, Served)] == [
-        ("served_outbound", "+79161230001")]
+        ("served_outbound", "+79161230001")
+    ]
     task = asyncio.create_task(pipeline.sink.run())
     assert await pipeline.sink.drain(5)
     task.cancel()

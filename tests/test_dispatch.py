@@ -19,8 +19,6 @@ pytestmark = pytest.mark.captures
 SPEED = 50.0
 
 
-
-
 class Rig:
     """A dialer connected to a recorded-traffic PBX, on a clock running SPEED times faster."""
 
@@ -30,10 +28,13 @@ class Rig:
         self.clock = dialer.clock
 
     async def missed(self, number: str, category: str, ago: float = 60.0) -> str:
-        result = await self.queue.add_missed(number=number, category=category,
-                                             source=Source.ABANDON,
-                                             missed_at=self.clock.now() - ago,
-                                             call_id=f"test-{number}-{ago}")
+        result = await self.queue.add_missed(
+            number=number,
+            category=category,
+            source=Source.ABANDON,
+            missed_at=self.clock.now() - ago,
+            call_id=f"test-{number}-{ago}",
+        )
         self.dialer.dispatcher.kick("test")
         return result.id
 
@@ -56,26 +57,51 @@ class Rig:
 async def rig(captures, make_config, redis_url, tmp_path):
     made: list[Rig] = []
 
-    async def build(agents: dict[str, list[str]] | None = None, *, start: bool = True,
-                    redis_at: str | None = None, **sections) -> Rig:
+    async def build(
+        agents: dict[str, list[str]] | None = None,
+        *,
+        start: bool = True,
+        redis_at: str | None = None,
+        **sections,
+    ) -> Rig:
         server = await AmiServer(secret="s3cret").start()
         pbx = RecordedPbx(server, captures, speed=SPEED)
         for extension, queues in (agents or {"101": ["sales"]}).items():
             pbx.add_agent(extension, queues)
-        dispatch = {"min_talk_seconds": 3, "wrapup_seconds": 5, "agent_cooldown": 60,
-                    "tick_seconds": 5, **sections.pop("dispatch", {})}
-        ami = {"port": server.port, "secret": "s3cret", "reconnect_min_delay": 0.05,
-               "reconnect_max_delay": 0.2, "ping_interval": 1, "ping_timeout": 1,
-               "action_timeout": 2, **sections.pop("ami", {})}
+        dispatch = {
+            "min_talk_seconds": 3,
+            "wrapup_seconds": 5,
+            "agent_cooldown": 60,
+            "tick_seconds": 5,
+            **sections.pop("dispatch", {}),
+        }
+        ami = {
+            "port": server.port,
+            "secret": "s3cret",
+            "reconnect_min_delay": 0.05,
+            "reconnect_max_delay": 0.2,
+            "ping_interval": 1,
+            "ping_timeout": 1,
+            "action_timeout": 2,
+            **sections.pop("ami", {}),
+        }
         config = make_config(ami=ami, dispatch=dispatch, **sections)
-        dialer = Dialer(config, clock=ScaledClock(SPEED), redis_url=redis_at or redis_url,
-                        spool=tmp_path / f"spool-{len(made)}.jsonl")
+        dialer = Dialer(
+            config,
+            clock=ScaledClock(SPEED),
+            redis_url=redis_at or redis_url,
+            spool=tmp_path / f"spool-{len(made)}.jsonl",
+        )
         rig = Rig(server, pbx, dialer)
         made.append(rig)
         if start:
             await dialer.start()
-            await until(lambda: dialer.ami.authenticated
-                        and len(dialer.pipeline.agents.agents) == len(pbx.members))
+            await until(
+                lambda: (
+                    dialer.ami.authenticated
+                    and len(dialer.pipeline.agents.agents) == len(pbx.members)
+                )
+            )
         return rig
 
     yield build
@@ -148,8 +174,9 @@ async def test_a_sales_agent_calls_back_the_new_subscriber_not_the_older_support
         ("cannot_create", State.PENDING, "originate_failed", 0),
     ],
 )
-async def test_each_recorded_outcome_leads_to_the_right_state(rig, scenario, state, reason,
-                                                              attempts) -> None:
+async def test_each_recorded_outcome_leads_to_the_right_state(
+    rig, scenario, state, reason, attempts
+) -> None:
     r = await rig({"101": ["sales"]}, dispatch={"max_consecutive_failures": 5})
     r.pbx.default_outcome = scenario
     cb = await r.missed("+79161230001", "new_connection")
@@ -187,15 +214,20 @@ async def test_after_the_last_attempt_the_callback_fails_with_its_reason(rig) ->
 
 
 async def test_outright_failures_in_a_row_pause_dispatching_with_an_alarm(rig) -> None:
-    r = await rig({"101": ["sales"], "102": ["sales"], "103": ["sales"]},
-                  dispatch={"max_consecutive_failures": 3})
+    r = await rig(
+        {"101": ["sales"], "102": ["sales"], "103": ["sales"]},
+        dispatch={"max_consecutive_failures": 3},
+    )
     r.pbx.default_outcome = "cannot_create"
     cb = await r.missed("+79161230001", "new_connection")
     await until(lambda: r.dialer.dispatcher.paused, timeout=5)
     assert len(r.originates()) == 3
     # Each failing agent rested; the callback went to the next one each time.
     assert {o.get("Channel") for o in r.originates()} == {
-        "Local/101@agents", "Local/102@agents", "Local/103@agents"}
+        "Local/101@agents",
+        "Local/102@agents",
+        "Local/103@agents",
+    }
     assert "3 originates in a row failed" in r.dialer.dispatcher.alarm
     final = await r.state_of(cb)
     assert (final.state, final.attempts) == (State.PENDING, 0)  # nothing burnt
@@ -234,8 +266,12 @@ async def test_an_agent_grabbed_by_a_queue_call_gives_the_callback_back_to_anoth
     await until(lambda: len(r.originates()) == 1)
     assert r.originates()[0].get("Channel") == "Local/102@agents"
     events = [(h.event, h.reason) for h in await r.queue.history(cb)][:4]
-    assert events == [("created", "abandon"), ("claimed", ""), ("released", "agent_busy"),
-                      ("claimed", "")]
+    assert events == [
+        ("created", "abandon"),
+        ("claimed", ""),
+        ("released", "agent_busy"),
+        ("claimed", ""),
+    ]
 
 
 async def test_an_agent_is_used_when_their_wrapup_ends_not_at_the_next_tick(rig) -> None:
@@ -254,8 +290,9 @@ async def test_an_agent_is_used_when_their_wrapup_ends_not_at_the_next_tick(rig)
 
 
 async def test_an_agent_whose_wrapup_ends_during_a_pass_is_used_right_after_it(rig) -> None:
-    r = await rig({"101": ["support"], "102": ["sales"]},
-                  dispatch={"tick_seconds": 600, "wrapup_seconds": 5})
+    r = await rig(
+        {"101": ["support"], "102": ["sales"]}, dispatch={"tick_seconds": 600, "wrapup_seconds": 5}
+    )
     dispatcher, book = r.dialer.dispatcher, r.dialer.pipeline.agents
     support, sales = "Local/101@agents/n", "Local/102@agents/n"
     await r.pbx.set_agent("102", status=2, in_call=True)
@@ -286,8 +323,7 @@ async def test_outside_calling_hours_nothing_is_dialled(rig) -> None:
     import datetime as dt
 
     today = dt.datetime.now(dt.timezone(dt.timedelta(hours=3))).date()
-    r = await rig({"101": ["sales"]}, hours={"timezone": "Europe/Moscow",
-                                            "holidays": [str(today)]})
+    r = await rig({"101": ["sales"]}, hours={"timezone": "Europe/Moscow", "holidays": [str(today)]})
     cb = await r.missed("+79161230001", "new_connection")
     assert (await r.state_of(cb)).state == State.SCHEDULED  # waits for the next opening
     await r.queue.call_now(cb, actor="olga")  # even when pushed to the head
@@ -304,8 +340,11 @@ async def test_a_number_on_a_call_with_us_is_not_called_at_the_same_time(rig, ca
     r.dialer.dispatcher.paused = True
     cb = await r.missed("+79161234561", "new_connection")
     # The same subscriber calls in again right now (the recorded abandon, live).
-    frames = [x["raw"] for x in load(captures / "abandon_in_queue.jsonl")
-              if x["dir"] == "in" and x["raw"].startswith("Event:")]
+    frames = [
+        x["raw"]
+        for x in load(captures / "abandon_in_queue.jsonl")
+        if x["dir"] == "in" and x["raw"].startswith("Event:")
+    ]
     join = next(i for i, f in enumerate(frames) if f.startswith("Event: QueueCallerJoin"))
     for frame in frames[: join + 1]:
         await r.server.send_raw(frame.encode())
@@ -314,7 +353,7 @@ async def test_a_number_on_a_call_with_us_is_not_called_at_the_same_time(rig, ca
     r.dialer.dispatcher.kick()
     await asyncio.sleep(0.3)
     assert r.originates() == []
-    for frame in frames[join + 1:]:
+    for frame in frames[join + 1 :]:
         await r.server.send_raw(frame.encode())
     await until(lambda: len(r.originates()) == 1)
     assert (await r.state_of(cb)).missed_count == 2
@@ -390,30 +429,57 @@ async def test_customer_first_dials_the_customer_and_names_the_agent(rig) -> Non
 
     async def busy_customer(session, message) -> None:
         action_id = message.get("ActionID")
-        session.write(encode_message([("Response", "Success"), ("ActionID", action_id),
-                                      ("Message", "Originate successfully queued")]))
-        session.write(encode_message([
-            ("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", action_id),
-            ("Response", "Failure"), ("Channel", message.get("Channel")),
-            ("Context", message.get("Context")), ("Exten", message.get("Exten")),
-            ("Reason", "5"), ("Uniqueid", "<unknown>"), ("CallerIDNum", "<unknown>"),
-            ("CallerIDName", "<unknown>")]))
+        session.write(
+            encode_message(
+                [
+                    ("Response", "Success"),
+                    ("ActionID", action_id),
+                    ("Message", "Originate successfully queued"),
+                ]
+            )
+        )
+        session.write(
+            encode_message(
+                [
+                    ("Event", "OriginateResponse"),
+                    ("Privilege", "call,all"),
+                    ("ActionID", action_id),
+                    ("Response", "Failure"),
+                    ("Channel", message.get("Channel")),
+                    ("Context", message.get("Context")),
+                    ("Exten", message.get("Exten")),
+                    ("Reason", "5"),
+                    ("Uniqueid", "<unknown>"),
+                    ("CallerIDNum", "<unknown>"),
+                    ("CallerIDName", "<unknown>"),
+                ]
+            )
+        )
 
     r.server.on_action("Originate", busy_customer)
     cb = await r.missed("+79161230001", "new_connection")
     await until(lambda: r.originates())
     sent = r.originates()[0]
     assert (sent.get("Channel"), sent.get("Context"), sent.get("Exten")) == (
-        "Local/79161230001@callback-customer", "callback-agent", "101")
+        "Local/79161230001@callback-customer",
+        "callback-agent",
+        "101",
+    )
     assert "CALLBACK_AGENT=Local/101@agents" in sent.getall("Variable")
     final = await r.wait_state(cb, State.SCHEDULED)
     assert (final.reason, final.attempts) == ("busy", 1)
 
 
 async def test_a_full_trunk_holds_its_callbacks_while_others_go_out(rig) -> None:
-    r = await rig({"101": ["sales"], "102": ["sales"], "103": ["sales"]},
-                  dispatch={"trunks": [{"name": "mobile", "max_calls": 1, "numbers": ["+79*"]},
-                                       {"name": "city", "max_calls": 5, "numbers": ["*"]}]})
+    r = await rig(
+        {"101": ["sales"], "102": ["sales"], "103": ["sales"]},
+        dispatch={
+            "trunks": [
+                {"name": "mobile", "max_calls": 1, "numbers": ["+79*"]},
+                {"name": "city", "max_calls": 5, "numbers": ["*"]},
+            ]
+        },
+    )
     r.dialer.dispatcher.paused = True
     await r.missed("+79161230001", "new_connection", ago=300)
     await r.missed("+79161230011", "new_connection", ago=200)
@@ -435,8 +501,10 @@ async def test_stopping_mid_call_settles_attempts_instead_of_abandoning_their_cl
     ringing = await r.missed("+79161230011", "new_connection", ago=200)
     await until(lambda: len(r.originates()) == 2)
     flights = r.dialer.dispatcher.inflight
-    await until(lambda: flights.get(talking) is not None and flights[talking].stage.value
-                == "talking", timeout=5)
+    await until(
+        lambda: flights.get(talking) is not None and flights[talking].stage.value == "talking",
+        timeout=5,
+    )
     await r.dialer.dispatcher.stop(drain_timeout=0.05)
     done = await r.state_of(talking)
     assert (done.state, done.reason) == (State.DONE, "called_back")
@@ -447,11 +515,11 @@ async def test_stopping_mid_call_settles_attempts_instead_of_abandoning_their_cl
 
 
 async def test_a_call_that_ends_during_a_redis_outage_is_recorded_once_redis_is_back(
-        rig, own_redis) -> None:
+    rig, own_redis
+) -> None:
     """The customer is called back and talks while Redis is frozen for longer than a lease:
     the outcome waits, is stored when Redis returns, and nobody is called a second time."""
-    r = await rig({"101": ["sales"]}, redis_at=own_redis.url,
-                  redis={"socket_timeout": 0.2})
+    r = await rig({"101": ["sales"]}, redis_at=own_redis.url, redis={"socket_timeout": 0.2})
     cb = await r.missed("+79161230001", "new_connection")
     await until(lambda: r.originates())
     own_redis.pause()
@@ -497,8 +565,14 @@ async def test_an_overdue_retry_does_not_keep_a_paused_dispatcher_spinning(rig) 
 async def test_a_callback_call_left_up_by_a_previous_run_is_not_dialled_again(rig) -> None:
     r = await rig({"101": ["sales"]}, start=False)
     cb = await r.missed("+79161230001", "new_connection")
-    still_up: list = [[("Event", "Status"), ("Channel", "Local/102@agents-00000007;1"),
-                       ("Uniqueid", "cbd-old-1"), ("Variable", f"CALLBACK_ID={cb}")]]
+    still_up: list = [
+        [
+            ("Event", "Status"),
+            ("Channel", "Local/102@agents-00000007;1"),
+            ("Uniqueid", "cbd-old-1"),
+            ("Variable", f"CALLBACK_ID={cb}"),
+        ]
+    ]
 
     async def status(session, message) -> None:
         session.write(r.server.list_response("status", message.get("ActionID"), still_up))

@@ -15,8 +15,10 @@ def test_greeting_then_messages() -> None:
 
 
 def test_repeated_headers_are_all_kept_in_order() -> None:
-    raw = (b"Event: Newchannel\r\nChanVariable: CALLBACK_CATEGORY=support\r\n"
-           b"ChanVariable: CALLBACK_ID=\r\n\r\n")
+    raw = (
+        b"Event: Newchannel\r\nChanVariable: CALLBACK_CATEGORY=support\r\n"
+        b"ChanVariable: CALLBACK_ID=\r\n\r\n"
+    )
     [message] = FrameDecoder().feed(raw)
     assert message.getall("ChanVariable") == ["CALLBACK_CATEGORY=support", "CALLBACK_ID="]
     assert message.chanvars() == {"CALLBACK_CATEGORY": "support", "CALLBACK_ID": ""}
@@ -26,8 +28,10 @@ def test_repeated_headers_are_all_kept_in_order() -> None:
 
 
 def test_originate_response_chanvariables_with_the_channel_in_the_name() -> None:
-    raw = (b"Event: OriginateResponse\r\nChanVariable(Local/101@agents-00000001;1): "
-           b"CALLBACK_ID=cb-1\r\n\r\n")
+    raw = (
+        b"Event: OriginateResponse\r\nChanVariable(Local/101@agents-00000001;1): "
+        b"CALLBACK_ID=cb-1\r\n\r\n"
+    )
     [message] = FrameDecoder().feed(raw)
     assert message.chanvars() == {"CALLBACK_ID": "cb-1"}
 
@@ -37,7 +41,7 @@ def test_a_utf8_character_split_across_reads_stays_whole() -> None:
     decoder = FrameDecoder()
     out = []
     for i in range(len(raw)):
-        out += decoder.feed(raw[i:i + 1])
+        out += decoder.feed(raw[i : i + 1])
     assert [m.get("CallerIDName") for m in out] == ["Жанна Jérôme"]
 
 
@@ -55,7 +59,7 @@ def test_a_megabyte_header_is_dropped_and_the_stream_goes_on() -> None:
     huge = b"Event: Newchannel\r\nCallerIDName: " + b"A" * 1_048_576
     out = []
     for i in range(0, len(huge), 65536):
-        out += decoder.feed(huge[i:i + 65536])
+        out += decoder.feed(huge[i : i + 65536])
     out += decoder.feed(b"\r\n\r\n" + EVENT)
     assert [m.event for m in out] == ["Hangup"]
     assert decoder.stats.oversized_frames == 1
@@ -77,8 +81,12 @@ def test_messages_without_event_or_response_are_dropped() -> None:
 
 
 def test_encode_and_decode_round_trip() -> None:
-    pairs = [("Event", "Newchannel"), ("ChanVariable", "A=1"), ("ChanVariable", "B=2"),
-             ("CallerIDName", "Иван")]
+    pairs = [
+        ("Event", "Newchannel"),
+        ("ChanVariable", "A=1"),
+        ("ChanVariable", "B=2"),
+        ("CallerIDName", "Иван"),
+    ]
     [message] = FrameDecoder().feed(encode_message(pairs))
     assert message.pairs() == pairs
     assert isinstance(message, AmiMessage)

@@ -15,12 +15,17 @@ def at(text: str) -> float:
     return dt.datetime.fromisoformat(text).replace(tzinfo=MSK).timestamp()
 
 
-hours = CallingHours(HoursConfig(
-    timezone="Europe/Moscow",
-    weekly={"mon": ("09:00-13:00", "14:00-21:00"), "tue": ("09:00-21:00",),
-            "sat": ("10:00-18:00",)},
-    holidays=(dt.date(2026, 11, 24),),
-))
+hours = CallingHours(
+    HoursConfig(
+        timezone="Europe/Moscow",
+        weekly={
+            "mon": ("09:00-13:00", "14:00-21:00"),
+            "tue": ("09:00-21:00",),
+            "sat": ("10:00-18:00",),
+        },
+        holidays=(dt.date(2026, 11, 24),),
+    )
+)
 
 
 def test_open_and_closed() -> None:

@@ -47,12 +47,18 @@ def outbox(sync, config) -> list[tuple[str, str]]:
 
 
 async def missed(queue: CallbackQueue, n: int) -> None:
-    await queue.add_missed(number=f"+7916000{n:04d}", category="support", source=Source.ABANDON,
-                           missed_at=queue.clock.now(), call_id=f"call-{n}")
+    await queue.add_missed(
+        number=f"+7916000{n:04d}",
+        category="support",
+        source=Source.ABANDON,
+        missed_at=queue.clock.now(),
+        call_id=f"call-{n}",
+    )
 
 
-async def test_the_first_start_begins_at_the_end_of_the_stream(config, redis_client, clock,
-                                                               sync) -> None:
+async def test_the_first_start_begins_at_the_end_of_the_stream(
+    config, redis_client, clock, sync
+) -> None:
     queue = CallbackQueue(redis_client, config, clock)
     await missed(queue, 1)  # before the bridge ever ran: history, not news
     bridge = JobsBridge(redis_client, config, queue, clock)
@@ -63,8 +69,9 @@ async def test_the_first_start_begins_at_the_end_of_the_stream(config, redis_cli
     assert outbox(sync, config) == [("+79160000002", "created")]
 
 
-async def test_a_restart_neither_loses_nor_repeats_events(config, redis_client, clock,
-                                                          sync) -> None:
+async def test_a_restart_neither_loses_nor_repeats_events(
+    config, redis_client, clock, sync
+) -> None:
     queue = CallbackQueue(redis_client, config, clock)
     first = JobsBridge(redis_client, config, queue, clock, batch_size=3)
     await first.prime()
@@ -77,14 +84,16 @@ async def test_a_restart_neither_loses_nor_repeats_events(config, redis_client, 
     second = JobsBridge(redis_client, config, queue, clock, batch_size=3)
     assert await hand_over_all(second) == 5
     await second.close()
-    assert [number for number, _ in outbox(sync, config)] == [
-        f"+7916000{n:04d}" for n in range(8)]
+    assert [number for number, _ in outbox(sync, config)] == [f"+7916000{n:04d}" for n in range(8)]
     # One delivery job for the receiver, however many batches fed it.
     assert rq_queue(config, sync).count == 1
 
 
 async def test_two_dialers_running_a_bridge_hand_each_event_over_once(
-    config, redis_client, clock, sync,
+    config,
+    redis_client,
+    clock,
+    sync,
 ) -> None:
     queue = CallbackQueue(redis_client, config, clock)
     one = JobsBridge(redis_client, config, queue, clock, batch_size=2)
@@ -99,12 +108,14 @@ async def test_two_dialers_running_a_bridge_hand_each_event_over_once(
     await one.close()
     await two.close()
     assert done == 9
-    assert [number for number, _ in outbox(sync, config)] == [
-        f"+7916000{n:04d}" for n in range(9)]
+    assert [number for number, _ in outbox(sync, config)] == [f"+7916000{n:04d}" for n in range(9)]
 
 
 async def test_run_hands_events_over_live_and_close_stops_it_at_once(
-    config, redis_client, clock, sync,
+    config,
+    redis_client,
+    clock,
+    sync,
 ) -> None:
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock, block_ms=10_000)
@@ -122,14 +133,16 @@ async def test_run_hands_events_over_live_and_close_stops_it_at_once(
     assert outbox(sync, config)[0] == ("+79160000000", "created")
 
 
-async def test_redis_trouble_in_the_hand_over_loses_nothing(config, redis_client, clock,
-                                                            sync) -> None:
+async def test_redis_trouble_in_the_hand_over_loses_nothing(
+    config, redis_client, clock, sync
+) -> None:
     queue = CallbackQueue(redis_client, config, clock)
     good = JobsBridge(redis_client, config, queue, clock)
     await good.prime()
     await good.close()
-    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2,
-                       retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     broken = JobsBridge(redis_client, config, queue, clock, rq_connection=dead, block_ms=100)
     task = asyncio.create_task(broken.run())
     await missed(queue, 1)
@@ -144,12 +157,18 @@ async def test_redis_trouble_in_the_hand_over_loses_nothing(config, redis_client
 
 
 async def test_a_slow_redis_slows_the_hand_over_not_the_event_loop(
-    make_config, redis_client, clock, key_prefix, sync,
+    make_config,
+    redis_client,
+    clock,
+    key_prefix,
+    sync,
 ) -> None:
     with SlowProxy("127.0.0.1", 6379, delay=0.1) as proxy:
-        config = make_config(webhooks=[{"url": HOOK}], reports={"enabled": False},
-                             redis={"url": f"redis://127.0.0.1:{proxy.port}/13",
-                                    "key_prefix": key_prefix})
+        config = make_config(
+            webhooks=[{"url": HOOK}],
+            reports={"enabled": False},
+            redis={"url": f"redis://127.0.0.1:{proxy.port}/13", "key_prefix": key_prefix},
+        )
         # The proxy really is slow: a blocking call through it stalls a loop (the meter works).
         async with LoopLag() as control:
             blocking = redis.Redis(host="127.0.0.1", port=proxy.port, db=13)
@@ -173,7 +192,9 @@ async def test_a_slow_redis_slows_the_hand_over_not_the_event_loop(
 
 
 async def test_a_blocking_read_never_outlasts_the_clients_socket_timeout(
-    config, redis_url, clock,
+    config,
+    redis_url,
+    clock,
 ) -> None:
     # Otherwise every quiet moment would end in a TimeoutError and a back-off.
     client = aioredis.Redis.from_url(redis_url, socket_timeout=1.0)

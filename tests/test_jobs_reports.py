@@ -33,17 +33,26 @@ def _rq_cleanup(redis_url, key_prefix):
 
 @pytest.fixture
 def config(make_config, tmp_path):
-    return make_config(reports={"folder": str(tmp_path / "reports"), "at": "23:55"},
-                       hours={"timezone": "Europe/Moscow"}, web={"auth": "none", "target": "15m"},
-                       jobs={"max_tries": 1})
+    return make_config(
+        reports={"folder": str(tmp_path / "reports"), "at": "23:55"},
+        hours={"timezone": "Europe/Moscow"},
+        web={"auth": "none", "target": "15m"},
+        jobs={"max_tries": 1},
+    )
 
 
 async def seed_day(queue: CallbackQueue, clock: ManualClock) -> dict[str, str]:
     """Six missed calls from five callers, each callback with another fate."""
 
     async def missed(number, category, source, call_id, **kw):
-        result = await queue.add_missed(number=number, category=category, source=source,
-                                        missed_at=clock.now(), call_id=call_id, **kw)
+        result = await queue.add_missed(
+            number=number,
+            category=category,
+            source=source,
+            missed_at=clock.now(),
+            call_id=call_id,
+            **kw,
+        )
         return result.id
 
     async def ring(claim):
@@ -57,8 +66,9 @@ async def seed_day(queue: CallbackQueue, clock: ManualClock) -> dict[str, str]:
     claim = await queue.claim(["support"], claimer="d")  # A, 5 min after the first call
     await ring(claim)
     await clock.advance(60)
-    await queue.complete(claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="answered",
-                                        talk_seconds=50))
+    await queue.complete(
+        claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="answered", talk_seconds=50)
+    )
     await clock.advance(3600)  # 10:06
     ids["b"] = await missed(B, "new_connection", Source.IVR_HANGUP, "b1")
     for outcome in ("busy", "no_answer", "busy"):
@@ -81,7 +91,9 @@ def read_csv(path):
 
 
 async def test_a_seeded_day_gives_one_row_per_missed_call_with_its_fate(
-    config, redis_client, redis_url,
+    config,
+    redis_client,
+    redis_url,
 ) -> None:
     clock = ManualClock(start=START)
     queue = CallbackQueue(redis_client, config, clock)
@@ -90,8 +102,10 @@ async def test_a_seeded_day_gives_one_row_per_missed_call_with_its_fate(
 
     rows = read_csv(files.missed_csv)
     assert list(rows[0]) == [name for name, _ in reports.MISSED_COLUMNS]
-    got = [(r["callback_id"], r["number"], r["category"], r["repeat"], r["fate"], r["reason"])
-           for r in rows]
+    got = [
+        (r["callback_id"], r["number"], r["category"], r["repeat"], r["fate"], r["reason"])
+        for r in rows
+    ]
     assert got == [
         (ids["a"], A, "support", "no", "called_back", ""),
         (ids["a"], A, "support", "yes", "called_back", ""),
@@ -102,10 +116,16 @@ async def test_a_seeded_day_gives_one_row_per_missed_call_with_its_fate(
     ]
     first, repeat = rows[0], rows[1]
     assert (first["missed_at"], first["hour"], first["first_call_at"]) == (
-        f"{DAY} 09:00:00", "9", f"{DAY} 09:05:00")
+        f"{DAY} 09:00:00",
+        "9",
+        f"{DAY} 09:05:00",
+    )
     assert (first["minutes_to_first_call"], repeat["minutes_to_first_call"]) == ("5.0", "3.0")
     assert (first["attempts"], first["agent"], first["closed_at"]) == (
-        "1", "PJSIP/101", f"{DAY} 09:06:00")
+        "1",
+        "PJSIP/101",
+        f"{DAY} 09:06:00",
+    )
     assert rows[2]["attempts"] == "3"
     # A stranger's caller name cannot become a spreadsheet formula.
     assert first["name"] == "'" + EVIL
@@ -121,8 +141,16 @@ async def test_the_summaries_count_by_category_and_by_hour(config, redis_client)
 
     by_category = {r["category"]: r for r in read_csv(files.categories_csv)}
     assert list(by_category) == ["new_connection", "support", "billing", "other", "total"]
-    columns = ("missed_calls", "callbacks", "called_back", "served", "failed", "cancelled",
-               "open", "within_target")
+    columns = (
+        "missed_calls",
+        "callbacks",
+        "called_back",
+        "served",
+        "failed",
+        "cancelled",
+        "open",
+        "within_target",
+    )
     counts = {name: tuple(int(row[c]) for c in columns) for name, row in by_category.items()}
     assert counts == {
         "new_connection": (1, 1, 0, 0, 1, 0, 0, 1),
@@ -137,15 +165,26 @@ async def test_the_summaries_count_by_category_and_by_hour(config, redis_client)
 
     by_hour = read_csv(files.hours_csv)
     assert [r["hour"] for r in by_hour] == [str(h) for h in range(24)] + ["total"]
-    nonzero = {r["hour"]: (int(r["missed_calls"]), int(r["callbacks_dialed"]),
-                           int(r["called_back"]))
-               for r in by_hour if r["hour"] != "total" and any(
-                   int(r[c]) for c in ("missed_calls", "callbacks_dialed", "called_back"))}
+    nonzero = {
+        r["hour"]: (int(r["missed_calls"]), int(r["callbacks_dialed"]), int(r["called_back"]))
+        for r in by_hour
+        if r["hour"] != "total"
+        and any(int(r[c]) for c in ("missed_calls", "callbacks_dialed", "called_back"))
+    }
     # 09: A twice, A rung and done; 10, 11, 12: B rung three times; 13: C, D, E.
-    assert nonzero == {"9": (2, 1, 1), "10": (1, 1, 0), "11": (0, 1, 0), "12": (0, 1, 0),
-                       "13": (3, 0, 0)}
-    assert by_hour[-1] == {"hour": "total", "missed_calls": "6", "callbacks_dialed": "4",
-                           "called_back": "1"}
+    assert nonzero == {
+        "9": (2, 1, 1),
+        "10": (1, 1, 0),
+        "11": (0, 1, 0),
+        "12": (0, 1, 0),
+        "13": (3, 0, 0),
+    }
+    assert by_hour[-1] == {
+        "hour": "total",
+        "missed_calls": "6",
+        "callbacks_dialed": "4",
+        "called_back": "1",
+    }
 
 
 async def test_the_xlsx_holds_the_same_tables_with_real_types(config, redis_client) -> None:
@@ -171,8 +210,9 @@ async def test_the_xlsx_holds_the_same_tables_with_real_types(config, redis_clie
     assert [c.value for c in book["By hour"][26]][:2] == ["total", 6]
 
 
-async def test_reports_are_listed_and_only_our_files_can_be_fetched(config, redis_client,
-                                                                     tmp_path) -> None:
+async def test_reports_are_listed_and_only_our_files_can_be_fetched(
+    config, redis_client, tmp_path
+) -> None:
     clock = ManualClock(start=START)
     queue = CallbackQueue(redis_client, config, clock)
     await seed_day(queue, clock)
@@ -184,8 +224,12 @@ async def test_reports_are_listed_and_only_our_files_can_be_fetched(config, redi
     assert listed[0].xlsx is not None and all(p.is_file() for p in listed[0].paths())
     assert reports.report_file(config, f"callbacks-{DAY}-hours.csv") == listed[0].hours_csv
     (tmp_path / "secret.txt").write_text("x")
-    for name in ("../secret.txt", "callbacks-../../secret.txt", f"callbacks-{DAY}.csv/../x",
-                 "callbacks-2026-01-01.csv"):
+    for name in (
+        "../secret.txt",
+        "callbacks-../../secret.txt",
+        f"callbacks-{DAY}.csv/../x",
+        "callbacks-2026-01-01.csv",
+    ):
         assert reports.report_file(config, name) is None
     with pytest.raises(ValueError, match="day must be a date like 2026-11-23, got '2026-13-01'"):
         reports.generate_report(config, "2026-13-01")
@@ -201,7 +245,9 @@ def test_the_report_runs_at_the_configured_local_time(config) -> None:
 
 
 async def test_the_scheduled_job_writes_the_report_and_schedules_the_next(
-    config, redis_client, redis_url,
+    config,
+    redis_client,
+    redis_url,
 ) -> None:
     clock = ManualClock(start=START)
     queue = CallbackQueue(redis_client, config, clock)

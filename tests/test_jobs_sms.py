@@ -45,8 +45,12 @@ def sms_config(make_config, gateway, **sections):
         "min_interval": "1h",
         **sections.pop("sms", {}),
     }
-    return make_config(sms=sms_section, reports={"enabled": False},
-                       jobs={"max_tries": 1, "retry_delays": ["1s"]}, **sections)
+    return make_config(
+        sms=sms_section,
+        reports={"enabled": False},
+        jobs={"max_tries": 1, "retry_delays": ["1s"]},
+        **sections,
+    )
 
 
 async def seven_minutes(callback) -> int:
@@ -54,8 +58,14 @@ async def seven_minutes(callback) -> int:
 
 
 async def missed(queue: CallbackQueue, number: str, call_id: str, **extra) -> str:
-    result = await queue.add_missed(number=number, category="support", source=Source.ABANDON,
-                                    missed_at=queue.clock.now(), call_id=call_id, **extra)
+    result = await queue.add_missed(
+        number=number,
+        category="support",
+        source=Source.ABANDON,
+        missed_at=queue.clock.now(),
+        call_id=call_id,
+        **extra,
+    )
     return result.id
 
 
@@ -65,7 +75,8 @@ def enqueue_sms_directly(config, **kwargs) -> None:
     try:
         rq_queue(config, conn).enqueue_call(
             "callback_dialer.jobs.sms.send_sms",
-            kwargs=sms.sms_job_kwargs(kind=sms.MISSED, text="hi", token="t1", **kwargs))
+            kwargs=sms.sms_job_kwargs(kind=sms.MISSED, text="hi", token="t1", **kwargs),
+        )
     finally:
         conn.close()
 
@@ -78,8 +89,9 @@ def queued_sms(config) -> int:
         conn.close()
 
 
-async def test_the_missed_call_sms_fills_the_gateway_template(make_config, redis_client,
-                                                              clock, gateway) -> None:
+async def test_the_missed_call_sms_fills_the_gateway_template(
+    make_config, redis_client, clock, gateway
+) -> None:
     config = sms_config(make_config, gateway)
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock, estimate_minutes=seven_minutes)
@@ -100,8 +112,13 @@ async def test_the_missed_call_sms_fills_the_gateway_template(make_config, redis
 
 
 def test_only_an_e164_number_can_fill_a_template(make_config) -> None:
-    config = make_config(sms={"enabled": True, "method": "GET",
-                              "url": "https://gw.example/send?to={number}&text={text}"})
+    config = make_config(
+        sms={
+            "enabled": True,
+            "method": "GET",
+            "url": "https://gw.example/send?to={number}&text={text}",
+        }
+    )
     method, url, body, _ = sms.render_request(config.sms, A, 'say "hi" & go')
     assert (method, body) == ("GET", None)
     assert url == "https://gw.example/send?to=%2B79161234567&text=say%20%22hi%22%20%26%20go"
@@ -111,17 +128,30 @@ def test_only_an_e164_number_can_fill_a_template(make_config) -> None:
 
 
 async def test_a_forged_event_with_a_hostile_number_sends_nothing(
-    make_config, redis_client, clock, gateway,
+    make_config,
+    redis_client,
+    clock,
+    gateway,
 ) -> None:
     config = sms_config(make_config, gateway)
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock, estimate_minutes=seven_minutes)
     await bridge.prime()
     # Something else wrote to our events stream; the bridge must not trust its number.
-    await redis_client.xadd(Keys(config.redis.key_prefix).events(), {
-        "id": "cb-666", "event": "created", "state": "pending", "reason": "abandon",
-        "actor": "system", "category": "support", "number": '+7916", "to": "+1900',
-        "at": f"{clock.now():.3f}", "detail": ""})
+    await redis_client.xadd(
+        Keys(config.redis.key_prefix).events(),
+        {
+            "id": "cb-666",
+            "event": "created",
+            "state": "pending",
+            "reason": "abandon",
+            "actor": "system",
+            "category": "support",
+            "number": '+7916", "to": "+1900',
+            "at": f"{clock.now():.3f}",
+            "detail": "",
+        },
+    )
     assert await hand_over_all(bridge) == 1
     assert queued_sms(config) == 0
     # And the job itself refuses such a number if one ever gets that far.
@@ -131,8 +161,9 @@ async def test_a_forged_event_with_a_hostile_number_sends_nothing(
     assert gateway.requests == []
 
 
-async def test_one_sms_per_number_per_min_interval(make_config, redis_client, clock,
-                                                   gateway) -> None:
+async def test_one_sms_per_number_per_min_interval(
+    make_config, redis_client, clock, gateway
+) -> None:
     config = sms_config(make_config, gateway)
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock, estimate_minutes=seven_minutes)
@@ -187,11 +218,17 @@ async def test_no_sms_to_a_blocked_number(make_config, redis_client, clock, gate
 
 
 async def test_final_failure_notice_and_none_for_a_callback_already_done(
-    make_config, redis_client, clock, gateway,
+    make_config,
+    redis_client,
+    clock,
+    gateway,
 ) -> None:
-    config = sms_config(make_config, gateway, retry={"max_attempts": 1},
-                        sms={"notify_final_failure": True, "final_text": "Sorry, no luck.",
-                             "min_interval": "1s"})
+    config = sms_config(
+        make_config,
+        gateway,
+        retry={"max_attempts": 1},
+        sms={"notify_final_failure": True, "final_text": "Sorry, no luck.", "min_interval": "1s"},
+    )
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock, estimate_minutes=seven_minutes)
     await bridge.prime()
@@ -206,17 +243,22 @@ async def test_final_failure_notice_and_none_for_a_callback_already_done(
     # B is called back before the bridge sees its missed call: no "we will call you" for B.
     await missed(queue, B, "b1")
     claim = await queue.claim(["support"], claimer="d")
-    await queue.complete(claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="answered",
-                                        talk_seconds=30))
+    await queue.complete(
+        claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="answered", talk_seconds=30)
+    )
     await hand_over_all(bridge)
     await run_worker(config)
     await bridge.close()
     assert [(r.json()["e164"], r.json()["text"]) for r in gateway.requests[1:]] == [
-        (A, "Sorry, no luck.")]
+        (A, "Sorry, no luck.")
+    ]
 
 
 async def test_a_gateway_error_leaves_a_failed_job_that_a_rerun_sends(
-    make_config, redis_client, clock, gateway,
+    make_config,
+    redis_client,
+    clock,
+    gateway,
 ) -> None:
     gateway.status = 502
     config = sms_config(make_config, gateway)
@@ -245,17 +287,20 @@ def test_estimates_are_round_numbers_of_minutes() -> None:
     assert [sms.round_minutes(m) for m in (0, 1, 5, 5.1, 14, 61)] == [5, 5, 5, 10, 15, 65]
 
 
-async def test_without_an_estimator_the_queue_gives_one(make_config, redis_client,
-                                                         clock) -> None:
+async def test_without_an_estimator_the_queue_gives_one(make_config, redis_client, clock) -> None:
     config = make_config(web={"auth": "none", "target": "5m"})
     queue = CallbackQueue(redis_client, config, clock)
     waiting = await queue.get(await missed(queue, A, "a1"))
     # Nothing called back today yet: the web target is the promise.
     assert await sms.estimate_from_queue(queue, waiting, clock.now()) == 5
     for n, waited in enumerate((600, 1500, 1800)):
-        await queue.add_missed(number=f"+7903000000{n}", category="billing",
-                               source=Source.ABANDON, missed_at=clock.now() - waited,
-                               call_id=f"x{n}")
+        await queue.add_missed(
+            number=f"+7903000000{n}",
+            category="billing",
+            source=Source.ABANDON,
+            missed_at=clock.now() - waited,
+            call_id=f"x{n}",
+        )
         claim = await queue.claim(["billing"], claimer="d")
         await queue.renew(claim, stage=Stage.RINGING_CUSTOMER, agent="PJSIP/101")
     # Today's median time to callback (25 min) once there are three.

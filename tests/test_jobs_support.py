@@ -52,8 +52,9 @@ class Receiver:
     _runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        got = Received(request.path, dict(request.query), dict(request.headers),
-                       await request.read())
+        got = Received(
+            request.path, dict(request.query), dict(request.headers), await request.read()
+        )
         self.requests.append(got)
         status = self.respond(got) if self.respond else self.status
         return web.Response(status=status, text="ok" if status < 300 else "nope")
@@ -85,8 +86,13 @@ async def run_worker(config: Config, timeout: float = 30.0) -> str:
     """A real `run_worker(config, burst=True)` in its own process, as `callback-dialer worker
     --burst` runs it; the test's event loop (and its receivers) keep running meanwhile."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _WORKER, json.dumps(config.model_dump(mode="json")),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-c",
+        _WORKER,
+        json.dumps(config.model_dump(mode="json")),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     text = out.decode("utf-8", "replace")
@@ -144,7 +150,8 @@ class SlowProxy:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0))
+            asyncio.start_server(self._client, "127.0.0.1", 0)
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
@@ -152,8 +159,7 @@ class SlowProxy:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float
-                       ) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float) -> None:
             try:
                 while data := await src.read(65536):
                     if delay:

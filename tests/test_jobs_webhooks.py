@@ -39,33 +39,57 @@ async def receiver():
 
 def jobs_config(make_config, *hooks, **sections):
     return make_config(
-        webhooks=list(hooks), reports={"enabled": False},
-        jobs=sections.pop("jobs", {"max_tries": 3, "retry_delays": ["1s"]}), **sections)
+        webhooks=list(hooks),
+        reports={"enabled": False},
+        jobs=sections.pop("jobs", {"max_tries": 3, "retry_delays": ["1s"]}),
+        **sections,
+    )
 
 
 async def life_of_a_callback(queue: CallbackQueue, number: str, call: str) -> str:
     """created, merged, claimed (dialing), stage, done: the usual story."""
     now = queue.clock.now()
-    first = await queue.add_missed(number=number, category="support", source=Source.ABANDON,
-                                   missed_at=now - 60, call_id=f"{call}-1", name="Ivan")
-    await queue.add_missed(number=number, category="support", source=Source.EXPLICIT,
-                           missed_at=now - 30, call_id=f"{call}-2")
+    first = await queue.add_missed(
+        number=number,
+        category="support",
+        source=Source.ABANDON,
+        missed_at=now - 60,
+        call_id=f"{call}-1",
+        name="Ivan",
+    )
+    await queue.add_missed(
+        number=number,
+        category="support",
+        source=Source.EXPLICIT,
+        missed_at=now - 30,
+        call_id=f"{call}-2",
+    )
     claim = await queue.claim(["support"], claimer="d", agent="PJSIP/101")
     await queue.renew(claim, stage=Stage.RINGING_CUSTOMER, agent="PJSIP/101")
-    await queue.complete(claim, Attempt(at=now, agent="PJSIP/101", outcome="answered",
-                                        talk_seconds=60))
+    await queue.complete(
+        claim, Attempt(at=now, agent="PJSIP/101", outcome="answered", talk_seconds=60)
+    )
     return first.id
 
 
 async def test_a_webhook_arrives_signed_and_the_receiver_can_verify_it(
-    make_config, redis_client, clock, receiver,
+    make_config,
+    redis_client,
+    clock,
+    receiver,
 ) -> None:
     config = jobs_config(make_config, {"url": receiver.url(), "secret": SECRET})
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock)
     await bridge.prime()
-    result = await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                                    missed_at=clock.now(), call_id="c1", name="Ivan")
+    result = await queue.add_missed(
+        number=A,
+        category="support",
+        source=Source.ABANDON,
+        missed_at=clock.now(),
+        call_id="c1",
+        name="Ivan",
+    )
     assert await hand_over_all(bridge) == 1
     await run_worker(config)
     await bridge.close()
@@ -85,25 +109,32 @@ async def test_a_webhook_arrives_signed_and_the_receiver_can_verify_it(
 
     doc = got.json()
     assert (doc["event"], doc["callback_id"], doc["number"], doc["state"]) == (
-        "created", result.id, A, "pending")
+        "created",
+        result.id,
+        A,
+        "pending",
+    )
     assert doc["callback"]["name"] == "Ivan"
     assert got.headers["X-Callback-Dialer-Event"] == "created"
     assert got.headers["X-Callback-Dialer-Delivery"] == doc["id"]
     assert got.headers["Content-Type"].startswith("application/json")
 
 
-async def test_queue_events_map_to_webhook_names(make_config, redis_client, clock,
-                                                 receiver) -> None:
+async def test_queue_events_map_to_webhook_names(
+    make_config, redis_client, clock, receiver
+) -> None:
     config = jobs_config(make_config, {"url": receiver.url()})
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock)
     await bridge.prime()
     await life_of_a_callback(queue, A, "a")
-    b = await queue.add_missed(number=B, category="billing", source=Source.ABANDON,
-                               missed_at=clock.now(), call_id="b1")
+    b = await queue.add_missed(
+        number=B, category="billing", source=Source.ABANDON, missed_at=clock.now(), call_id="b1"
+    )
     await queue.resolve_number(B, "served_inbound")
-    c = await queue.add_missed(number=C, category="billing", source=Source.ABANDON,
-                               missed_at=clock.now(), call_id="c1")
+    c = await queue.add_missed(
+        number=C, category="billing", source=Source.ABANDON, missed_at=clock.now(), call_id="c1"
+    )
     await queue.set_category(c.id, "support", actor="olga")  # not a webhook
     await queue.cancel(c.id, "wrong number", actor="olga")
     await hand_over_all(bridge)
@@ -112,17 +143,26 @@ async def test_queue_events_map_to_webhook_names(make_config, redis_client, cloc
     names = [(r.json()["callback_id"], r.json()["event"]) for r in receiver.requests]
     a = names[0][0]
     assert names == [
-        (a, "created"), (a, "merged"), (a, "dialing"), (a, "done"),
-        (b.id, "created"), (b.id, "served_inbound"),
-        (c.id, "created"), (c.id, "cancelled"),
+        (a, "created"),
+        (a, "merged"),
+        (a, "dialing"),
+        (a, "done"),
+        (b.id, "created"),
+        (b.id, "served_inbound"),
+        (c.id, "created"),
+        (c.id, "cancelled"),
     ]
     done = receiver.requests[3].json()
     assert (done["state"], done["reason"], done["detail"]["attempt"]["outcome"]) == (
-        "done", "called_back", "answered")
+        "done",
+        "called_back",
+        "answered",
+    )
 
 
-async def test_each_url_gets_only_the_events_it_asked_for(make_config, redis_client, clock,
-                                                          receiver) -> None:
+async def test_each_url_gets_only_the_events_it_asked_for(
+    make_config, redis_client, clock, receiver
+) -> None:
     config = jobs_config(
         make_config,
         {"url": receiver.url("/crm"), "events": ["done", "failed"]},
@@ -137,11 +177,18 @@ async def test_each_url_gets_only_the_events_it_asked_for(make_config, redis_cli
     await bridge.close()
     assert [r.json()["event"] for r in receiver.on("/crm")] == ["done"]
     assert [r.json()["event"] for r in receiver.on("/all")] == [
-        "created", "merged", "dialing", "done"]
+        "created",
+        "merged",
+        "dialing",
+        "done",
+    ]
 
 
 async def test_a_receiver_down_then_up_gets_every_event_in_order(
-    make_config, redis_client, clock, receiver,
+    make_config,
+    redis_client,
+    clock,
+    receiver,
 ) -> None:
     config = jobs_config(make_config, {"url": receiver.url(), "timeout": "2s"})
     await receiver.stop()  # the CRM is down; its port stays reserved for it
@@ -176,7 +223,10 @@ async def test_a_receiver_down_then_up_gets_every_event_in_order(
 
 
 async def test_a_refused_event_is_parked_not_blocking_the_rest_and_can_be_rerun(
-    make_config, redis_client, clock, receiver,
+    make_config,
+    redis_client,
+    clock,
+    receiver,
 ) -> None:
     refuse = {"merged"}
     receiver.respond = lambda r: 422 if r.json()["event"] in refuse else 200
@@ -205,16 +255,21 @@ async def test_a_refused_event_is_parked_not_blocking_the_rest_and_can_be_rerun(
 
 
 async def test_a_delivery_out_of_tries_is_listed_as_failed_and_a_rerun_delivers(
-    make_config, redis_client, clock, receiver,
+    make_config,
+    redis_client,
+    clock,
+    receiver,
 ) -> None:
     receiver.status = 503
-    config = jobs_config(make_config, {"url": receiver.url()},
-                         jobs={"max_tries": 1, "retry_delays": ["1s"]})
+    config = jobs_config(
+        make_config, {"url": receiver.url()}, jobs={"max_tries": 1, "retry_delays": ["1s"]}
+    )
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock)
     await bridge.prime()
-    await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                           missed_at=clock.now(), call_id="c1")
+    await queue.add_missed(
+        number=A, category="support", source=Source.ABANDON, missed_at=clock.now(), call_id="c1"
+    )
     await hand_over_all(bridge)
     await run_worker(config)
     admin = JobsAdmin(config)
@@ -235,21 +290,27 @@ async def test_a_delivery_out_of_tries_is_listed_as_failed_and_a_rerun_delivers(
 
 
 async def test_after_delivery_gave_up_the_next_event_starts_it_again(
-    make_config, redis_client, clock, receiver,
+    make_config,
+    redis_client,
+    clock,
+    receiver,
 ) -> None:
     receiver.status = 503
-    config = jobs_config(make_config, {"url": receiver.url()},
-                         jobs={"max_tries": 1, "retry_delays": ["1s"]})
+    config = jobs_config(
+        make_config, {"url": receiver.url()}, jobs={"max_tries": 1, "retry_delays": ["1s"]}
+    )
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock)
     await bridge.prime()
-    await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                           missed_at=clock.now(), call_id="a1")
+    await queue.add_missed(
+        number=A, category="support", source=Source.ABANDON, missed_at=clock.now(), call_id="a1"
+    )
     await hand_over_all(bridge)
     await run_worker(config)  # out of tries: failed, the event still waits
     receiver.status = 200
-    await queue.add_missed(number=B, category="support", source=Source.ABANDON,
-                           missed_at=clock.now(), call_id="b1")
+    await queue.add_missed(
+        number=B, category="support", source=Source.ABANDON, missed_at=clock.now(), call_id="b1"
+    )
     await hand_over_all(bridge)
     await run_worker(config)
     await bridge.close()
@@ -257,14 +318,16 @@ async def test_after_delivery_gave_up_the_next_event_starts_it_again(
     assert got == [(A, "created"), (A, "created"), (B, "created")]  # A's first try got 503
 
 
-async def test_outbox_lives_under_the_prefix_keyed_by_url(make_config, redis_client, clock,
-                                                          receiver, redis_url) -> None:
+async def test_outbox_lives_under_the_prefix_keyed_by_url(
+    make_config, redis_client, clock, receiver, redis_url
+) -> None:
     config = jobs_config(make_config, {"url": receiver.url()})
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock)
     await bridge.prime()
-    await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                           missed_at=clock.now(), call_id="c1")
+    await queue.add_missed(
+        number=A, category="support", source=Source.ABANDON, missed_at=clock.now(), call_id="c1"
+    )
     await hand_over_all(bridge)
     await bridge.close()
     sync = redis.Redis.from_url(redis_url)
@@ -275,5 +338,6 @@ async def test_outbox_lives_under_the_prefix_keyed_by_url(make_config, redis_cli
 
 def test_urls_shown_in_logs_and_on_the_page_hide_passwords_and_tokens() -> None:
     assert display_url("https://bot:pa55@crm.example:8443/hook?token=abc&debug") == (
-        "https://***@crm.example:8443/hook?token=***&debug")
+        "https://***@crm.example:8443/hook?token=***&debug"
+    )
     assert display_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"

@@ -28,7 +28,8 @@ def _rq_cleanup(redis_url, key_prefix):
 
 
 def write_config(path, redis_url, key_prefix, hook_url) -> None:
-    path.write_text(f"""
+    path.write_text(
+        f"""
 [redis]
 url = "{redis_url}"
 key_prefix = "{key_prefix}"
@@ -44,19 +45,32 @@ retry_delays = ["1s"]
 url = "{hook_url}"
 secret = "env:TEST_CRM_SECRET"
 events = ["created"]
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callback_dialer", *args, cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "callback_dialer",
+        *args,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode, out.decode(), err.decode()
 
 
 async def test_the_worker_command_delivers_with_the_secret_from_the_environment(
-    tmp_path, redis_url, key_prefix, redis_client, clock,
+    tmp_path,
+    redis_url,
+    key_prefix,
+    redis_client,
+    clock,
 ) -> None:
     receiver = await Receiver().start()
     path = tmp_path / "dialer.toml"
@@ -65,13 +79,19 @@ async def test_the_worker_command_delivers_with_the_secret_from_the_environment(
     queue = CallbackQueue(redis_client, config, clock)
     bridge = JobsBridge(redis_client, config, queue, clock)
     await bridge.prime()
-    await queue.add_missed(number="+79161234567", category="support", source=Source.ABANDON,
-                           missed_at=clock.now(), call_id="c1")
+    await queue.add_missed(
+        number="+79161234567",
+        category="support",
+        source=Source.ABANDON,
+        missed_at=clock.now(),
+        call_id="c1",
+    )
     await hand_over_all(bridge)
     await bridge.close()
     env = {k: v for k, v in os.environ.items() if k != "TEST_CRM_SECRET"}
-    code, _, err = await cli("worker", "--burst", "--config", str(path),
-                             env={**env, "TEST_CRM_SECRET": "from-env"})
+    code, _, err = await cli(
+        "worker", "--burst", "--config", str(path), env={**env, "TEST_CRM_SECRET": "from-env"}
+    )
     await receiver.stop()
     assert code == 0, err
     [got] = receiver.requests
@@ -79,26 +99,30 @@ async def test_the_worker_command_delivers_with_the_secret_from_the_environment(
     assert '"event": "worker_started"' in err  # structlog JSON lines, not rq's own format
 
 
-async def test_a_missing_secret_stops_the_worker_with_one_line(tmp_path, redis_url,
-                                                               key_prefix) -> None:
+async def test_a_missing_secret_stops_the_worker_with_one_line(
+    tmp_path, redis_url, key_prefix
+) -> None:
     path = tmp_path / "dialer.toml"
     write_config(path, redis_url, key_prefix, "https://crm.example/hook")
     env = {k: v for k, v in os.environ.items() if k != "TEST_CRM_SECRET"}
     code, _, err = await cli("worker", "--burst", "--config", str(path), env=env)
     assert code == 1
-    assert err.strip() == ("config error: worker: webhooks[0].secret: environment variable "
-                           "TEST_CRM_SECRET is not set")
+    assert err.strip() == (
+        "config error: worker: webhooks[0].secret: environment variable TEST_CRM_SECRET is not set"
+    )
 
 
-def test_retry_waits_follow_the_config_in_order_with_the_last_repeating(make_config,
-                                                                        redis_url) -> None:
+def test_retry_waits_follow_the_config_in_order_with_the_last_repeating(
+    make_config, redis_url
+) -> None:
     # rq reads its interval list from the end (index = len - retries left): the policy must
     # spell out one wait per retry, or the first wait would repeat instead of the last.
     config = make_config(jobs={"max_tries": 6, "retry_delays": ["10s", "1m", "1.5s"]})
     policy = retry_policy(config.jobs)
     conn = redis.Redis.from_url(redis_url)
-    job = Job.create("callback_dialer.jobs.webhooks.deliver_webhooks", args=("x",),
-                     connection=conn, retry=policy)
+    job = Job.create(
+        "callback_dialer.jobs.webhooks.deliver_webhooks", args=("x",), connection=conn, retry=policy
+    )
     waits = []
     while job.retries_left:
         waits.append(job.get_retry_interval())

@@ -25,9 +25,15 @@ SPEED = 40.0
 
 
 def ami_section(server: AmiServer) -> dict:
-    return {"port": server.port, "secret": "s3cret", "reconnect_min_delay": 0.05,
-            "reconnect_max_delay": 0.2, "ping_interval": 2, "ping_timeout": 2,
-            "action_timeout": 2}
+    return {
+        "port": server.port,
+        "secret": "s3cret",
+        "reconnect_min_delay": 0.05,
+        "reconnect_max_delay": 0.2,
+        "ping_interval": 2,
+        "ping_timeout": 2,
+        "action_timeout": 2,
+    }
 
 
 @pytest.fixture
@@ -35,12 +41,17 @@ async def live(make_config, redis_url, tmp_path):
     """Build a started Dialer (dispatching off) connected to a fresh AmiServer."""
     made: list[tuple[AmiServer, Dialer]] = []
 
-    async def build(*, redis: str | None = None, spool: Path | None = None,
-                    server: AmiServer | None = None) -> tuple[AmiServer, Dialer]:
+    async def build(
+        *, redis: str | None = None, spool: Path | None = None, server: AmiServer | None = None
+    ) -> tuple[AmiServer, Dialer]:
         server = server or await AmiServer(secret="s3cret").start()
         config = make_config(ami=ami_section(server), dispatch={"enabled": False})
-        dialer = Dialer(config, clock=ScaledClock(SPEED), redis_url=redis or redis_url,
-                        spool=spool or tmp_path / f"spool-{len(made)}.jsonl")
+        dialer = Dialer(
+            config,
+            clock=ScaledClock(SPEED),
+            redis_url=redis or redis_url,
+            spool=spool or tmp_path / f"spool-{len(made)}.jsonl",
+        )
         await dialer.start()
         await until(lambda: dialer.ami.authenticated)
         made.append((server, dialer))
@@ -57,8 +68,10 @@ async def open_callbacks(dialer: Dialer) -> list[tuple[str, str, str]]:
     return sorted((c.number, c.category, c.source.value) for c in rows)
 
 
-@pytest.mark.parametrize("name", ["abandon_in_queue", "queue_timeout", "keypress_callback",
-                                  "answered_by_agent", "busy_hour"])
+@pytest.mark.parametrize(
+    "name",
+    ["abandon_in_queue", "queue_timeout", "keypress_callback", "answered_by_agent", "busy_hour"],
+)
 async def test_a_capture_over_tcp_reaches_the_same_conclusions(name, captures, live) -> None:
     server, dialer = await live()
     await server.play_capture(captures / f"{name}.jsonl", speed=SPEED)
@@ -100,20 +113,36 @@ async def test_after_the_server_drops_the_dialer_reconnects_and_resyncs(captures
 
 
 def _frames(captures: Path, name: str) -> list[str]:
-    return [r["raw"] for r in load(captures / f"{name}.jsonl")
-            if r["dir"] == "in" and r["raw"].startswith("Event:")]
+    return [
+        r["raw"]
+        for r in load(captures / f"{name}.jsonl")
+        if r["dir"] == "in" and r["raw"].startswith("Event:")
+    ]
 
 
 def _core_show_channel(newchannel_raw: str, duration: str) -> list[tuple[str, str]]:
     fields = dict(line.split(": ", 1) for line in newchannel_raw.split("\r\n") if ": " in line)
-    return [("Event", "CoreShowChannel"), ("Channel", fields["Channel"]),
-            ("ChannelState", "6"), ("ChannelStateDesc", "Up"),
-            ("CallerIDNum", fields["CallerIDNum"]), ("CallerIDName", fields["CallerIDName"]),
-            ("ConnectedLineNum", "<unknown>"), ("ConnectedLineName", "<unknown>"),
-            ("Language", "en"), ("AccountCode", ""), ("Context", fields["Context"]),
-            ("Exten", "1"), ("Priority", "2"), ("Uniqueid", fields["Uniqueid"]),
-            ("Linkedid", fields["Linkedid"]), ("Application", "Queue"),
-            ("ApplicationData", "sales,,,,300"), ("Duration", duration), ("BridgeId", "")]
+    return [
+        ("Event", "CoreShowChannel"),
+        ("Channel", fields["Channel"]),
+        ("ChannelState", "6"),
+        ("ChannelStateDesc", "Up"),
+        ("CallerIDNum", fields["CallerIDNum"]),
+        ("CallerIDName", fields["CallerIDName"]),
+        ("ConnectedLineNum", "<unknown>"),
+        ("ConnectedLineName", "<unknown>"),
+        ("Language", "en"),
+        ("AccountCode", ""),
+        ("Context", fields["Context"]),
+        ("Exten", "1"),
+        ("Priority", "2"),
+        ("Uniqueid", fields["Uniqueid"]),
+        ("Linkedid", fields["Linkedid"]),
+        ("Application", "Queue"),
+        ("ApplicationData", "sales,,,,300"),
+        ("Duration", duration),
+        ("BridgeId", ""),
+    ]
 
 
 @pytest.mark.parametrize("still_up", [True, False])
@@ -139,7 +168,7 @@ async def test_a_call_in_progress_across_a_reconnect(captures, live, still_up) -
     if still_up:
         # Still in the queue: the rest of the call arrives after the reconnect.
         assert dialer.pipeline.tracker.active_numbers() == {"+79161234561"}
-        for frame in frames[join + 1:]:
+        for frame in frames[join + 1 :]:
             await server.send_raw(frame.encode())
         await dialer.pipeline.sink.drain(5)
         assert await open_callbacks(dialer) == [("+79161234561", "new_connection", "abandon")]
@@ -152,7 +181,8 @@ async def test_a_call_in_progress_across_a_reconnect(captures, live, still_up) -
 
 
 async def test_a_call_that_begins_while_the_channel_list_is_on_its_way_is_kept(
-    captures, live,
+    captures,
+    live,
 ) -> None:
     # Asterisk built its (empty) list, then the call began: its first events reach us before
     # the list does. The call is alive, not one that "vanished while we were away".
@@ -171,7 +201,7 @@ async def test_a_call_that_begins_while_the_channel_list_is_on_its_way_is_kept(
     await asyncio.sleep(0.05)
     assert dialer.pipeline.tracker.active_numbers() == {"+79161234561"}
     await asyncio.sleep(10 / SPEED)  # longer than min_call_seconds: a real wait in the queue
-    for frame in frames[join + 1:]:
+    for frame in frames[join + 1 :]:
         await server.send_raw(frame.encode())
     await dialer.pipeline.sink.drain(5)
     assert await open_callbacks(dialer) == [("+79161234561", "new_connection", "abandon")]
@@ -196,7 +226,10 @@ async def test_a_callback_request_made_before_the_link_dropped_is_kept(captures,
 
 
 async def test_missed_calls_during_a_redis_outage_are_kept_and_applied_later(
-    captures, live, own_redis, tmp_path,
+    captures,
+    live,
+    own_redis,
+    tmp_path,
 ) -> None:
     spool = tmp_path / "spool.jsonl"
     server, dialer = await live(redis=own_redis.url, spool=spool)
@@ -217,8 +250,9 @@ async def test_missed_calls_during_a_redis_outage_are_kept_and_applied_later(
     await until(lambda: not spool.exists())
 
 
-async def test_a_restart_during_a_redis_outage_loses_nothing(captures, live, own_redis,
-                                                             tmp_path) -> None:
+async def test_a_restart_during_a_redis_outage_loses_nothing(
+    captures, live, own_redis, tmp_path
+) -> None:
     spool = tmp_path / "spool.jsonl"
     server, first = await live(redis=own_redis.url, spool=spool)
     own_redis.stop()
@@ -238,8 +272,9 @@ async def test_a_restart_during_a_redis_outage_loses_nothing(captures, live, own
 # ---------------------------------------------------------------- recording
 
 
-async def test_a_recording_replays_to_the_same_conclusions(captures, make_config, redis_client,
-                                                           tmp_path) -> None:
+async def test_a_recording_replays_to_the_same_conclusions(
+    captures, make_config, redis_client, tmp_path
+) -> None:
     server = await AmiServer(secret="s3cret").start()
     config = make_config(ami=ami_section(server))
     out = tmp_path / "recorded.jsonl"
@@ -258,16 +293,15 @@ async def test_a_recording_replays_to_the_same_conclusions(captures, make_config
     assert not any("s3cret" in r["raw"] for r in lines)
     assert {r["dir"] for r in lines} == {"in", "out"}
     # Played at 200x, the recording compresses time: judge it with a matching minimum.
-    rows = await replay_capture(make_config(detection={"min_call_seconds": 0}), out,
-                                redis_client)
+    rows = await replay_capture(make_config(detection={"min_call_seconds": 0}), out, redis_client)
     assert sorted(r["number"] for r in rows) == sorted(n for n, _, _ in EXPECTED_OPEN["busy_hour"])
 
 
-async def test_no_callback_opened_by_a_replay_stays_behind(captures, config,
-                                                           redis_client) -> None:
+async def test_no_callback_opened_by_a_replay_stays_behind(captures, config, redis_client) -> None:
     prefix = "replay-leftover-check"
-    rows = await replay_capture(config, captures / "busy_hour.jsonl", redis_client,
-                                key_prefix=prefix)
+    rows = await replay_capture(
+        config, captures / "busy_hour.jsonl", redis_client, key_prefix=prefix
+    )
     assert len(rows) == 9
     leftovers = [k async for k in redis_client.scan_iter(match="{" + prefix + "}:*")]
     assert leftovers == []

@@ -12,9 +12,18 @@ from callback_dialer.phone import NumberPolicy, Rejected, Rejection, clean_name,
 policy = NumberPolicy(PhoneConfig(blocklist=("+7800*", "+74950000000")))
 
 
-@pytest.mark.parametrize("raw", ["8 916 123-45-67", "+7 916 123 45 67", "89161234567",
-                                 "+79161234567", "9161234567", "(916) 123-45-67",
-                                 "007 916 1234567"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "8 916 123-45-67",
+        "+7 916 123 45 67",
+        "89161234567",
+        "+79161234567",
+        "9161234567",
+        "(916) 123-45-67",
+        "007 916 1234567",
+    ],
+)
 def test_one_subscriber_whatever_the_spelling(raw: str) -> None:
     number = policy.normalize(raw)
     assert number and number.e164 == "+79161234567"
@@ -56,7 +65,10 @@ def test_nothing_but_e164_ever_comes_out(raw: str) -> None:
 def test_national_forms_for_the_trunk() -> None:
     number = policy.normalize("+79161234567")
     assert (number.digits, number.national(), number.nsn()) == (
-        "79161234567", "89161234567", "9161234567")
+        "79161234567",
+        "89161234567",
+        "9161234567",
+    )
 
 
 def test_masked_number_shows_country_and_last_digits() -> None:

@@ -17,11 +17,20 @@ B = "+79031234564"
 C = "+74951234563"
 
 
-async def missed(queue: CallbackQueue, number: str, category: str, ago: float,
-                 source: Source = Source.ABANDON, call_id: str = "") -> str:
+async def missed(
+    queue: CallbackQueue,
+    number: str,
+    category: str,
+    ago: float,
+    source: Source = Source.ABANDON,
+    call_id: str = "",
+) -> str:
     result = await queue.add_missed(
-        number=number, category=category, source=source,
-        missed_at=queue.clock.now() - ago, call_id=call_id or f"call-{number}-{ago}",
+        number=number,
+        category=category,
+        source=source,
+        missed_at=queue.clock.now() - ago,
+        call_id=call_id or f"call-{number}-{ago}",
     )
     return result.id
 
@@ -31,12 +40,24 @@ async def missed(queue: CallbackQueue, number: str, category: str, ago: float,
 
 async def test_repeat_call_merges_into_the_open_callback(queue: CallbackQueue) -> None:
     now = queue.clock.now()
-    first = await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                                   missed_at=now - 60, call_id="c1", name="Ivan")
-    second = await queue.add_missed(number=A, category="new_connection",
-                                    source=Source.IVR_HANGUP, missed_at=now - 600, call_id="c2")
-    third = await queue.add_missed(number=A, category="billing", source=Source.EXPLICIT,
-                                   missed_at=now - 10, call_id="c3")
+    first = await queue.add_missed(
+        number=A,
+        category="support",
+        source=Source.ABANDON,
+        missed_at=now - 60,
+        call_id="c1",
+        name="Ivan",
+    )
+    second = await queue.add_missed(
+        number=A,
+        category="new_connection",
+        source=Source.IVR_HANGUP,
+        missed_at=now - 600,
+        call_id="c2",
+    )
+    third = await queue.add_missed(
+        number=A, category="billing", source=Source.EXPLICIT, missed_at=now - 10, call_id="c3"
+    )
     assert (first.result, second.result, third.result) == ("created", "merged", "merged")
     assert first.id == second.id == third.id
     cb = await queue.get(first.id)
@@ -53,10 +74,12 @@ async def test_repeat_call_merges_into_the_open_callback(queue: CallbackQueue) -
 
 async def test_the_same_call_reported_twice_counts_once(queue: CallbackQueue) -> None:
     now = queue.clock.now()
-    a = await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                               missed_at=now, call_id="1795345802.1")
-    b = await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                               missed_at=now, call_id="1795345802.1")
+    a = await queue.add_missed(
+        number=A, category="support", source=Source.ABANDON, missed_at=now, call_id="1795345802.1"
+    )
+    b = await queue.add_missed(
+        number=A, category="support", source=Source.ABANDON, missed_at=now, call_id="1795345802.1"
+    )
     assert (a.result, b.result) == ("created", "duplicate")
     cb = await queue.get(a.id)
     assert cb is not None and cb.missed_count == 1
@@ -106,10 +129,14 @@ async def test_aging_a_support_call_that_waited_longer_than_the_weight_goes_firs
 
 
 async def test_a_very_large_weight_is_strict_priority(make_config, redis_client, clock) -> None:
-    config = make_config(categories=[
-        {"name": "new_connection", "weight": "3650d"},
-        {"name": "support"}, {"name": "billing"}, {"name": "other"},
-    ])
+    config = make_config(
+        categories=[
+            {"name": "new_connection", "weight": "3650d"},
+            {"name": "support"},
+            {"name": "billing"},
+            {"name": "other"},
+        ]
+    )
     queue = CallbackQueue(redis_client, config, clock)
     old_support = await missed(queue, A, "support", 5 * 86400)
     new = await missed(queue, B, "new_connection", 1)
@@ -123,11 +150,17 @@ async def test_a_claimer_only_gets_categories_it_serves(queue: CallbackQueue) ->
     assert claim.callback.id == new
 
 
-async def test_claim_skips_excluded_numbers_and_full_trunks(make_config, redis_client,
-                                                             clock) -> None:
-    config = make_config(dispatch={"trunks": [
-        {"name": "mobile", "numbers": ["+79*"]}, {"name": "city", "numbers": ["*"]},
-    ]})
+async def test_claim_skips_excluded_numbers_and_full_trunks(
+    make_config, redis_client, clock
+) -> None:
+    config = make_config(
+        dispatch={
+            "trunks": [
+                {"name": "mobile", "numbers": ["+79*"]},
+                {"name": "city", "numbers": ["*"]},
+            ]
+        }
+    )
     queue = CallbackQueue(redis_client, config, clock)
     mobile = await missed(queue, A, "support", 300)
     city = await missed(queue, C, "support", 200)
@@ -143,12 +176,14 @@ async def test_claim_skips_excluded_numbers_and_full_trunks(make_config, redis_c
 # ---------------------------------------------------------------- scheduling
 
 
-async def test_a_retry_waits_its_delay_then_becomes_ready(queue: CallbackQueue,
-                                                          clock: ManualClock) -> None:
+async def test_a_retry_waits_its_delay_then_becomes_ready(
+    queue: CallbackQueue, clock: ManualClock
+) -> None:
     cb_id = await missed(queue, A, "support", 60)
     claim = await queue.claim(["support"], claimer="d")
-    after = await queue.retry(claim, Attempt(at=clock.now(), agent="PJSIP/101",
-                                             outcome="no_answer"))
+    after = await queue.retry(
+        claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="no_answer")
+    )
     assert after.state == State.SCHEDULED
     assert after.next_at == pytest.approx(clock.now() + 300)  # retry.delays[0]
     assert await queue.claim(["support"], claimer="d") is None
@@ -160,10 +195,15 @@ async def test_a_retry_waits_its_delay_then_becomes_ready(queue: CallbackQueue,
 
 
 async def test_outside_calling_hours_a_missed_call_waits_for_the_next_opening(
-    make_config, redis_client,
+    make_config,
+    redis_client,
 ) -> None:
-    config = make_config(hours={"timezone": "Europe/Moscow", "weekly": {
-        "mon": ["09:00-21:00"], "tue": ["09:00-21:00"]}})
+    config = make_config(
+        hours={
+            "timezone": "Europe/Moscow",
+            "weekly": {"mon": ["09:00-21:00"], "tue": ["09:00-21:00"]},
+        }
+    )
     # Monday 2026-11-23 22:30 Moscow (19:30 UTC): closed until Tuesday 09:00 (06:00 UTC).
     clock = ManualClock(start=1795462200.0)
     queue = CallbackQueue(redis_client, config, clock)
@@ -177,7 +217,8 @@ async def test_outside_calling_hours_a_missed_call_waits_for_the_next_opening(
 
 
 async def test_the_last_failed_attempt_fails_the_callback_with_its_reason(
-    queue: CallbackQueue, clock: ManualClock,
+    queue: CallbackQueue,
+    clock: ManualClock,
 ) -> None:
     cb_id = await missed(queue, A, "support", 60)
     for outcome in ("busy", "no_answer", "congestion"):
@@ -194,20 +235,28 @@ async def test_the_last_failed_attempt_fails_the_callback_with_its_reason(
 async def test_a_release_uses_no_customer_attempt(queue: CallbackQueue, clock) -> None:
     cb_id = await missed(queue, A, "support", 60)
     claim = await queue.claim(["support"], claimer="d")
-    back = await queue.release(claim, "agent_no_answer", attempt=Attempt(
-        at=clock.now(), agent="PJSIP/109", outcome="agent_no_answer", counted=False))
+    back = await queue.release(
+        claim,
+        "agent_no_answer",
+        attempt=Attempt(
+            at=clock.now(), agent="PJSIP/109", outcome="agent_no_answer", counted=False
+        ),
+    )
     assert (back.state, back.attempts, back.reason) == (State.PENDING, 0, "agent_no_answer")
     assert (await queue.claim(["support"], claimer="d")).callback.id == cb_id
 
 
-async def test_callbacks_older_than_expire_after_fail_as_expired(queue: CallbackQueue,
-                                                                 clock) -> None:
+async def test_callbacks_older_than_expire_after_fail_as_expired(
+    queue: CallbackQueue, clock
+) -> None:
     old = await missed(queue, A, "support", 86400 + 60)
     young = await missed(queue, B, "support", 60)
     result = await queue.housekeeping()
     assert result["expired"] == 1
     assert ((await queue.get(old)).state, (await queue.get(old)).reason) == (
-        State.FAILED, "expired")
+        State.FAILED,
+        "expired",
+    )
     assert (await queue.get(young)).state == State.PENDING
 
 
@@ -215,7 +264,8 @@ async def test_callbacks_older_than_expire_after_fail_as_expired(queue: Callback
 
 
 async def test_an_expired_lease_returns_the_callback_and_locks_out_the_old_holder(
-    queue: CallbackQueue, clock: ManualClock,
+    queue: CallbackQueue,
+    clock: ManualClock,
 ) -> None:
     cb_id = await missed(queue, A, "support", 60)
     dead = await queue.claim(["support"], claimer="dialer-1")
@@ -225,8 +275,9 @@ async def test_an_expired_lease_returns_the_callback_and_locks_out_the_old_holde
     assert alive is not None and alive.callback.id == cb_id
     # The first dialer wakes up: its claim is worthless now.
     assert await queue.renew(dead) is False
-    assert await queue.complete(dead, Attempt(at=clock.now(), agent="x", outcome="answered")) \
-        is None
+    assert (
+        await queue.complete(dead, Attempt(at=clock.now(), agent="x", outcome="answered")) is None
+    )
     events = [h.event for h in await queue.history(cb_id)]
     assert events == ["created", "claimed", "lease_expired", "claimed"]
 
@@ -242,8 +293,9 @@ async def test_renewing_keeps_a_long_call_claimed(queue: CallbackQueue, clock) -
     assert (cb.state, cb.stage, cb.agent) == (State.DIALING, "talking", "PJSIP/101")
 
 
-async def test_concurrent_claimers_never_share_a_callback(queue: CallbackQueue, redis_url,
-                                                          config, clock) -> None:
+async def test_concurrent_claimers_never_share_a_callback(
+    queue: CallbackQueue, redis_url, config, clock
+) -> None:
     numbers = [f"+7916{n:07d}" for n in range(300)]
     for i, number in enumerate(numbers):
         await missed(queue, number, ("support", "new_connection", "billing")[i % 3], i)
@@ -253,8 +305,9 @@ async def test_concurrent_claimers_never_share_a_callback(queue: CallbackQueue, 
 
         async def worker(q: CallbackQueue, name: str) -> list[str]:
             got = []
-            while (claim := await q.claim(["support", "new_connection", "billing"],
-                                          claimer=name)) is not None:
+            while (
+                claim := await q.claim(["support", "new_connection", "billing"], claimer=name)
+            ) is not None:
                 got.append(claim.callback.id)
             return got
 
@@ -275,7 +328,9 @@ async def test_concurrent_claimers_never_share_a_callback(queue: CallbackQueue, 
 
 @pytest.mark.parametrize("state", ["pending", "scheduled", "dialing"])
 async def test_a_number_that_got_through_closes_its_callback_in_any_open_state(
-    queue: CallbackQueue, clock: ManualClock, state: str,
+    queue: CallbackQueue,
+    clock: ManualClock,
+    state: str,
 ) -> None:
     cb_id = await missed(queue, A, "support", 60)
     claim = None
@@ -298,8 +353,9 @@ async def test_a_number_that_got_through_closes_its_callback_in_any_open_state(
 # ---------------------------------------------------------------- history
 
 
-async def test_history_records_every_change_with_who_and_why(queue: CallbackQueue,
-                                                            clock: ManualClock) -> None:
+async def test_history_records_every_change_with_who_and_why(
+    queue: CallbackQueue, clock: ManualClock
+) -> None:
     cb_id = await missed(queue, A, "support", 60)
     await missed(queue, A, "billing", 30)
     await queue.set_category(cb_id, "new_connection", actor="olga")
@@ -308,8 +364,9 @@ async def test_history_records_every_change_with_who_and_why(queue: CallbackQueu
     await queue.retry(claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="busy"))
     await clock.advance(301)
     claim = await queue.claim(["new_connection"], claimer="d1")
-    await queue.complete(claim, Attempt(at=clock.now(), agent="PJSIP/102", outcome="answered",
-                                        talk_seconds=95))
+    await queue.complete(
+        claim, Attempt(at=clock.now(), agent="PJSIP/102", outcome="answered", talk_seconds=95)
+    )
     history = await queue.history(cb_id)
     assert [(h.event, h.state, h.reason, h.actor) for h in history] == [
         ("created", "pending", "abandon", "system"),
@@ -367,7 +424,11 @@ async def test_a_callback_added_by_hand(queue: CallbackQueue) -> None:
     result = await queue.add_manual(A, "billing", actor="olga", name="Ivan", note="asked by mail")
     cb = await queue.get(result.id)
     assert (cb.source, cb.category, cb.name, cb.note) == (
-        Source.MANUAL, "billing", "Ivan", "asked by mail")
+        Source.MANUAL,
+        "billing",
+        "Ivan",
+        "asked by mail",
+    )
     assert (await queue.history(result.id))[0].actor == "olga"
     with pytest.raises(QueueInputError, match=r"E\.164"):
         await queue.add_manual("8 916 123", "billing", actor="olga")
@@ -378,8 +439,9 @@ async def test_counts_by_state_and_category(queue: CallbackQueue, clock) -> None
     await missed(queue, B, "new_connection", 60)
     await missed(queue, C, "new_connection", 30)
     claim = await queue.claim(["new_connection"], claimer="d")
-    await queue.complete(claim, Attempt(at=clock.now(), agent="a", outcome="answered",
-                                        talk_seconds=60))
+    await queue.complete(
+        claim, Attempt(at=clock.now(), agent="a", outcome="answered", talk_seconds=60)
+    )
     counts = await queue.counts()
     assert counts["pending"] == {"support": 1, "new_connection": 1}
     assert counts["done"] == {"new_connection": 1}
@@ -389,8 +451,9 @@ async def test_counts_by_state_and_category(queue: CallbackQueue, clock) -> None
 # ---------------------------------------------------------------- storage
 
 
-async def test_finished_callbacks_expire_after_the_retention(queue: CallbackQueue,
-                                                             redis_client) -> None:
+async def test_finished_callbacks_expire_after_the_retention(
+    queue: CallbackQueue, redis_client
+) -> None:
     cb_id = await missed(queue, A, "support", 60)
     open_ttl = await redis_client.ttl(queue.keys.callback(cb_id))
     assert open_ttl == -1  # open callbacks never expire
@@ -406,12 +469,13 @@ def _slot(key: bytes) -> int:
     if start != -1:
         end = key.find(b"}", start + 1)
         if end > start + 1:
-            key = key[start + 1:end]
+            key = key[start + 1 : end]
     return binascii.crc_hqx(key, 0) % 16384
 
 
-async def test_every_key_is_under_the_prefix_in_one_cluster_slot(queue: CallbackQueue,
-                                                                  redis_client, clock) -> None:
+async def test_every_key_is_under_the_prefix_in_one_cluster_slot(
+    queue: CallbackQueue, redis_client, clock
+) -> None:
     await missed(queue, A, "support", 60)
     await missed(queue, B, "new_connection", 60)
     claim = await queue.claim(["support"], claimer="d")
@@ -427,8 +491,9 @@ async def test_redis_outage_raises_a_clear_error(config, clock) -> None:
     dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     queue = CallbackQueue(dead, config, clock)
     with pytest.raises(QueueUnavailable, match="Redis unreachable"):
-        await queue.add_missed(number=A, category="support", source=Source.ABANDON,
-                               missed_at=clock.now())
+        await queue.add_missed(
+            number=A, category="support", source=Source.ABANDON, missed_at=clock.now()
+        )
     assert await queue.ping() is False
     await dead.aclose()
 

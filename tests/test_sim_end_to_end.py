@@ -28,20 +28,30 @@ BUSY_ONE = "79161230022"
 @pytest.fixture
 async def rig(make_config, redis_url, tmp_path):
     clock = ScaledClock(SPEED)
-    agents = tuple(dataclasses.replace(a, behaviour=FixedAgent(talk=60))
-                   for a in PbxSpec().agents)
-    pbx = SimPbx(clock, PbxSpec(agents=agents), customers=PerNumber({
-        NEW: CustomerResponse("ANSWER", ring=3, talk=40),
-        BUSY_ONE: CustomerResponse(BUSY, ring=1),
-    }))
+    agents = tuple(dataclasses.replace(a, behaviour=FixedAgent(talk=60)) for a in PbxSpec().agents)
+    pbx = SimPbx(
+        clock,
+        PbxSpec(agents=agents),
+        customers=PerNumber(
+            {
+                NEW: CustomerResponse("ANSWER", ring=3, talk=40),
+                BUSY_ONE: CustomerResponse(BUSY, ring=1),
+            }
+        ),
+    )
     ledger = Ledger()
     pbx.observers.append(ledger)
     ami = await PbxAmi.serve(pbx, secret="s3cret")
     config = make_config(
-        ami={"port": ami.port, "secret": "s3cret", "reconnect_min_delay": 0.05,
-             "reconnect_max_delay": 0.2},
+        ami={
+            "port": ami.port,
+            "secret": "s3cret",
+            "reconnect_min_delay": 0.05,
+            "reconnect_max_delay": 0.2,
+        },
         dispatch={"wrapup_seconds": 5, "tick_seconds": 5},
-        retry={"max_attempts": 3, "delays": ["10m"]})
+        retry={"max_attempts": 3, "delays": ["10m"]},
+    )
     dialer = Dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "spool.jsonl")
     await dialer.start()
     await until(lambda: dialer.ami.authenticated and len(dialer.pipeline.agents.agents) == 3)
@@ -52,8 +62,11 @@ async def rig(make_config, redis_url, tmp_path):
 
 
 async def callbacks(dialer: Dialer) -> dict[str, State]:
-    rows = (await dialer.queue.waiting(limit=100) + await dialer.queue.in_progress()
-            + await dialer.queue.finished_between(0, float("inf")))
+    rows = (
+        await dialer.queue.waiting(limit=100)
+        + await dialer.queue.in_progress()
+        + await dialer.queue.finished_between(0, float("inf"))
+    )
     return {c.number: c.state for c in rows}
 
 

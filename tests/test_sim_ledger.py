@@ -19,23 +19,33 @@ A, B, C, D = "79161230011", "79161230021", "79161230031", "79161230041"
 @pytest.fixture
 async def pbx():
     clock = ManualClock(start=CAPTURE_EPOCH)
-    customers = PerNumber({
-        A: CustomerResponse("ANSWER", ring=4, talk=40),
-        B: CustomerResponse(BUSY),
-        C: CustomerResponse("ANSWER", ring=2, talk=3),
-    })
+    customers = PerNumber(
+        {
+            A: CustomerResponse("ANSWER", ring=4, talk=40),
+            B: CustomerResponse(BUSY),
+            C: CustomerResponse("ANSWER", ring=2, talk=3),
+        }
+    )
     # The captures' agents, talking a minute instead of six seconds.
-    agents = tuple(dataclasses.replace(a, behaviour=FixedAgent(talk=60))
-                   for a in PbxSpec().agents)
+    agents = tuple(dataclasses.replace(a, behaviour=FixedAgent(talk=60)) for a in PbxSpec().agents)
     pbx = SimPbx(clock, PbxSpec(agents=agents), customers=customers)
     yield pbx
     await pbx.close()
 
 
 def callback(pbx: SimPbx, number: str, cb: str, agent: str = "103") -> None:
-    originate(pbx, {"ActionID": cb, "Channel": f"Local/{agent}@agents", "Context":
-                    "callback-outbound", "Exten": number, "Variable": f"CALLBACK_ID={cb}",
-                    "Async": "true", "Timeout": "15000"})
+    originate(
+        pbx,
+        {
+            "ActionID": cb,
+            "Channel": f"Local/{agent}@agents",
+            "Context": "callback-outbound",
+            "Exten": number,
+            "Variable": f"CALLBACK_ID={cb}",
+            "Async": "true",
+            "Timeout": "15000",
+        },
+    )
 
 
 async def test_a_missed_subscriber_served_by_a_callback_and_called_again_after(pbx) -> None:
@@ -54,7 +64,12 @@ async def test_a_missed_subscriber_served_by_a_callback_and_called_again_after(p
     sub = ledger.subscriber("a")
     [call] = sub.calls
     assert (call.missed, call.outcome, call.choice, call.category, call.queues) == (
-        True, "abandoned", "1", "new_connection", ("sales",))
+        True,
+        "abandoned",
+        "1",
+        "new_connection",
+        ("sales",),
+    )
     assert sub.first_missed_at == call.ended_at
     first, second = sub.callbacks
     assert (first.status, first.need, first.talk) == ("ANSWER", "open", pytest.approx(40))

@@ -68,14 +68,34 @@ async def rig():
         await pbx.close()
 
 
-def capture_originate(pbx: SimPbx, recorder: Recorder, action_id: str, agent: str,
-                      number: str, callback: str, category: str) -> None:
-    originate(pbx, {
-        "ActionID": action_id, "Channel": f"Local/{agent}@agents",
-        "Context": "callback-outbound", "Exten": number, "Priority": "1",
-        "CallerID": f'"Callback {category}" <{number}>',
-        "Variable": [f"CALLBACK_ID={callback}", f"CALLBACK_CATEGORY={category}", "AGENT_TALK=6"],
-        "Async": "true", "Timeout": "15000"}, recorder)
+def capture_originate(
+    pbx: SimPbx,
+    recorder: Recorder,
+    action_id: str,
+    agent: str,
+    number: str,
+    callback: str,
+    category: str,
+) -> None:
+    originate(
+        pbx,
+        {
+            "ActionID": action_id,
+            "Channel": f"Local/{agent}@agents",
+            "Context": "callback-outbound",
+            "Exten": number,
+            "Priority": "1",
+            "CallerID": f'"Callback {category}" <{number}>',
+            "Variable": [
+                f"CALLBACK_ID={callback}",
+                f"CALLBACK_CATEGORY={category}",
+                "AGENT_TALK=6",
+            ],
+            "Async": "true",
+            "Timeout": "15000",
+        },
+        recorder,
+    )
 
 
 @pytest.mark.captures
@@ -94,9 +114,20 @@ async def test_each_captured_outcome_has_the_captured_sequence(outcome, captures
 @pytest.mark.captures
 async def test_a_channel_that_cannot_be_created_fails_like_the_capture(captures, rig) -> None:
     pbx, recorder, observed = rig()
-    originate(pbx, {"ActionID": "dialer-7", "Channel": "Local/nosuch@nowhere",
-                    "Context": "callback-outbound", "Exten": "79161230001", "Priority": "1",
-                    "Variable": "CALLBACK_ID=cb-6", "Async": "true", "Timeout": "5000"}, recorder)
+    originate(
+        pbx,
+        {
+            "ActionID": "dialer-7",
+            "Channel": "Local/nosuch@nowhere",
+            "Context": "callback-outbound",
+            "Exten": "79161230001",
+            "Priority": "1",
+            "Variable": "CALLBACK_ID=cb-6",
+            "Async": "true",
+            "Timeout": "5000",
+        },
+        recorder,
+    )
     await run_for(pbx.clock, 1)
     real = read_messages(captures / "callbacks.jsonl")
     simulated = read_messages(recorder.events())
@@ -107,13 +138,26 @@ async def test_a_channel_that_cannot_be_created_fails_like_the_capture(captures,
 
 async def test_an_unknown_endpoint_fails_without_any_channel(rig) -> None:
     pbx, recorder, _ = rig()
-    originate(pbx, {"ActionID": "x-1", "Channel": "PJSIP/999", "Context": "callback-outbound",
-                    "Exten": "79161230001", "Priority": "1", "Async": "true"}, recorder)
+    originate(
+        pbx,
+        {
+            "ActionID": "x-1",
+            "Channel": "PJSIP/999",
+            "Context": "callback-outbound",
+            "Exten": "79161230001",
+            "Priority": "1",
+            "Async": "true",
+        },
+        recorder,
+    )
     await run_for(pbx.clock, 1)
     events = read_messages(recorder.events())
     assert [m.event for m in events] == ["OriginateResponse"]
     assert (events[0]["Response"], events[0]["Reason"], events[0]["Uniqueid"]) == (
-        "Failure", "0", "<unknown>")
+        "Failure",
+        "0",
+        "<unknown>",
+    )
 
 
 # --------------------------------------------------------------------------- the dialer's form
@@ -129,8 +173,9 @@ async def _login(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
     return reader, writer, decoder
 
 
-async def _collect(reader: asyncio.StreamReader, decoder: FrameDecoder,
-                   done, clock: ManualClock, limit: float = 60) -> list[AmiMessage]:
+async def _collect(
+    reader: asyncio.StreamReader, decoder: FrameDecoder, done, clock: ManualClock, limit: float = 60
+) -> list[AmiMessage]:
     got: list[AmiMessage] = []
     waited = 0.0
     while not done(got):
@@ -155,21 +200,34 @@ async def test_the_dialers_originate_over_tcp_uses_its_channel_ids(rig) -> None:
         b'CallerID: "Callback New connection" <79161230001>\r\n'
         b"Variable: CALLBACK_ID=cb-12\r\nVariable: CALLBACK_CATEGORY=new_connection\r\n"
         b"Variable: CALLBACK_TRUNK=default\r\nChannelId: dialer-cb-12-a1\r\n"
-        b"OtherChannelId: dialer-cb-12-a1-2\r\nAsync: true\r\nTimeout: 15000\r\n\r\n")
-    got = await _collect(reader, decoder, lambda g: any(
-        m.event == "Hangup" and m["Uniqueid"] == "dialer-cb-12-a1" for m in g), pbx.clock)
-    assert got[0].pairs() == [("Response", "Success"), ("ActionID", "cb-12-1"),
-                              ("Message", "Originate successfully queued")]
+        b"OtherChannelId: dialer-cb-12-a1-2\r\nAsync: true\r\nTimeout: 15000\r\n\r\n"
+    )
+    got = await _collect(
+        reader,
+        decoder,
+        lambda g: any(m.event == "Hangup" and m["Uniqueid"] == "dialer-cb-12-a1" for m in g),
+        pbx.clock,
+    )
+    assert got[0].pairs() == [
+        ("Response", "Success"),
+        ("ActionID", "cb-12-1"),
+        ("Message", "Originate successfully queued"),
+    ]
     first = next(m for m in got if m.event == "Newchannel")
     assert (first["Uniqueid"], first["Linkedid"]) == ("dialer-cb-12-a1", "dialer-cb-12-a1")
     assert first["Channel"].startswith("Local/101@agents-") and first["Channel"].endswith(";1")
     second = [m for m in got if m.event == "Newchannel"][1]
     assert (second["Uniqueid"], second["Linkedid"]) == ("dialer-cb-12-a1-2", "dialer-cb-12-a1")
     response = next(m for m in got if m.event == "OriginateResponse")
-    assert (response["ActionID"], response["Response"], response["Reason"],
-            response["Uniqueid"]) == ("cb-12-1", "Success", "4", "dialer-cb-12-a1")
-    customer = next(m for m in got if m.event == "Newchannel" and
-                    m["Channel"].startswith("IAX2/carrier-"))
+    assert (
+        response["ActionID"],
+        response["Response"],
+        response["Reason"],
+        response["Uniqueid"],
+    ) == ("cb-12-1", "Success", "4", "dialer-cb-12-a1")
+    customer = next(
+        m for m in got if m.event == "Newchannel" and m["Channel"].startswith("IAX2/carrier-")
+    )
     assert customer["Linkedid"] == "dialer-cb-12-a1" != customer["Uniqueid"]
     dial_end = next(m for m in got if m.event == "DialEnd" and "Channel" in m)
     assert dial_end.chanvars()["CALLBACK_ID"] == "cb-12"
@@ -179,18 +237,27 @@ async def test_the_dialers_originate_over_tcp_uses_its_channel_ids(rig) -> None:
     assert statuses == ["2", "1"]
     legs = observed.of(CustomerLegEnded)
     assert [(leg.callback_id, leg.status, leg.answered_at is not None) for leg in legs] == [
-        ("cb-12", "ANSWER", True)]
+        ("cb-12", "ANSWER", True)
+    ]
     writer.close()
     await ami.stop()
 
 
-async def test_a_customer_who_never_answers_ends_with_noanswer_after_the_dial_timeout(
-        rig) -> None:
-    pbx, recorder, observed = rig(customers=PerNumber({"79161230009": CustomerResponse(
-        NOANSWER)}))
-    originate(pbx, {"ActionID": "a", "Channel": "Local/101@agents", "Context":
-                    "callback-outbound", "Exten": "79161230009", "Variable": "CALLBACK_ID=cb-9",
-                    "Async": "true", "Timeout": "15000"}, recorder)
+async def test_a_customer_who_never_answers_ends_with_noanswer_after_the_dial_timeout(rig) -> None:
+    pbx, recorder, observed = rig(customers=PerNumber({"79161230009": CustomerResponse(NOANSWER)}))
+    originate(
+        pbx,
+        {
+            "ActionID": "a",
+            "Channel": "Local/101@agents",
+            "Context": "callback-outbound",
+            "Exten": "79161230009",
+            "Variable": "CALLBACK_ID=cb-9",
+            "Async": "true",
+            "Timeout": "15000",
+        },
+        recorder,
+    )
     await run_for(pbx.clock, 30)
     [leg] = observed.of(CustomerLegEnded)
     assert leg.status == "NOANSWER"
@@ -205,9 +272,19 @@ async def test_an_agent_already_on_a_call_answers_busy(rig) -> None:
     pbx.place_call("+79161234562", CallerScript(choice="2"))  # 102 takes it
     await run_for(pbx.clock, 2)
     assert pbx.agent("102").leg is not None
-    originate(pbx, {"ActionID": "b", "Channel": "Local/102@agents", "Context":
-                    "callback-outbound", "Exten": "79161230001", "Variable": "CALLBACK_ID=cb-b",
-                    "Async": "true", "Timeout": "15000"}, recorder)
+    originate(
+        pbx,
+        {
+            "ActionID": "b",
+            "Channel": "Local/102@agents",
+            "Context": "callback-outbound",
+            "Exten": "79161230001",
+            "Variable": "CALLBACK_ID=cb-b",
+            "Async": "true",
+            "Timeout": "15000",
+        },
+        recorder,
+    )
     await run_for(pbx.clock, 1)
     assert originate_responses(read_messages(recorder.events()))["b"] == ("Failure", "5", False)
     assert [n.reason for n in observed.of(OriginateDone)] == [5]
@@ -220,11 +297,14 @@ async def test_a_channel_id_in_use_is_refused(rig) -> None:
     call = pbx.place_call("+79161234561", CallerScript(choice="1"))
     ami = await PbxAmi.serve(pbx, secret="s")
     reader, writer, decoder = await _login(ami.port)
-    writer.write(b"Action: Originate\r\nActionID: dup\r\nChannel: Local/103@agents\r\n"
-                 b"Context: callback-outbound\r\nExten: 79161230001\r\n"
-                 b"ChannelId: " + call.call_id.encode() + b"\r\nAsync: true\r\n\r\n")
-    got = await _collect(reader, decoder,
-                         lambda g: any(m.event == "OriginateResponse" for m in g), pbx.clock)
+    writer.write(
+        b"Action: Originate\r\nActionID: dup\r\nChannel: Local/103@agents\r\n"
+        b"Context: callback-outbound\r\nExten: 79161230001\r\n"
+        b"ChannelId: " + call.call_id.encode() + b"\r\nAsync: true\r\n\r\n"
+    )
+    got = await _collect(
+        reader, decoder, lambda g: any(m.event == "OriginateResponse" for m in g), pbx.clock
+    )
     response = next(m for m in got if m.event == "OriginateResponse")
     assert (response["Response"], response["Reason"]) == ("Failure", "0")
     writer.close()
@@ -234,33 +314,51 @@ async def test_a_channel_id_in_use_is_refused(rig) -> None:
 # --------------------------------------------------------------------------- customer first
 
 
-@pytest.mark.parametrize(("status", "reason"), [("ANSWER", "4"), (BUSY, "5"), (NOANSWER, "3"),
-                                                 (CONGESTION, "8")])
+@pytest.mark.parametrize(
+    ("status", "reason"), [("ANSWER", "4"), (BUSY, "5"), (NOANSWER, "3"), (CONGESTION, "8")]
+)
 async def test_customer_first_reports_the_customer_in_the_originate_response(
-        status, reason, rig) -> None:
-    pbx, recorder, _ = rig(customers=PerNumber({"79161230007": CustomerResponse(
-        status, ring=2.0, talk=30.0)}))
-    originate(pbx, {"ActionID": "cf", "Channel": "Local/79161230007@callback-customer",
-                    "Context": "callback-agent", "Exten": "101", "Priority": "1",
-                    "CallerID": '"Callback" <79161230007>',
-                    "Variable": ["CALLBACK_ID=cb-cf", "CALLBACK_AGENT=Local/101@agents/n"],
-                    "ChannelId": "cf-1", "OtherChannelId": "cf-2", "Async": "true",
-                    "Timeout": "40000"}, recorder)
+    status, reason, rig
+) -> None:
+    pbx, recorder, _ = rig(
+        customers=PerNumber({"79161230007": CustomerResponse(status, ring=2.0, talk=30.0)})
+    )
+    originate(
+        pbx,
+        {
+            "ActionID": "cf",
+            "Channel": "Local/79161230007@callback-customer",
+            "Context": "callback-agent",
+            "Exten": "101",
+            "Priority": "1",
+            "CallerID": '"Callback" <79161230007>',
+            "Variable": ["CALLBACK_ID=cb-cf", "CALLBACK_AGENT=Local/101@agents/n"],
+            "ChannelId": "cf-1",
+            "OtherChannelId": "cf-2",
+            "Async": "true",
+            "Timeout": "40000",
+        },
+        recorder,
+    )
     await run_for(pbx.clock, 80)
     events = read_messages(recorder.events())
     response = next(m for m in events if m.event == "OriginateResponse")
     assert response["Reason"] == reason
     if status == "ANSWER":
         assert (response["Response"], response["Uniqueid"]) == ("Success", "cf-1")
-        agent_dial = [m for m in events if m.event == "DialBegin" and
-                      m.get("DestChannel", "").startswith("Local/101@agents-")]
+        agent_dial = [
+            m
+            for m in events
+            if m.event == "DialBegin" and m.get("DestChannel", "").startswith("Local/101@agents-")
+        ]
         assert agent_dial and agent_dial[0]["Uniqueid"] == "cf-1"
     else:
         assert (response["Response"], response["Uniqueid"]) == ("Failure", "<unknown>")
         assert not any(m.get("DestChannel", "").startswith("Local/101@") for m in events)
     # The customer's own dial carries the callback id, whatever happened.
-    ends = [m for m in events if m.event == "DialEnd" and m.get("DestChannel", "")
-            .startswith("IAX2/")]
+    ends = [
+        m for m in events if m.event == "DialEnd" and m.get("DestChannel", "").startswith("IAX2/")
+    ]
     assert [(m.chanvars()["CALLBACK_ID"], m["DialStatus"]) for m in ends] == [("cb-cf", status)]
     assert not pbx.channels  # everything hung up in the end
     assert pbx.scheduler.errors == 0
@@ -270,34 +368,47 @@ async def test_customer_first_reports_the_customer_in_the_originate_response(
 
 
 async def test_hangup_status_and_core_show_channels_answer_from_the_live_calls(rig) -> None:
-    spec = replace(PbxSpec(), agents=(AgentSpec("101", ("sales",), behaviour=FixedAgent(
-        talk=600)),))
+    spec = replace(
+        PbxSpec(), agents=(AgentSpec("101", ("sales",), behaviour=FixedAgent(talk=600)),)
+    )
     pbx, _, _ = rig(spec)
     call = pbx.place_call("+79161234561", CallerScript(choice="1"))
     await run_for(pbx.clock, 5)
     ami = await PbxAmi.serve(pbx, secret="s")
     reader, writer, decoder = await _login(ami.port)
-    writer.write(b"Action: Status\r\nActionID: st\r\nChannel: " + call.channel.name.encode()
-                 + b"\r\nVariables: CALLBACK_CATEGORY,QUEUEWAIT\r\n\r\n")
-    got = await _collect(reader, decoder, lambda g: any(m.event == "StatusComplete" for m in g),
-                         pbx.clock)
+    writer.write(
+        b"Action: Status\r\nActionID: st\r\nChannel: "
+        + call.channel.name.encode()
+        + b"\r\nVariables: CALLBACK_CATEGORY,QUEUEWAIT\r\n\r\n"
+    )
+    got = await _collect(
+        reader, decoder, lambda g: any(m.event == "StatusComplete" for m in g), pbx.clock
+    )
     [status] = [m for m in got if m.event == "Status"]
     assert status.getall("Variable") == ["CALLBACK_CATEGORY=new_connection", "QUEUEWAIT=0"]
     assert status["BridgeID"] and int(status["Seconds"]) >= 3
     assert (status["Application"], status["Data"]) == ("Queue", "sales,,,,300")
     writer.write(b"Action: CoreShowChannels\r\nActionID: cs\r\n\r\n")
-    got = await _collect(reader, decoder,
-                         lambda g: any(m.event == "CoreShowChannelsComplete" for m in g),
-                         pbx.clock)
+    got = await _collect(
+        reader, decoder, lambda g: any(m.event == "CoreShowChannelsComplete" for m in g), pbx.clock
+    )
     listed = [m for m in got if m.event == "CoreShowChannel"]
     assert {m["Channel"] for m in listed} == {ch.name for ch in pbx.channels.values()}
     assert next(iter(listed)).pairs()[1] == ("ActionID", "cs")
-    writer.write(b"Action: Hangup\r\nActionID: h\r\nChannel: " + call.channel.name.encode()
-                 + b"\r\n\r\n")
-    got = await _collect(reader, decoder, lambda g: any(
-        m.event == "Hangup" and m["Uniqueid"] == call.call_id for m in g), pbx.clock)
-    assert got[0].pairs() == [("Response", "Success"), ("ActionID", "h"),
-                              ("Message", "Channel Hungup")]
+    writer.write(
+        b"Action: Hangup\r\nActionID: h\r\nChannel: " + call.channel.name.encode() + b"\r\n\r\n"
+    )
+    got = await _collect(
+        reader,
+        decoder,
+        lambda g: any(m.event == "Hangup" and m["Uniqueid"] == call.call_id for m in g),
+        pbx.clock,
+    )
+    assert got[0].pairs() == [
+        ("Response", "Success"),
+        ("ActionID", "h"),
+        ("Message", "Channel Hungup"),
+    ]
     assert any(m.event == "AgentComplete" and m["Reason"] == "caller" for m in got)
     assert not pbx.channels
     writer.close()

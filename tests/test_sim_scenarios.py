@@ -20,8 +20,16 @@ from .test_dispatch import until
 
 pytestmark = pytest.mark.captures
 
-CAPTURED = ["abandon_in_queue", "answered_by_agent", "hangup_in_ivr", "keypress_callback",
-            "queue_timeout", "agent_states", "callbacks", "busy_hour"]
+CAPTURED = [
+    "abandon_in_queue",
+    "answered_by_agent",
+    "hangup_in_ivr",
+    "keypress_callback",
+    "queue_timeout",
+    "agent_states",
+    "callbacks",
+    "busy_hour",
+]
 
 
 async def conclusions(config, path: Path, redis_client) -> list[tuple[str, str, str, int]]:
@@ -31,14 +39,24 @@ async def conclusions(config, path: Path, redis_client) -> list[tuple[str, str, 
 
 @pytest.mark.parametrize("name", CAPTURED)
 async def test_a_simulated_scenario_leads_to_the_real_captures_conclusions(
-        name, captures, config, redis_client, tmp_path) -> None:
+    name, captures, config, redis_client, tmp_path
+) -> None:
     real = await conclusions(config, captures / f"{name}.jsonl", redis_client)
     simulated = (await play(name)).write(tmp_path / f"{name}.jsonl")
     assert await conclusions(config, simulated, redis_client) == real
 
 
-@pytest.mark.parametrize("name", ["abandon_in_queue", "answered_by_agent", "hangup_in_ivr",
-                                  "keypress_callback", "queue_timeout", "callbacks"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "abandon_in_queue",
+        "answered_by_agent",
+        "hangup_in_ivr",
+        "keypress_callback",
+        "queue_timeout",
+        "callbacks",
+    ],
+)
 async def test_every_channel_goes_through_the_captured_event_sequence(name, captures) -> None:
     real = read_messages(captures / f"{name}.jsonl")
     simulated = read_messages((await play(name)).events())
@@ -50,8 +68,10 @@ async def test_busy_hour_serves_and_loses_the_same_callers(captures) -> None:
     def outcome(shapes: dict[str, dict[str, list[str]]]) -> dict[str, tuple[str, ...]]:
         # Per caller: how the call went, in the trunk channel's own queue events.
         keep = ("QueueCallerJoin", "AgentConnect", "AgentComplete", "QueueCallerAbandon")
-        return {key: tuple(e for e in roles["trunk"] if e.split(":")[0] in keep)
-                for key, roles in shapes.items()}
+        return {
+            key: tuple(e for e in roles["trunk"] if e.split(":")[0] in keep)
+            for key, roles in shapes.items()
+        }
 
     real = channel_shapes(read_messages(captures / "busy_hour.jsonl"))
     simulated = channel_shapes(read_messages((await play("busy_hour")).events()))
@@ -59,23 +79,31 @@ async def test_busy_hour_serves_and_loses_the_same_callers(captures) -> None:
     assert len(real) == 24
 
 
-async def test_overflow_to_support_is_a_served_new_subscriber(config, redis_client,
-                                                              tmp_path) -> None:
+async def test_overflow_to_support_is_a_served_new_subscriber(
+    config, redis_client, tmp_path
+) -> None:
     recording = await play("overflow")
     shapes = channel_shapes(read_messages(recording.events()))
     trunk = shapes["+79161234577"]["trunk"]
     assert [e for e in trunk if e.startswith(("QueueCaller", "AgentConnect"))] == [
-        "QueueCallerJoin", "QueueCallerAbandon", "QueueCallerLeave",  # sales, after 4 s
-        "QueueCallerJoin", "QueueCallerLeave", "AgentConnect"]  # support answers
+        "QueueCallerJoin",
+        "QueueCallerAbandon",
+        "QueueCallerLeave",  # sales, after 4 s
+        "QueueCallerJoin",
+        "QueueCallerLeave",
+        "AgentConnect",
+    ]  # support answers
     assert "UserEvent:CallbackRequested:TIMEOUT" not in trunk
     assert await conclusions(config, recording.write(tmp_path / "o.jsonl"), redis_client) == []
 
 
-async def test_overflow_nobody_answers_is_a_lost_new_subscriber(config, redis_client,
-                                                                tmp_path) -> None:
+async def test_overflow_nobody_answers_is_a_lost_new_subscriber(
+    config, redis_client, tmp_path
+) -> None:
     path = (await play("overflow_unanswered")).write(tmp_path / "o.jsonl")
     assert await conclusions(config, path, redis_client) == [
-        ("+79161234578", "new_connection", "abandon", 1)]
+        ("+79161234578", "new_connection", "abandon", 1)
+    ]
 
 
 # --------------------------------------------------------------------------- live, over TCP
@@ -85,14 +113,21 @@ SPEED = 50.0
 
 @pytest.mark.parametrize("name", ["busy_hour", "keypress_callback"])
 async def test_the_running_dialer_cannot_tell_the_simulator_from_the_capture(
-        name, captures, make_config, redis_url, redis_client, tmp_path) -> None:
+    name, captures, make_config, redis_url, redis_client, tmp_path
+) -> None:
     clock = ScaledClock(SPEED)
     scenario = SCENARIOS[name]
     pbx = SimPbx(clock, scenario.spec)
     ami = await PbxAmi.serve(pbx, secret="s3cret")
-    config = make_config(ami={"port": ami.port, "secret": "s3cret",
-                              "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2},
-                         dispatch={"enabled": False})
+    config = make_config(
+        ami={
+            "port": ami.port,
+            "secret": "s3cret",
+            "reconnect_min_delay": 0.05,
+            "reconnect_max_delay": 0.2,
+        },
+        dispatch={"enabled": False},
+    )
     dialer = Dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "spool.jsonl")
     await dialer.start()
     try:

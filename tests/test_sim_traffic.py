@@ -40,17 +40,22 @@ def test_the_shipped_profile_is_the_documented_defaults() -> None:
     assert load_profile(REPO / "config" / "traffic.toml") == TrafficProfile()
 
 
-@pytest.mark.parametrize(("data", "line"), [
-    ({"calls": {"per_dya": 3}}, "calls.per_dya: unknown key"),
-    ({"calls": {"hourly": [1, 2]}}, "calls.hourly: needs 24 values (hours 0..23), got 2"),
-    ({"agents": {"shift": "21:00-09:00"}}, "agents.shift: '21:00-09:00' is not a range"),
-    ({"intent_categories": {"support": "sales"}}, "intent_categories.support: "),
-    ({"patience": {"bands": [{"share": 1, "min": "2m", "max": "1m"}]}},
-     "patience.bands[0]: max must not be below min"),
-    ({"redial": {"after": {"min": "soon", "max": 3}}}, "redial.after.min: expected a number"),
-    ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone"),
-    ({"agents": {"count": "three"}}, "agents.count: "),
-])
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ({"calls": {"per_dya": 3}}, "calls.per_dya: unknown key"),
+        ({"calls": {"hourly": [1, 2]}}, "calls.hourly: needs 24 values (hours 0..23), got 2"),
+        ({"agents": {"shift": "21:00-09:00"}}, "agents.shift: '21:00-09:00' is not a range"),
+        ({"intent_categories": {"support": "sales"}}, "intent_categories.support: "),
+        (
+            {"patience": {"bands": [{"share": 1, "min": "2m", "max": "1m"}]}},
+            "patience.bands[0]: max must not be below min",
+        ),
+        ({"redial": {"after": {"min": "soon", "max": 3}}}, "redial.after.min: expected a number"),
+        ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone"),
+        ({"agents": {"count": "three"}}, "agents.count: "),
+    ],
+)
 def test_a_wrong_profile_key_is_named_on_one_line(data, line) -> None:
     with pytest.raises(ProfileError) as caught:
         parse_profile(data, "traffic.toml")
@@ -93,8 +98,7 @@ def test_planned_callers_want_what_the_classifier_counted(month) -> None:
     for intent, share in profile.intent_shares().items():
         assert counts[intent] / len(external) == pytest.approx(share, abs=0.025), intent
     assert sum(s.kind == "internal" for s in subs) / len(subs) == pytest.approx(0.03, abs=0.01)
-    assert sum(s.kind == "withheld" for s in subs) / len(subs) == pytest.approx(0.01,
-                                                                                abs=0.007)
+    assert sum(s.kind == "withheld" for s in subs) / len(subs) == pytest.approx(0.01, abs=0.007)
     # New connection and conditions callers press 1; coordination goes to support.
     assert {s.category for s in external if s.intent == "consultation"} == {"new_connection"}
     assert {s.category for s in external if s.intent == "coordination"} == {"support"}
@@ -102,8 +106,9 @@ def test_planned_callers_want_what_the_classifier_counted(month) -> None:
 
 def test_office_phones_are_short_extensions_and_subscribers_real_numbers(month) -> None:
     subs = [s for plan in month for s in plan.subscribers]
-    assert all(s.caller_id.isdigit() and len(s.caller_id) == 3
-               for s in subs if s.kind == "internal")
+    assert all(
+        s.caller_id.isdigit() and len(s.caller_id) == 3 for s in subs if s.kind == "internal"
+    )
     for s in subs:
         if s.kind == "external":
             assert len(s.number) == 11 and s.number.startswith("7")
@@ -115,8 +120,9 @@ def test_office_phones_are_short_extensions_and_subscribers_real_numbers(month) 
 
 
 def test_calls_follow_the_hourly_rhythm_with_two_peaks(month) -> None:
-    hours = collections.Counter(dt.datetime.fromtimestamp(c.at, TZ).hour
-                                for plan in month for c in plan.calls)
+    hours = collections.Counter(
+        dt.datetime.fromtimestamp(c.at, TZ).hour for plan in month for c in plan.calls
+    )
     total = sum(hours.values())
     weights = TrafficProfile().calls.hourly
     for hour in range(24):
@@ -139,13 +145,17 @@ def test_callers_behave_as_the_profile_says(month) -> None:
     assert sum(p > 180 for p in patience) / len(patience) == pytest.approx(0.18, abs=0.03)
     assert max(patience) <= 330
     assert sum(s.star_after is not None for s in waiting) / len(waiting) == pytest.approx(
-        0.07, abs=0.015)
+        0.07, abs=0.015
+    )
 
 
 def test_agents_work_their_shift_with_breaks_that_never_overlap() -> None:
     plan = plan_day(TrafficProfile(), MIDNIGHT)
     assert [(a.extension, a.queues) for a in plan.agents] == [
-        ("101", ("sales",)), ("102", ("sales", "support")), ("103", ("support",))]
+        ("101", ("sales",)),
+        ("102", ("sales", "support")),
+        ("103", ("support",)),
+    ]
     nine = dt.datetime(2026, 11, 24, 9, tzinfo=TZ).timestamp()
     for agent in plan.agents:
         assert agent.shifts == ((nine, nine + 12 * 3600),)
@@ -159,8 +169,10 @@ def test_agents_work_their_shift_with_breaks_that_never_overlap() -> None:
 # --------------------------------------------------------------------------- a day on the PBX
 
 
-async def simulate_day(seed: int, profile: TrafficProfile | None = None,
-                       ) -> tuple[TrafficRunner, list[tuple[str, dict]]]:
+async def simulate_day(
+    seed: int,
+    profile: TrafficProfile | None = None,
+) -> tuple[TrafficRunner, list[tuple[str, dict]]]:
     profile = profile or TrafficProfile()
     clock = ManualClock(start=MIDNIGHT)
     plan = plan_day(profile, MIDNIGHT, seed=seed)
@@ -170,8 +182,12 @@ async def simulate_day(seed: int, profile: TrafficProfile | None = None,
 
     def keep(data: bytes) -> None:
         message = decoder.feed(data)[0]
-        if message.event in ("Newchannel", "QueueMemberPause", "QueueMemberAdded",
-                             "QueueMemberRemoved"):
+        if message.event in (
+            "Newchannel",
+            "QueueMemberPause",
+            "QueueMemberAdded",
+            "QueueMemberRemoved",
+        ):
             events.append((message.event, message.fields))
 
     pbx.listeners.append(keep)
@@ -211,8 +227,9 @@ async def test_a_simulated_day_loses_calls_like_the_audited_providers(day) -> No
     assert 140 <= summary["calls"] <= 210
     outcomes = collections.Counter(c.outcome for c in runner.ledger.inbound())
     assert set(outcomes) == {"served", "abandoned", "ivr_hangup", "callback_requested"}
-    asked = collections.Counter(c.callback_asked for c in runner.ledger.inbound()
-                                if c.callback_asked)
+    asked = collections.Counter(
+        c.callback_asked for c in runner.ledger.inbound() if c.callback_asked
+    )
     assert set(asked) <= {"KEYPRESS", "TIMEOUT"} and asked["KEYPRESS"] > 0
 
 
@@ -230,12 +247,15 @@ async def test_office_calls_come_from_extensions_not_over_the_trunk(day) -> None
     runner, events = day
     internal = {c.number for c in runner.ledger.inbound() if c.internal}
     assert internal
-    firsts = [f for name, f in events if name == "Newchannel" and f["Uniqueid"] == f["Linkedid"]
-              and f["CallerIDNum"] in internal]
-    assert firsts and all(f["Channel"].startswith("PJSIP/2") and f["Context"] == "from-internal"
-                          for f in firsts)
-    trunk = [f for name, f in events if name == "Newchannel"
-             and f["Channel"].startswith("IAX2/")]
+    firsts = [
+        f
+        for name, f in events
+        if name == "Newchannel" and f["Uniqueid"] == f["Linkedid"] and f["CallerIDNum"] in internal
+    ]
+    assert firsts and all(
+        f["Channel"].startswith("PJSIP/2") and f["Context"] == "from-internal" for f in firsts
+    )
+    trunk = [f for name, f in events if name == "Newchannel" and f["Channel"].startswith("IAX2/")]
     assert not any(f["CallerIDNum"] in internal for f in trunk)
 
 
@@ -243,8 +263,9 @@ async def test_agents_log_in_take_breaks_and_log_out_on_the_wire(day) -> None:
     _, events = day
     names = collections.Counter(name for name, _ in events)
     assert names["QueueMemberAdded"] == 4 and names["QueueMemberRemoved"] == 4
-    reasons = {f["PausedReason"] for name, f in events
-               if name == "QueueMemberPause" and f["Paused"] == "1"}
+    reasons = {
+        f["PausedReason"] for name, f in events if name == "QueueMemberPause" and f["Paused"] == "1"
+    }
     assert reasons == {"break", "lunch", "tickets"}
 
 
@@ -252,15 +273,18 @@ async def test_agents_log_in_take_breaks_and_log_out_on_the_wire(day) -> None:
 
 
 async def test_a_simulation_serves_n_agents_and_its_traffic_on_a_socket(
-        tmp_path, config, redis_client) -> None:
+    tmp_path, config, redis_client
+) -> None:
     clock = ManualClock(start=dt.datetime(2026, 11, 24, 10, tzinfo=TZ).timestamp())
     capture = tmp_path / "day.jsonl"
     sim = await Simulation.start(clock, agents=5, hours=2, secret="s", record_to=capture)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
         await reader.readline()
-        writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: dialer\r\nSecret: s\r\n\r\n"
-                     b"Action: QueueStatus\r\nActionID: 2\r\n\r\n")
+        writer.write(
+            b"Action: Login\r\nActionID: 1\r\nUsername: dialer\r\nSecret: s\r\n\r\n"
+            b"Action: QueueStatus\r\nActionID: 2\r\n\r\n"
+        )
         decoder, got = FrameDecoder(), []
         while not any(m.event == "QueueStatusComplete" for m in got):
             got.extend(decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
@@ -291,8 +315,7 @@ async def test_a_simulation_serves_n_agents_and_its_traffic_on_a_socket(
 
 
 async def test_a_callback_finds_a_subscriber_on_another_call_busy() -> None:
-    profile = parse_profile({"calls": {"per_day": 40, "internal_share": 0,
-                                       "withheld_share": 0}})
+    profile = parse_profile({"calls": {"per_day": 40, "internal_share": 0, "withheld_share": 0}})
     clock = ManualClock(start=MIDNIGHT)
     plan = plan_day(profile, MIDNIGHT, seed=3)
     pbx = SimPbx(clock, pbx_spec(profile, plan))
@@ -301,7 +324,8 @@ async def test_a_callback_finds_a_subscriber_on_another_call_busy() -> None:
     pbx.place_call(sub.caller_id, CallerScript(choice="2", patience=600), tag=sub.id)
     await run_for(clock, 30)
     assert runner.respond(sub.number, clock.now()).status == "BUSY"
-    answers = collections.Counter(runner.respond(s.number, clock.now()).status
-                                  for s in plan.subscribers[1:])
+    answers = collections.Counter(
+        runner.respond(s.number, clock.now()).status for s in plan.subscribers[1:]
+    )
     assert answers["ANSWER"] > answers["BUSY"]  # the others are mostly free to answer
     await pbx.close()

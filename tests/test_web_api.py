@@ -82,8 +82,7 @@ def assert_error(answer, status: int, code: str, *words: str) -> None:
 
 
 def test_a_password_hash_verifies_its_password_only_and_is_salted() -> None:
-    first, second = hash_password("correct horse", n=2**10), hash_password("correct horse",
-                                                                           n=2**10)
+    first, second = hash_password("correct horse", n=2**10), hash_password("correct horse", n=2**10)
     assert first != second  # a random salt each time
     assert first.startswith("scrypt$1024$8$1$")
     assert verify_password("correct horse", first)
@@ -93,8 +92,12 @@ def test_a_password_hash_verifies_its_password_only_and_is_salted() -> None:
 
 
 def test_a_user_whose_hash_is_not_ours_is_a_config_error_naming_them(make_config) -> None:
-    config = make_config(web={"auth": "users", "users": [
-        {"name": "alice", "role": "supervisor", "password_hash": "secret123"}]})
+    config = make_config(
+        web={
+            "auth": "users",
+            "users": [{"name": "alice", "role": "supervisor", "password_hash": "secret123"}],
+        }
+    )
     with pytest.raises(ConfigError, match="'alice': password_hash is not a hash made by"):
         Authority(config.web)
 
@@ -106,8 +109,14 @@ async def test_anonymous_requests_get_401_on_the_api_and_the_page_sends_them_to_
     rig,
 ) -> None:
     anonymous = rig.user()
-    for path in ("/api/callbacks", "/api/session", "/api/stream", "/api/stats",
-                 "/charts/hourly.svg", "/reports/callbacks-2026-11-22.csv"):
+    for path in (
+        "/api/callbacks",
+        "/api/session",
+        "/api/stream",
+        "/api/stats",
+        "/charts/hourly.svg",
+        "/reports/callbacks-2026-11-22.csv",
+    ):
         assert_error(await anonymous.get(path), 401, "unauthenticated")
     page = await anonymous.get("/")
     assert page.status == 302 and page.headers["Location"] == "/login"
@@ -115,8 +124,9 @@ async def test_anonymous_requests_get_401_on_the_api_and_the_page_sends_them_to_
     assert (await anonymous.get("/api/openapi.json")).status == 200
     assert (await anonymous.get("/metrics")).status == 200
     assert (await anonymous.get("/healthz")).status == 503  # AMI not connected: not started
-    assert_error(await anonymous.post(f"/api/callbacks/{rig.ids['new']}/call-now"), 401,
-                 "unauthenticated")
+    assert_error(
+        await anonymous.post(f"/api/callbacks/{rig.ids['new']}/call-now"), 401, "unauthenticated"
+    )
 
 
 async def test_a_wrong_password_gets_no_session_and_the_right_one_a_safe_cookie(rig) -> None:
@@ -132,8 +142,7 @@ async def test_a_wrong_password_gets_no_session_and_the_right_one_a_safe_cookie(
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
     assert int(cookie["max-age"]) == SESSION_SECONDS
     session = (await alice.get("/api/session")).json()
-    assert (session["user"], session["role"], session["can_act"]) == ("alice", "supervisor",
-                                                                      True)
+    assert (session["user"], session["role"], session["can_act"]) == ("alice", "supervisor", True)
 
 
 async def test_five_wrong_passwords_lock_that_user_out_for_a_while(rig) -> None:
@@ -154,14 +163,16 @@ async def test_a_tampered_or_foreign_session_cookie_is_refused(rig) -> None:
     payload["u"] = "alice"
     forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
     intruder = rig.user()
-    intruder.http.cookie_jar.update_cookies(SimpleCookie(f"cbd_session={forged}.{signature}"),
-                                            rig.server.make_url("/"))
+    intruder.http.cookie_jar.update_cookies(
+        SimpleCookie(f"cbd_session={forged}.{signature}"), rig.server.make_url("/")
+    )
     assert_error(await intruder.get("/api/session"), 401, "unauthenticated")
     # A session signed with another secret (another installation) is refused too.
     foreign, _ = Authority(rig.config.web, secret="another-secret").make_session("alice")
     stranger = rig.user()
-    stranger.http.cookie_jar.update_cookies(SimpleCookie(f"cbd_session={foreign}"),
-                                            rig.server.make_url("/"))
+    stranger.http.cookie_jar.update_cookies(
+        SimpleCookie(f"cbd_session={foreign}"), rig.server.make_url("/")
+    )
     assert_error(await stranger.get("/api/session"), 401, "unauthenticated")
 
 
@@ -169,11 +180,15 @@ async def test_the_sign_in_form_needs_its_csrf_token(rig) -> None:
     browser = rig.user()
     form = await browser.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    refused = await browser.request("POST", "/login", data={"user": "alice",
-                                                            "password": "alice-password-1"})
+    refused = await browser.request(
+        "POST", "/login", data={"user": "alice", "password": "alice-password-1"}
+    )
     assert_error(refused, 403, "csrf")
-    accepted = await browser.request("POST", "/login", data={
-        "user": "alice", "password": "alice-password-1", "csrf_token": token})
+    accepted = await browser.request(
+        "POST",
+        "/login",
+        data={"user": "alice", "password": "alice-password-1", "csrf_token": token},
+    )
     assert accepted.status == 303 and accepted.headers["Location"] == "/"
     assert (await browser.get("/api/session")).json()["user"] == "alice"
 
@@ -221,25 +236,38 @@ async def test_an_action_without_the_right_csrf_token_or_from_another_site_chang
     for path, body in action_requests(rig.ids):
         assert_error(await alice.post(path, body, csrf=False), 403, "csrf", "X-CSRF-Token")
         # A token is tied to its user and cookie: victor's does not work for alice.
-        assert_error(await alice.post(path, body, headers={"X-CSRF-Token": victor.csrf}), 403,
-                     "csrf")
-        assert_error(await alice.post(path, body, headers={"Origin": "https://evil.example"}),
-                     403, "cross_site")
+        assert_error(
+            await alice.post(path, body, headers={"X-CSRF-Token": victor.csrf}), 403, "csrf"
+        )
+        assert_error(
+            await alice.post(path, body, headers={"Origin": "https://evil.example"}),
+            403,
+            "cross_site",
+        )
     assert rig.redis_dump() == before
     assert not rig.dialer.dispatcher.paused
 
 
 async def test_behind_a_proxy_the_header_names_the_user_and_config_the_role(
-    make_config, tmp_path,
+    make_config,
+    tmp_path,
 ) -> None:
-    config = make_config(web={"auth": "proxy", "proxy_user_header": "X-Remote-User",
-                              "users": [{"name": "alice", "role": "supervisor"}]})
+    config = make_config(
+        web={
+            "auth": "proxy",
+            "proxy_user_header": "X-Remote-User",
+            "users": [{"name": "alice", "role": "supervisor"}],
+        }
+    )
     async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
         cb = await missed(rig.queue, NEW, "new_connection", 60)
         nobody = rig.user()
         assert_error(await nobody.get("/api/session"), 401, "unauthenticated", "X-Remote-User")
-        assert_error(await nobody.get("/api/session", headers={"X-Remote-User": "<b>"}), 401,
-                     "unauthenticated")
+        assert_error(
+            await nobody.get("/api/session", headers={"X-Remote-User": "<b>"}),
+            401,
+            "unauthenticated",
+        )
         bob = rig.user()
         session = (await bob.get("/api/session", headers={"X-Remote-User": "bob"})).json()
         assert (session["user"], session["role"]) == ("bob", "viewer")  # proxy_default_role
@@ -247,14 +275,17 @@ async def test_behind_a_proxy_the_header_names_the_user_and_config_the_role(
         alice_headers = {"X-Remote-User": "alice"}
         session = (await alice.get("/api/session", headers=alice_headers)).json()
         assert session["role"] == "supervisor"
-        ok = await alice.post(f"/api/callbacks/{cb}/call-now",
-                              headers={**alice_headers, "X-CSRF-Token": session["csrf_token"]})
+        ok = await alice.post(
+            f"/api/callbacks/{cb}/call-now",
+            headers={**alice_headers, "X-CSRF-Token": session["csrf_token"]},
+        )
         assert ok.status == 200, ok.text
         assert (await rig.queue.history(cb))[-1].actor == "web:alice"
 
 
 async def test_without_sign_in_everyone_is_a_supervisor_recorded_as_anonymous(
-    make_config, tmp_path,
+    make_config,
+    tmp_path,
 ) -> None:
     async with web_rig(make_config(), spool=tmp_path / "s.jsonl") as rig:  # auth = "none"
         cb = await missed(rig.queue, NEW, "new_connection", 60)
@@ -284,47 +315,60 @@ async def test_call_now_puts_the_callback_first_and_records_who(rig) -> None:
 
 async def test_cancel_closes_the_callback_with_the_reason_and_who(rig) -> None:
     alice = await rig.signed_in("alice")
-    answer = await alice.post(f"/api/callbacks/{rig.ids['new']}/cancel",
-                              {"reason": "  called us by email  "})
+    answer = await alice.post(
+        f"/api/callbacks/{rig.ids['new']}/cancel", {"reason": "  called us by email  "}
+    )
     assert answer.status == 200, answer.text
     assert answer.json()["previous_state"] == "pending"
     cb = await rig.queue.get(rig.ids["new"])
     assert (cb.state, cb.reason) == (State.CANCELLED, "called us by email")
     last = (await history(rig, rig.ids["new"]))[-1]
-    assert (last.event, last.reason, last.actor) == ("cancelled", "called us by email",
-                                                     "web:alice")
+    assert (last.event, last.reason, last.actor) == ("cancelled", "called us by email", "web:alice")
     assert rig.ids["new"] not in await waiting_ids(alice)
 
 
 async def test_change_category_records_from_to_and_who(rig) -> None:
     alice = await rig.signed_in("alice")
-    answer = await alice.post(f"/api/callbacks/{rig.ids['support']}/category",
-                              {"category": "new_connection"})
+    answer = await alice.post(
+        f"/api/callbacks/{rig.ids['support']}/category", {"category": "new_connection"}
+    )
     assert answer.status == 200, answer.text
     assert (await rig.queue.get(rig.ids["support"])).category == "new_connection"
     last = (await history(rig, rig.ids["support"]))[-1]
     assert (last.event, last.actor, last.detail) == (
-        "category_changed", "web:alice", {"from": "support", "to": "new_connection"})
+        "category_changed",
+        "web:alice",
+        {"from": "support", "to": "new_connection"},
+    )
     # Waited longer and now has the head start too: it goes first.
     assert (await waiting_ids(alice))[0] == rig.ids["support"]
 
 
 async def test_add_by_hand_creates_a_manual_callback_recorded_with_who(rig) -> None:
     alice = await rig.signed_in("alice")
-    answer = await alice.post("/api/callbacks", {
-        "number": "+79161239999", "category": "billing", "name": "Anna\x07 Ivanova",
-        "note": "asked at the office"})
+    answer = await alice.post(
+        "/api/callbacks",
+        {
+            "number": "+79161239999",
+            "category": "billing",
+            "name": "Anna\x07 Ivanova",
+            "note": "asked at the office",
+        },
+    )
     assert answer.status == 201, answer.text
     created = answer.json()
     assert created["result"] == "created"
     cb = await rig.queue.get(created["callback"]["id"])
     assert (cb.number, cb.source, cb.name, cb.note) == (
-        "+79161239999", Source.MANUAL, "Anna Ivanova", "asked at the office")
+        "+79161239999",
+        Source.MANUAL,
+        "Anna Ivanova",
+        "asked at the office",
+    )
     first = (await history(rig, cb.id))[0]
     assert (first.event, first.actor) == ("created", "web:alice")
     # The same number again joins the open callback instead of a second one.
-    again = await alice.post("/api/callbacks", {"number": "+79161239999",
-                                                "category": "billing"})
+    again = await alice.post("/api/callbacks", {"number": "+79161239999", "category": "billing"})
     assert again.status == 200 and again.json()["result"] == "merged"
     assert (await rig.queue.get(cb.id)).missed_count == 2
 
@@ -333,11 +377,15 @@ async def test_pause_and_resume_are_recorded_with_who(rig) -> None:
     alice = await rig.signed_in("alice")
     paused = await alice.post("/api/dispatch/pause", {"reason": "team meeting"})
     assert paused.status == 200, paused.text
-    assert paused.json() | {} == {**paused.json(), "paused": True, "paused_by": "web:alice",
-                                  "paused_reason": "team meeting", "dispatching": False,
-                                  "blocked_by": "paused"}
-    control = redis.Redis.from_url(rig.config.redis.url).hgetall(
-        rig.queue.keys.control())
+    assert paused.json() | {} == {
+        **paused.json(),
+        "paused": True,
+        "paused_by": "web:alice",
+        "paused_reason": "team meeting",
+        "dispatching": False,
+        "blocked_by": "paused",
+    }
+    control = redis.Redis.from_url(rig.config.redis.url).hgetall(rig.queue.keys.control())
     assert (control[b"paused"], control[b"by"]) == (b"1", b"web:alice")
     resumed = await alice.post("/api/dispatch/resume")
     assert resumed.json()["paused"] is False and resumed.json()["paused_by"] == "web:alice"
@@ -352,10 +400,14 @@ async def test_an_unknown_callback_is_404_and_nothing_changes(rig) -> None:
     for bad in ("cb-999", "1:history", "cb-1:history", "..", "%2e%2e"):
         assert_error(await alice.get(f"/api/callbacks/{bad}"), 404, "not_found")
         assert_error(await alice.post(f"/api/callbacks/{bad}/call-now"), 404, "not_found")
-        assert_error(await alice.post(f"/api/callbacks/{bad}/cancel", {"reason": "x"}), 404,
-                     "not_found")
-        assert_error(await alice.post(f"/api/callbacks/{bad}/category",
-                                      {"category": "billing"}), 404, "not_found")
+        assert_error(
+            await alice.post(f"/api/callbacks/{bad}/cancel", {"reason": "x"}), 404, "not_found"
+        )
+        assert_error(
+            await alice.post(f"/api/callbacks/{bad}/category", {"category": "billing"}),
+            404,
+            "not_found",
+        )
     assert rig.redis_dump() == before
 
 
@@ -364,14 +416,25 @@ async def test_an_unknown_category_is_400_naming_the_allowed_ones_and_nothing_ch
 ) -> None:
     alice = await rig.signed_in("alice")
     before = rig.redis_dump()
-    assert_error(await alice.post(f"/api/callbacks/{rig.ids['new']}/category",
-                                  {"category": "vip"}), 400, "unknown_category", "'vip'",
-                 "new_connection, support, billing, other")
-    assert_error(await alice.post("/api/callbacks", {"number": "+79161239999",
-                                                     "category": "vip"}),
-                 400, "unknown_category", "'vip'")
-    assert_error(await alice.post(f"/api/callbacks/{rig.ids['new']}/category", {}), 400,
-                 "missing_field", "category")
+    assert_error(
+        await alice.post(f"/api/callbacks/{rig.ids['new']}/category", {"category": "vip"}),
+        400,
+        "unknown_category",
+        "'vip'",
+        "new_connection, support, billing, other",
+    )
+    assert_error(
+        await alice.post("/api/callbacks", {"number": "+79161239999", "category": "vip"}),
+        400,
+        "unknown_category",
+        "'vip'",
+    )
+    assert_error(
+        await alice.post(f"/api/callbacks/{rig.ids['new']}/category", {}),
+        400,
+        "missing_field",
+        "category",
+    )
     assert rig.redis_dump() == before
 
 
@@ -390,15 +453,27 @@ async def test_an_empty_or_too_long_cancel_reason_is_400_and_nothing_changes(rig
 async def test_a_number_not_in_e164_or_blocked_is_400_and_nothing_changes(rig) -> None:
     alice = await rig.signed_in("alice")
     before = rig.redis_dump()
-    for bad in ("89161234567", "+7 916 123 45 67", "hello", "+7916", "+0123456789", "",
-                "+79161234567;Local/1@evil"):
+    for bad in (
+        "89161234567",
+        "+7 916 123 45 67",
+        "hello",
+        "+7916",
+        "+0123456789",
+        "",
+        "+79161234567;Local/1@evil",
+    ):
         answer = await alice.post("/api/callbacks", {"number": bad, "category": "support"})
         assert answer.status == 400, (bad, answer.text)
         assert "number" in answer.json()["message"]
-    assert_error(await alice.post("/api/callbacks", {"number": BLOCKED, "category": "support"}),
-                 400, "bad_number", "blocked")
-    assert_error(await alice.post("/api/callbacks", {"category": "support"}), 400,
-                 "missing_field", "number")
+    assert_error(
+        await alice.post("/api/callbacks", {"number": BLOCKED, "category": "support"}),
+        400,
+        "bad_number",
+        "blocked",
+    )
+    assert_error(
+        await alice.post("/api/callbacks", {"category": "support"}), 400, "missing_field", "number"
+    )
     assert rig.redis_dump() == before
 
 
@@ -406,18 +481,31 @@ async def test_malformed_bodies_are_refused_with_a_message_and_nothing_changes(r
     alice = await rig.signed_in("alice")
     before = rig.redis_dump()
     path = f"/api/callbacks/{rig.ids['new']}/cancel"
-    assert_error(await alice.request("POST", path, data="reason=x",
-                                     headers={"Content-Type": "text/plain"}),
-                 415, "unsupported_media_type", "application/json")
-    assert_error(await alice.request("POST", path, data="{nope",
-                                     headers={"Content-Type": "application/json"}),
-                 400, "bad_json")
+    assert_error(
+        await alice.request("POST", path, data="reason=x", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+        "application/json",
+    )
+    assert_error(
+        await alice.request(
+            "POST", path, data="{nope", headers={"Content-Type": "application/json"}
+        ),
+        400,
+        "bad_json",
+    )
     assert_error(await alice.post(path, ["reason"]), 400, "bad_json", "object")
-    assert_error(await alice.post(path, {"reason": "x", "state": "done"}), 400,
-                 "unknown_field", "'state'")
-    assert_error(await alice.post("/api/callbacks", {"number": "+79161239999",
-                                                     "category": "support", "name": "n" * 65}),
-                 400, "too_long", "name")
+    assert_error(
+        await alice.post(path, {"reason": "x", "state": "done"}), 400, "unknown_field", "'state'"
+    )
+    assert_error(
+        await alice.post(
+            "/api/callbacks", {"number": "+79161239999", "category": "support", "name": "n" * 65}
+        ),
+        400,
+        "too_long",
+        "name",
+    )
     assert_error(await alice.post("/api/dispatch/pause", {"reason": ["a"]}), 400, "bad_field")
     assert rig.redis_dump() == before
     assert not rig.dialer.dispatcher.paused
@@ -428,10 +516,12 @@ async def test_acting_on_a_finished_callback_is_409_and_nothing_changes(rig) -> 
     before = rig.redis_dump()
     done = rig.ids["done"]
     assert_error(await alice.post(f"/api/callbacks/{done}/call-now"), 409, "not_open", "done")
-    assert_error(await alice.post(f"/api/callbacks/{done}/cancel", {"reason": "x"}), 409,
-                 "not_open", "done")
-    assert_error(await alice.post(f"/api/callbacks/{done}/category", {"category": "other"}),
-                 409, "not_open")
+    assert_error(
+        await alice.post(f"/api/callbacks/{done}/cancel", {"reason": "x"}), 409, "not_open", "done"
+    )
+    assert_error(
+        await alice.post(f"/api/callbacks/{done}/category", {"category": "other"}), 409, "not_open"
+    )
     assert rig.redis_dump() == before
 
 
@@ -453,8 +543,10 @@ async def test_callbacks_can_be_filtered_by_state_category_and_day(rig) -> None:
     alice = await rig.signed_in("alice")
     waiting = (await alice.get("/api/callbacks?state=waiting")).json()["callbacks"]
     assert [(c["id"], c["position"], c["state"]) for c in waiting] == [
-        (rig.ids["new"], 1, "pending"), (rig.ids["support"], 2, "pending"),
-        (rig.ids["retry"], 3, "scheduled")]
+        (rig.ids["new"], 1, "pending"),
+        (rig.ids["support"], 2, "pending"),
+        (rig.ids["retry"], 3, "scheduled"),
+    ]
     support = (await alice.get("/api/callbacks?state=waiting&category=support")).json()
     assert [c["id"] for c in support["callbacks"]] == [rig.ids["support"], rig.ids["retry"]]
     done = (await alice.get("/api/callbacks?state=done")).json()["callbacks"]
@@ -479,21 +571,32 @@ async def test_one_callback_comes_with_its_history(rig) -> None:
 async def test_stats_of_a_day_count_missed_calls_fates_and_times(rig) -> None:
     clock = rig.dialer.clock
     yesterday_noon = clock.now() - 86400
-    await rig.queue.add_missed(number="+79161238888", category="support",
-                               source=Source.ABANDON, missed_at=yesterday_noon, call_id="y1")
+    await rig.queue.add_missed(
+        number="+79161238888",
+        category="support",
+        source=Source.ABANDON,
+        missed_at=yesterday_noon,
+        call_id="y1",
+    )
     alice = await rig.signed_in("alice")
     stats = (await alice.get("/api/stats")).json()
     assert stats["missed"] == {
         "total": 7,
         "by_category": {"billing": 2, "new_connection": 1, "other": 1, "support": 3},
-        "by_source": {"abandon": 5, "explicit": 1, "ivr_hangup": 1}}
-    assert (stats["callbacks"], stats["called_back"], stats["failed"], stats["cancelled"],
-            stats["served_inbound"], stats["open"]) == (7, 1, 1, 1, 1, 3)
+        "by_source": {"abandon": 5, "explicit": 1, "ivr_hangup": 1},
+    }
+    assert (
+        stats["callbacks"],
+        stats["called_back"],
+        stats["failed"],
+        stats["cancelled"],
+        stats["served_inbound"],
+        stats["open"],
+    ) == (7, 1, 1, 1, 1, 3)
     assert stats["failed_by_reason"] == {"no_answer": 1}
     assert stats["success_rate"] == 0.5
     # Rung after 300 s (done), 1200 s (failed), 30 s (the retry).
-    assert stats["time_to_callback"] == {"count": 3, "median_seconds": 300.0,
-                                         "p90_seconds": 1200.0}
+    assert stats["time_to_callback"] == {"count": 3, "median_seconds": 300.0, "p90_seconds": 1200.0}
     # Target 15 minutes: two of the three we called; none of the others is late yet.
     assert stats["within_target"] == {"count": 2, "of": 3, "share": pytest.approx(2 / 3)}
     billing = next(c for c in stats["by_category"] if c["category"] == "billing")
@@ -501,19 +604,22 @@ async def test_stats_of_a_day_count_missed_calls_fates_and_times(rig) -> None:
     hour = rig.queue.hours.hour(yesterday_noon)
     assert stats["hourly"]["week_missed"][hour] == round(1 / 7, 2)
     assert sum(stats["hourly"]["missed"]) == 7 and sum(stats["hourly"]["called_back"]) == 1
-    yesterday = (await alice.get(f"/api/stats?day={rig.queue.hours.day_key(yesterday_noon)}"
-                                 )).json()
-    assert (yesterday["today"], yesterday["missed"]["total"], yesterday["open"]) == (False, 1,
-                                                                                     1)
+    yesterday = (
+        await alice.get(f"/api/stats?day={rig.queue.hours.day_key(yesterday_noon)}")
+    ).json()
+    assert (yesterday["today"], yesterday["missed"]["total"], yesterday["open"]) == (False, 1, 1)
 
 
 async def test_agents_and_calls_in_progress_come_from_the_live_dialer(
-    make_config, tmp_path,
+    make_config,
+    tmp_path,
 ) -> None:
-    pbx = await start_pbx([
-        queue_member("sales", "101"),
-        queue_member("support", "102", paused=True, reason="lunch"),
-    ])
+    pbx = await start_pbx(
+        [
+            queue_member("sales", "101"),
+            queue_member("support", "102", paused=True, reason="lunch"),
+        ]
+    )
     config = users_config(make_config, tmp_path, ami=ami_section(pbx))
     async with web_rig(config, spool=tmp_path / "s.jsonl", pbx=pbx, start=True) as rig:
         alice = await rig.signed_in("alice")
@@ -527,15 +633,19 @@ async def test_agents_and_calls_in_progress_come_from_the_live_dialer(
             assert time.monotonic() < deadline, f"no call ringing the agent: {flights}"
             await asyncio.sleep(0.05)
         assert [(f["id"], f["agent"], f["number"], f["name"], f["stage"]) for f in flights] == [
-            (cb, "Local/101@agents/n", NEW, "Ivan", "ringing_agent")]
+            (cb, "Local/101@agents/n", NEW, "Ivan", "ringing_agent")
+        ]
         agents = {a["interface"]: a for a in (await alice.get("/api/agents")).json()["agents"]}
         assert agents["Local/101@agents/n"]["state"] == "reserved"
         assert agents["Local/101@agents/n"]["categories"] == ["new_connection"]
-        assert (agents["Local/102@agents/n"]["state"],
-                agents["Local/102@agents/n"]["paused_reason"]) == ("paused", "lunch")
+        assert (
+            agents["Local/102@agents/n"]["state"],
+            agents["Local/102@agents/n"]["paused_reason"],
+        ) == ("paused", "lunch")
         assert agents["Local/102@agents/n"]["categories"] == ["support", "billing", "other"]
-        assert_error(await alice.post(f"/api/callbacks/{cb}/call-now"), 409, "busy",
-                     "being called right now")
+        assert_error(
+            await alice.post(f"/api/callbacks/{cb}/call-now"), 409, "busy", "being called right now"
+        )
         # Cancelling a callback being called hangs its call up.
         answer = await alice.post(f"/api/callbacks/{cb}/cancel", {"reason": "wrong number"})
         assert answer.json()["previous_state"] == "dialing"
@@ -549,14 +659,14 @@ async def test_agents_and_calls_in_progress_come_from_the_live_dialer(
 
 
 async def test_a_viewer_sees_masked_numbers_and_a_supervisor_whole_ones(rig) -> None:
-    await rig.queue.cancel(rig.ids["support"], f"customer asked to use {NEW} instead",
-                           actor="web:alice")
+    await rig.queue.cancel(
+        rig.ids["support"], f"customer asked to use {NEW} instead", actor="web:alice"
+    )
     victor = await rig.signed_in("victor")
     alice = await rig.signed_in("alice")
     seen = (await victor.get("/api/callbacks?state=waiting")).json()["callbacks"][0]
     assert seen["number"] == "+7••••••••01"
-    assert (await alice.get("/api/callbacks?state=waiting")).json()["callbacks"][0][
-        "number"] == NEW
+    assert (await alice.get("/api/callbacks?state=waiting")).json()["callbacks"][0]["number"] == NEW
     detail = (await victor.get(f"/api/callbacks/{rig.ids['support']}")).json()
     assert detail["callback"]["number"] == "+7••••••••02"
     assert NEW not in json.dumps(detail, ensure_ascii=False)  # not even in the reason
@@ -576,8 +686,10 @@ async def test_numbers_are_whole_for_viewers_when_masking_is_off(make_config, tm
 
 
 async def test_hostile_names_come_back_verbatim_as_json_text_never_as_markup(rig) -> None:
-    ids = [await missed(rig.queue, f"+7916123100{i}", "support", 30, name=name)
-           for i, name in enumerate(HOSTILE_NAMES)]
+    ids = [
+        await missed(rig.queue, f"+7916123100{i}", "support", 30, name=name)
+        for i, name in enumerate(HOSTILE_NAMES)
+    ]
     alice = await rig.signed_in("alice")
     answer = await alice.get("/api/callbacks?state=waiting")
     assert answer.headers["Content-Type"].startswith("application/json")
@@ -610,12 +722,17 @@ async def test_the_openapi_document_is_valid_and_covers_every_api_route(rig) -> 
 
 
 def schema_checker(document: dict[str, Any]):
-    registry = Registry().with_resource("urn:api", Resource.from_contents(
-        {**document, "$schema": "https://json-schema.org/draft/2020-12/schema"}))
+    registry = Registry().with_resource(
+        "urn:api",
+        Resource.from_contents(
+            {**document, "$schema": "https://json-schema.org/draft/2020-12/schema"}
+        ),
+    )
 
     def check(name: str, instance: Any) -> None:
-        validator = Draft202012Validator({"$ref": f"urn:api#/components/schemas/{name}"},
-                                         registry=registry)
+        validator = Draft202012Validator(
+            {"$ref": f"urn:api#/components/schemas/{name}"}, registry=registry
+        )
         errors = sorted(validator.iter_errors(instance), key=lambda e: e.path)
         assert not errors, f"{name}: {errors[0].message} at {list(errors[0].path)}"
 
@@ -635,8 +752,12 @@ async def test_real_answers_match_the_openapi_schemas(rig) -> None:
     check("Dispatch", (await alice.get("/api/dispatch")).json())
     check("Jobs", (await alice.get("/api/jobs")).json())
     check("ActionResult", (await alice.post(f"/api/callbacks/{rig.ids['new']}/call-now")).json())
-    check("ActionResult", (await alice.post("/api/callbacks", {
-        "number": "+79161239999", "category": "other"})).json())
+    check(
+        "ActionResult",
+        (
+            await alice.post("/api/callbacks", {"number": "+79161239999", "category": "other"})
+        ).json(),
+    )
     check("Error", (await alice.get("/api/callbacks/cb-999")).json())
     check("Snapshot", await rig.web.hub.snapshot(masked=False))
 
@@ -652,19 +773,21 @@ def metric(text: str, name: str) -> float:
 
 async def test_metrics_show_depth_by_category_oldest_wait_and_the_links(rig) -> None:
     text = (await rig.user().get("/metrics")).text
-    assert metric(text, 'callback_dialer_queue_depth{category="new_connection",state="pending"}'
-                  ) == 1
+    assert (
+        metric(text, 'callback_dialer_queue_depth{category="new_connection",state="pending"}') == 1
+    )
     assert metric(text, 'callback_dialer_queue_depth{category="support",state="pending"}') == 1
-    assert metric(text, 'callback_dialer_queue_depth{category="support",state="scheduled"}'
-                  ) == 1
+    assert metric(text, 'callback_dialer_queue_depth{category="support",state="scheduled"}') == 1
     assert metric(text, "callback_dialer_oldest_waiting_seconds") == 600
     assert metric(text, "callback_dialer_ami_connected") == 0
     assert metric(text, "callback_dialer_redis_reachable") == 1
     assert metric(text, 'callback_dialer_side_jobs{state="failed"}') == 0
     assert metric(text, "callback_dialer_status_page_streams") == 0
-    for family in ("callback_dialer_missed_calls_total counter",
-                   "callback_dialer_callback_outcomes_total counter",
-                   "callback_dialer_originate_to_answer_seconds histogram"):
+    for family in (
+        "callback_dialer_missed_calls_total counter",
+        "callback_dialer_callback_outcomes_total counter",
+        "callback_dialer_originate_to_answer_seconds histogram",
+    ):
         assert f"# TYPE {family}" in text
     assert 'callback_dialer_originate_to_answer_seconds_bucket{le="+Inf"} 0' in text
 
@@ -684,11 +807,14 @@ async def test_healthz_names_what_is_down_and_is_200_when_all_is_up(make_config,
     async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
         answer = await rig.user().get("/healthz")
         assert answer.status == 503
-        assert answer.json() == {"ok": False, "problems": [
-            "AMI not connected: not connected yet", "Redis not reachable"]}
+        assert answer.json() == {
+            "ok": False,
+            "problems": ["AMI not connected: not connected yet", "Redis not reachable"],
+        }
     pbx = await start_pbx([queue_member("sales", "101")])
-    async with web_rig(make_config(ami=ami_section(pbx)), spool=tmp_path / "t.jsonl", pbx=pbx,
-                       start=True) as rig:
+    async with web_rig(
+        make_config(ami=ami_section(pbx)), spool=tmp_path / "t.jsonl", pbx=pbx, start=True
+    ) as rig:
         deadline = time.monotonic() + 5
         while not rig.dialer.ami.authenticated:
             assert time.monotonic() < deadline
@@ -701,17 +827,20 @@ async def test_redis_down_is_503_with_the_reason_never_a_traceback(make_config, 
     config = make_config(redis={"url": DEAD_REDIS, "socket_timeout": 0.5})
     async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
         anyone = await rig.signed_in("")
-        for answer in (await anyone.get("/api/callbacks"), await anyone.get("/api/stats"),
-                       await anyone.get("/api/callbacks/cb-1"),
-                       await anyone.post("/api/callbacks/cb-1/cancel", {"reason": "x"}),
-                       await anyone.post("/api/callbacks", {"number": NEW,
-                                                            "category": "support"})):
+        for answer in (
+            await anyone.get("/api/callbacks"),
+            await anyone.get("/api/stats"),
+            await anyone.get("/api/callbacks/cb-1"),
+            await anyone.post("/api/callbacks/cb-1/cancel", {"reason": "x"}),
+            await anyone.post("/api/callbacks", {"number": NEW, "category": "support"}),
+        ):
             assert_error(answer, 503, "redis_unavailable", "Redis unreachable")
             assert "Traceback" not in answer.text
 
 
 async def test_attach_serves_the_page_with_the_dialer_and_stop_ends_open_streams_properly(
-    make_config, tmp_path,
+    make_config,
+    tmp_path,
 ) -> None:
     config = make_config(web={"port": 0})
     dialer = Dialer(config, clock=ManualClock(), spool=tmp_path / "s.jsonl")
@@ -744,8 +873,9 @@ async def test_attach_serves_the_page_with_the_dialer_and_stop_ends_open_streams
 # --------------------------------------------------------------------------- live updates
 
 
-async def read_events(response: aiohttp.ClientResponse, wanted: Any, timeout: float = 5.0
-                      ) -> list[tuple[str, Any]]:
+async def read_events(
+    response: aiohttp.ClientResponse, wanted: Any, timeout: float = 5.0
+) -> list[tuple[str, Any]]:
     """Server-sent events until ``wanted(events)`` holds."""
     events: list[tuple[str, Any]] = []
     kind, data = "", ""
@@ -779,12 +909,18 @@ async def test_the_live_stream_sends_the_state_and_a_new_missed_call_at_once(rig
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         first = await read_events(stream, lambda ev: any(k == "stats" for k, _ in ev))
         snapshot = snapshots(first)[0]
-        assert [c["id"] for c in snapshot["waiting"]] == [rig.ids["new"], rig.ids["support"],
-                                                          rig.ids["retry"]]
+        assert [c["id"] for c in snapshot["waiting"]] == [
+            rig.ids["new"],
+            rig.ids["support"],
+            rig.ids["retry"],
+        ]
         assert snapshot["waiting_total"] == 3 and snapshot["health"]["redis"] is True
         cb = await missed(rig.queue, "+79161237777", "billing", 5, name="Nina")
-        later = await read_events(stream, lambda ev: any(
-            c["id"] == cb for s in snapshots(ev) for c in s["waiting"]), timeout=3)
+        later = await read_events(
+            stream,
+            lambda ev: any(c["id"] == cb for s in snapshots(ev) for c in s["waiting"]),
+            timeout=3,
+        )
         row = next(c for c in snapshots(later)[-1]["waiting"] if c["id"] == cb)
         assert (row["name"], row["number"]) == ("Nina", "+79161237777")
         assert rig.web.hub.watchers == 1
@@ -805,8 +941,9 @@ async def test_the_live_stream_masks_numbers_for_viewers(rig) -> None:
 async def test_the_live_stream_ends_when_the_session_expires(rig) -> None:
     user = rig.user()
     cookie, _ = rig.web.authority.make_session("alice", now=time.time() - SESSION_SECONDS + 1.5)
-    user.http.cookie_jar.update_cookies(SimpleCookie(f"cbd_session={cookie}"),
-                                        rig.server.make_url("/"))
+    user.http.cookie_jar.update_cookies(
+        SimpleCookie(f"cbd_session={cookie}"), rig.server.make_url("/")
+    )
     async with user.http.get(rig.base + "/api/stream") as stream:
         events = await read_events(stream, lambda ev: ev[-1][0] == "expired", timeout=5)
     assert events[-1] == ("expired", {})
@@ -817,13 +954,18 @@ async def test_the_live_stream_ends_when_the_session_expires(rig) -> None:
 
 
 async def test_failed_side_jobs_are_listed_and_a_supervisor_can_run_them_again(
-    rig, redis_url, key_prefix,
+    rig,
+    redis_url,
+    key_prefix,
 ) -> None:
     conn = connect(rig.config)
     try:
         queue = rq_queue(rig.config, conn)
-        job = queue.enqueue("callback_dialer.jobs.reports.check_day", "31/12/2026",
-                            description="daily report 31/12/2026")
+        job = queue.enqueue(
+            "callback_dialer.jobs.reports.check_day",
+            "31/12/2026",
+            description="daily report 31/12/2026",
+        )
         SimpleWorker([queue], connection=conn).work(burst=True)
         alice = await rig.signed_in("alice")
         victor = await rig.signed_in("victor")
@@ -838,8 +980,10 @@ async def test_failed_side_jobs_are_listed_and_a_supervisor_can_run_them_again(
         counts = (await alice.get("/api/jobs")).json()["counts"]
         assert (counts["failed"], counts["queued"]) == (0, 1)
         assert_error(await alice.post(f"/api/jobs/{job.id}/rerun"), 404, "not_found")
-        assert metric((await alice.get("/metrics")).text,
-                      'callback_dialer_side_jobs{state="queued"}') == 1
+        assert (
+            metric((await alice.get("/metrics")).text, 'callback_dialer_side_jobs{state="queued"}')
+            == 1
+        )
     finally:
         conn.close()
         purge_rq(redis_url, key_prefix)
@@ -875,11 +1019,15 @@ async def test_reports_are_made_listed_and_downloaded_by_supervisors_only(rig, t
 
 
 async def test_charts_are_well_formed_svg_with_escaped_labels(make_config, tmp_path) -> None:
-    categories = [{"name": "support", "label": "<b>Support</b> & co", "label_ru": "Поддержка"},
-                  {"name": "other", "label": "Other"}]
-    config = make_config(categories=categories,
-                         detection={"fallback_category": "other", "queue_categories": {}},
-                         dispatch={"queues": {"support": ["support", "other"]}})
+    categories = [
+        {"name": "support", "label": "<b>Support</b> & co", "label_ru": "Поддержка"},
+        {"name": "other", "label": "Other"},
+    ]
+    config = make_config(
+        categories=categories,
+        detection={"fallback_category": "other", "queue_categories": {}},
+        dispatch={"queues": {"support": ["support", "other"]}},
+    )
     async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
         await missed(rig.queue, NEW, "support", 60)
         anyone = await rig.signed_in("")
@@ -891,6 +1039,9 @@ async def test_charts_are_well_formed_svg_with_escaped_labels(make_config, tmp_p
         russian = await anyone.get("/charts/categories.svg?lang=ru")
         assert "Поддержка" in russian.text and "Пропущенные по категориям" in russian.text
         hourly = ET.fromstring((await anyone.get("/charts/hourly.svg")).text)
-        bars = [r for r in hourly.iter("{http://www.w3.org/2000/svg}rect") if r.find(
-            "{http://www.w3.org/2000/svg}title") is not None]
+        bars = [
+            r
+            for r in hourly.iter("{http://www.w3.org/2000/svg}rect")
+            if r.find("{http://www.w3.org/2000/svg}title") is not None
+        ]
         assert len(bars) == 1  # one missed call, no callback yet

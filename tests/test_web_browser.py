@@ -26,14 +26,23 @@ from .test_web_support import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="no /usr/bin/chromium (scripts/test installs Debian's chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no /usr/bin/chromium (scripts/test installs Debian's chromium)",
+    ),
 ]
 
 
@@ -42,8 +51,9 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                    args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
         yield launched
         await launched.close()
 
@@ -52,8 +62,9 @@ async def browser() -> AsyncIterator[Any]:
 async def rig(make_config, tmp_path) -> AsyncIterator[WebRig]:
     """A seeded day; agent 101 (sales) free, 102 (support) on a break; the dialer logged in,
     so the new subscriber's callback is being called (ringing the agent) when the page opens."""
-    pbx = await start_pbx([queue_member("sales", "101"),
-                           queue_member("support", "102", paused=True, reason="lunch")])
+    pbx = await start_pbx(
+        [queue_member("sales", "101"), queue_member("support", "102", paused=True, reason="lunch")]
+    )
     config = users_config(make_config, tmp_path, ami=ami_section(pbx))
     async with web_rig(config, spool=tmp_path / "spool.jsonl", pbx=pbx) as r:
         r.ids = await seed_day(r.queue, r.dialer.clock)
@@ -71,8 +82,10 @@ class Tab:
         self.errors: list[str] = []
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        page.on("console", lambda m: self.errors.append(f"console: {m.text}")
-                if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
 
     async def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -102,33 +115,49 @@ async def open_page(browser: Any, rig: WebRig, user: str, base: str = "") -> Tab
 
 
 async def test_the_page_loads_with_the_queue_the_calls_the_agents_and_todays_numbers(
-    browser, rig,
+    browser,
+    rig,
 ) -> None:
     tab = await open_page(browser, rig, "alice")
     page = tab.page
     await page.wait_for_selector(f'#in-progress-body tr[data-id="{rig.ids["new"]}"]')
     waiting = await page.locator("#waiting-body tr").evaluate_all(
-        "rows => rows.map(r => [r.dataset.id, r.cells[2].textContent, r.cells[3].textContent])")
-    assert waiting == [[rig.ids["support"], SUPPORT, "Pyotr"],
-                       [rig.ids["retry"], "+79161230003", ""]]
+        "rows => rows.map(r => [r.dataset.id, r.cells[2].textContent, r.cells[3].textContent])"
+    )
+    assert waiting == [
+        [rig.ids["support"], SUPPORT, "Pyotr"],
+        [rig.ids["retry"], "+79161230003", ""],
+    ]
     calling = page.locator(f'#in-progress-body tr[data-id="{rig.ids["new"]}"] td')
     assert await calling.all_text_contents() == [
-        "Agent 101", NEW, "Ivan", "New connection", "ringing the agent",
-        await calling.nth(5).text_content()]
+        "Agent 101",
+        NEW,
+        "Ivan",
+        "New connection",
+        "ringing the agent",
+        await calling.nth(5).text_content(),
+    ]
     agents = await page.locator("#agents-body tr").evaluate_all(
-        "rows => rows.map(r => [r.cells[1].textContent, r.cells[3].textContent])")
+        "rows => rows.map(r => [r.cells[1].textContent, r.cells[3].textContent])"
+    )
     assert agents == [["callback starting", ""], ["paused", "lunch"]]
     await page.wait_for_selector("#today-tiles .tile")
     tiles = await page.locator("#today-tiles .tile").evaluate_all(
         "tiles => Object.fromEntries(tiles.map(t => [t.querySelector('.label').textContent,"
-        " t.querySelector('.value').textContent]))")
-    assert (tiles["Missed calls"], tiles["Called back"], tiles["Success rate"],
-            tiles["Median time to callback"]) == ("7", "1", "50%", "5 min")
+        " t.querySelector('.value').textContent]))"
+    )
+    assert (
+        tiles["Missed calls"],
+        tiles["Called back"],
+        tiles["Success rate"],
+        tiles["Median time to callback"],
+    ) == ("7", "1", "50%", "5 min")
     chart = page.locator('#today-stats img[src^="/charts/hourly.svg"]')
     await chart.wait_for()
     await page.wait_for_function(
         "() => [...document.querySelectorAll('#today-stats img')].every("
-        "i => i.complete && i.naturalWidth > 0)")
+        "i => i.complete && i.naturalWidth > 0)"
+    )
     assert await page.text_content("#conn") == "Live"
     shown = await page.inner_text("body")
     assert not re.search(r"\b(null|undefined|NaN)\b", shown), "a value leaked as text"
@@ -156,20 +185,25 @@ async def test_a_supervisor_cancels_with_a_reason_and_the_row_goes(browser, rig)
     # No reason: the server says what is missing and nothing happens.
     await dialog.locator("button[type=submit]").click()
     await page.wait_for_function(
-        "() => document.getElementById('cancel-error').textContent.includes('reason')")
+        "() => document.getElementById('cancel-error').textContent.includes('reason')"
+    )
     assert (await rig.queue.get(rig.ids["support"])).state.value == "pending"
     await dialog.locator("input[name=reason]").fill("called back from a mobile")
     await dialog.locator("button[type=submit]").click()
     await row.wait_for(state="detached", timeout=5000)
     assert not await dialog.is_visible()
     last = (await rig.queue.history(rig.ids["support"]))[-1]
-    assert (last.event, last.reason, last.actor) == ("cancelled", "called back from a mobile",
-                                                     "web:alice")
+    assert (last.event, last.reason, last.actor) == (
+        "cancelled",
+        "called back from a mobile",
+        "web:alice",
+    )
     tab.assert_clean("status of 400")
 
 
 async def test_a_viewer_sees_no_actions_and_an_action_from_their_page_is_refused(
-    browser, rig,
+    browser,
+    rig,
 ) -> None:
     tab = await open_page(browser, rig, "victor")
     page = tab.page
@@ -181,15 +215,19 @@ async def test_a_viewer_sees_no_actions_and_an_action_from_their_page_is_refused
     before = rig.redis_dump()
     refused = await page.evaluate(
         """id => window.cbd.api('POST', '/api/callbacks/' + id + '/cancel', {reason: 'x'})
-              .then(() => 'done', e => e.status + ' ' + e.message)""", rig.ids["support"])
+              .then(() => 'done', e => e.status + ' ' + e.message)""",
+        rig.ids["support"],
+    )
     assert refused == "403 victor is a viewer; only supervisors may act"
     assert rig.redis_dump() == before
     tab.assert_clean("status of 403")
 
 
 async def test_hostile_caller_names_show_as_text(browser, rig) -> None:
-    ids = [await missed(rig.queue, f"+7916123100{i}", "support", 30, name=name)
-           for i, name in enumerate(HOSTILE_NAMES)]
+    ids = [
+        await missed(rig.queue, f"+7916123100{i}", "support", 30, name=name)
+        for i, name in enumerate(HOSTILE_NAMES)
+    ]
     tab = await open_page(browser, rig, "alice")
     page = tab.page
     for callback_id, name in zip(ids, HOSTILE_NAMES, strict=True):
@@ -220,7 +258,10 @@ async def test_the_language_switch_changes_the_page_and_is_remembered(browser, r
     assert await page.text_content("#conn") in ("Онлайн", "Подключение…")
     await page.click("button[data-lang=en]")
     assert await page.text_content("#agents-body tr td:nth-child(2)") in (
-        "callback starting", "free", "resting")
+        "callback starting",
+        "free",
+        "resting",
+    )
     tab.assert_clean()
 
 
@@ -229,11 +270,11 @@ async def test_the_page_reconnects_by_itself_after_the_link_drops(browser, rig) 
     try:
         tab = await open_page(browser, rig, "alice", base=f"http://127.0.0.1:{link.port}")
         page = tab.page
-        await page.wait_for_function(
-            "() => document.getElementById('conn').textContent === 'Live'")
+        await page.wait_for_function("() => document.getElementById('conn').textContent === 'Live'")
         link.down()
         await page.wait_for_function(
-            "() => document.getElementById('conn').textContent.startsWith('Connection lost')")
+            "() => document.getElementById('conn').textContent.startsWith('Connection lost')"
+        )
         cb = await missed(rig.queue, "+79161236666", "billing", 5, name="Back online")
         link.up()
         await (await tab.row(cb)).wait_for(timeout=15000)

@@ -29,7 +29,7 @@ from callback_dialer.web.auth import hash_password
 from callback_dialer.web.server import WebApp
 
 PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
-HOSTILE_NAMES = ('<script>alert(1)</script>', '"><img src=x onerror=alert(2)>')
+HOSTILE_NAMES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>')
 
 # Numbers of the seeded day (all valid Russian mobile numbers).
 NEW = "+79161230001"
@@ -48,14 +48,19 @@ def _hash(user: str) -> str:
 
 
 def web_users() -> list[dict[str, str]]:
-    return [{"name": "alice", "role": "supervisor", "password_hash": _hash("alice")},
-            {"name": "victor", "role": "viewer", "password_hash": _hash("victor")}]
+    return [
+        {"name": "alice", "role": "supervisor", "password_hash": _hash("alice")},
+        {"name": "victor", "role": "viewer", "password_hash": _hash("victor")},
+    ]
 
 
-def users_config(make_config: Callable[..., Config], tmp_path: Path, **sections: Any
-                 ) -> Config:
-    web = {"auth": "users", "users": web_users(), "session_secret": "test-secret",
-           **sections.pop("web", {})}
+def users_config(make_config: Callable[..., Config], tmp_path: Path, **sections: Any) -> Config:
+    web = {
+        "auth": "users",
+        "users": web_users(),
+        "session_secret": "test-secret",
+        **sections.pop("web", {}),
+    }
     reports = {"folder": str(tmp_path / "reports"), **sections.pop("reports", {})}
     return make_config(web=web, reports=reports, **sections)
 
@@ -63,15 +68,37 @@ def users_config(make_config: Callable[..., Config], tmp_path: Path, **sections:
 # --------------------------------------------------------------------------- a PBX peer
 
 
-def queue_member(queue: str, extension: str, *, paused: bool = False, reason: str = "",
-                 status: int = 1, in_call: bool = False) -> list[tuple[str, str]]:
+def queue_member(
+    queue: str,
+    extension: str,
+    *,
+    paused: bool = False,
+    reason: str = "",
+    status: int = 1,
+    in_call: bool = False,
+) -> list[tuple[str, str]]:
     """A QueueMember item as Asterisk 22 sends it (the simulator's wire format)."""
     location = f"Local/{extension}@agents/n"
-    return queue_member_item(MemberView(
-        queue=queue, name=f"Agent {extension}", interface=location, state_interface=location,
-        membership="static", penalty=0, calls_taken=0, last_call=0, last_pause=0,
-        login_time=1795345778, in_call=in_call, status=status, paused=paused,
-        paused_reason=reason if paused else "", ringinuse=False, wrapuptime=0))
+    return queue_member_item(
+        MemberView(
+            queue=queue,
+            name=f"Agent {extension}",
+            interface=location,
+            state_interface=location,
+            membership="static",
+            penalty=0,
+            calls_taken=0,
+            last_call=0,
+            last_pause=0,
+            login_time=1795345778,
+            in_call=in_call,
+            status=status,
+            paused=paused,
+            paused_reason=reason if paused else "",
+            ringinuse=False,
+            wrapuptime=0,
+        )
+    )
 
 
 async def start_pbx(members: list[list[tuple[str, str]]]) -> AmiServer:
@@ -86,9 +113,15 @@ async def start_pbx(members: list[list[tuple[str, str]]]) -> AmiServer:
 
 
 def ami_section(server: AmiServer) -> dict[str, Any]:
-    return {"port": server.port, "secret": "s3cret", "reconnect_min_delay": 0.05,
-            "reconnect_max_delay": 0.2, "ping_interval": 2, "ping_timeout": 2,
-            "action_timeout": 2}
+    return {
+        "port": server.port,
+        "secret": "s3cret",
+        "reconnect_min_delay": 0.05,
+        "reconnect_max_delay": 0.2,
+        "ping_interval": 2,
+        "ping_timeout": 2,
+        "action_timeout": 2,
+    }
 
 
 # --------------------------------------------------------------------------- a cuttable link
@@ -168,9 +201,16 @@ class User:
     async def close(self) -> None:
         await self.http.close()
 
-    async def request(self, method: str, path: str, *, json_body: Any = None,
-                      data: Any = None, headers: dict[str, str] | None = None,
-                      csrf: bool = True) -> Answer:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        csrf: bool = True,
+    ) -> Answer:
         sent = dict(headers or {})
         if method != "GET" and csrf and self.csrf and "X-CSRF-Token" not in sent:
             sent["X-CSRF-Token"] = self.csrf
@@ -180,8 +220,9 @@ class User:
         if data is not None:
             kwargs["data"] = data
         async with self.http.request(method, self.base + path, **kwargs) as response:
-            return Answer(response.status, response.headers, await response.text(),
-                          dict(response.cookies))
+            return Answer(
+                response.status, response.headers, await response.text(), dict(response.cookies)
+            )
 
     async def get(self, path: str, **kw: Any) -> Answer:
         return await self.request("GET", path, **kw)
@@ -190,8 +231,9 @@ class User:
         return await self.request("POST", path, json_body=body, **kw)
 
     async def login(self, password: str | None = None) -> Answer:
-        answer = await self.post("/login", {"user": self.name,
-                                            "password": password or PASSWORDS[self.name]})
+        answer = await self.post(
+            "/login", {"user": self.name, "password": password or PASSWORDS[self.name]}
+        )
         if answer.status == 200:
             self.csrf = answer.json()["csrf_token"]
         return answer
@@ -207,8 +249,9 @@ class User:
 
 
 class WebRig:
-    def __init__(self, dialer: Dialer, server: TestServer, app: WebApp,
-                 pbx: AmiServer | None) -> None:
+    def __init__(
+        self, dialer: Dialer, server: TestServer, app: WebApp, pbx: AmiServer | None
+    ) -> None:
         self.dialer = dialer
         self.server = server
         self.web = app
@@ -251,8 +294,9 @@ class WebRig:
         client = redis.Redis.from_url(self.config.redis.url)
         try:
             out = {}
-            for key in sorted(client.scan_iter(match=Keys(self.config.redis.key_prefix)
-                                               .pattern(), count=1000)):
+            for key in sorted(
+                client.scan_iter(match=Keys(self.config.redis.key_prefix).pattern(), count=1000)
+            ):
                 out[key] = client.dump(key)
             return out
         finally:
@@ -260,11 +304,18 @@ class WebRig:
 
 
 @contextlib.asynccontextmanager
-async def web_rig(config: Config, *, clock: Clock | None = None, redis_url: str | None = None,
-                  spool: Path, pbx: AmiServer | None = None, start: bool = False
-                  ) -> AsyncIterator[WebRig]:
-    dialer = Dialer(config, clock=clock or ManualClock(), redis_url=redis_url or
-                    config.redis.url, spool=spool)
+async def web_rig(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    redis_url: str | None = None,
+    spool: Path,
+    pbx: AmiServer | None = None,
+    start: bool = False,
+) -> AsyncIterator[WebRig]:
+    dialer = Dialer(
+        config, clock=clock or ManualClock(), redis_url=redis_url or config.redis.url, spool=spool
+    )
     app = WebApp(dialer)
     server = TestServer(app.build(), host="127.0.0.1")
     await server.start_server()
@@ -291,20 +342,34 @@ async def web_rig(config: Config, *, clock: Clock | None = None, redis_url: str 
 # --------------------------------------------------------------------------- a seeded day
 
 
-async def missed(queue: CallbackQueue, number: str, category: str, ago: float, *,
-                 name: str = "", source: Source = Source.ABANDON) -> str:
-    result = await queue.add_missed(number=number, category=category, source=source,
-                                    missed_at=queue.clock.now() - ago, name=name,
-                                    call_id=f"call-{number}-{ago}-{queue.clock.now()}")
+async def missed(
+    queue: CallbackQueue,
+    number: str,
+    category: str,
+    ago: float,
+    *,
+    name: str = "",
+    source: Source = Source.ABANDON,
+) -> str:
+    result = await queue.add_missed(
+        number=number,
+        category=category,
+        source=source,
+        missed_at=queue.clock.now() - ago,
+        name=name,
+        call_id=f"call-{number}-{ago}-{queue.clock.now()}",
+    )
     return result.id
 
 
-async def dial(queue: CallbackQueue, clock: ManualClock, number: str, category: str,
-               after: float) -> Any:
+async def dial(
+    queue: CallbackQueue, clock: ManualClock, number: str, category: str, after: float
+) -> Any:
     """Claim the callback of ``number`` and ring the customer ``after`` seconds later."""
     await clock.advance(after)
-    claim = await queue.claim([category], claimer="test", agent="Local/101@agents/n",
-                              exclude_numbers=[])
+    claim = await queue.claim(
+        [category], claimer="test", agent="Local/101@agents/n", exclude_numbers=[]
+    )
     assert claim is not None and claim.callback.number == number, claim
     await queue.renew(claim, stage=Stage.RINGING_CUSTOMER, agent="Local/101@agents/n")
     return claim
@@ -316,12 +381,15 @@ async def seed_day(queue: CallbackQueue, clock: ManualClock) -> dict[str, str]:
     ids["done"] = await missed(queue, DONE, "billing", 0, name="Olga")
     claim = await dial(queue, clock, DONE, "billing", 300)
     await clock.advance(60)
-    await queue.complete(claim, Attempt(at=clock.now(), agent="Local/101@agents/n",
-                                        outcome="answered", talk_seconds=60))
+    await queue.complete(
+        claim,
+        Attempt(at=clock.now(), agent="Local/101@agents/n", outcome="answered", talk_seconds=60),
+    )
     ids["failed"] = await missed(queue, FAILED, "billing", 0)
     claim = await dial(queue, clock, FAILED, "billing", 1200)
-    await queue.fail(claim, "no_answer", Attempt(at=clock.now(), agent="Local/101@agents/n",
-                                                 outcome="no_answer"))
+    await queue.fail(
+        claim, "no_answer", Attempt(at=clock.now(), agent="Local/101@agents/n", outcome="no_answer")
+    )
     ids["served"] = await missed(queue, SERVED, "support", 0, source=Source.IVR_HANGUP)
     await clock.advance(60)
     await queue.resolve_number(SERVED)
@@ -329,9 +397,9 @@ async def seed_day(queue: CallbackQueue, clock: ManualClock) -> dict[str, str]:
     await queue.cancel(ids["cancelled"], "asked by email", actor="web:alice")
     ids["retry"] = await missed(queue, RETRY, "support", 0)
     claim = await dial(queue, clock, RETRY, "support", 30)
-    await queue.retry(claim, Attempt(at=clock.now(), agent="Local/101@agents/n",
-                                     outcome="busy"))
+    await queue.retry(claim, Attempt(at=clock.now(), agent="Local/101@agents/n", outcome="busy"))
     ids["support"] = await missed(queue, SUPPORT, "support", 600, name="Pyotr")
-    ids["new"] = await missed(queue, NEW, "new_connection", 120, name="Ivan",
-                              source=Source.EXPLICIT)
+    ids["new"] = await missed(
+        queue, NEW, "new_connection", 120, name="Ivan", source=Source.EXPLICIT
+    )
     return ids

@@ -76,7 +76,8 @@ class Availability:
             for leg in data["agent_legs"]:
                 if leg["answered_at"] is not None:
                     by_ext[extension_of(leg["channel"])].append(
-                        (leg["answered_at"], leg["ended_at"] + wrapup))
+                        (leg["answered_at"], leg["ended_at"] + wrapup)
+                    )
         self.agents: list[tuple[str, frozenset[str], list[tuple[float, float]]]] = []
         for agent in data["plan"]["agents"]:
             blocked = list(by_ext.get(agent["extension"], []))
@@ -86,8 +87,7 @@ class Availability:
                 blocked.append((previous, login))
                 previous = logout
             blocked.append((previous, INF))
-            self.agents.append((agent["extension"], frozenset(agent["queues"]),
-                                _merge(blocked)))
+            self.agents.append((agent["extension"], frozenset(agent["queues"]), _merge(blocked)))
         self._starts = {ext: [b[0] for b in blocks] for ext, _, blocks in self.agents}
 
     def first_free(self, at: float, queues: set[str]) -> float:
@@ -109,8 +109,9 @@ def serving_queues(dispatch_queues: dict[str, list[str]]) -> dict[str, set[str]]
     return out
 
 
-def by_subscriber(data: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]],
-                                                  dict[str, list[dict[str, Any]]]]:
+def by_subscriber(
+    data: dict[str, Any],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
     """The ledger's inbound calls and callback legs, by subscriber."""
     calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for call in data["inbound"]:
@@ -122,8 +123,9 @@ def by_subscriber(data: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]]
     return calls, legs
 
 
-def population(data: dict[str, Any], min_call_seconds: float,
-               dispatch_queues: dict[str, list[str]]) -> list[dict[str, Any]]:
+def population(
+    data: dict[str, Any], min_call_seconds: float, dispatch_queues: dict[str, list[str]]
+) -> list[dict[str, Any]]:
     """One row per external subscriber with a callable missed call (see the module doc)."""
     calls, legs = by_subscriber(data)
     avail = Availability(data)
@@ -134,31 +136,49 @@ def population(data: dict[str, Any], min_call_seconds: float,
         if sub["kind"] != "external":
             continue
         mine = sorted(calls[sub["id"]], key=lambda c: c["started_at"])
-        miss = next((c for c in mine if c["connected_at"] is None and c["ended_at"] is not None
-                     and c["ended_at"] - c["started_at"] >= min_call_seconds), None)
+        miss = next(
+            (
+                c
+                for c in mine
+                if c["connected_at"] is None
+                and c["ended_at"] is not None
+                and c["ended_at"] - c["started_at"] >= min_call_seconds
+            ),
+            None,
+        )
         if miss is None:
             continue
         m = miss["ended_at"]
         category = miss["category"] or "other"
-        ring = min((leg["rang_at"] for leg in legs[sub["id"]] if leg["rang_at"] >= m),
-                   default=INF)
-        served_in = min((c["connected_at"] for c in mine
-                         if c["connected_at"] is not None and c["connected_at"] >= m),
-                        default=INF)
+        ring = min((leg["rang_at"] for leg in legs[sub["id"]] if leg["rang_at"] >= m), default=INF)
+        served_in = min(
+            (
+                c["connected_at"]
+                for c in mine
+                if c["connected_at"] is not None and c["connected_at"] >= m
+            ),
+            default=INF,
+        )
         if served_in < ring:
             status = "served_by_redial"
         elif ring < INF:
             status = "called_back"
         else:
             status = "not_called_back"
-        rows.append({
-            "subscriber": sub["id"], "category": category, "missed_at": m,
-            "source": miss["outcome"], "status": status,
-            "wait": ring - m if status != "served_by_redial" else None,
-            "lower_bound": avail.first_free(m, queues_for.get(category, set())) - m,
-            "contention_free_bound": free.first_free(m, queues_for.get(category, set())) - m,
-            "ring_at": ring, "served_inbound_at": served_in,
-        })
+        rows.append(
+            {
+                "subscriber": sub["id"],
+                "category": category,
+                "missed_at": m,
+                "source": miss["outcome"],
+                "status": status,
+                "wait": ring - m if status != "served_by_redial" else None,
+                "lower_bound": avail.first_free(m, queues_for.get(category, set())) - m,
+                "contention_free_bound": free.first_free(m, queues_for.get(category, set())) - m,
+                "ring_at": ring,
+                "served_inbound_at": served_in,
+            }
+        )
     return rows
 
 
@@ -187,8 +207,10 @@ def duplicates(data: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def agent_seconds_by_category(data: dict[str, Any], rows: list[dict[str, Any]],
-                              ) -> dict[str, float]:
+def agent_seconds_by_category(
+    data: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> dict[str, float]:
     category = {r["subscriber"]: r["category"] for r in rows}
     planned = {s["id"]: s["planned_category"] for s in data["subscribers"]}
     by_callback: dict[str, str] = {}
@@ -199,7 +221,8 @@ def agent_seconds_by_category(data: dict[str, Any], rows: list[dict[str, Any]],
     for leg in data["agent_legs"]:
         if leg["answered_at"] is not None:
             out[by_callback.get(leg["callback_id"], "unknown")] += (
-                leg["ended_at"] - leg["answered_at"])
+                leg["ended_at"] - leg["answered_at"]
+            )
     return dict(out)
 
 
@@ -211,22 +234,38 @@ def waiting_at_rings(rows: list[dict[str, Any]]) -> dict[str, float]:
         if row["status"] != "called_back":
             continue
         t = row["ring_at"]
-        counts.append(sum(1 for r in rows if r["missed_at"] <= t
-                          and min(r["ring_at"], r["served_inbound_at"]) >= t) - 1)
-    return {"mean": sum(counts) / len(counts) if counts else 0.0,
-            "max": max(counts, default=0),
-            "share_with_others_waiting": (sum(1 for c in counts if c > 0) / len(counts)
-                                          if counts else 0.0)}
+        counts.append(
+            sum(
+                1
+                for r in rows
+                if r["missed_at"] <= t and min(r["ring_at"], r["served_inbound_at"]) >= t
+            )
+            - 1
+        )
+    return {
+        "mean": sum(counts) / len(counts) if counts else 0.0,
+        "max": max(counts, default=0),
+        "share_with_others_waiting": (
+            sum(1 for c in counts if c > 0) / len(counts) if counts else 0.0
+        ),
+    }
 
 
 def stats(values: list[float]) -> dict[str, Any]:
-    return {"median": median(values), "p90": percentile(values, 0.9),
-            "within_15m": (sum(1 for v in values if v <= WITHIN) / len(values)
-                           if values else math.nan)}
+    return {
+        "median": median(values),
+        "p90": percentile(values, 0.9),
+        "within_15m": (sum(1 for v in values if v <= WITHIN) / len(values) if values else math.nan),
+    }
 
 
-def run_figures(data: dict[str, Any], dialer: dict[str, Any], *, min_call_seconds: float,
-                dispatch_queues: dict[str, list[str]]) -> dict[str, Any]:
+def run_figures(
+    data: dict[str, Any],
+    dialer: dict[str, Any],
+    *,
+    min_call_seconds: float,
+    dispatch_queues: dict[str, list[str]],
+) -> dict[str, Any]:
     """One simulated day: the rows of its missed callers and its counters."""
     rows = population(data, min_call_seconds, dispatch_queues)
     to_served = [c for c in data["callbacks"] if c["need"] != "open"]
@@ -237,11 +276,11 @@ def run_figures(data: dict[str, Any], dialer: dict[str, Any], *, min_call_second
         "callbacks_to_served": len(to_served),
         "callbacks_to_served_detail": [
             {k: c[k] for k in ("subscriber", "rang_at", "status", "need", "agent")}
-            for c in to_served],
+            for c in to_served
+        ],
         "duplicates": duplicates(data),
         "competition": waiting_at_rings(rows),
-        "late_new_subscribers": who_took_the_agent(data, rows, "new_connection",
-                                                   dispatch_queues),
+        "late_new_subscribers": who_took_the_agent(data, rows, "new_connection", dispatch_queues),
         "callback_legs": len(data["callbacks"]),
         "summary": data["summary"],
         "pbx_events": data["events"],
@@ -252,8 +291,13 @@ def run_figures(data: dict[str, Any], dialer: dict[str, Any], *, min_call_second
         "dialer_not_queued": dialer.get("not_queued"),
         "dialer_cpu_seconds": dialer.get("cpu_seconds"),
         "weights": dialer.get("weights"),
-        "decision_latency_ms": {"n": len(lat), "p50": median(lat) * 1000,
-                                "p99": percentile(lat, 0.99) * 1000} if lat else {},
+        "decision_latency_ms": {
+            "n": len(lat),
+            "p50": median(lat) * 1000,
+            "p99": percentile(lat, 0.99) * 1000,
+        }
+        if lat
+        else {},
     }
 
 
@@ -265,8 +309,9 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for category in (*CATEGORIES, "all"):
         mine = [r for r in rows if category == "all" or r["category"] == category]
         timed = [r for r in mine if r["status"] != "served_by_redial"]
-        seconds = sum(v for run in runs for c, v in run["agent_seconds"].items()
-                      if category in ("all", c))
+        seconds = sum(
+            v for run in runs for c, v in run["agent_seconds"].items() if category in ("all", c)
+        )
         per_category[category] = {
             "missed": len(mine),
             "called_back": sum(1 for r in mine if r["status"] == "called_back"),
@@ -293,17 +338,25 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "late_new_subscribers": dict(late),
         "competition_mean": sum(run["competition"]["mean"] for run in runs) / days,
         "calls_per_day": sum(run["summary"]["calls"] for run in runs) / days,
-        "unanswered_share": (sum(run["summary"]["unanswered_calls"] for run in runs)
-                             / max(1, sum(run["summary"]["external_calls"] for run in runs))),
+        "unanswered_share": (
+            sum(run["summary"]["unanswered_calls"] for run in runs)
+            / max(1, sum(run["summary"]["external_calls"] for run in runs))
+        ),
         "callbacks_per_day": sum(run["callback_legs"] for run in runs) / days,
-        "errors": sum((run["sim_scheduler_errors"] or 0) + (run["dialer_handler_errors"] or 0)
-                      for run in runs),
+        "errors": sum(
+            (run["sim_scheduler_errors"] or 0) + (run["dialer_handler_errors"] or 0) for run in runs
+        ),
     }
 
 
-def who_took_the_agent(data: dict[str, Any], rows: list[dict[str, Any]], category: str,
-                       dispatch_queues: dict[str, list[str]], *, slack: float = 15.0,
-                       ) -> dict[str, int]:
+def who_took_the_agent(
+    data: dict[str, Any],
+    rows: list[dict[str, Any]],
+    category: str,
+    dispatch_queues: dict[str, list[str]],
+    *,
+    slack: float = 15.0,
+) -> dict[str, int]:
     """For callers of ``category`` rung more than ``slack`` seconds after their lower bound:
     what the agent(s) free at the bound instant did next - another callback of the same
     category (queued ahead of them), a callback of another category, a queue call (a live
@@ -316,12 +369,12 @@ def who_took_the_agent(data: dict[str, Any], rows: list[dict[str, Any]], categor
     for call in data["inbound"]:
         if call["connected_at"] is not None and call["agent"]:
             next_use[interfaces.get(call["agent"], "")].append(
-                (call["connected_at"], "queue_call", ""))
+                (call["connected_at"], "queue_call", "")
+            )
     for leg in data["agent_legs"]:
         if leg["answered_at"] is not None:
             sid = sub_of.get(leg["callback_id"], "")
-            next_use[extension_of(leg["channel"])].append(
-                (leg["answered_at"], "callback", sid))
+            next_use[extension_of(leg["channel"])].append((leg["answered_at"], "callback", sid))
     for agent in data["plan"]["agents"]:
         for begin, _ in agent["breaks"]:
             next_use[agent["extension"]].append((begin, "break", ""))

@@ -52,7 +52,7 @@ def quiet_logging(level: str = "info") -> None:
 async def delete_prefix(client, pattern: str) -> int:
     keys = [k async for k in client.scan_iter(match=pattern, count=5000)]
     for i in range(0, len(keys), 5000):
-        await client.delete(*keys[i:i + 5000])
+        await client.delete(*keys[i : i + 5000])
     return len(keys)
 
 

@@ -75,18 +75,37 @@ def ledger_data(sim: Any) -> dict[str, Any]:
     ledger, plan, pbx = sim.ledger, sim.plan, sim.pbx
     categories = {s.id: s.category for s in plan.subscribers}
     return {
-        "plan": {"start": plan.start, "end": plan.end, "seed": plan.seed,
-                 "first_calls": len(plan.calls),
-                 "agents": [{"extension": a.extension, "queues": list(a.queues),
-                             "shifts": [list(s) for s in a.shifts],
-                             "breaks": [[b[0], b[1]] for b in a.breaks]} for a in plan.agents]},
+        "plan": {
+            "start": plan.start,
+            "end": plan.end,
+            "seed": plan.seed,
+            "first_calls": len(plan.calls),
+            "agents": [
+                {
+                    "extension": a.extension,
+                    "queues": list(a.queues),
+                    "shifts": [list(s) for s in a.shifts],
+                    "breaks": [[b[0], b[1]] for b in a.breaks],
+                }
+                for a in plan.agents
+            ],
+        },
         "wrapup": float(sim.profile.agents.wrapup),
         "interfaces": {i: a.extension for i, a in pbx.agents.items()},
         "inbound": [asdict(r) for r in ledger.inbound()],
-        "subscribers": [{"id": s.id, "number": s.number, "kind": s.kind, "intent": s.intent,
-                         "planned_category": categories.get(s.id, ""),
-                         "first_missed_at": s.first_missed_at, "served_at": s.served_at,
-                         "served_by": s.served_by} for s in ledger.subscribers()],
+        "subscribers": [
+            {
+                "id": s.id,
+                "number": s.number,
+                "kind": s.kind,
+                "intent": s.intent,
+                "planned_category": categories.get(s.id, ""),
+                "first_missed_at": s.first_missed_at,
+                "served_at": s.served_at,
+                "served_by": s.served_by,
+            }
+            for s in ledger.subscribers()
+        ],
         "callbacks": [asdict(c) for c in ledger.callbacks()],
         "agent_legs": [asdict(a) for a in ledger.agent_legs()],
         "summary": ledger.summary(),
@@ -105,8 +124,14 @@ def sim_process(conn: Any, spec: DaySpec, cpu: int | None) -> None:
         conn.send(("ready",))
         _, clock_spec = await asyncio.to_thread(conn.recv)
         clock = SharedClock(*clock_spec)
-        sim = await Simulation.start(clock, profile=profile, start=spec.start,
-                                     hours=spec.hours, seed=spec.seed, secret=SECRET)
+        sim = await Simulation.start(
+            clock,
+            profile=profile,
+            start=spec.start,
+            hours=spec.hours,
+            seed=spec.seed,
+            secret=SECRET,
+        )
         conn.send(("port", sim.port))
         cpu0 = time.process_time()
         t0 = time.monotonic()
@@ -124,8 +149,9 @@ def sim_process(conn: Any, spec: DaySpec, cpu: int | None) -> None:
 # --------------------------------------------------------------------------- dialer side
 
 
-def dialer_config(port: int, url: str, prefix: str, *, fifo: bool, agents: int,
-                  config_path: Path) -> Any:
+def dialer_config(
+    port: int, url: str, prefix: str, *, fifo: bool, agents: int, config_path: Path
+) -> Any:
     """The configured dialer (config/dialer.toml) pointed at the simulator, open all day.
 
     ``max_concurrent`` and the trunk limit are raised to at least the number of agents so they
@@ -133,8 +159,14 @@ def dialer_config(port: int, url: str, prefix: str, *, fifo: bool, agents: int,
     from callback_dialer.config import parse_config
 
     data = tomllib.loads(config_path.read_text("utf-8"))
-    data["ami"] = {**data.get("ami", {}), "port": port, "secret": SECRET, "host": "127.0.0.1",
-                   "ping_interval": 30, "ping_timeout": 30}
+    data["ami"] = {
+        **data.get("ami", {}),
+        "port": port,
+        "secret": SECRET,
+        "host": "127.0.0.1",
+        "ping_interval": 30,
+        "ping_timeout": 30,
+    }
     data["redis"] = {**data.get("redis", {}), "url": url, "key_prefix": prefix}
     data["hours"] = {**data.get("hours", {}), "weekly": ALWAYS_OPEN, "holidays": []}
     data["web"] = {**data.get("web", {}), "enabled": False}
@@ -168,9 +200,9 @@ class RecordingHistogram:
         return getattr(self.inner, name)
 
 
-async def connect_dialer(conn: Any, url: str, prefix: str, *, fifo: bool, agents: int,
-                         config_path: Path) -> tuple[Any, SharedClock, RecordingHistogram,
-                                                     list[int]]:
+async def connect_dialer(
+    conn: Any, url: str, prefix: str, *, fifo: bool, agents: int, config_path: Path
+) -> tuple[Any, SharedClock, RecordingHistogram, list[int]]:
     """The dialer process's side of the start: say ready, take the shared clock and the
     simulator's port, build the configured Dialer (not started) with every kicked decision's
     latency kept and every AMI event counted (``handled[0]``)."""
@@ -181,8 +213,9 @@ async def connect_dialer(conn: Any, url: str, prefix: str, *, fifo: bool, agents
     clock = SharedClock(*clock_spec)
     _, port = await asyncio.to_thread(conn.recv)
     config = dialer_config(port, url, prefix, fifo=fifo, agents=agents, config_path=config_path)
-    dialer = Dialer(config, clock=clock, redis_url=url,
-                    spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
+    dialer = Dialer(
+        config, clock=clock, redis_url=url, spool=Path(tempfile.mkdtemp()) / "spool.jsonl"
+    )
     latency = RecordingHistogram(dialer.metrics.decision_latency)
     dialer.metrics.decision_latency = latency  # type: ignore[assignment]
     handled = [0]
@@ -190,8 +223,9 @@ async def connect_dialer(conn: Any, url: str, prefix: str, *, fifo: bool, agents
     return dialer, clock, latency, handled
 
 
-def dialer_process(conn: Any, variant: Variant, agents: int, url: str, config_path: str,
-                   cpu: int | None) -> None:
+def dialer_process(
+    conn: Any, variant: Variant, agents: int, url: str, config_path: str, cpu: int | None
+) -> None:
     pin(cpu)
     quiet_logging("info")
     import redis.asyncio as aioredis
@@ -201,7 +235,8 @@ def dialer_process(conn: Any, variant: Variant, agents: int, url: str, config_pa
     async def main() -> None:
         prefix = f"bench-e2e-{variant.name}-" + secrets.token_hex(4)
         dialer, clock, latency, handled = await connect_dialer(
-            conn, url, prefix, fifo=variant.fifo, agents=agents, config_path=Path(config_path))
+            conn, url, prefix, fifo=variant.fifo, agents=agents, config_path=Path(config_path)
+        )
         config = dialer.config
         cpu0 = time.process_time()
         await dialer.start()
@@ -242,8 +277,16 @@ class Job:
     variant: Variant
 
 
-def run_days(jobs: list[Job], *, url: str, config_path: Path, dialer_cpu: int = 0,
-             sim_cpu: int = 1, stagger: float = 7.0, log: Any = print) -> dict[str, RunResult]:
+def run_days(
+    jobs: list[Job],
+    *,
+    url: str,
+    config_path: Path,
+    dialer_cpu: int = 0,
+    sim_cpu: int = 1,
+    stagger: float = 7.0,
+    log: Any = print,
+) -> dict[str, RunResult]:
     """Play every job's day, all side by side (each its own pair of processes, clock, Redis
     prefix and AMI port); returns each run's ledger data and the dialer's own figures.
 
@@ -258,8 +301,11 @@ def run_days(jobs: list[Job], *, url: str, config_path: Path, dialer_cpu: int = 
         sim_here, sim_there = ctx.Pipe()
         dial_here, dial_there = ctx.Pipe()
         sim = ctx.Process(target=sim_process, args=(sim_there, job.spec, sim_cpu), daemon=True)
-        dialer = ctx.Process(target=dialer_process, args=(
-            dial_there, job.variant, agents, url, str(config_path), dialer_cpu), daemon=True)
+        dialer = ctx.Process(
+            target=dialer_process,
+            args=(dial_there, job.variant, agents, url, str(config_path), dialer_cpu),
+            daemon=True,
+        )
         sim.start()
         dialer.start()
         runs.append((job, sim, dialer, sim_here, dial_here))
@@ -275,8 +321,10 @@ def run_days(jobs: list[Job], *, url: str, config_path: Path, dialer_cpu: int = 
         dial_pipe.send(("port", port))
         _, synced_at = dial_pipe.recv()
         if synced_at >= job.spec.start:
-            log(f"warning: {job.label}: the dialer synced {synced_at - job.spec.start:.0f} "
-                "simulated seconds after the day began")
+            log(
+                f"warning: {job.label}: the dialer synced {synced_at - job.spec.start:.0f} "
+                "simulated seconds after the day began"
+            )
     results = {job.label: RunResult(job.variant.name) for job, *_ in runs}
     pending = {sim_pipe: (job, dial_pipe) for job, _, _, sim_pipe, dial_pipe in runs}
     while pending:
@@ -284,8 +332,10 @@ def run_days(jobs: list[Job], *, url: str, config_path: Path, dialer_cpu: int = 
             job, dial_pipe = pending.pop(pipe)
             _, data = pipe.recv()
             results[job.label].sim = data
-            log(f"{job.label}: day over ({data['wall_seconds']:.0f} s wall, "
-                f"{data['events']} PBX events, simulator CPU {data['cpu_seconds']:.1f} s)")
+            log(
+                f"{job.label}: day over ({data['wall_seconds']:.0f} s wall, "
+                f"{data['events']} PBX events, simulator CPU {data['cpu_seconds']:.1f} s)"
+            )
             dial_pipe.send(("stop",))
     for job, sim, dialer, sim_pipe, dial_pipe in runs:
         _, stats = dial_pipe.recv()

@@ -68,8 +68,9 @@ class RateController:
             (t0, e0), (t1, e1) = self.samples[0], self.samples[-1]
             if t1 > t0:
                 measured = (e1 - e0) / (t1 - t0)
-                self.rate = min(max(self.rate + self.gain * (self.target - measured) * dt,
-                                    0.05), 50.0)
+                self.rate = min(
+                    max(self.rate + self.gain * (self.target - measured) * dt, 0.05), 50.0
+                )
         return self.rate
 
 
@@ -82,13 +83,15 @@ def generator_process(conn: Any, spec: ScaleSpec, cpu: int | None) -> None:
     async def main() -> None:
         profile = with_agents(load_profile(ROOT / spec.profile), spec.agents)
         # No planned calls: the controller below places them.
-        profile = profile.model_copy(update={
-            "calls": profile.calls.model_copy(update={"per_day": 0.0})})
+        profile = profile.model_copy(
+            update={"calls": profile.calls.model_copy(update={"per_day": 0.0})}
+        )
         conn.send(("ready",))
         _, clock_spec = await asyncio.to_thread(conn.recv)
         clock = SharedClock(*clock_spec)
-        sim = await Simulation.start(clock, profile=profile, start=clock.now(), hours=2.0,
-                                     seed=spec.seed, secret=SECRET)
+        sim = await Simulation.start(
+            clock, profile=profile, start=clock.now(), hours=2.0, seed=spec.seed, secret=SECRET
+        )
         conn.send(("port", sim.port))
         await asyncio.to_thread(conn.recv)  # "go": the dialer is synchronised
         pbx = sim.pbx
@@ -117,11 +120,20 @@ def generator_process(conn: Any, spec: ScaleSpec, cpu: int | None) -> None:
             await asyncio.sleep(min(0.02, max(0.0, next_call - time.monotonic())))
         asyncio.get_running_loop().remove_reader(conn.fileno())
         conn.recv()  # "stop"
-        conn.send(("done", {"series": series, "placed": placed,
-                            "cpu_seconds": time.process_time() - cpu0,
-                            "wall_seconds": time.monotonic() - t0,
-                            "scheduler_errors": pbx.scheduler.errors,
-                            "live_calls": len(pbx.calls), "originates": len(pbx.originates)}))
+        conn.send(
+            (
+                "done",
+                {
+                    "series": series,
+                    "placed": placed,
+                    "cpu_seconds": time.process_time() - cpu0,
+                    "wall_seconds": time.monotonic() - t0,
+                    "scheduler_errors": pbx.scheduler.errors,
+                    "live_calls": len(pbx.calls),
+                    "originates": len(pbx.originates),
+                },
+            )
+        )
         await asyncio.to_thread(conn.recv)  # "close": the dialer has stopped
         await sim.stop()
 
@@ -172,14 +184,16 @@ def watch_reaction(dialer: Any, clock: Any) -> list[float]:
             by_channel[channel] = interface
         agent = book.agents.get(interface)
         if agent is not None:
-            starts = [freed_at.get(interface, -1.0), agent.cooldown_until,
-                      agent.last_call_end + agent.wrapup(book.wrapup_seconds)]
+            starts = [
+                freed_at.get(interface, -1.0),
+                agent.cooldown_until,
+                agent.last_call_end + agent.wrapup(book.wrapup_seconds),
+            ]
             samples.append(now - max(t for t in starts if t <= now))
         return await originate(fields, **kw)
 
     dialer.ami.originate = timed_originate
     return samples
-
 
 
 def watch_stalls() -> tuple[list[float], list[tuple[int, float]]]:
@@ -221,13 +235,21 @@ def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | Non
     async def main() -> None:
         rss_before = rss_bytes()
         dialer, clock, latency, handled = await connect_dialer(
-            conn, url, prefix, fifo=False, agents=agents,
-            config_path=ROOT / "config" / "dialer.toml")
+            conn,
+            url,
+            prefix,
+            fifo=False,
+            agents=agents,
+            config_path=ROOT / "config" / "dialer.toml",
+        )
         reaction = watch_reaction(dialer, clock)
         await dialer.start()
         t_start = time.monotonic()
-        while not (dialer.ami.authenticated and dialer.dispatcher.synced
-                   and len(dialer.pipeline.agents.agents) >= agents):
+        while not (
+            dialer.ami.authenticated
+            and dialer.dispatcher.synced
+            and len(dialer.pipeline.agents.agents) >= agents
+        ):
             await asyncio.sleep(0.01)
         conn.send(("synced", time.monotonic() - t_start, len(dialer.pipeline.agents.agents)))
         stalls, gc_pauses = watch_stalls()
@@ -244,10 +266,16 @@ def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | Non
             except TimeoutError:
                 message = None
             times = os.times()
-            samples.append({"t": time.monotonic(), "cpu": times.user + times.system,
-                            "rss": rss_bytes(), "handled": handled[0],
-                            "inflight": len(dialer.dispatcher.inflight),
-                            "decisions": len(latency.samples)})
+            samples.append(
+                {
+                    "t": time.monotonic(),
+                    "cpu": times.user + times.system,
+                    "rss": rss_bytes(),
+                    "handled": handled[0],
+                    "inflight": len(dialer.dispatcher.inflight),
+                    "decisions": len(latency.samples),
+                }
+            )
             if message is None:
                 continue
             if message[0] == "mark":
@@ -299,8 +327,9 @@ def dialer_process(conn: Any, agents: int, url: str, prefix: str, cpu: int | Non
 # --------------------------------------------------------------------------- orchestration
 
 
-async def seed_waiting(url: str, prefix: str, count: int, clock: Any, seed: int,
-                       concurrency: int = 32) -> float:
+async def seed_waiting(
+    url: str, prefix: str, count: int, clock: Any, seed: int, concurrency: int = 32
+) -> float:
     """``count`` open callbacks straight into the queue, missed over the last 20 hours (the
     retry policy expires them after 24), numbers +7916xxxxxxx, the default mix of categories."""
     import redis.asyncio as aioredis
@@ -311,8 +340,9 @@ async def seed_waiting(url: str, prefix: str, count: int, clock: Any, seed: int,
 
     from .common import ALWAYS_OPEN
 
-    config = parse_config({"redis": {"url": url, "key_prefix": prefix},
-                           "hours": {"weekly": ALWAYS_OPEN}})
+    config = parse_config(
+        {"redis": {"url": url, "key_prefix": prefix}, "hours": {"weekly": ALWAYS_OPEN}}
+    )
     client = aioredis.Redis.from_url(url, max_connections=concurrency + 2)
     queue = CallbackQueue(client, config, clock)
     rng = random.Random(seed)
@@ -322,9 +352,13 @@ async def seed_waiting(url: str, prefix: str, count: int, clock: Any, seed: int,
     t0 = time.perf_counter()
 
     async def add(i: int) -> None:
-        await queue.add_missed(number=f"+7916{i:07d}", category=rng.choices(categories,
-                               weights)[0], source=Source.ABANDON,
-                               missed_at=now - rng.uniform(600, 20 * 3600), call_id=f"seed-{i}")
+        await queue.add_missed(
+            number=f"+7916{i:07d}",
+            category=rng.choices(categories, weights)[0],
+            source=Source.ABANDON,
+            missed_at=now - rng.uniform(600, 20 * 3600),
+            call_id=f"seed-{i}",
+        )
 
     for base in range(0, count, concurrency):
         await asyncio.gather(*(add(i) for i in range(base, min(count, base + concurrency))))
@@ -341,8 +375,9 @@ async def redis_memory(url: str) -> int:
     return int(info["used_memory"])
 
 
-def run_scale(spec: ScaleSpec, *, url: str, dialer_cpu: int = 0, gen_cpu: int = 1,
-              log: Any = print) -> dict[str, Any]:
+def run_scale(
+    spec: ScaleSpec, *, url: str, dialer_cpu: int = 0, gen_cpu: int = 1, log: Any = print
+) -> dict[str, Any]:
     from callback_dialer.queue.keys import Keys
 
     ctx = multiprocessing.get_context("spawn")
@@ -350,8 +385,9 @@ def run_scale(spec: ScaleSpec, *, url: str, dialer_cpu: int = 0, gen_cpu: int = 
     gen_here, gen_there = ctx.Pipe()
     dial_here, dial_there = ctx.Pipe()
     gen = ctx.Process(target=generator_process, args=(gen_there, spec, gen_cpu), daemon=True)
-    dialer = ctx.Process(target=dialer_process, args=(dial_there, spec.agents, url, prefix,
-                                                      dialer_cpu), daemon=True)
+    dialer = ctx.Process(
+        target=dialer_process, args=(dial_there, spec.agents, url, prefix, dialer_cpu), daemon=True
+    )
     gen.start()
     dialer.start()
     assert gen_here.recv()[0] == "ready" and dial_here.recv()[0] == "ready"
@@ -391,6 +427,14 @@ def run_scale(spec: ScaleSpec, *, url: str, dialer_cpu: int = 0, gen_cpu: int = 
 
     deleted = asyncio.run(clean())
     memory["after_cleanup"] = asyncio.run(redis_memory(url))
-    return {"spec": spec.__dict__, "window": window, "seed_seconds": seconds,
-            "sync_seconds": sync_seconds, "agents_seen": agents_seen, "redis_memory": memory,
-            "keys_deleted": deleted, "generator": gen_stats, "dialer": dial_stats}
+    return {
+        "spec": spec.__dict__,
+        "window": window,
+        "seed_seconds": seconds,
+        "sync_seconds": sync_seconds,
+        "agents_seen": agents_seen,
+        "redis_memory": memory,
+        "keys_deleted": deleted,
+        "generator": gen_stats,
+        "dialer": dial_stats,
+    }

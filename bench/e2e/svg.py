@@ -12,8 +12,16 @@ FONT = 'font-family="DejaVu Sans, Arial, sans-serif"'
 
 
 class Chart:
-    def __init__(self, width: int = 760, height: int = 400, *, left: int = 64, right: int = 200,
-                 top: int = 40, bottom: int = 56) -> None:
+    def __init__(
+        self,
+        width: int = 760,
+        height: int = 400,
+        *,
+        left: int = 64,
+        right: int = 200,
+        top: int = 40,
+        bottom: int = 56,
+    ) -> None:
         self.w, self.h = width, height
         self.left, self.right, self.top, self.bottom = left, right, top, bottom
         self.parts: list[str] = []
@@ -27,29 +35,61 @@ class Chart:
     def ph(self) -> float:
         return self.h - self.top - self.bottom
 
-    def text(self, x: float, y: float, s: str, *, size: int = 12, anchor: str = "start",
-             weight: str = "normal", rotate: float | None = None, fill: str = "#222") -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        s: str,
+        *,
+        size: int = 12,
+        anchor: str = "start",
+        weight: str = "normal",
+        rotate: float | None = None,
+        fill: str = "#222",
+    ) -> None:
         transform = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else ""
-        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" {FONT} '
-                          f'text-anchor="{anchor}" font-weight="{weight}" fill="{fill}"'
-                          f'{transform}>{escape(s)}</text>')
+        self.parts.append(
+            f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" {FONT} '
+            f'text-anchor="{anchor}" font-weight="{weight}" fill="{fill}"'
+            f"{transform}>{escape(s)}</text>"
+        )
 
-    def line(self, x1: float, y1: float, x2: float, y2: float, *, stroke: str = "#999",
-             width: float = 1, dash: str = "") -> None:
+    def line(
+        self,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        *,
+        stroke: str = "#999",
+        width: float = 1,
+        dash: str = "",
+    ) -> None:
         d = f' stroke-dasharray="{dash}"' if dash else ""
-        self.parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                          f'stroke="{stroke}" stroke-width="{width}"{d}/>')
+        self.parts.append(
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+            f'stroke="{stroke}" stroke-width="{width}"{d}/>'
+        )
 
-    def polyline(self, points: Sequence[tuple[float, float]], *, stroke: str, width: float = 2,
-                 dash: str = "") -> None:
+    def polyline(
+        self,
+        points: Sequence[tuple[float, float]],
+        *,
+        stroke: str,
+        width: float = 2,
+        dash: str = "",
+    ) -> None:
         d = f' stroke-dasharray="{dash}"' if dash else ""
         pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        self.parts.append(f'<polyline points="{pts}" fill="none" stroke="{stroke}" '
-                          f'stroke-width="{width}"{d}/>')
+        self.parts.append(
+            f'<polyline points="{pts}" fill="none" stroke="{stroke}" stroke-width="{width}"{d}/>'
+        )
 
     def rect(self, x: float, y: float, w: float, h: float, *, fill: str) -> None:
-        self.parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" '
-                          f'height="{max(h, 0):.1f}" fill="{fill}"/>')
+        self.parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" '
+            f'height="{max(h, 0):.1f}" fill="{fill}"/>'
+        )
 
     def title(self, s: str, sub: str = "") -> None:
         self.text(self.left, 20, s, size=14, weight="bold")
@@ -78,14 +118,22 @@ class Chart:
                 self.rect(x, y - 10, 22, 11, fill=colour)
             self.text(x + 28, y, label, size=11)
         body = "\n".join(self.parts)
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.w}" height="{self.h}" '
-                f'viewBox="0 0 {self.w} {self.h}">\n<rect width="100%" height="100%" '
-                f'fill="white"/>\n{body}\n</svg>\n')
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.w}" height="{self.h}" '
+            f'viewBox="0 0 {self.w} {self.h}">\n<rect width="100%" height="100%" '
+            f'fill="white"/>\n{body}\n</svg>\n'
+        )
 
 
-def cdf_chart(series: list[tuple[str, list[float], str]] | list[tuple[str, list[float], str, str]],
-              *, title: str, subtitle: str = "", xmax: float = 60.0,
-              xlabel: str = "minutes from the missed call", marker: float | None = 15.0) -> str:
+def cdf_chart(
+    series: list[tuple[str, list[float], str]] | list[tuple[str, list[float], str, str]],
+    *,
+    title: str,
+    subtitle: str = "",
+    xmax: float = 60.0,
+    xlabel: str = "minutes from the missed call",
+    marker: float | None = 15.0,
+) -> str:
     """Step CDFs: the share of callers (y) reached within x minutes. ``series``: (label,
     values in minutes - inf for never, style "line" or "dash"[, colour])."""
     c = Chart()
@@ -122,10 +170,16 @@ def cdf_chart(series: list[tuple[str, list[float], str]] | list[tuple[str, list[
     return c.render()
 
 
-def bar_chart(groups: list[str], bars: list[tuple[str, list[float]]], *, title: str,
-              subtitle: str = "", ylabel: str = "minutes",
-              whiskers: list[list[float]] | None = None,
-              colours: Sequence[str] = COLORS) -> str:
+def bar_chart(
+    groups: list[str],
+    bars: list[tuple[str, list[float]]],
+    *,
+    title: str,
+    subtitle: str = "",
+    ylabel: str = "minutes",
+    whiskers: list[list[float]] | None = None,
+    colours: Sequence[str] = COLORS,
+) -> str:
     """Grouped bars (one group per category, one bar per series); values may be inf (drawn as
     a hatched full-height bar labelled "never")."""
     c = Chart()
@@ -163,8 +217,15 @@ def bar_chart(groups: list[str], bars: list[tuple[str, list[float]]], *, title: 
     return c.render()
 
 
-def log_lines(xs: list[float], series: list[tuple[str, list[float]]], *, title: str,
-              subtitle: str = "", xlabel: str, ylabel: str) -> str:
+def log_lines(
+    xs: list[float],
+    series: list[tuple[str, list[float]]],
+    *,
+    title: str,
+    subtitle: str = "",
+    xlabel: str,
+    ylabel: str,
+) -> str:
     """Lines over a log10 x axis (the agent sweep)."""
     c = Chart()
     c.title(title, subtitle)

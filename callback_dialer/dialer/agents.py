@@ -88,8 +88,9 @@ class AgentBook:
         "AgentRingNoAnswer": "on_agent_ring_no_answer",
     }
 
-    def __init__(self, config: Config, clock: Clock,
-                 on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: Config, clock: Clock, on_change: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
         self.clock = clock
         self.on_change = on_change
@@ -331,11 +332,16 @@ class AgentBook:
                 state = "wrapup"
             else:
                 state = "free"
-            out.append(AgentView(
-                interface=agent.interface, name=agent.name, state=state,
-                paused_reason=paused[0].paused_reason if paused else "",
-                queues=tuple(sorted(agent.memberships)),
-                categories=self.all_categories_for(agent.interface), since=agent.since,
-                reserved_for=agent.reserved_for,
-            ))
+            out.append(
+                AgentView(
+                    interface=agent.interface,
+                    name=agent.name,
+                    state=state,
+                    paused_reason=paused[0].paused_reason if paused else "",
+                    queues=tuple(sorted(agent.memberships)),
+                    categories=self.all_categories_for(agent.interface),
+                    since=agent.since,
+                    reserved_for=agent.reserved_for,
+                )
+            )
         return out

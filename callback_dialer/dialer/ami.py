@@ -160,8 +160,9 @@ class AmiClient:
         self.recorder: Recorder | None = None
         self._record_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._record_decoder_buffer = ""
-        self._manager = _Manager(self, host=config.host, port=config.port, encoding="utf8",
-                                 events="on")
+        self._manager = _Manager(
+            self, host=config.host, port=config.port, encoding="utf8", events="on"
+        )
         self._protocol: _Protocol | None = None
         self._connected = False
         self._logged_in = False
@@ -211,14 +212,23 @@ class AmiClient:
             except AmiLoginRefused as exc:
                 self.login_refused = True
                 self.last_error = f"login refused for user {self.config.username!r}: {exc}"
-                log.error("AMI login refused: check ami.username / ami.secret and the user's "
-                          "permit/deny in manager.conf", user=self.config.username,
-                          asterisk_says=str(exc), retry_in=delay)
+                log.error(
+                    "AMI login refused: check ami.username / ami.secret and the user's "
+                    "permit/deny in manager.conf",
+                    user=self.config.username,
+                    asterisk_says=str(exc),
+                    retry_in=delay,
+                )
             except (TimeoutError, OSError, AmiError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                log.warning("AMI connection attempt failed", host=self.config.host,
-                            port=self.config.port, attempt=self.attempts, error=self.last_error,
-                            retry_in=delay)
+                log.warning(
+                    "AMI connection attempt failed",
+                    host=self.config.host,
+                    port=self.config.port,
+                    attempt=self.attempts,
+                    error=self.last_error,
+                    retry_in=delay,
+                )
             finally:
                 self._drop_transport()
             if self._closing:
@@ -243,9 +253,15 @@ class AmiClient:
         self._connected = True
         self._last_rx = loop.time()
         response = await self._send(
-            {"Action": "Login", "Username": self.config.username, "Secret": self.config.secret,
-             "Events": "on"},
-            timeout=self.config.action_timeout, check=False, when_logged_out=True,
+            {
+                "Action": "Login",
+                "Username": self.config.username,
+                "Secret": self.config.secret,
+                "Events": "on",
+            },
+            timeout=self.config.action_timeout,
+            check=False,
+            when_logged_out=True,
         )
         if response.get("Response") != "Success":
             raise AmiLoginRefused(response.get("Message") or "no reason given")
@@ -257,8 +273,9 @@ class AmiClient:
             await asyncio.wait_for(self._booted.wait(), timeout=self.config.fully_booted_timeout)
         except TimeoutError:
             log.warning("no FullyBooted after login; going on")
-        log.info("AMI connected", host=self.config.host, port=self.config.port,
-                 session=self.sessions)
+        log.info(
+            "AMI connected", host=self.config.host, port=self.config.port, session=self.sessions
+        )
         watchdog = self._spawn(self._watchdog(), "ami-watchdog")
         self._spawn(self._run_ready_hooks(), "ami-resync")
         try:
@@ -296,8 +313,9 @@ class AmiClient:
             await asyncio.sleep(min(interval, grace) / 2 if interval > grace else interval / 2)
             silent = loop.time() - self._last_rx
             if silent > interval + grace:
-                log.warning("AMI link silent; dropping it to reconnect", silent_seconds=round(
-                    silent, 1))
+                log.warning(
+                    "AMI link silent; dropping it to reconnect", silent_seconds=round(silent, 1)
+                )
                 self.last_error = f"no data for {silent:.1f}s"
                 if self._protocol is not None:
                     self._protocol.transport.abort()
@@ -360,8 +378,7 @@ class AmiClient:
         when_logged_out: bool = False,
     ) -> Any:
         protocol = self._protocol
-        if protocol is None or not self._connected or (not when_logged_out and
-                                                        not self._logged_in):
+        if protocol is None or not self._connected or (not when_logged_out and not self._logged_in):
             raise AmiNotConnected("not connected to Asterisk")
         fields = dict(fields)
         fields.setdefault("ActionID", self._next_id(str(fields.get("Action", "x")).lower()))
@@ -370,16 +387,18 @@ class AmiClient:
         if self.recorder is not None:
             self.recorder("out", str(action))
         try:
-            result = await asyncio.wait_for(asyncio.shield(future), timeout or
-                                            self.config.action_timeout)
+            result = await asyncio.wait_for(
+                asyncio.shield(future), timeout or self.config.action_timeout
+            )
         except TimeoutError:
             protocol.responses.pop(action.id, None)
             raise AmiActionTimeout(f"no response to {fields.get('Action')} in time") from None
         if check:
             first = result[0] if isinstance(result, list) else result
             if first.get("Response") not in SUCCESS:
-                raise AmiActionFailed(first.get("Message") or "Response: " +
-                                      str(first.get("Response")))
+                raise AmiActionFailed(
+                    first.get("Message") or "Response: " + str(first.get("Response"))
+                )
         return result
 
     async def send_action(
@@ -440,5 +459,5 @@ class AmiClient:
             if end == -1:
                 break
             self.recorder("in", buffer[: end + 4])
-            buffer = buffer[end + 4:]
+            buffer = buffer[end + 4 :]
         self._record_decoder_buffer = buffer

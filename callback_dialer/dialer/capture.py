@@ -60,8 +60,16 @@ class CaptureSource:
     stamped with its recorded time so durations stay true.
     """
 
-    def __init__(self, path: Path, stream: AmiStream, clock: Clock, *, start: float | None = None,
-                 pace: bool = False, skip_events: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        stream: AmiStream,
+        clock: Clock,
+        *,
+        start: float | None = None,
+        pace: bool = False,
+        skip_events: int = 0,
+    ) -> None:
         self.path = path
         self.stream = stream
         self.clock = clock

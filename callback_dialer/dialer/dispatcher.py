@@ -191,10 +191,16 @@ class Dispatcher:
             self.alarm = control.get("alarm", "")
 
     async def _save_control(self) -> None:
-        await self.queue.redis.hset(self.queue.keys.control(), mapping={
-            "paused": "1" if self.paused else "0", "by": self.paused_by,
-            "reason": self.paused_reason, "alarm": self.alarm, "at": f"{self.clock.now():.3f}",
-        })
+        await self.queue.redis.hset(
+            self.queue.keys.control(),
+            mapping={
+                "paused": "1" if self.paused else "0",
+                "by": self.paused_by,
+                "reason": self.paused_reason,
+                "alarm": self.alarm,
+                "at": f"{self.clock.now():.3f}",
+            },
+        )
 
     async def pause(self, actor: str, reason: str = "") -> None:
         self.paused, self.paused_by, self.paused_reason = True, actor, reason
@@ -262,8 +268,8 @@ class Dispatcher:
         # loop for as long as every agent is busy or dispatching is paused.
         with contextlib.suppress(Exception):
             due = await self.queue.redis.zrangebyscore(
-                self.queue.keys.scheduled(), f"({now!r}", "+inf", start=0, num=1,
-                withscores=True)
+                self.queue.keys.scheduled(), f"({now!r}", "+inf", start=0, num=1, withscores=True
+            )
             if due:
                 wake = min(wake, float(due[0][1]))
         return max(wake, now)
@@ -287,8 +293,9 @@ class Dispatcher:
                 now = self.clock.now()
                 for flight in list(self.inflight.values()):
                     if flight.stage == Stage.TALKING and flight.answered_at is not None:
-                        self._finish(flight, Outcome("done", "answered",
-                                                     talk=now - flight.answered_at))
+                        self._finish(
+                            flight, Outcome("done", "answered", talk=now - flight.answered_at)
+                        )
                     else:
                         flight.aborted = "dialer_stopped"
                         flight.changed.set()
@@ -335,7 +342,9 @@ class Dispatcher:
                 if not wanted or any(wanted <= empty for empty in nothing_for):
                     continue
                 claim = await self.queue.claim(
-                    categories, claimer=self.name, agent=interface,
+                    categories,
+                    claimer=self.name,
+                    agent=interface,
                     trunks=None if len(trunks) == len(self.dispatch.trunks) else trunks,
                     exclude_numbers=sorted(self._busy_numbers()),
                     held=list(self.inflight),
@@ -360,15 +369,24 @@ class Dispatcher:
         return [t.name for t in self.dispatch.trunks if used.get(t.name, 0) < t.max_calls]
 
     def _busy_numbers(self) -> set[str]:
-        return ({f.number for f in self.inflight.values()} | set(self.tracker.active_numbers())
-                | self.foreign_numbers)
+        return (
+            {f.number for f in self.inflight.values()}
+            | set(self.tracker.active_numbers())
+            | self.foreign_numbers
+        )
 
     def _start(self, claim: Claim, interface: str) -> None:
         cb = claim.callback
         now = self.clock.now()
-        flight = InFlight(claim=claim, agent=interface, number=cb.number, category=cb.category,
-                          trunk=cb.trunk or self.dispatch.trunks[0].name, started_at=now,
-                          stage_since=now)
+        flight = InFlight(
+            claim=claim,
+            agent=interface,
+            number=cb.number,
+            category=cb.category,
+            trunk=cb.trunk or self.dispatch.trunks[0].name,
+            started_at=now,
+            stage_since=now,
+        )
         self.agents.reserve(interface, cb.id)
         self.inflight[cb.id] = flight
         flight.task = self._attempts.spawn(self._attempt(flight), f"attempt-{cb.id}")
@@ -390,8 +408,11 @@ class Dispatcher:
             log_.exception("callback attempt failed unexpectedly")
         finally:
             self._forget(flight)
-            cooldown = self.dispatch.agent_cooldown if (
-                flight.outcome is not None and flight.outcome.cooldown) else 0.0
+            cooldown = (
+                self.dispatch.agent_cooldown
+                if (flight.outcome is not None and flight.outcome.cooldown)
+                else 0.0
+            )
             self.agents.unreserve(flight.agent, cooldown=cooldown)
             self.kick("attempt_done")
 
@@ -403,9 +424,15 @@ class Dispatcher:
             return Outcome("fail", "invalid_number")
         self._attempt_counter += 1
         try:
-            plan = plan_originate(self.config, callback_id=cb.id, category=cb.category,
-                                  number=number, interface=flight.agent, trunk=flight.trunk,
-                                  attempt_no=cb.attempts + 1)
+            plan = plan_originate(
+                self.config,
+                callback_id=cb.id,
+                category=cb.category,
+                number=number,
+                interface=flight.agent,
+                trunk=flight.trunk,
+                attempt_no=cb.attempts + 1,
+            )
         except OriginateInputError as exc:
             log_.error("originate refused by our own checks", error=str(exc))
             return Outcome("release", "originate_invalid", streak=True)
@@ -441,8 +468,9 @@ class Dispatcher:
         except OriginateFateUnknown:
             flight.fate_unknown = True
             flight.lost_at = flight.lost_at or self.clock.now()
-            log_.warning("link lost with an originate unacknowledged; will reconcile, "
-                         "never re-send")
+            log_.warning(
+                "link lost with an originate unacknowledged; will reconcile, never re-send"
+            )
         log_.info("callback dialling", stage=first_stage.value, action=plan.action_id)
         return await self._await_outcome(flight)
 
@@ -465,8 +493,11 @@ class Dispatcher:
                         break
                     last_renew = now
                 except QueueUnavailable as exc:
-                    log.warning("could not renew a claim; will try again", error=str(exc),
-                                callback=flight.callback_id)
+                    log.warning(
+                        "could not renew a claim; will try again",
+                        error=str(exc),
+                        callback=flight.callback_id,
+                    )
             if flight.fate_unknown and self.ami.authenticated:
                 outcome = await self._reconcile(flight)
                 if outcome is not None:
@@ -475,13 +506,17 @@ class Dispatcher:
             # Only an attempt still waiting for the agent leg times out; a talking customer
             # keeps the claim for as long as the call lasts.
             if now >= deadline and flight.answered_at is None and not flight.customer_uid:
-                flight.outcome = Outcome("release", "no_outcome", not_before=now +
-                                         self.config.retry.delay_after(1))
+                flight.outcome = Outcome(
+                    "release", "no_outcome", not_before=now + self.config.retry.delay_after(1)
+                )
         if flight.aborted:
             await self._hang_up(flight)
             if flight.aborted == "dialer_stopped":
-                return Outcome("release", "dialer_stopped", not_before=self.clock.now() +
-                               self.config.retry.delay_after(1))
+                return Outcome(
+                    "release",
+                    "dialer_stopped",
+                    not_before=self.clock.now() + self.config.retry.delay_after(1),
+                )
             return Outcome("abort", flight.aborted)
         assert flight.outcome is not None
         return flight.outcome
@@ -493,7 +528,8 @@ class Dispatcher:
         except AmiError:
             return None
         alive = any(
-            m.get("Uniqueid") in flight.channel_ids or m.get("Uniqueid") == flight.customer_uid
+            m.get("Uniqueid") in flight.channel_ids
+            or m.get("Uniqueid") == flight.customer_uid
             or f"CALLBACK_ID={flight.callback_id}" in str(m.get("Variable", ""))
             for m in channels
         )
@@ -502,13 +538,17 @@ class Dispatcher:
             return None
         lost_at = flight.lost_at or self.clock.now()
         if flight.answered_at is not None and (
-                lost_at - flight.answered_at >= self.dispatch.min_talk_seconds):
+            lost_at - flight.answered_at >= self.dispatch.min_talk_seconds
+        ):
             # They talked long enough before we lost sight of the call.
             return Outcome("done", "answered", talk=lost_at - flight.answered_at)
         # Gone, or never created: we cannot know if the customer was reached. Wait before
         # trying again, so a call that did happen is not repeated at once.
-        return Outcome("release", "outcome_unknown",
-                       not_before=self.clock.now() + self.config.retry.delay_after(1))
+        return Outcome(
+            "release",
+            "outcome_unknown",
+            not_before=self.clock.now() + self.config.retry.delay_after(1),
+        )
 
     def on_ami_lost(self) -> None:
         """Events of calls in progress may be lost while the link is down."""
@@ -532,8 +572,11 @@ class Dispatcher:
     async def _channels_up(self) -> list[AmiMessage]:
         """Asterisk's channels now, each with its CALLBACK_ID variable (AMI ``Status``)."""
         result = await self.ami.send_action({"Action": "Status", "Variables": "CALLBACK_ID"})
-        return [m for m in (result if isinstance(result, list) else [result])
-                if m.get("Event") == "Status"]
+        return [
+            m
+            for m in (result if isinstance(result, list) else [result])
+            if m.get("Event") == "Status"
+        ]
 
     async def refresh_foreign_calls(self) -> None:
         try:
@@ -563,26 +606,41 @@ class Dispatcher:
             return
         now = self.clock.now()
         counted = outcome.kind in ("done", "retry")
-        attempt = Attempt(at=now, agent=flight.agent, outcome=outcome.reason,
-                          talk_seconds=outcome.talk, counted=counted)
+        attempt = Attempt(
+            at=now,
+            agent=flight.agent,
+            outcome=outcome.reason,
+            talk_seconds=outcome.talk,
+            counted=counted,
+        )
         self.metrics.outcomes.inc(outcome.reason)
         if outcome.streak:
             self.failure_streak += 1
         elif outcome.reason not in ("ami_down", "agent_busy"):
             self.failure_streak = 0
         result = await self._store_outcome(flight, outcome, attempt, log_)
-        log_.info("callback attempt finished", outcome=outcome.reason, kind=outcome.kind,
-                  talk_seconds=round(outcome.talk, 1),
-                  state=result.state.value if result else "closed_meanwhile")
+        log_.info(
+            "callback attempt finished",
+            outcome=outcome.reason,
+            kind=outcome.kind,
+            talk_seconds=round(outcome.talk, 1),
+            state=result.state.value if result else "closed_meanwhile",
+        )
         if self.failure_streak >= self.dispatch.max_consecutive_failures and not self.paused:
-            self.alarm = (f"{self.failure_streak} originates in a row failed outright "
-                          f"(last: {outcome.reason}); dispatching paused")
-            log.error("ALARM: originates keep failing; dispatching paused",
-                      streak=self.failure_streak, last_reason=outcome.reason)
+            self.alarm = (
+                f"{self.failure_streak} originates in a row failed outright "
+                f"(last: {outcome.reason}); dispatching paused"
+            )
+            log.error(
+                "ALARM: originates keep failing; dispatching paused",
+                streak=self.failure_streak,
+                last_reason=outcome.reason,
+            )
             await self.pause("system", "originate_failures")
 
-    async def _store_outcome(self, flight: InFlight, outcome: Outcome, attempt: Attempt,
-                             log_: Any) -> Callback | None:
+    async def _store_outcome(
+        self, flight: InFlight, outcome: Outcome, attempt: Attempt, log_: Any
+    ) -> Callback | None:
         """Write the outcome, waiting out a Redis outage. Giving up would let the lease lapse
         and the callback come back as if never made: a customer already talked to would be
         called again. The flight stays in flight meanwhile, so our own upkeep leaves its
@@ -596,18 +654,25 @@ class Dispatcher:
                     return await self.queue.retry(flight.claim, attempt)
                 if outcome.kind == "fail":
                     return await self.queue.fail(flight.claim, outcome.reason, attempt)
-                return await self.queue.release(flight.claim, outcome.reason, attempt=attempt,
-                                                not_before=outcome.not_before)
+                return await self.queue.release(
+                    flight.claim, outcome.reason, attempt=attempt, not_before=outcome.not_before
+                )
             except QueueUnavailable as exc:
-                log_.warning("queue unavailable; the outcome waits to be stored",
-                             outcome=outcome.reason, error=str(exc), retry_in=delay)
+                log_.warning(
+                    "queue unavailable; the outcome waits to be stored",
+                    outcome=outcome.reason,
+                    error=str(exc),
+                    retry_in=delay,
+                )
                 self.last_error = str(exc)
                 try:
                     await self.clock.sleep(delay)
                 except asyncio.CancelledError:
-                    log_.error("stopped before Redis came back: this outcome is not stored "
-                               "and the callback will be offered again when its lease ends",
-                               outcome=outcome.reason)
+                    log_.error(
+                        "stopped before Redis came back: this outcome is not stored "
+                        "and the callback will be offered again when its lease ends",
+                        outcome=outcome.reason,
+                    )
                     raise
                 delay = min(delay * 2, 10.0)
 
@@ -631,8 +696,7 @@ class Dispatcher:
     async def _hang_up(self, flight: InFlight) -> None:
         for channel_id in sorted(flight.channel_ids):
             with contextlib.suppress(AmiError):
-                await self.ami.send_action({"Action": "Hangup", "Channel": channel_id},
-                                           timeout=2)
+                await self.ami.send_action({"Action": "Hangup", "Channel": channel_id}, timeout=2)
 
     def abort(self, callback_id: str, reason: str) -> bool:
         """The callback was closed elsewhere (served, cancelled): stop its attempt."""
@@ -677,9 +741,12 @@ class Dispatcher:
             flight.changed.set()
             return
         if customer_first:
-            outcome = {REASON_BUSY: "busy", REASON_CONGESTION: "congestion",
-                       REASON_HANGUP: "no_answer", REASON_NO_ANSWER: "no_answer"}.get(
-                reason, "unavailable")
+            outcome = {
+                REASON_BUSY: "busy",
+                REASON_CONGESTION: "congestion",
+                REASON_HANGUP: "no_answer",
+                REASON_NO_ANSWER: "no_answer",
+            }.get(reason, "unavailable")
             self._finish(flight, Outcome("retry", outcome))
         elif reason == REASON_NO_ANSWER:
             self._finish(flight, Outcome("release", "agent_no_answer", cooldown=True))
@@ -688,13 +755,11 @@ class Dispatcher:
         elif reason == REASON_HANGUP:
             self._finish(flight, Outcome("release", "agent_rejected", cooldown=True))
         elif reason == REASON_CONGESTION:
-            self._finish(flight, Outcome("release", "agent_congestion", cooldown=True,
-                                         streak=True))
+            self._finish(flight, Outcome("release", "agent_congestion", cooldown=True, streak=True))
         else:
             # The agent's channel could not be created (phone unregistered?): that agent
             # rests so others are tried; failures across agents raise the alarm.
-            self._finish(flight, Outcome("release", "originate_failed", cooldown=True,
-                                         streak=True))
+            self._finish(flight, Outcome("release", "originate_failed", cooldown=True, streak=True))
 
     def _second_leg(self, message: AmiMessage) -> InFlight | None:
         """The attempt whose second leg (agent first: the customer) this dial is about.
@@ -708,8 +773,11 @@ class Dispatcher:
         if flight is None:
             return None
         context = message.fields.get("Context")
-        expected = (self.dispatch.agent_context if flight.plan and flight.plan.customer_first
-                    else self.dispatch.context)
+        expected = (
+            self.dispatch.agent_context
+            if flight.plan and flight.plan.customer_first
+            else self.dispatch.context
+        )
         if context is not None and context != expected:
             return None
         return flight
@@ -742,8 +810,9 @@ class Dispatcher:
             # The customer answered but the reserved agent did not: not the customer's fault.
             self._finish(flight, Outcome("release", "agent_no_answer", cooldown=True))
         else:
-            self._finish(flight, Outcome("retry", CUSTOMER_DIAL_OUTCOMES.get(status,
-                                                                               "failed_dial")))
+            self._finish(
+                flight, Outcome("retry", CUSTOMER_DIAL_OUTCOMES.get(status, "failed_dial"))
+            )
 
     def on_hangup(self, message: AmiMessage) -> None:
         uid = message.get("Uniqueid")
@@ -764,8 +833,12 @@ class Dispatcher:
                 self._finish(flight, Outcome("release", "customer_hung_up_waiting"))
             return
         first_leg = flight.plan.channel_id if flight.plan else ""
-        if (uid == first_leg and not flight.customer_uid and flight.action_id
-                and flight.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)):
+        if (
+            uid == first_leg
+            and not flight.customer_uid
+            and flight.action_id
+            and flight.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)
+        ):
             # The agent leg ended before any customer dial: wait for the OriginateResponse
             # when it is still to come; if the agent answered and hung up, release.
             self._spawn_agent_hangup_check(flight)
@@ -805,8 +878,15 @@ class Dispatcher:
     def in_progress(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         return [
-            {"id": f.callback_id, "agent": f.agent, "number": f.number, "category": f.category,
-             "stage": f.stage.value, "since": f.stage_since, "started_at": f.started_at,
-             "duration": now - f.started_at}
+            {
+                "id": f.callback_id,
+                "agent": f.agent,
+                "number": f.number,
+                "category": f.category,
+                "stage": f.stage.value,
+                "since": f.stage_since,
+                "started_at": f.started_at,
+                "duration": now - f.started_at,
+            }
             for f in sorted(self.inflight.values(), key=lambda f: f.started_at)
         ]

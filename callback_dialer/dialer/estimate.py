@@ -18,11 +18,20 @@ from .agents import AgentBook
 MINUTES_PER_CALLBACK = 5.0
 
 
-async def estimate_minutes(callback: Callback, *, queue: CallbackQueue, agents: AgentBook,
-                           config: Config, clock: Clock, fallback: int = 60) -> int:
-    serving = [v for v in agents.views()
-               if callback.category in v.categories and v.state not in ("paused",
-                                                                         "unavailable")]
+async def estimate_minutes(
+    callback: Callback,
+    *,
+    queue: CallbackQueue,
+    agents: AgentBook,
+    config: Config,
+    clock: Clock,
+    fallback: int = 60,
+) -> int:
+    serving = [
+        v
+        for v in agents.views()
+        if callback.category in v.categories and v.state not in ("paused", "unavailable")
+    ]
     waiting = await queue.waiting(limit=500)
     ahead = 0
     for other in waiting:

@@ -98,16 +98,23 @@ def plan_originate(
             "CallerID": dispatch.caller_id.format_map(values),
             "Timeout": str(int(dispatch.customer_ring_seconds * 1000)),
         }
-    fields.update({
-        "Variable": variables,
-        "ChannelId": channel_id,
-        "OtherChannelId": other_id,
-        "ActionID": action_id,
-        "Async": "true",
-    })
+    fields.update(
+        {
+            "Variable": variables,
+            "ChannelId": channel_id,
+            "OtherChannelId": other_id,
+            "ActionID": action_id,
+            "Async": "true",
+        }
+    )
     for key, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
             if not _SAFE_VALUE.fullmatch(item):
                 raise OriginateInputError(f"{key} would carry a line break")
-    return OriginatePlan(fields=fields, channel_id=channel_id, other_channel_id=other_id,
-                         action_id=action_id, customer_first=dispatch.mode != "agent_first")
+    return OriginatePlan(
+        fields=fields,
+        channel_id=channel_id,
+        other_channel_id=other_id,
+        action_id=action_id,
+        customer_first=dispatch.mode != "agent_first",
+    )

@@ -21,8 +21,9 @@ from .router import EventRouter
 log = get_logger(__name__)
 
 
-async def record(config: Config, out: Path, *, seconds: float | None = None,
-                 stop: asyncio.Event | None = None) -> int:
+async def record(
+    config: Config, out: Path, *, seconds: float | None = None, stop: asyncio.Event | None = None
+) -> int:
     """Record until ``seconds`` pass or ``stop`` is set; returns messages written."""
     stop = stop or asyncio.Event()
     with out.open("w", encoding="utf-8") as handle:
@@ -56,8 +57,11 @@ async def record_command(config: Config, out: Path, *, seconds: float | None = N
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    log.info("recording AMI traffic; Ctrl-C to stop", out=str(out),
-             ami=f"{config.ami.host}:{config.ami.port}")
+    log.info(
+        "recording AMI traffic; Ctrl-C to stop",
+        out=str(out),
+        ami=f"{config.ami.host}:{config.ami.port}",
+    )
     count = await record(config, out, seconds=seconds, stop=stop)
     print(f"{count} messages written to {out}", file=sys.stderr)
     return 0

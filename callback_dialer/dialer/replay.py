@@ -51,22 +51,28 @@ async def replay_capture(
     pipeline = build_pipeline(config, clock, queue)
     sink_task = asyncio.create_task(pipeline.sink.run())
     try:
-        source = CaptureSource(path, pipeline.stream(), clock, start=clock.now(),
-                               skip_events=skip_events)
+        source = CaptureSource(
+            path, pipeline.stream(), clock, start=clock.now(), skip_events=skip_events
+        )
         await source.run()
         await pipeline.sink.drain(timeout=30)
         open_callbacks = await queue.waiting(limit=100_000) + await queue.in_progress()
         return [
-            {"number": cb.number, "category": cb.category, "source": cb.source.value,
-             "missed_count": cb.missed_count}
+            {
+                "number": cb.number,
+                "category": cb.category,
+                "source": cb.source.value,
+                "missed_count": cb.missed_count,
+            }
             for cb in open_callbacks
         ]
     finally:
         sink_task.cancel()
         await asyncio.gather(sink_task, return_exceptions=True)
         if not keep:
-            keys = [k async for k in redis_client.scan_iter(match=Keys(prefix).pattern(),
-                                                            count=1000)]
+            keys = [
+                k async for k in redis_client.scan_iter(match=Keys(prefix).pattern(), count=1000)
+            ]
             if keys:
                 await redis_client.delete(*keys)
 
@@ -85,8 +91,9 @@ async def replay_command(config: Config, path: Path, *, redis_url: str | None = 
         try:
             url, embedded = await configured_or_embedded(config.redis.url)
         except EmbeddedRedisError as exc:
-            print(f"error: no Redis at {config.redis.url} and none to start: {exc}",
-                  file=sys.stderr)
+            print(
+                f"error: no Redis at {config.redis.url} and none to start: {exc}", file=sys.stderr
+            )
             return 1
     client = aioredis.Redis.from_url(url, password=config.redis.password or None)
     try:

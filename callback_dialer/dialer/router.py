@@ -53,5 +53,8 @@ class EventRouter:
             handler(message)
         except Exception:
             self.handler_errors += 1
-            log.exception("event handler failed; event skipped, connection kept",
-                          ami_event=message.event, handler=getattr(handler, "__qualname__", "?"))
+            log.exception(
+                "event handler failed; event skipped, connection kept",
+                ami_event=message.event,
+                handler=getattr(handler, "__qualname__", "?"),
+            )

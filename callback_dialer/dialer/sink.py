@@ -46,8 +46,14 @@ def _from_json(text: str) -> Fact | None:
 
 
 class QueueSink:
-    def __init__(self, queue: CallbackQueue, *, spool: Path | None = None,
-                 on_applied: OnApplied | None = None, max_delay: float = 10.0) -> None:
+    def __init__(
+        self,
+        queue: CallbackQueue,
+        *,
+        spool: Path | None = None,
+        on_applied: OnApplied | None = None,
+        max_delay: float = 10.0,
+    ) -> None:
         self.queue = queue
         self.spool = spool
         self.on_applied = on_applied
@@ -128,8 +134,11 @@ class QueueSink:
                 result = await self._apply(fact)
             except QueueUnavailable as exc:
                 if self.redis_ok:
-                    log.error("Redis unavailable; missed calls are kept and applied when it "
-                              "is back", error=str(exc), waiting=len(self._pending))
+                    log.error(
+                        "Redis unavailable; missed calls are kept and applied when it is back",
+                        error=str(exc),
+                        waiting=len(self._pending),
+                    )
                 self.redis_ok = False
                 if len(self._pending) != self._spooled:
                     self._write_spool()
@@ -156,20 +165,35 @@ class QueueSink:
     async def _apply(self, fact: Fact) -> Any:
         if isinstance(fact, MissedCall):
             result = await self.queue.add_missed(
-                number=fact.number, category=fact.category, source=fact.source,
-                missed_at=fact.ended_at, call_id=fact.call_id, name=fact.name, queue=fact.queue,
+                number=fact.number,
+                category=fact.category,
+                source=fact.source,
+                missed_at=fact.ended_at,
+                call_id=fact.call_id,
+                name=fact.name,
+                queue=fact.queue,
                 actor="pbx",
             )
-            log.info("missed call queued", call_id=fact.call_id, number=fact.number,
-                     category=fact.category, source=fact.source.value, callback=result.id,
-                     result=result.result)
+            log.info(
+                "missed call queued",
+                call_id=fact.call_id,
+                number=fact.number,
+                category=fact.category,
+                source=fact.source.value,
+                callback=result.id,
+                result=result.result,
+            )
             return result
         if isinstance(fact, Served):
             resolved: ResolveResult = await self.queue.resolve_number(fact.number, fact.how)
             if resolved.closed:
-                log.info("customer got through; callback closed", number=fact.number,
-                         how=fact.how, callback=resolved.id,
-                         was=resolved.previous_state)
+                log.info(
+                    "customer got through; callback closed",
+                    number=fact.number,
+                    how=fact.how,
+                    callback=resolved.id,
+                    was=resolved.previous_state,
+                )
             return resolved
         return None
 
@@ -186,5 +210,8 @@ class QueueSink:
         self._wakeup.set()
         if not await self.drain(timeout) and self._pending:
             self._write_spool()
-            log.warning("stopping with facts not yet in Redis; kept in the spool file",
-                        waiting=len(self._pending), spool=str(self.spool))
+            log.warning(
+                "stopping with facts not yet in Redis; kept in the spool file",
+                waiting=len(self._pending),
+                spool=str(self.spool),
+            )

@@ -79,7 +79,7 @@ def _var(message: AmiMessage, name: str) -> str | None:
     prefix = name + "="
     for item in values:
         if item.startswith(prefix):
-            return item[len(prefix):]
+            return item[len(prefix) :]
     return None
 
 
@@ -146,10 +146,14 @@ class CallTracker:
     def snapshot(self) -> tuple[CallSnapshot, ...]:
         return tuple(
             CallSnapshot(
-                call_id=c.call_id, channel=c.channel,
+                call_id=c.call_id,
+                channel=c.channel,
                 number=c.number.e164 if c.number else "",
-                category=self._category(c), queues=tuple(c.queues), in_queue=c.in_queue,
-                connected=c.connected, callback_requested=c.request_reason,
+                category=self._category(c),
+                queues=tuple(c.queues),
+                in_queue=c.in_queue,
+                connected=c.connected,
+                callback_requested=c.request_reason,
                 started_at=c.started_at,
             )
             for c in sorted(self.calls.values(), key=lambda c: (c.started_at, c.call_id))
@@ -253,8 +257,11 @@ class CallTracker:
 
     def on_bridge_enter(self, message: AmiMessage) -> None:
         fields = message.fields
-        bridge, uid, channel = fields.get("BridgeUniqueid"), fields.get("Uniqueid"), fields.get(
-            "Channel", "")
+        bridge, uid, channel = (
+            fields.get("BridgeUniqueid"),
+            fields.get("Uniqueid"),
+            fields.get("Channel", ""),
+        )
         if not bridge or not uid:
             return
         members = self._bridges.setdefault(bridge, {})
@@ -312,8 +319,15 @@ class CallTracker:
             target = fields.get("Exten", "")
         number = self.numbers.normalize(target)
         if isinstance(number, PhoneNumber):
-            self.emit(Served(number=number.e164, how="served_outbound", call_id=uid,
-                             at=message.received_at, agent=fields.get("Channel", "")))
+            self.emit(
+                Served(
+                    number=number.e164,
+                    how="served_outbound",
+                    call_id=uid,
+                    at=message.received_at,
+                    agent=fields.get("Channel", ""),
+                )
+            )
 
     def on_hangup(self, message: AmiMessage) -> None:
         uid = message.fields.get("Uniqueid", "")
@@ -335,12 +349,20 @@ class CallTracker:
             return
         call.served_reported = True
         if call.number is not None:
-            self.emit(Served(number=call.number.e164, how="served_inbound", call_id=call.call_id,
-                             at=at, agent=agent))
+            self.emit(
+                Served(
+                    number=call.number.e164,
+                    how="served_inbound",
+                    call_id=call.call_id,
+                    at=at,
+                    agent=agent,
+                )
+            )
 
     def _category(self, call: _Call) -> str:
         return self.categories.resolve(
-            chanvar=call.category_var, requested=call.requested_category,
+            chanvar=call.category_var,
+            requested=call.requested_category,
             queue=call.queues[-1] if call.queues else "",
         )
 
@@ -360,11 +382,18 @@ class CallTracker:
             self._not_queued(call, number.reason.value, ended_at)
             return
         self._count("missed")
-        self.emit(MissedCall(
-            call_id=call.call_id, number=number.e164, name=call.name,
-            category=self._category(call), source=source, started_at=call.started_at,
-            ended_at=ended_at, queue=call.queues[-1] if call.queues else "",
-        ))
+        self.emit(
+            MissedCall(
+                call_id=call.call_id,
+                number=number.e164,
+                name=call.name,
+                category=self._category(call),
+                source=source,
+                started_at=call.started_at,
+                ended_at=ended_at,
+                queue=call.queues[-1] if call.queues else "",
+            )
+        )
 
     def _not_queued(self, call: _Call, reason: str, at: float) -> None:
         self._count(f"not_queued:{reason}")
@@ -381,8 +410,9 @@ class CallTracker:
     def call_ids(self) -> frozenset[str]:
         return frozenset(self.calls)
 
-    def reconcile(self, live_channels: list[dict[str, str]], now: float,
-                  known_before: frozenset[str]) -> None:
+    def reconcile(
+        self, live_channels: list[dict[str, str]], now: float, known_before: frozenset[str]
+    ) -> None:
         """Compare with Asterisk's channel list (CoreShowChannels) after a reconnect.
 
         Calls that vanished while we were away ended unseen: one that asked for a callback is

@@ -38,7 +38,10 @@ class CategoryResolver:
             self._warned.add(name)
             # The name came from the dialplan, not a caller; still, keep it printable.
             shown = "".join(ch for ch in name[:40] if ch.isprintable())
-            log.warning("unknown category from the dialplan; using the fallback",
-                        category=shown, fallback=self.fallback,
-                        known=sorted(self.names))
+            log.warning(
+                "unknown category from the dialplan; using the fallback",
+                category=shown,
+                fallback=self.fallback,
+                known=sorted(self.names),
+            )
         return self.fallback

@@ -33,8 +33,9 @@ def _queue_for(config: Config, category: str) -> str | None:
 
 def render_dialplan(config: Config) -> str:
     d = config.dispatch
-    inbound = config.detection.inbound_contexts[0] if config.detection.inbound_contexts else (
-        "ivr-in")
+    inbound = (
+        config.detection.inbound_contexts[0] if config.detection.inbound_contexts else ("ivr-in")
+    )
     fallback = config.detection.fallback_category
     lines = [HEADER]
     lines.append(f"""\

@@ -109,12 +109,14 @@ class JobsAdmin:
                 continue
             result = job.latest_result()
             error = _last_line(result.exc_string if result is not None else None)
-            out.append(FailedJob(
-                id=job_id,
-                description=job.description or job.func_name,
-                failed_at=job.ended_at.timestamp() if job.ended_at else None,
-                error=error or "(no error recorded)",
-            ))
+            out.append(
+                FailedJob(
+                    id=job_id,
+                    description=job.description or job.func_name,
+                    failed_at=job.ended_at.timestamp() if job.ended_at else None,
+                    error=error or "(no error recorded)",
+                )
+            )
         return out
 
     def rerun_failed(self, job_id: str) -> bool:
@@ -144,13 +146,15 @@ class JobsAdmin:
     def receivers(self) -> list[ReceiverState]:
         out = []
         for receiver, hook in self.hooks.items():
-            out.append(ReceiverState(
-                receiver=receiver,
-                url=display_url(hook.url),
-                waiting=int(self.conn.llen(self.keys.webhook_outbox(receiver))),
-                parked=int(self.conn.llen(self.keys.webhook_dead(receiver))),
-                delivering=delivery_is_live(self.conn, self.keys, receiver),
-            ))
+            out.append(
+                ReceiverState(
+                    receiver=receiver,
+                    url=display_url(hook.url),
+                    waiting=int(self.conn.llen(self.keys.webhook_outbox(receiver))),
+                    parked=int(self.conn.llen(self.keys.webhook_dead(receiver))),
+                    delivering=delivery_is_live(self.conn, self.keys, receiver),
+                )
+            )
         return out
 
     def parked_events(self, receiver: str | None = None, limit: int = 100) -> list[ParkedEvent]:
@@ -162,12 +166,18 @@ class JobsAdmin:
             for raw in self.conn.lrange(self.keys.webhook_dead(rid), 0, limit - 1):
                 entry = json.loads(raw)
                 doc = json.loads(entry.get("body") or "{}")
-                out.append(ParkedEvent(
-                    receiver=rid, url=display_url(hook.url), event_id=str(doc.get("id", "")),
-                    event=str(doc.get("event", "")), callback_id=str(doc.get("callback_id", "")),
-                    status=int(entry.get("status") or 0), error=str(entry.get("error", "")),
-                    parked_at=float(entry.get("parked_at") or 0),
-                ))
+                out.append(
+                    ParkedEvent(
+                        receiver=rid,
+                        url=display_url(hook.url),
+                        event_id=str(doc.get("id", "")),
+                        event=str(doc.get("event", "")),
+                        callback_id=str(doc.get("callback_id", "")),
+                        status=int(entry.get("status") or 0),
+                        error=str(entry.get("error", "")),
+                        parked_at=float(entry.get("parked_at") or 0),
+                    )
+                )
         return out
 
     def rerun_parked(self, receiver: str | None = None) -> int:

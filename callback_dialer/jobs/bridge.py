@@ -118,7 +118,8 @@ class JobsBridge:
         self.batch_size = batch_size
         self._owns_connection = rq_connection is None
         self.rq_connection = rq_connection or connect(
-            config, socket_timeout=max(10.0, config.redis.socket_timeout))
+            config, socket_timeout=max(10.0, config.redis.socket_timeout)
+        )
         self._rq_queue = rq_queue(config, self.rq_connection)
         self._cursor: str | None = None
         self._closing = asyncio.Event()
@@ -185,8 +186,13 @@ class JobsBridge:
         started = await asyncio.to_thread(ensure_delivery, self.rq_connection, self.config)
         # Only now: should the step above fail, the next try primes again.
         self._cursor = cursor
-        self.log.info("jobs_bridge_started", cursor=cursor, receivers=len(self.hooks),
-                      sms=self.config.sms.enabled, resumed_delivery=len(started))
+        self.log.info(
+            "jobs_bridge_started",
+            cursor=cursor,
+            receivers=len(self.hooks),
+            sms=self.config.sms.enabled,
+            resumed_delivery=len(started),
+        )
         return cursor
 
     async def _warn_if_trimmed(self, cursor: str) -> None:
@@ -196,9 +202,12 @@ class JobsBridge:
             return  # no stream yet
         deleted = _text(info.get("max-deleted-entry-id", info.get(b"max-deleted-entry-id", "0-0")))
         if _id_tuple(deleted) > _id_tuple(cursor):
-            self.log.error("jobs_bridge_missed_trimmed_events", cursor=cursor,
-                           trimmed_up_to=deleted,
-                           hint="the bridge was stopped longer than the events stream keeps")
+            self.log.error(
+                "jobs_bridge_missed_trimmed_events",
+                cursor=cursor,
+                trimmed_up_to=deleted,
+                hint="the bridge was stopped longer than the events stream keeps",
+            )
 
     async def process_once(self, block_ms: int | None = None) -> int:
         """Read the next batch after the cursor (waiting up to ``block_ms`` for one; ``None``
@@ -207,7 +216,8 @@ class JobsBridge:
             await self.prime()
         assert self._cursor is not None
         rows = await self.redis.xread(
-            {self.keys.events(): self._cursor}, count=self.batch_size, block=block_ms)
+            {self.keys.events(): self._cursor}, count=self.batch_size, block=block_ms
+        )
         if not rows:
             return 0
         entries = rows[0][1]
@@ -238,14 +248,20 @@ class JobsBridge:
                 self.log.exception("jobs_bridge_event_skipped", event_id=entry_id)
         return batch
 
-    async def _snapshot(self, callback_id: str, cache: dict[str, Callback | None]
-                        ) -> Callback | None:
+    async def _snapshot(
+        self, callback_id: str, cache: dict[str, Callback | None]
+    ) -> Callback | None:
         if callback_id not in cache:
             cache[callback_id] = await self.queue.get(callback_id) if callback_id else None
         return cache[callback_id]
 
-    async def _plan_one(self, batch: _Batch, entry_id: str, fields: dict[str, str],
-                        cache: dict[str, Callback | None]) -> None:
+    async def _plan_one(
+        self,
+        batch: _Batch,
+        entry_id: str,
+        fields: dict[str, str],
+        cache: dict[str, Callback | None],
+    ) -> None:
         event, reason = fields.get("event", ""), fields.get("reason", "")
         callback_id = fields.get("id", "")
         name = webhook_event(event)
@@ -253,8 +269,13 @@ class JobsBridge:
             targets = [r for r, hook in self.hooks.items() if wants(hook, name)]
             if targets:
                 doc = build_document(
-                    entry_id, name, fields, await self._snapshot(callback_id, cache),
-                    installation=self.config.redis.key_prefix, tz=self.hours.tz)
+                    entry_id,
+                    name,
+                    fields,
+                    await self._snapshot(callback_id, cache),
+                    installation=self.config.redis.key_prefix,
+                    tz=self.hours.tz,
+                )
                 body = encode_document(doc)
                 for receiver in targets:
                     batch.outbox.setdefault(receiver, []).append(body)
@@ -276,9 +297,17 @@ class JobsBridge:
             text = sms_jobs.missed_text(self.config.sms, minutes)
         else:
             text = self.config.sms.final_text
-        batch.sms.append(sms_jobs.sms_job_kwargs(
-            kind=kind, callback_id=callback_id, number=number, text=text, at=at,
-            token=entry_id, minutes=minutes))
+        batch.sms.append(
+            sms_jobs.sms_job_kwargs(
+                kind=kind,
+                callback_id=callback_id,
+                number=number,
+                text=text,
+                at=at,
+                token=entry_id,
+                minutes=minutes,
+            )
+        )
 
     async def _may_text(self, number: str, at: float, entry_id: str) -> bool:
         """The cheap early checks; the job repeats them (and the atomic rate limit)."""
@@ -320,8 +349,9 @@ class JobsBridge:
                     for receiver, bodies in batch.outbox.items():
                         pipe.rpush(keys.webhook_outbox(receiver), *bodies)
                     for receiver in start:
-                        enqueue_delivery(self._rq_queue, pipe, self.config, receiver,
-                                         self.hooks[receiver].url)
+                        enqueue_delivery(
+                            self._rq_queue, pipe, self.config, receiver, self.hooks[receiver].url
+                        )
                     for kwargs in batch.sms:
                         self._rq_queue.enqueue_call(
                             "callback_dialer.jobs.sms.send_sms",

@@ -61,13 +61,19 @@ MISSED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("repeat", "yes when the caller already had an open callback and this call joined it"),
     ("call_id", "the PBX's id of the call"),
     ("callback_id", "the callback that answers this call"),
-    ("fate", "called_back, served_inbound, served_outbound (got through on their own), "
-             "failed, cancelled, waiting, in_progress, or unknown (record expired)"),
+    (
+        "fate",
+        "called_back, served_inbound, served_outbound (got through on their own), "
+        "failed, cancelled, waiting, in_progress, or unknown (record expired)",
+    ),
     ("reason", "why it failed or was cancelled: busy, no_answer, expired, a supervisor's note"),
     ("attempts", "customer attempts made so far"),
     ("first_call_at", "local time our first call to the customer started ringing"),
-    ("minutes_to_first_call", "minutes from this missed call to our first call; empty when "
-                              "we had called before this call or have not called yet"),
+    (
+        "minutes_to_first_call",
+        "minutes from this missed call to our first call; empty when "
+        "we had called before this call or have not called yet",
+    ),
     ("closed_at", "local time the callback was finished"),
     ("agent", "the agent of the last attempt"),
 )
@@ -77,13 +83,14 @@ CATEGORY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("missed_calls", "missed calls in this category"),
     ("callbacks", "different callbacks answering them (one per caller while open)"),
     ("called_back", "callbacks done by our call"),
-    ("served", "callbacks whose caller got through on their own (inbound or an agent's "
-               "own call)"),
+    ("served", "callbacks whose caller got through on their own (inbound or an agent's own call)"),
     ("failed", "callbacks that failed after their last attempt or expired"),
     ("cancelled", "callbacks cancelled by a supervisor"),
     ("open", "callbacks still waiting or in progress"),
-    ("within_target", "callbacks whose first call came within the web target of the first "
-                      "missed call"),
+    (
+        "within_target",
+        "callbacks whose first call came within the web target of the first missed call",
+    ),
     ("median_minutes_to_first_call", "median minutes from first missed call to our first call"),
 )
 HOUR_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -153,7 +160,8 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
         if raw:
             try:
                 callbacks[callback_id] = Callback.from_redis(
-                    {_text(k): _text(v) for k, v in raw.items()})
+                    {_text(k): _text(v) for k, v in raw.items()}
+                )
             except (KeyError, ValueError):
                 log.warning("report_unreadable_callback", callback_id=callback_id)
     stats = {_text(k): int(v) for k, v in conn.hgetall(keys.stats(day)).items()}
@@ -166,25 +174,28 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
         at = float(e.get("at") or 0)
         cb = callbacks.get(e.get("callback", ""))
         first_call = cb.first_dialed_at if cb else None
-        rows.append({
-            "missed_at": local(at),
-            "hour": hours.hour(at),
-            "number": e.get("number", ""),
-            "name": cb.name if cb else "",
-            "category": e.get("category", ""),
-            "source": e.get("source", ""),
-            "repeat": "yes" if e.get("merged") == "1" else "no",
-            "call_id": e.get("call_id", ""),
-            "callback_id": e.get("callback", ""),
-            "fate": fate(cb),
-            "reason": cb.reason if cb and cb.state.value in ("failed", "cancelled") else "",
-            "attempts": cb.attempts if cb else None,
-            "first_call_at": local(first_call),
-            "minutes_to_first_call": (
-                round((first_call - at) / 60, 1) if first_call and first_call >= at else None),
-            "closed_at": local(cb.closed_at) if cb else None,
-            "agent": cb.agent if cb else "",
-        })
+        rows.append(
+            {
+                "missed_at": local(at),
+                "hour": hours.hour(at),
+                "number": e.get("number", ""),
+                "name": cb.name if cb else "",
+                "category": e.get("category", ""),
+                "source": e.get("source", ""),
+                "repeat": "yes" if e.get("merged") == "1" else "no",
+                "call_id": e.get("call_id", ""),
+                "callback_id": e.get("callback", ""),
+                "fate": fate(cb),
+                "reason": cb.reason if cb and cb.state.value in ("failed", "cancelled") else "",
+                "attempts": cb.attempts if cb else None,
+                "first_call_at": local(first_call),
+                "minutes_to_first_call": (
+                    round((first_call - at) / 60, 1) if first_call and first_call >= at else None
+                ),
+                "closed_at": local(cb.closed_at) if cb else None,
+                "agent": cb.agent if cb else "",
+            }
+        )
     return Report(
         day=day,
         missed=rows,
@@ -200,16 +211,19 @@ def fate(cb: Callback | None) -> str:
     if state == "done":
         return cb.reason or "called_back"
     return {"pending": "waiting", "scheduled": "waiting", "dialing": "in_progress"}.get(
-        state, state)
+        state, state
+    )
 
 
-def _summary(rows: list[dict[str, Any]], callbacks: dict[str, Callback], target: float
-             ) -> dict[str, Any]:
+def _summary(
+    rows: list[dict[str, Any]], callbacks: dict[str, Callback], target: float
+) -> dict[str, Any]:
     ids = {r["callback_id"] for r in rows if r["callback_id"]}
     fates = [fate(callbacks.get(i)) for i in ids]
     waits = [
         cb.first_dialed_at - cb.first_missed
-        for i in ids if (cb := callbacks.get(i)) is not None and cb.first_dialed_at
+        for i in ids
+        if (cb := callbacks.get(i)) is not None and cb.first_dialed_at
     ]
     return {
         "missed_calls": len(rows),
@@ -221,22 +235,29 @@ def _summary(rows: list[dict[str, Any]], callbacks: dict[str, Callback], target:
         "open": fates.count("waiting") + fates.count("in_progress"),
         "within_target": sum(1 for w in waits if w <= target),
         "median_minutes_to_first_call": (
-            round(statistics.median(waits) / 60, 1) if waits else None),
+            round(statistics.median(waits) / 60, 1) if waits else None
+        ),
     }
 
 
-def _by_category(config: Config, rows: list[dict[str, Any]], callbacks: dict[str, Callback]
-                 ) -> list[dict[str, Any]]:
+def _by_category(
+    config: Config, rows: list[dict[str, Any]], callbacks: dict[str, Callback]
+) -> list[dict[str, Any]]:
     names = list(config.category_names())
     names += sorted({r["category"] for r in rows} - set(names))
     out = []
     for name in names:
         category = config.category(name)
-        out.append({"category": name, "label": category.label if category else "",
-                    **_summary([r for r in rows if r["category"] == name], callbacks,
-                               config.web.target)})
-    out.append({"category": "total", "label": "",
-                **_summary(rows, callbacks, config.web.target)})
+        out.append(
+            {
+                "category": name,
+                "label": category.label if category else "",
+                **_summary(
+                    [r for r in rows if r["category"] == name], callbacks, config.web.target
+                ),
+            }
+        )
+    out.append({"category": "total", "label": "", **_summary(rows, callbacks, config.web.target)})
     return out
 
 
@@ -250,11 +271,15 @@ def _by_hour(rows: list[dict[str, Any]], stats: dict[str, int]) -> list[dict[str
         }
         for hour in range(24)
     ]
-    out.append({
-        "hour": "total",
-        **{k: sum(int(r[k]) for r in out) for k in ("missed_calls", "callbacks_dialed",
-                                                     "called_back")},
-    })
+    out.append(
+        {
+            "hour": "total",
+            **{
+                k: sum(int(r[k]) for r in out)
+                for k in ("missed_calls", "callbacks_dialed", "called_back")
+            },
+        }
+    )
     return out
 
 
@@ -269,8 +294,11 @@ def _cell_text(value: Any) -> str:
     text = str(value)
     # A cell starting like a formula would run in the reader's spreadsheet (CSV injection);
     # caller names come from strangers. E.164 numbers start with + and are safe.
-    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r") \
-            and not is_e164(text):
+    if (
+        isinstance(value, str)
+        and text[:1] in ("=", "+", "-", "@", "\t", "\r")
+        and not is_e164(text)
+    ):
         return "'" + text
     return text
 
@@ -287,8 +315,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _write_csv(path: Path, columns: Iterable[tuple[str, str]], rows: list[dict[str, Any]]
-               ) -> None:
+def _write_csv(path: Path, columns: Iterable[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
     names = [name for name, _ in columns]
 
     def write(tmp: Path) -> None:
@@ -356,8 +383,9 @@ def write_report(config: Config, report: Report) -> ReportFiles:
     return files
 
 
-def generate_report(config: Config, day: str, *, connection: redis.Redis | None = None
-                    ) -> ReportFiles:
+def generate_report(
+    config: Config, day: str, *, connection: redis.Redis | None = None
+) -> ReportFiles:
     """Make (or remake) the report of ``day`` (YYYY-MM-DD, local). Synchronous."""
     check_day(day)
     conn = connection or connect(config, socket_timeout=config.redis.socket_timeout)
@@ -367,8 +395,12 @@ def generate_report(config: Config, day: str, *, connection: redis.Redis | None 
         if connection is None:
             conn.close()
     files = write_report(config, report)
-    log.info("report_written", day=day, missed_calls=len(report.missed),
-             folder=str(files.missed_csv.parent))
+    log.info(
+        "report_written",
+        day=day,
+        missed_calls=len(report.missed),
+        folder=str(files.missed_csv.parent),
+    )
     return files
 
 
@@ -378,16 +410,26 @@ def list_reports(config: Config) -> list[ReportFiles]:
     if not folder.is_dir():
         return []
     days = sorted(
-        {m.group(1) for p in folder.iterdir() if (m := _FILE.match(p.name)) and not m.group(2)
-         and m.group(3) == "csv"},
+        {
+            m.group(1)
+            for p in folder.iterdir()
+            if (m := _FILE.match(p.name)) and not m.group(2) and m.group(3) == "csv"
+        },
         reverse=True,
     )
     out = []
     for day in days:
         files = files_for(config, day)
         xlsx = folder / f"callbacks-{day}.xlsx"
-        out.append(ReportFiles(day, files.missed_csv, files.categories_csv, files.hours_csv,
-                               xlsx if xlsx.is_file() else None))
+        out.append(
+            ReportFiles(
+                day,
+                files.missed_csv,
+                files.categories_csv,
+                files.hours_csv,
+                xlsx if xlsx.is_file() else None,
+            )
+        )
     return out
 
 
@@ -416,14 +458,18 @@ def next_report_time(config: Config, now: float) -> tuple[dt.datetime, str]:
     raise AssertionError("unreachable: a day later is always later")
 
 
-def schedule_daily_report(config: Config, conn: redis.Redis, *, now: float | None = None,
-                          replacing: str | None = None) -> Job | None:
+def schedule_daily_report(
+    config: Config, conn: redis.Redis, *, now: float | None = None, replacing: str | None = None
+) -> Job | None:
     """Schedule the next daily report unless one is already waiting; returns the new job.
     ``replacing``: the id of the report job now running (it is no longer waiting)."""
     keys = Keys(config.redis.key_prefix)
     current = conn.get(keys.report_job())
-    if current and current.decode() != replacing and \
-            conn.hget(Job.key_for(current.decode()), "status") in _LIVE:
+    if (
+        current
+        and current.decode() != replacing
+        and conn.hget(Job.key_for(current.decode()), "status") in _LIVE
+    ):
         return None
     when, day = next_report_time(config, dt.datetime.now().timestamp() if now is None else now)
     job = rq_queue(config, conn).enqueue_at(
@@ -455,8 +501,12 @@ def daily_report(day: str) -> dict[str, Any]:
         # After this day's own slot even when run early (a re-run), so a day is not planned
         # twice.
         own_slot, _ = next_report_time(config, _day_start(config, day))
-        schedule_daily_report(config, conn, replacing=job.id,
-                              now=max(dt.datetime.now().timestamp(), own_slot.timestamp()))
+        schedule_daily_report(
+            config,
+            conn,
+            replacing=job.id,
+            now=max(dt.datetime.now().timestamp(), own_slot.timestamp()),
+        )
     return {"written": written}
 
 

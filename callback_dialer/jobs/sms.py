@@ -69,12 +69,14 @@ def render_request(
 
     def in_url(match: re.Match[str]) -> str:
         name = match.group(1)
-        return values[name] if name == "text_urlencoded" else urllib.parse.quote(
-            values[name], safe="")
+        return (
+            values[name] if name == "text_urlencoded" else urllib.parse.quote(values[name], safe="")
+        )
 
     url = _PLACEHOLDER.sub(in_url, sms.url)
-    headers = {name: resolve_secret(value, f"sms.headers.{name}")
-               for name, value in sms.headers.items()}
+    headers = {
+        name: resolve_secret(value, f"sms.headers.{name}") for name, value in sms.headers.items()
+    }
     body: bytes | None = None
     if sms.method != "GET":
         body = _PLACEHOLDER.sub(lambda m: values[m.group(1)], sms.body).encode("utf-8")
@@ -119,12 +121,33 @@ def send_sms(
     job = get_current_job()
     if job is None:
         raise RuntimeError("send_sms runs as an rq job")
-    return _send(config, job.connection, kind=kind, callback_id=callback_id, number=number,
-                 text=text, at=at, queued=queued, token=token, minutes=minutes)
+    return _send(
+        config,
+        job.connection,
+        kind=kind,
+        callback_id=callback_id,
+        number=number,
+        text=text,
+        at=at,
+        queued=queued,
+        token=token,
+        minutes=minutes,
+    )
 
 
-def _send(config: Config, conn: Any, *, kind: str, callback_id: str, number: str, text: str,
-          at: float, queued: float, token: str, minutes: int) -> dict[str, Any]:
+def _send(
+    config: Config,
+    conn: Any,
+    *,
+    kind: str,
+    callback_id: str,
+    number: str,
+    text: str,
+    at: float,
+    queued: float,
+    token: str,
+    minutes: int,
+) -> dict[str, Any]:
     sms = config.sms
     fields = {"kind": kind, "callback_id": callback_id}
     if not sms.enabled:
@@ -163,8 +186,7 @@ def _send(config: Config, conn: Any, *, kind: str, callback_id: str, number: str
         return {"result": "sent", "status": outcome.status}
     if outcome.refused:
         # The gateway will refuse this message again; trying for hours cannot help.
-        log.error("sms_refused_by_gateway", status=outcome.status, error=outcome.detail,
-                  **fields)
+        log.error("sms_refused_by_gateway", status=outcome.status, error=outcome.detail, **fields)
         return {"result": "refused", "status": outcome.status}
     raise SmsFailed(f"SMS gateway: {outcome.detail}")
 
@@ -180,11 +202,22 @@ def missed_wanted(config: Config, event: str, reason: str) -> bool:
 
 
 def sms_job_kwargs(
-    *, kind: str, callback_id: str, number: str, text: str, at: float, token: str,
+    *,
+    kind: str,
+    callback_id: str,
+    number: str,
+    text: str,
+    at: float,
+    token: str,
     minutes: int = 0,
 ) -> dict[str, Any]:
     return {
-        "kind": kind, "callback_id": callback_id, "number": number, "text": text,
-        "at": at, "queued": time.time(), "token": token, "minutes": minutes,
+        "kind": kind,
+        "callback_id": callback_id,
+        "number": number,
+        "text": text,
+        "at": at,
+        "queued": time.time(),
+        "token": token,
+        "minutes": minutes,
     }
-

@@ -198,9 +198,7 @@ def delivery_is_live(client: Any, keys: Keys, receiver: str) -> bool:
     return client.hget(Job.key_for(job_id.decode()), "status") in LIVE_STATUSES
 
 
-def enqueue_delivery(
-    queue: Queue, pipe: Any, config: Config, receiver: str, url: str
-) -> None:
+def enqueue_delivery(queue: Queue, pipe: Any, config: Config, receiver: str, url: str) -> None:
     """Queue a delivery job inside ``pipe`` (a MULTI) and name it the receiver's live job."""
     job = queue.enqueue_call(
         "callback_dialer.jobs.webhooks.deliver_webhooks",
@@ -230,7 +228,8 @@ def ensure_delivery(
             try:
                 pipe.watch(*(keys.webhook_job(r) for r in wanted))
                 start = [
-                    r for r in wanted
+                    r
+                    for r in wanted
                     if pipe.llen(keys.webhook_outbox(r)) and not delivery_is_live(pipe, keys, r)
                 ]
                 if not start:
@@ -321,16 +320,23 @@ def deliver_webhooks(receiver: str) -> dict[str, Any]:
                 pop_if_head(keys=[outbox], args=[head])
                 delivered += 1
             elif outcome.refused:
-                entry = json.dumps({
-                    "body": head.decode("utf-8"),
-                    "status": outcome.status,
-                    "error": outcome.detail,
-                    "parked_at": time.time(),
-                }, ensure_ascii=False)
+                entry = json.dumps(
+                    {
+                        "body": head.decode("utf-8"),
+                        "status": outcome.status,
+                        "error": outcome.detail,
+                        "parked_at": time.time(),
+                    },
+                    ensure_ascii=False,
+                )
                 park_head(keys=[outbox, dead], args=[head, entry])
                 parked += 1
-                bound.warning("webhook_refused_and_parked", status=outcome.status,
-                              error=outcome.detail, event_id=json.loads(head).get("id"))
+                bound.warning(
+                    "webhook_refused_and_parked",
+                    status=outcome.status,
+                    error=outcome.detail,
+                    event_id=json.loads(head).get("id"),
+                )
             else:
                 raise DeliveryFailed(f"{display_url(hook.url)}: {outcome.detail}")
             renew(keys=[lock_key], args=[token, lock_ms])
@@ -338,8 +344,13 @@ def deliver_webhooks(receiver: str) -> dict[str, Any]:
         if not job.retries_left:
             # Last try: let go of the receiver, so its next event starts a fresh job.
             conn.register_script(_FORGET_JOB)(keys=[keys.webhook_job(receiver)], args=[job.id])
-        bound.warning("webhook_delivery_failed", error=str(exc), delivered=delivered,
-                      waiting=conn.llen(outbox), retries_left=job.retries_left or 0)
+        bound.warning(
+            "webhook_delivery_failed",
+            error=str(exc),
+            delivered=delivered,
+            waiting=conn.llen(outbox),
+            retries_left=job.retries_left or 0,
+        )
         raise
     finally:
         conn.register_script(_RELEASE_LOCK)(keys=[lock_key], args=[token])

@@ -38,12 +38,17 @@ def run_worker(config: Config, burst: bool = False) -> int:
     if config.reports.enabled:
         schedule_daily_report(config, conn)
     worker = Worker([queue], connection=conn)
-    log.info("worker_started", queue=queue.name, burst=burst, webhooks=len(config.webhooks),
-             sms=config.sms.enabled, reports=config.reports.enabled)
+    log.info(
+        "worker_started",
+        queue=queue.name,
+        burst=burst,
+        webhooks=len(config.webhooks),
+        sms=config.sms.enabled,
+        reports=config.reports.enabled,
+    )
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=config.logging.level.upper())
     finally:
         conn.close()
     log.info("worker_stopped", queue=queue.name)
     return 0
-

@@ -292,19 +292,30 @@ class CallbackQueue:
         retry = self.config.retry
         if made >= retry.max_attempts:
             return await self._settle(
-                claim, state=State.FAILED, reason=attempt.outcome, attempt=attempt,
+                claim,
+                state=State.FAILED,
+                reason=attempt.outcome,
+                attempt=attempt,
                 agent=attempt.agent,
             )
         due = self.clock.now() + retry.delay_after(made)
         opening = self.hours.next_open(due)
         if opening is None:
             return await self._settle(
-                claim, state=State.FAILED, reason="no_calling_hours", attempt=attempt,
+                claim,
+                state=State.FAILED,
+                reason="no_calling_hours",
+                attempt=attempt,
                 agent=attempt.agent,
             )
         return await self._settle(
-            claim, state=State.SCHEDULED, reason=attempt.outcome, attempt=attempt,
-            next_at=opening, agent=attempt.agent, event="retry",
+            claim,
+            state=State.SCHEDULED,
+            reason=attempt.outcome,
+            attempt=attempt,
+            next_at=opening,
+            agent=attempt.agent,
+            event="retry",
         )
 
     async def release(
@@ -321,8 +332,12 @@ class CallbackQueue:
             raise ValueError("a release never uses a customer attempt")
         if not_before is not None and not_before > self.clock.now():
             return await self._settle(
-                claim, state=State.SCHEDULED, reason=reason, attempt=attempt,
-                next_at=not_before, event="released",
+                claim,
+                state=State.SCHEDULED,
+                reason=reason,
+                attempt=attempt,
+                next_at=not_before,
+                event="released",
             )
         return await self._settle(
             claim, state=State.PENDING, reason=reason, attempt=attempt, event="released"
@@ -368,8 +383,13 @@ class CallbackQueue:
     async def set_category(self, callback_id: str, category: str, actor: str) -> ActionResult:
         self._check_category(category)
         return await self._manual(
-            {"op": "category", "id": callback_id, "category": category,
-             "weights": self._weights, "actor": actor}
+            {
+                "op": "category",
+                "id": callback_id,
+                "category": category,
+                "weights": self._weights,
+                "actor": actor,
+            }
         )
 
     async def call_now(self, callback_id: str, actor: str) -> ActionResult:
@@ -379,16 +399,26 @@ class CallbackQueue:
         self, callback_id: str, due_at: float, actor: str, reason: str = ""
     ) -> ActionResult:
         return await self._manual(
-            {"op": "schedule", "id": callback_id, "due_at": due_at, "actor": actor,
-             "reason": reason}
+            {
+                "op": "schedule",
+                "id": callback_id,
+                "due_at": due_at,
+                "actor": actor,
+                "reason": reason,
+            }
         )
 
     async def add_manual(
         self, number: str, category: str, actor: str, name: str = "", note: str = ""
     ) -> EnqueueResult:
         return await self.add_missed(
-            number=number, category=category, source=Source.MANUAL,
-            missed_at=self.clock.now(), name=name, actor=actor, note=note[:500],
+            number=number,
+            category=category,
+            source=Source.MANUAL,
+            missed_at=self.clock.now(),
+            name=name,
+            actor=actor,
+            note=note[:500],
         )
 
     # ------------------------------------------------------------------ upkeep
@@ -400,8 +430,12 @@ class CallbackQueue:
         now = self.clock.now()
         return await self._run(
             "housekeeping",
-            {"expire_before": now - self.config.retry.expire_after, "limit": limit,
-             "held": list(held), "now": now},
+            {
+                "expire_before": now - self.config.retry.expire_after,
+                "limit": limit,
+                "held": list(held),
+                "now": now,
+            },
         )
 
     # ------------------------------------------------------------------ reading

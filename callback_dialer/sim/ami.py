@@ -32,17 +32,29 @@ class PbxAmi:
         pbx.listeners.append(self._broadcast)
         server.action_taps.append(self._action_seen)
         for name, handler in (
-            ("originate", self.originate), ("queuestatus", self.queue_status),
-            ("queuesummary", self.queue_summary), ("coreshowchannels", self.core_show_channels),
-            ("status", self.status), ("hangup", self.hangup), ("ping", self.ping),
-            ("queuepause", self.queue_pause), ("queueadd", self.queue_add),
+            ("originate", self.originate),
+            ("queuestatus", self.queue_status),
+            ("queuesummary", self.queue_summary),
+            ("coreshowchannels", self.core_show_channels),
+            ("status", self.status),
+            ("hangup", self.hangup),
+            ("ping", self.ping),
+            ("queuepause", self.queue_pause),
+            ("queueadd", self.queue_add),
             ("queueremove", self.queue_remove),
         ):
             server.on_action(name, self._guarded(handler))
 
     @classmethod
-    async def serve(cls, pbx: SimPbx, *, host: str = "127.0.0.1", port: int = 0,
-                    username: str = "dialer", secret: str = "secret") -> PbxAmi:
+    async def serve(
+        cls,
+        pbx: SimPbx,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        username: str = "dialer",
+        secret: str = "secret",
+    ) -> PbxAmi:
         """Start an AMI server for ``pbx`` (port 0: any free port, see ``.port``)."""
         server = AmiServer(username=username, secret=secret, host=host, port=port)
         await server.start()
@@ -57,16 +69,19 @@ class PbxAmi:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _guarded(self, handler: Callable[[AmiSession, AmiMessage], None],
-                 ) -> Callable[[AmiSession, AmiMessage], None]:
+    def _guarded(
+        self,
+        handler: Callable[[AmiSession, AmiMessage], None],
+    ) -> Callable[[AmiSession, AmiMessage], None]:
         # AmiServer drops a connection whose handler raises; a fault of ours must not look
         # like Asterisk hanging up on the client.
         def run(session: AmiSession, message: AmiMessage) -> None:
             try:
                 handler(session, message)
             except Exception:
-                log.exception("simulated PBX failed to answer an action",
-                              action=message.get("Action"))
+                log.exception(
+                    "simulated PBX failed to answer an action", action=message.get("Action")
+                )
                 self._reply(session, message.get("ActionID"), "Internal error", "Error")
 
         return run
@@ -85,8 +100,14 @@ class PbxAmi:
         for tap in self.taps:
             tap("in", data)
 
-    def _reply(self, session: AmiSession, action_id: str, message: str, status: str = "Success",
-               **extra: str) -> None:
+    def _reply(
+        self,
+        session: AmiSession,
+        action_id: str,
+        message: str,
+        status: str = "Success",
+        **extra: str,
+    ) -> None:
         self._write(session, response(action_id, message, status, **extra))
 
     # ------------------------------------------------------------------ actions
@@ -108,8 +129,10 @@ class PbxAmi:
         if req.is_async:
             self._reply(session, action_id, "Originate successfully queued")
         else:
+
             def reply(pairs: list[tuple[str, str]]) -> None:
                 self._write(session, encode_message(pairs))
+
         origination = Origination(self.pbx, req, reply)
         if req.channel_id and req.channel_id in self.pbx.channels:
             # Asterisk refuses to create a channel whose Uniqueid is taken.
@@ -117,8 +140,9 @@ class PbxAmi:
             return
         self.pbx.scheduler.run(origination.start)
 
-    def _list(self, session: AmiSession, action: str, action_id: str,
-              items: list[list[tuple[str, str]]]) -> None:
+    def _list(
+        self, session: AmiSession, action: str, action_id: str, items: list[list[tuple[str, str]]]
+    ) -> None:
         self._write(session, self.server.list_response(action, action_id, items))
 
     def queue_status(self, session: AmiSession, message: AmiMessage) -> None:
@@ -133,21 +157,32 @@ class PbxAmi:
                 continue
             done = queue.completed
             total = done + queue.abandoned
-            items.append(wire.queue_params(
-                queue=name, max_callers=queue.spec.max_callers, strategy=queue.spec.strategy,
-                calls=len(queue.entries), holdtime=_avg(queue.hold_total, done),
-                talktime=_avg(queue.talk_total, done), completed=done,
-                abandoned=queue.abandoned, service_level=0,
-                service_level_perf=100.0 if done else 0.0,
-                service_level_perf2=100.0 * done / total if total else 0.0,
-                weight=queue.spec.weight))
+            items.append(
+                wire.queue_params(
+                    queue=name,
+                    max_callers=queue.spec.max_callers,
+                    strategy=queue.spec.strategy,
+                    calls=len(queue.entries),
+                    holdtime=_avg(queue.hold_total, done),
+                    talktime=_avg(queue.talk_total, done),
+                    completed=done,
+                    abandoned=queue.abandoned,
+                    service_level=0,
+                    service_level_perf=100.0 if done else 0.0,
+                    service_level_perf2=100.0 * done / total if total else 0.0,
+                    weight=queue.spec.weight,
+                )
+            )
             for member in reversed(queue.members):
                 if wanted_member and member.agent.interface != wanted_member:
                     continue
                 items.append(wire.queue_member_item(member.view()))
             for position, entry in enumerate(queue.entries, 1):
-                items.append(wire.queue_entry_item(entry.call.channel, name, position,
-                                                   int(now - entry.joined_at)))
+                items.append(
+                    wire.queue_entry_item(
+                        entry.call.channel, name, position, int(now - entry.joined_at)
+                    )
+                )
         self._list(session, "queuestatus", message.get("ActionID"), items)
 
     def queue_summary(self, session: AmiSession, message: AmiMessage) -> None:
@@ -159,28 +194,55 @@ class PbxAmi:
             queue = p.queues[name]
             if wanted and name != wanted:
                 continue
-            available = sum(1 for m in queue.members
-                            if not m.paused and m.agent.status == NOT_INUSE)
+            available = sum(
+                1 for m in queue.members if not m.paused and m.agent.status == NOT_INUSE
+            )
             longest = max((int(now - e.joined_at) for e in queue.entries), default=0)
-            items.append(wire.queue_summary_item(
-                queue=name, logged_in=len(queue.members), available=available,
-                callers=len(queue.entries), hold_time=_avg(queue.hold_total, queue.completed),
-                talk_time=_avg(queue.talk_total, queue.completed), longest_hold_time=longest))
+            items.append(
+                wire.queue_summary_item(
+                    queue=name,
+                    logged_in=len(queue.members),
+                    available=available,
+                    callers=len(queue.entries),
+                    hold_time=_avg(queue.hold_total, queue.completed),
+                    talk_time=_avg(queue.talk_total, queue.completed),
+                    longest_hold_time=longest,
+                )
+            )
         self._list(session, "queuesummary", message.get("ActionID"), items)
 
     def core_show_channels(self, session: AmiSession, message: AmiMessage) -> None:
         action_id = message.get("ActionID")
         now = self.pbx.clock.now()
-        start = encode_message([("Response", "Success"), ("ActionID", action_id),
-                                ("EventList", "start"), ("Message", "Channels will follow")])
+        start = encode_message(
+            [
+                ("Response", "Success"),
+                ("ActionID", action_id),
+                ("EventList", "start"),
+                ("Message", "Channels will follow"),
+            ]
+        )
         items = [
-            encode_message(wire.core_show_channel(
-                ch, action_id, ch.bridge.uniqueid if ch.bridge else "", ch.application,
-                ch.app_data, wire.hms(now - ch.created_at)))
+            encode_message(
+                wire.core_show_channel(
+                    ch,
+                    action_id,
+                    ch.bridge.uniqueid if ch.bridge else "",
+                    ch.application,
+                    ch.app_data,
+                    wire.hms(now - ch.created_at),
+                )
+            )
             for ch in self.pbx.channels.values()
         ]
-        tail = encode_message([("Event", "CoreShowChannelsComplete"), ("ActionID", action_id),
-                               ("EventList", "Complete"), ("ListItems", str(len(items)))])
+        tail = encode_message(
+            [
+                ("Event", "CoreShowChannelsComplete"),
+                ("ActionID", action_id),
+                ("EventList", "Complete"),
+                ("ListItems", str(len(items))),
+            ]
+        )
         self._write(session, start + b"".join(items) + tail)
 
     def status(self, session: AmiSession, message: AmiMessage) -> None:
@@ -196,10 +258,15 @@ class PbxAmi:
         now = self.pbx.clock.now()
         items = [
             wire.status_item(
-                ch, channel_type=ch.tech, dnid=ch.dnid,
-                bridge_id=ch.bridge.uniqueid if ch.bridge else "", application=ch.application,
-                data=ch.app_data, seconds=int(now - ch.created_at),
-                variables=[(v, ch.variables.get(v, "")) for v in wanted])
+                ch,
+                channel_type=ch.tech,
+                dnid=ch.dnid,
+                bridge_id=ch.bridge.uniqueid if ch.bridge else "",
+                application=ch.application,
+                data=ch.app_data,
+                seconds=int(now - ch.created_at),
+                variables=[(v, ch.variables.get(v, "")) for v in wanted],
+            )
             for ch in channels
         ]
         self._list(session, "status", action_id, items)
@@ -229,14 +296,24 @@ class PbxAmi:
                 self.pbx.hangup_channel(ch, cause)
 
     def ping(self, session: AmiSession, message: AmiMessage) -> None:
-        self._reply(session, message.get("ActionID"), "", Ping="Pong",
-                    Timestamp=f"{self.pbx.clock.now():.6f}")
+        self._reply(
+            session,
+            message.get("ActionID"),
+            "",
+            Ping="Pong",
+            Timestamp=f"{self.pbx.clock.now():.6f}",
+        )
 
     def queue_pause(self, session: AmiSession, message: AmiMessage) -> None:
         action_id = message.get("ActionID")
         paused = message.get("Paused", "true").lower() in ("true", "yes", "1", "on")
-        ok = self.pbx.scheduler.run(self.pbx.pause, message.get("Interface"), paused,
-                                    message.get("Reason"), message.get("Queue") or None)
+        ok = self.pbx.scheduler.run(
+            self.pbx.pause,
+            message.get("Interface"),
+            paused,
+            message.get("Reason"),
+            message.get("Queue") or None,
+        )
         if not ok:
             self._reply(session, action_id, "Interface not found", "Error")
             return
@@ -247,12 +324,18 @@ class PbxAmi:
         action_id = message.get("ActionID")
         queue = message.get("Queue")
         if queue not in self.pbx.queues:
-            self._reply(session, action_id, "Unable to add interface to queue: No such queue",
-                        "Error")
+            self._reply(
+                session, action_id, "Unable to add interface to queue: No such queue", "Error"
+            )
             return
         paused = message.get("Paused", "false").lower() in ("true", "yes", "1", "on")
-        ok = self.pbx.scheduler.run(self.pbx.add_member, message.get("Interface"), queue,
-                                    paused=paused, reason=message.get("Reason"))
+        ok = self.pbx.scheduler.run(
+            self.pbx.add_member,
+            message.get("Interface"),
+            queue,
+            paused=paused,
+            reason=message.get("Reason"),
+        )
         if not ok:
             self._reply(session, action_id, "Unable to add interface: Already there", "Error")
             return
@@ -260,8 +343,9 @@ class PbxAmi:
 
     def queue_remove(self, session: AmiSession, message: AmiMessage) -> None:
         action_id = message.get("ActionID")
-        ok = self.pbx.scheduler.run(self.pbx.remove_member, message.get("Interface"),
-                                    message.get("Queue"))
+        ok = self.pbx.scheduler.run(
+            self.pbx.remove_member, message.get("Interface"), message.get("Queue")
+        )
         if not ok:
             self._reply(session, action_id, "Unable to remove interface: Not there", "Error")
             return

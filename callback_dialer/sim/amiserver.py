@@ -37,14 +37,25 @@ def response(action_id: str, message: str, status: str = "Success", **extra: str
 
 
 def fully_booted(uptime: int = 150) -> bytes:
-    return encode_message([("Event", "FullyBooted"), ("Privilege", "system,all"),
-                           ("Uptime", str(uptime)), ("LastReload", str(uptime)),
-                           ("Status", "Fully Booted")])
+    return encode_message(
+        [
+            ("Event", "FullyBooted"),
+            ("Privilege", "system,all"),
+            ("Uptime", str(uptime)),
+            ("LastReload", str(uptime)),
+            ("Status", "Fully Booted"),
+        ]
+    )
 
 
 class AmiSession:
-    def __init__(self, server: AmiServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, index: int) -> None:
+    def __init__(
+        self,
+        server: AmiServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        index: int,
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -61,7 +72,7 @@ class AmiSession:
         if chunk:
             # Deliberately cut writes (a UTF-8 character split across TCP reads).
             for i in range(0, len(data), chunk):
-                self.writer.write(data[i:i + chunk])
+                self.writer.write(data[i : i + chunk])
         else:
             self.writer.write(data)
 
@@ -97,8 +108,15 @@ class AmiSession:
 
 
 class AmiServer:
-    def __init__(self, *, username: str = "dialer", secret: str = "secret",
-                 host: str = "127.0.0.1", port: int = 0, login_failure_delay: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        username: str = "dialer",
+        secret: str = "secret",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        login_failure_delay: float = 0.05,
+    ) -> None:
         self.username = username
         self.secret = secret
         self.host = host
@@ -253,13 +271,15 @@ class AmiServer:
             return
         recorded = self._capture_answers.get(lname)
         if recorded is not None:
-            session.write(b"".join(f.replace(b"ActionID: @@ID@@",
-                                             b"ActionID: " + action_id.encode())
-                                   for f in recorded))
+            session.write(
+                b"".join(
+                    f.replace(b"ActionID: @@ID@@", b"ActionID: " + action_id.encode())
+                    for f in recorded
+                )
+            )
             return
         if lname == "ping":
-            session.write(response(action_id, "", Ping="Pong",
-                                   Timestamp=f"{time.time():.6f}"))
+            session.write(response(action_id, "", Ping="Pong", Timestamp=f"{time.time():.6f}"))
         elif lname == "originate":
             if not message.get("Channel"):
                 session.write(response(action_id, "Channel not specified", status="Error"))
@@ -299,12 +319,24 @@ class AmiServer:
     def list_response(self, action: str, action_id: str, items: list[Pairs]) -> bytes:
         """A list action's reply: the start response, the items, the Complete event."""
         text, complete = self._LIST_TEXT[action]
-        out = [encode_message([("Response", "Success"), ("ActionID", action_id),
-                               ("EventList", "start"), ("Message", text)])]
+        out = [
+            encode_message(
+                [
+                    ("Response", "Success"),
+                    ("ActionID", action_id),
+                    ("EventList", "start"),
+                    ("Message", text),
+                ]
+            )
+        ]
         for item in items:
             out.append(encode_message([*item, ("ActionID", action_id)]))
-        tail: Pairs = [("Event", complete), ("ActionID", action_id), ("EventList", "Complete"),
-                       ("ListItems", str(len(items)))]
+        tail: Pairs = [
+            ("Event", complete),
+            ("ActionID", action_id),
+            ("EventList", "Complete"),
+            ("ListItems", str(len(items))),
+        ]
         if action == "status":
             tail.append(("Items", str(len(items))))
         out.append(encode_message(tail))
@@ -339,7 +371,8 @@ class AmiServer:
                 if name in ("login", "logoff"):
                     continue
                 answers.setdefault(name, []).append(
-                    raw.replace(f"ActionID: {action_id}\r\n", "ActionID: @@ID@@\r\n").encode())
+                    raw.replace(f"ActionID: {action_id}\r\n", "ActionID: @@ID@@\r\n").encode()
+                )
                 continue
             traffic.append((float(rec["t"]), raw.encode()))
         self._capture_answers.update(answers)

@@ -47,8 +47,9 @@ class Channel:
     def chanvars(self) -> list[tuple[str, str]]:
         return [(name, self.variables.get(name, "")) for name in self.channelvars]
 
-    def at(self, context: str | None = None, exten: str | None = None,
-           priority: int | None = None) -> Channel:
+    def at(
+        self, context: str | None = None, exten: str | None = None, priority: int | None = None
+    ) -> Channel:
         """Move the channel in the dialplan (what the next event will show)."""
         if context is not None:
             self.context = context

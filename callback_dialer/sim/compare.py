@@ -19,17 +19,27 @@ from pathlib import Path
 from ..dialer.frames import AmiMessage, FrameDecoder
 
 # Values that are part of a sequence's meaning (everything else varies run to run).
-_MEANINGFUL_VARS = frozenset({
-    "CALLBACK_CATEGORY", "CALLBACK_ID", "DIALSTATUS", "ABANDONED", "QUEUESTATUS",
-    "QUEUEPOSITION", "AGENT_TALK",
-})
+_MEANINGFUL_VARS = frozenset(
+    {
+        "CALLBACK_CATEGORY",
+        "CALLBACK_ID",
+        "DIALSTATUS",
+        "ABANDONED",
+        "QUEUESTATUS",
+        "QUEUEPOSITION",
+        "AGENT_TALK",
+    }
+)
 
 
 def read_messages(source: Path | Iterable[str]) -> list[AmiMessage]:
     """The ``in`` messages of a capture file (or of raw texts), in order."""
     if isinstance(source, Path):
-        raws = [rec["raw"] for rec in map(json.loads, source.read_text("utf-8").splitlines())
-                if rec["dir"] == "in"]
+        raws = [
+            rec["raw"]
+            for rec in map(json.loads, source.read_text("utf-8").splitlines())
+            if rec["dir"] == "in"
+        ]
     else:
         raws = list(source)
     out: list[AmiMessage] = []
@@ -50,8 +60,9 @@ def header_orders(messages: Iterable[AmiMessage]) -> dict[str, set[tuple[str, ..
     out: dict[str, set[tuple[str, ...]]] = defaultdict(set)
     for m in messages:
         name = m.event or ("Response" if m.response else "")
-        names = tuple("ChanVariable(*)" if k.startswith("ChanVariable(") else k
-                      for k in header_names(m))
+        names = tuple(
+            "ChanVariable(*)" if k.startswith("ChanVariable(") else k for k in header_names(m)
+        )
         out[name].add(names)
     return dict(out)
 
@@ -71,8 +82,7 @@ def describe(m: AmiMessage, *, as_dest: bool = False) -> str:
         return f"Newexten:{f.get('Application', '')}"
     if event == "VarSet":
         var = f.get("Variable", "")
-        return f"VarSet:{var}={f.get('Value', '')}" if var in _MEANINGFUL_VARS \
-            else f"VarSet:{var}"
+        return f"VarSet:{var}={f.get('Value', '')}" if var in _MEANINGFUL_VARS else f"VarSet:{var}"
     if event == "Newstate":
         return f"Newstate:{f.get('ChannelState', '')}"
     if event in ("Hangup", "HangupRequest", "SoftHangupRequest"):
@@ -101,8 +111,9 @@ def channel_shapes(messages: Iterable[AmiMessage]) -> dict[str, dict[str, list[s
         key = (linkedid, channel)
         if key not in names:
             base = role_of(channel)
-            taken = sum(1 for (lid, _), r in names.items()
-                        if lid == linkedid and r.split("#")[0] == base)
+            taken = sum(
+                1 for (lid, _), r in names.items() if lid == linkedid and r.split("#")[0] == base
+            )
             names[key] = base if not taken else f"{base}#{taken + 1}"
         return names[key]
 
@@ -119,20 +130,24 @@ def channel_shapes(messages: Iterable[AmiMessage]) -> dict[str, dict[str, list[s
         if "DestLinkedid" in f and "DestChannel" in f:
             lid = f["DestLinkedid"]
             by_call[lid][role(lid, f["DestChannel"])].append(describe(m, as_dest=True))
-    return {keys.get(lid, lid): {r: list(ev) for r, ev in roles.items()}
-            for lid, roles in by_call.items()}
+    return {
+        keys.get(lid, lid): {r: list(ev) for r, ev in roles.items()}
+        for lid, roles in by_call.items()
+    }
 
 
 def _chanvar(m: AmiMessage, name: str) -> str:
     prefix = name + "="
     for value in m.getall("ChanVariable"):
         if value.startswith(prefix):
-            return value[len(prefix):]
+            return value[len(prefix) :]
     return ""
 
 
 def originate_responses(messages: Iterable[AmiMessage]) -> dict[str, tuple[str, str, bool]]:
     """ActionID -> (Response, Reason, whether Uniqueid names a channel)."""
-    return {m.get("ActionID"): (m.get("Response"), m.get("Reason"),
-                                m.get("Uniqueid") != "<unknown>")
-            for m in messages if m.event == "OriginateResponse"}
+    return {
+        m.get("ActionID"): (m.get("Response"), m.get("Reason"), m.get("Uniqueid") != "<unknown>")
+        for m in messages
+        if m.event == "OriginateResponse"
+    }

@@ -61,8 +61,12 @@ class RandomCustomers:
     def respond(self, number: str, now: float) -> CustomerResponse:
         roll = self.rng.random()
         ring = max(1.0, self.rng.lognormvariate(math.log(self.ring_median), 0.5))
-        for status, share in ((BUSY, self.busy), (NOANSWER, self.no_answer),
-                              (CHANUNAVAIL, self.unreachable), (CONGESTION, self.congestion)):
+        for status, share in (
+            (BUSY, self.busy),
+            (NOANSWER, self.no_answer),
+            (CHANUNAVAIL, self.unreachable),
+            (CONGESTION, self.congestion),
+        ):
             if roll < share:
                 if status in (BUSY, CHANUNAVAIL, CONGESTION):
                     ring = min(ring, 2.0)

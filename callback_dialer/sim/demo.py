@@ -65,38 +65,71 @@ def _worker_main(config_data: dict[str, Any]) -> None:
     from ..jobs.worker import run_worker
 
     # Quieter than the dialer: its lines would crowd the demo's console.
-    config = parse_config({**config_data, "logging": {"level": "warning", "format": "console"}},
-                          "demo")
+    config = parse_config(
+        {**config_data, "logging": {"level": "warning", "format": "console"}}, "demo"
+    )
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(config)
 
 
-def demo_config(base: Config | None, *, redis_url: str, key_prefix: str, ami_port: int,
-                web_port: int, folder: Path) -> Config:
+def demo_config(
+    base: Config | None,
+    *,
+    redis_url: str,
+    key_prefix: str,
+    ami_port: int,
+    web_port: int,
+    folder: Path,
+) -> Config:
     data = base.model_dump(mode="python") if base is not None else {}
-    data["ami"] = {**data.get("ami", {}), "host": "127.0.0.1", "port": ami_port,
-                   "username": "dialer", "secret": DEMO_SECRET}
-    data["redis"] = {**data.get("redis", {}), "url": redis_url, "key_prefix": key_prefix,
-                     "password": ""}
+    data["ami"] = {
+        **data.get("ami", {}),
+        "host": "127.0.0.1",
+        "port": ami_port,
+        "username": "dialer",
+        "secret": DEMO_SECRET,
+    }
+    data["redis"] = {
+        **data.get("redis", {}),
+        "url": redis_url,
+        "key_prefix": key_prefix,
+        "password": "",
+    }
     # Everyone is a supervisor, on this machine only.
-    data["web"] = {**data.get("web", {}), "enabled": True, "host": "127.0.0.1",
-                   "port": web_port, "auth": "none", "users": ()}
+    data["web"] = {
+        **data.get("web", {}),
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": web_port,
+        "auth": "none",
+        "users": (),
+    }
     data["queue"] = {**data.get("queue", {}), "spool_file": str(folder / "spool.jsonl")}
     data["reports"] = {**data.get("reports", {}), "folder": str(folder / "reports")}
     if base is None:
         # Every day of the simulated week is a working day, so the demo never sits idle.
-        data["hours"] = {"timezone": "Europe/Moscow",
-                         "weekly": {d: ["08:00-22:00"] for d in
-                                    ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
+        data["hours"] = {
+            "timezone": "Europe/Moscow",
+            "weekly": {
+                d: ["08:00-22:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+            },
+        }
         data["dispatch"] = {"enabled": True}
     data.pop("logging", None)
     return parse_config(data, "demo")
 
 
-async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 8080,
-                   agents: int | None = None, seed: int | None = None,
-                   traffic: Path | None = None,
-                   stop: asyncio.Event | None = None, ready: Any = None) -> int:
+async def run_demo(
+    config: Config | None,
+    *,
+    speed: float = 30.0,
+    port: int = 8080,
+    agents: int | None = None,
+    seed: int | None = None,
+    traffic: Path | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Any = None,
+) -> int:
     base_logging = config.logging if config is not None else parse_config({}).logging
     configure_logging(base_logging.model_copy(update={"format": "console"}))
     stop = stop or asyncio.Event()
@@ -110,11 +143,16 @@ async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 80
     try:
         redis_url, embedded = await configured_or_embedded(configured)
     except EmbeddedRedisError as exc:
-        print(f"error: no Redis answers at {configured} and none could be started: {exc}",
-              file=sys.stderr)
+        print(
+            f"error: no Redis answers at {configured} and none could be started: {exc}",
+            file=sys.stderr,
+        )
         return 1
-    where = (f"an embedded redis-server ({embedded.binary})" if embedded is not None
-             else f"the configured Redis ({configured.split('@')[-1]})")
+    where = (
+        f"an embedded redis-server ({embedded.binary})"
+        if embedded is not None
+        else f"the configured Redis ({configured.split('@')[-1]})"
+    )
     key_prefix = "demo-" + secrets.token_hex(4)
 
     profile = load_profile(traffic)
@@ -122,29 +160,47 @@ async def run_demo(config: Config | None, *, speed: float = 30.0, port: int = 80
     today = dt.datetime.now(tz).date()
     start = dt.datetime.combine(today, DAY_START, tz).timestamp()
     clock = ScaledClock(speed, start=start)
-    sim = await Simulation.start(clock, profile=profile, agents=agents, start=start,
-                                 hours=SIMULATED_HOURS, seed=seed, port=0,
-                                 secret=DEMO_SECRET)
-    effective = demo_config(config, redis_url=redis_url, key_prefix=key_prefix,
-                            ami_port=sim.port, web_port=_free_port("127.0.0.1", port),
-                            folder=folder)
+    sim = await Simulation.start(
+        clock,
+        profile=profile,
+        agents=agents,
+        start=start,
+        hours=SIMULATED_HOURS,
+        seed=seed,
+        port=0,
+        secret=DEMO_SECRET,
+    )
+    effective = demo_config(
+        config,
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        ami_port=sim.port,
+        web_port=_free_port("127.0.0.1", port),
+        folder=folder,
+    )
     dialer = Dialer(effective, clock=clock)
     web = attach_web(dialer)
     attach_jobs(dialer)
     ctx = multiprocessing.get_context("spawn")
     # Not a daemon: rq's worker forks a work horse per job, which daemons may not do.
-    worker = ctx.Process(target=_worker_main, args=(effective.model_dump(mode="python"),),
-                         name="callback-dialer-worker")
+    worker = ctx.Process(
+        target=_worker_main,
+        args=(effective.model_dump(mode="python"),),
+        name="callback-dialer-worker",
+    )
     worker.start()
     await dialer.start()
     try:
         if web is not None:
             await _first_of(web.started.wait(), dialer.wait())
         url = web.url if web is not None else ""
-        print(f"\ncallback-dialer demo: status page {url}\n"
-              f"  a simulated call centre ({len(sim.pbx.agents)} agents) and a simulated "
-              f"day from {DAY_START:%H:%M}, {speed:g}x real time; Redis: {where}.\n"
-              "  Ctrl-C to stop.\n", flush=True)
+        print(
+            f"\ncallback-dialer demo: status page {url}\n"
+            f"  a simulated call centre ({len(sim.pbx.agents)} agents) and a simulated "
+            f"day from {DAY_START:%H:%M}, {speed:g}x real time; Redis: {where}.\n"
+            "  Ctrl-C to stop.\n",
+            flush=True,
+        )
         if ready is not None:
             ready(url)
         await _first_of(stop.wait(), dialer.wait())
@@ -180,6 +236,6 @@ async def _delete_prefix(url: str, prefix: str) -> None:
     try:
         keys = [k async for k in client.scan_iter(match=Keys(prefix).pattern(), count=1000)]
         for i in range(0, len(keys), 1000):
-            await client.delete(*keys[i:i + 1000])
+            await client.delete(*keys[i : i + 1000])
     finally:
         await client.aclose()

@@ -30,8 +30,15 @@ if TYPE_CHECKING:
 
 
 class InboundCall:
-    def __init__(self, pbx: SimPbx, number: str, script: CallerScript, *, tag: str = "",
-                 internal: bool = False) -> None:
+    def __init__(
+        self,
+        pbx: SimPbx,
+        number: str,
+        script: CallerScript,
+        *,
+        tag: str = "",
+        internal: bool = False,
+    ) -> None:
         self.pbx = pbx
         self.number = number
         self.script = script
@@ -71,8 +78,9 @@ class InboundCall:
             now = p.clock.now()
             uid = p.ids.uniqueid(now)
             name = f"PJSIP/{self.number}-{p.ids.local_suffix()}"
-            ch = p.new_channel(name, uid, uid, p.spec.internal_context, p.spec.ivr_extension,
-                               state=4, tech="PJSIP")
+            ch = p.new_channel(
+                name, uid, uid, p.spec.internal_context, p.spec.ivr_extension, state=4, tech="PJSIP"
+            )
         else:
             ch = p.trunk_channel("", outbound=False)
         self.channel = ch
@@ -90,8 +98,15 @@ class InboundCall:
         p.emit(wire.newstate(ch))
         self._device("INUSE")
         self.phase = "ivr"
-        p.notify(CallStarted(call_id=ch.uniqueid, number=self.number, tag=self.tag,
-                             internal=self.internal, at=p.clock.now()))
+        p.notify(
+            CallStarted(
+                call_id=ch.uniqueid,
+                number=self.number,
+                tag=self.tag,
+                internal=self.internal,
+                at=p.clock.now(),
+            )
+        )
         self._later(ivr.prompt_delay, self._menu)
 
     def _device(self, state: str) -> None:
@@ -134,8 +149,9 @@ class InboundCall:
         ch.at(exten=key, priority=1)
         p.emit(wire.newexten(ch, "Set", f"CALLBACK_CATEGORY={option.category}"))
         self._set_var("CALLBACK_CATEGORY", option.category)
-        p.notify(CallChose(call_id=ch.uniqueid, choice=key, category=option.category,
-                           at=p.clock.now()))
+        p.notify(
+            CallChose(call_id=ch.uniqueid, choice=key, category=option.category, at=p.clock.now())
+        )
         self.step = 0
         self._enter_queue()
 
@@ -151,8 +167,14 @@ class InboundCall:
         name, timeout = self._queue_args()
         ch.priority = 2 + self.step
         p.emit(wire.newexten(ch, "Queue", f"{name},,,,{_secs(timeout)}"))
-        for var in ("ANSWEREDTIME", "ANSWEREDTIME_MS", "DIALEDTIME", "DIALEDTIME_MS",
-                    "QUEUEWAIT", "QUEUEWAIT_MS"):
+        for var in (
+            "ANSWEREDTIME",
+            "ANSWEREDTIME_MS",
+            "DIALEDTIME",
+            "DIALEDTIME_MS",
+            "QUEUEWAIT",
+            "QUEUEWAIT_MS",
+        ):
             self._set_var(var, "")
         queue = p.queues[name]
         now = p.clock.now()
@@ -199,8 +221,15 @@ class InboundCall:
     def _abandon_event(self, entry: QueueEntry) -> None:
         queue = entry.queue
         queue.abandoned += 1
-        self.pbx.emit(wire.queue_caller_abandon(self.channel, queue.name, queue.position(entry),
-                                                entry.original_position, self._waited(entry)))
+        self.pbx.emit(
+            wire.queue_caller_abandon(
+                self.channel,
+                queue.name,
+                queue.position(entry),
+                entry.original_position,
+                self._waited(entry),
+            )
+        )
 
     def _queue_timeout(self, entry: QueueEntry) -> None:
         if self.phase != "queue" or self.entry is not entry:
@@ -243,10 +272,14 @@ class InboundCall:
         p, ch = self.pbx, self.channel
         category = ch.variables.get("CALLBACK_CATEGORY", "")
         ch.priority += 1
-        p.emit(wire.newexten(ch, "UserEvent",
-                             f"CallbackRequested,Reason: {reason},Category: {category}"))
-        p.emit(wire.user_event(ch, "CallbackRequested",
-                               [("Reason", reason), ("Category", category)]))
+        p.emit(
+            wire.newexten(
+                ch, "UserEvent", f"CallbackRequested,Reason: {reason},Category: {category}"
+            )
+        )
+        p.emit(
+            wire.user_event(ch, "CallbackRequested", [("Reason", reason), ("Category", category)])
+        )
         p.notify(CallbackAsked(call_id=ch.uniqueid, reason=reason, at=p.clock.now()))
         ch.priority += 1
         goodbye = p.spec.goodbye_seconds
@@ -328,8 +361,14 @@ class InboundCall:
         for timer in self._timers:
             timer.cancel()
         p.calls.pop(self.channel.uniqueid, None)
-        p.notify(CallEnded(call_id=self.channel.uniqueid, outcome=self.outcome or "abandoned",
-                           hung_up_by=by, at=p.clock.now()))
+        p.notify(
+            CallEnded(
+                call_id=self.channel.uniqueid,
+                outcome=self.outcome or "abandoned",
+                hung_up_by=by,
+                at=p.clock.now(),
+            )
+        )
 
 
 class MemberRing:
@@ -400,8 +439,16 @@ class MemberRing:
             return
         p, entry = self.pbx, self.entry
         ring_ms = int((p.clock.now() - self.leg.ring_started_at) * 1000)
-        p.emit(wire.agent_ring_no_answer(self.call.channel, self.leg.one, entry.queue.name,
-                                         self.agent.interface, self.agent.name, ring_ms))
+        p.emit(
+            wire.agent_ring_no_answer(
+                self.call.channel,
+                self.leg.one,
+                entry.queue.name,
+                self.agent.interface,
+                self.agent.name,
+                ring_ms,
+            )
+        )
         retry = entry.queue.spec.retry
         # Try the other members before this one again.
         entry.skip[self.agent.interface] = p.clock.now() + retry + entry.queue.spec.timeout
@@ -437,8 +484,17 @@ class MemberRing:
         call._set_var("QUEUEWAIT_MS", str(self.hold * 1000))
         call.entry = None
         entry.ring = None
-        p.emit(wire.agent_connect(caller, leg.one, queue.name, agent.interface, agent.name,
-                                  self.hold, int(self.ring_seconds)))
+        p.emit(
+            wire.agent_connect(
+                caller,
+                leg.one,
+                queue.name,
+                agent.interface,
+                agent.name,
+                self.hold,
+                int(self.ring_seconds),
+            )
+        )
         bridge = self.bridge = p.new_bridge()
         p.bridge_enter(bridge, leg.one)
         p.bridge_enter(bridge, caller)
@@ -453,8 +509,9 @@ class MemberRing:
             timer.cancel()
         call._timers.clear()
         queue.hold_total += self.hold
-        p.notify(CallConnected(call_id=caller.uniqueid, queue=queue.name,
-                               agent=agent.interface, at=now))
+        p.notify(
+            CallConnected(call_id=caller.uniqueid, queue=queue.name, agent=agent.interface, at=now)
+        )
         agent_talk = agent.behaviour.talk_seconds(agent.rng, callback=False)
         leg.start_talk(agent_talk, after=0.015)
         caller_talk = call.script.talk
@@ -502,8 +559,18 @@ class MemberRing:
         p.device(agent, "NOT_INUSE")
         self._after_talk()
         p.member_status(agent)
-        p.emit(wire.agent_complete(caller, leg.one, self.entry.queue.name, agent.interface,
-                                   agent.name, self.hold, talk, "agent"))
+        p.emit(
+            wire.agent_complete(
+                caller,
+                leg.one,
+                self.entry.queue.name,
+                agent.interface,
+                agent.name,
+                self.hold,
+                talk,
+                "agent",
+            )
+        )
         p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
         p.emit(wire.varset(caller, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, leg.one)
@@ -536,8 +603,18 @@ class MemberRing:
         caller, bridge = call.channel, self.bridge
         assert bridge is not None
         p.emit(wire.hangup_request(caller, 16))
-        p.emit(wire.agent_complete(caller, leg.one, self.entry.queue.name, agent.interface,
-                                   agent.name, self.hold, talk, "caller"))
+        p.emit(
+            wire.agent_complete(
+                caller,
+                leg.one,
+                self.entry.queue.name,
+                agent.interface,
+                agent.name,
+                self.hold,
+                talk,
+                "caller",
+            )
+        )
         p.emit(wire.varset(caller, "BRIDGEPEER", ""))
         p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, caller)

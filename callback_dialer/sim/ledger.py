@@ -156,8 +156,9 @@ class Ledger:
 
     # ------------------------------------------------------------------ who is who
 
-    def register(self, subscriber_id: str, number: str, *, kind: str = "external",
-                 intent: str = "") -> None:
+    def register(
+        self, subscriber_id: str, number: str, *, kind: str = "external", intent: str = ""
+    ) -> None:
         """A subscriber the traffic model will make call (``number``: canonical digits)."""
         self._subs[subscriber_id] = _Sub(subscriber_id, number, kind, intent)
         if kind == "external":
@@ -195,9 +196,13 @@ class Ledger:
 
     def _on_CallStarted(self, e: CallStarted) -> None:
         sub = self._subscriber_for(e.tag, e.number, e.internal)
-        self._calls[e.call_id] = InboundRecord(call_id=e.call_id, subscriber=sub.id,
-                                               number=e.number, internal=e.internal,
-                                               started_at=e.at)
+        self._calls[e.call_id] = InboundRecord(
+            call_id=e.call_id,
+            subscriber=sub.id,
+            number=e.number,
+            internal=e.internal,
+            started_at=e.at,
+        )
         sub.calls.append(e.call_id)
 
     def _on_CallChose(self, e: CallChose) -> None:
@@ -244,24 +249,41 @@ class Ledger:
                 need = "served" if sub.ever_missed else "never_missed"
             sub.legs.append(e.leg_id)
         self._legs[e.leg_id] = CallbackRecord(
-            leg_id=e.leg_id, callback_id=e.callback_id, subscriber=sid, number=e.number,
-            agent=e.agent, rang_at=e.at, need=need,
-            concurrent=bool(sid) and self._busy(sid, e.at, exclude=e.leg_id))
+            leg_id=e.leg_id,
+            callback_id=e.callback_id,
+            subscriber=sid,
+            number=e.number,
+            agent=e.agent,
+            rang_at=e.at,
+            need=need,
+            concurrent=bool(sid) and self._busy(sid, e.at, exclude=e.leg_id),
+        )
 
     def _on_CustomerLegEnded(self, e: CustomerLegEnded) -> None:
         record = self._legs.get(e.leg_id)
         if record is None:
             return
-        self._legs[e.leg_id] = replace(record, status=e.status, answered_at=e.answered_at,
-                                       ended_at=e.ended_at)
-        if (record.subscriber and e.answered_at is not None
-                and e.ended_at - e.answered_at >= self.served_talk):
+        self._legs[e.leg_id] = replace(
+            record, status=e.status, answered_at=e.answered_at, ended_at=e.ended_at
+        )
+        if (
+            record.subscriber
+            and e.answered_at is not None
+            and e.ended_at - e.answered_at >= self.served_talk
+        ):
             self._served(self._subs[record.subscriber], e.ended_at, "callback")
 
     def _on_OriginateDone(self, e: OriginateDone) -> None:
-        self._agent_legs.append(AgentLegRecord(
-            action_id=e.action_id, callback_id=e.callback_id, channel=e.channel,
-            reason=e.reason, answered_at=e.answered_at, ended_at=e.ended_at))
+        self._agent_legs.append(
+            AgentLegRecord(
+                action_id=e.action_id,
+                callback_id=e.callback_id,
+                channel=e.channel,
+                reason=e.reason,
+                answered_at=e.answered_at,
+                ended_at=e.ended_at,
+            )
+        )
 
     def _busy(self, sid: str, at: float, *, exclude: str) -> bool:
         """Was another call of this subscriber's under way at ``at``?"""
@@ -300,8 +322,11 @@ class Ledger:
         return tuple(sorted(self._calls.values(), key=lambda r: (r.started_at, r.call_id)))
 
     def callbacks(self) -> tuple[CallbackRecord, ...]:
-        return tuple(self._finish_concurrency(sorted(self._legs.values(),
-                                                     key=lambda r: (r.rang_at, r.leg_id))))
+        return tuple(
+            self._finish_concurrency(
+                sorted(self._legs.values(), key=lambda r: (r.rang_at, r.leg_id))
+            )
+        )
 
     def _finish_concurrency(self, legs: list[CallbackRecord]) -> list[CallbackRecord]:
         # A later call may overlap an earlier one; mark both.
@@ -319,8 +344,7 @@ class Ledger:
                     other = self._legs[other_id]
                     if other.leg_id != leg.leg_id and leg.rang_at < other.rang_at < end:
                         concurrent = True
-            out.append(replace(leg, concurrent=concurrent) if concurrent != leg.concurrent
-                       else leg)
+            out.append(replace(leg, concurrent=concurrent) if concurrent != leg.concurrent else leg)
         return out
 
     def agent_legs(self) -> tuple[AgentLegRecord, ...]:
@@ -330,12 +354,19 @@ class Ledger:
         legs = {cb.leg_id: cb for cb in self.callbacks()}
         out = []
         for sub in self._subs.values():
-            out.append(SubscriberRecord(
-                id=sub.id, number=sub.number, kind=sub.kind, intent=sub.intent,
-                calls=tuple(self._calls[c] for c in sub.calls),
-                callbacks=tuple(legs[leg] for leg in sub.legs),
-                first_missed_at=sub.first_missed_at, served_at=sub.served_at,
-                served_by=sub.served_by))
+            out.append(
+                SubscriberRecord(
+                    id=sub.id,
+                    number=sub.number,
+                    kind=sub.kind,
+                    intent=sub.intent,
+                    calls=tuple(self._calls[c] for c in sub.calls),
+                    callbacks=tuple(legs[leg] for leg in sub.legs),
+                    first_missed_at=sub.first_missed_at,
+                    served_at=sub.served_at,
+                    served_by=sub.served_by,
+                )
+            )
         return tuple(out)
 
     def subscriber(self, subscriber_id: str) -> SubscriberRecord:

@@ -32,8 +32,9 @@ class AgentLeg:
     """One agent's phone being rung: ``one`` is the channel the dialler talks to, ``two`` the
     Local ;2 that runs the agents dialplan (None for a PJSIP phone)."""
 
-    def __init__(self, pbx: SimPbx, agent: Agent, linkedid: str | None,
-                 one_uid: str = "", two_uid: str = "") -> None:
+    def __init__(
+        self, pbx: SimPbx, agent: Agent, linkedid: str | None, one_uid: str = "", two_uid: str = ""
+    ) -> None:
         self.pbx = pbx
         self.agent = agent
         now = pbx.clock.now()
@@ -44,15 +45,36 @@ class AgentLeg:
         if agent.tech == "local":
             suffix = pbx.ids.local_suffix()
             base = f"Local/{agent.extension}@{pbx.spec.agent_context}-{suffix}"
-            self.one = pbx.new_channel(base + ";1", uid1, lid, pbx.spec.agent_context,
-                                       agent.extension, state=0, tech="Local")
+            self.one = pbx.new_channel(
+                base + ";1",
+                uid1,
+                lid,
+                pbx.spec.agent_context,
+                agent.extension,
+                state=0,
+                tech="Local",
+            )
             uid2 = two_uid or pbx.ids.uniqueid(now)
-            self.two = pbx.new_channel(base + ";2", uid2, lid, pbx.spec.agent_context,
-                                       agent.extension, state=4, tech="Local")
+            self.two = pbx.new_channel(
+                base + ";2",
+                uid2,
+                lid,
+                pbx.spec.agent_context,
+                agent.extension,
+                state=4,
+                tech="Local",
+            )
         else:
             suffix = pbx.ids.local_suffix()
-            self.one = pbx.new_channel(f"PJSIP/{agent.extension}-{suffix}", uid1, lid,
-                                       pbx.spec.pjsip_context, "s", state=0, tech="PJSIP")
+            self.one = pbx.new_channel(
+                f"PJSIP/{agent.extension}-{suffix}",
+                uid1,
+                lid,
+                pbx.spec.pjsip_context,
+                "s",
+                state=0,
+                tech="PJSIP",
+            )
             self.two = None
         self.answered_at: float | None = None
         self.ring_started_at = now
@@ -94,8 +116,13 @@ class AgentLeg:
         p.emit(wire.newconnectedline(two))
         p.emit(wire.local_bridge(one, two, p.spec.agent_context, agent.extension, False))
 
-    def create_for_originate(self, caller_num: str, caller_name: str,
-                             variables: list[tuple[str, str]], optimize: bool = True) -> None:
+    def create_for_originate(
+        self,
+        caller_num: str,
+        caller_name: str,
+        variables: list[tuple[str, str]],
+        optimize: bool = True,
+    ) -> None:
         """Newchannel .. LocalBridge, as an Originate to ``Local/NNN@agents`` (callbacks)."""
         p, one, two = self.pbx, self.one, self.two
         p.emit(wire.newchannel(one))

@@ -18,7 +18,13 @@ from typing import Literal, Protocol
 
 # Dial statuses of a customer leg, as DialEnd writes them.
 ANSWER, BUSY, NOANSWER, CONGESTION, CHANUNAVAIL, CANCEL = (
-    "ANSWER", "BUSY", "NOANSWER", "CONGESTION", "CHANUNAVAIL", "CANCEL")
+    "ANSWER",
+    "BUSY",
+    "NOANSWER",
+    "CONGESTION",
+    "CHANUNAVAIL",
+    "CANCEL",
+)
 # ... and the hangup cause Asterisk gives the channel that failed that way.
 STATUS_CAUSE = {ANSWER: 16, BUSY: 17, NOANSWER: 19, CONGESTION: 34, CHANUNAVAIL: 20, CANCEL: 16}
 

@@ -93,8 +93,17 @@ class OriginateDone:
     ended_at: float
 
 
-Notice = (CallStarted | CallChose | CallQueued | CallConnected | CallbackAsked | CallEnded
-          | CustomerRinging | CustomerLegEnded | OriginateDone)
+Notice = (
+    CallStarted
+    | CallChose
+    | CallQueued
+    | CallConnected
+    | CallbackAsked
+    | CallEnded
+    | CustomerRinging
+    | CustomerLegEnded
+    | OriginateDone
+)
 
 
 class Observer(Protocol):

@@ -82,11 +82,17 @@ class OriginateRequest:
         except ValueError:
             timeout = 30.0
         return cls(
-            action_id=message.get("ActionID"), channel=message.get("Channel"),
-            context=message.get("Context"), exten=message.get("Exten"),
-            priority=message.get("Priority", "1"), caller_num=num, caller_name=name,
-            variables=variables, channel_id=message.get("ChannelId"),
-            other_channel_id=message.get("OtherChannelId"), timeout=timeout,
+            action_id=message.get("ActionID"),
+            channel=message.get("Channel"),
+            context=message.get("Context"),
+            exten=message.get("Exten"),
+            priority=message.get("Priority", "1"),
+            caller_num=num,
+            caller_name=name,
+            variables=variables,
+            channel_id=message.get("ChannelId"),
+            other_channel_id=message.get("OtherChannelId"),
+            timeout=timeout,
             is_async=message.get("Async", "false").lower() in ("true", "yes", "1", "on"),
         )
 
@@ -101,8 +107,9 @@ class CustomerLeg:
     """The trunk channel that dials a customer on behalf of ``dialer`` (the agent's ;1 when
     agent first, the customer Local ;2 when customer first)."""
 
-    def __init__(self, origination: Origination, dialer: Channel, exten: str,
-                 dial_timeout: float) -> None:
+    def __init__(
+        self, origination: Origination, dialer: Channel, exten: str, dial_timeout: float
+    ) -> None:
         self.o = origination
         self.pbx = origination.pbx
         self.dialer = dialer
@@ -119,9 +126,19 @@ class CustomerLeg:
     def start(self) -> None:
         p, dialer, exten = self.pbx, self.dialer, self.exten
         trunk = p.spec.trunk
-        for var in ("DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME",
-                    "ANSWEREDTIME_MS", "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS",
-                    "PROGRESSTIME", "PROGRESSTIME_MS"):
+        for var in (
+            "DIALSTATUS",
+            "DIALEDPEERNUMBER",
+            "DIALEDPEERNAME",
+            "ANSWEREDTIME",
+            "ANSWEREDTIME_MS",
+            "DIALEDTIME",
+            "DIALEDTIME_MS",
+            "RINGTIME",
+            "RINGTIME_MS",
+            "PROGRESSTIME",
+            "PROGRESSTIME_MS",
+        ):
             self.o.set_var(dialer, var, "")
         ch = self.channel = p.trunk_channel(dialer.linkedid, outbound=True)
         p.emit(wire.newchannel(ch))
@@ -141,9 +158,15 @@ class CustomerLeg:
         p.emit(wire.dial_begin(dialer, ch, f"{trunk}/{exten}"))
         p.trunk_state()
         self.rang_at = p.clock.now()
-        p.notify(CustomerRinging(leg_id=ch.uniqueid, number=exten,
-                                 callback_id=self.o.callback_id, agent=self.o.agent_name(),
-                                 at=self.rang_at))
+        p.notify(
+            CustomerRinging(
+                leg_id=ch.uniqueid,
+                number=exten,
+                callback_id=self.o.callback_id,
+                agent=self.o.agent_name(),
+                at=self.rang_at,
+            )
+        )
         ring = max(0.0, response.ring)
         if response.status == NOANSWER or ring > 0:
             self.o.set_var(dialer, "RINGTIME", "0")
@@ -249,10 +272,18 @@ class CustomerLeg:
         for timer in self.timers:
             timer.cancel()
         self.pbx.gone(self.channel)
-        self.pbx.notify(CustomerLegEnded(
-            leg_id=self.channel.uniqueid, number=self.exten, callback_id=self.o.callback_id,
-            agent=self.o.agent_name(), status=self.status, rang_at=self.rang_at,
-            answered_at=self.answered_at, ended_at=self.pbx.clock.now()))
+        self.pbx.notify(
+            CustomerLegEnded(
+                leg_id=self.channel.uniqueid,
+                number=self.exten,
+                callback_id=self.o.callback_id,
+                agent=self.o.agent_name(),
+                status=self.status,
+                rang_at=self.rang_at,
+                answered_at=self.answered_at,
+                ended_at=self.pbx.clock.now(),
+            )
+        )
 
 
 class Origination:
@@ -310,16 +341,30 @@ class Origination:
         req, p = self.req, self.pbx
         if channel is not None:
             pairs = wire.originate_response(
-                action_id=req.action_id, response="Success", channel=channel.name,
-                context=req.context, exten=req.exten, reason=reason,
-                uniqueid=channel.uniqueid, caller_num=req.caller_num,
-                caller_name=req.caller_name, chanvars=channel.chanvars(),
-                chanvar_channel=channel.name)
+                action_id=req.action_id,
+                response="Success",
+                channel=channel.name,
+                context=req.context,
+                exten=req.exten,
+                reason=reason,
+                uniqueid=channel.uniqueid,
+                caller_num=req.caller_num,
+                caller_name=req.caller_name,
+                chanvars=channel.chanvars(),
+                chanvar_channel=channel.name,
+            )
         else:
             pairs = wire.originate_response(
-                action_id=req.action_id, response="Failure", channel=req.channel,
-                context=req.context, exten=req.exten, reason=reason, uniqueid=UNKNOWN,
-                caller_num=req.caller_num, caller_name=req.caller_name)
+                action_id=req.action_id,
+                response="Failure",
+                channel=req.channel,
+                context=req.context,
+                exten=req.exten,
+                reason=reason,
+                uniqueid=UNKNOWN,
+                caller_num=req.caller_num,
+                caller_name=req.caller_name,
+            )
         p.emit(pairs)
         if self.reply is not None:
             ok = channel is not None
@@ -333,9 +378,16 @@ class Origination:
             timer.cancel()
         p = self.pbx
         p.originates.pop(self.req.action_id, None)
-        p.notify(OriginateDone(action_id=self.req.action_id, callback_id=self.callback_id,
-                               channel=self.req.channel, reason=reason,
-                               answered_at=self.answered_at, ended_at=p.clock.now()))
+        p.notify(
+            OriginateDone(
+                action_id=self.req.action_id,
+                callback_id=self.callback_id,
+                channel=self.req.channel,
+                reason=reason,
+                answered_at=self.answered_at,
+                ended_at=p.clock.now(),
+            )
+        )
 
     # ------------------------------------------------------------------ start
 
@@ -473,8 +525,7 @@ class Origination:
         p.emit(wire.newexten(one, "NoOp", f"callback {self.callback_id} to {req.exten}"))
         one.priority = 2
         dial_timeout = p.spec.callback_dial_timeout
-        p.emit(wire.newexten(one, "Dial", f"IAX2/{p.spec.trunk}/{req.exten},"
-                                          f"{_secs(dial_timeout)}"))
+        p.emit(wire.newexten(one, "Dial", f"IAX2/{p.spec.trunk}/{req.exten},{_secs(dial_timeout)}"))
         forced = req.var("AGENT_TALK")
         if forced:
             # The capture PBX's agents: Wait(${AGENT_TALK}) and hang up, whatever happens.
@@ -612,10 +663,12 @@ class Origination:
         uid1 = req.channel_id or p.ids.uniqueid(now)
         uid2 = req.other_channel_id or p.ids.uniqueid(now)
         base = f"Local/{number}@{context}-{p.ids.local_suffix()}"
-        one = self.local_one = p.new_channel(base + ";1", uid1, uid1, context, number,
-                                             state=0, tech="Local")
-        two = self.local_two = p.new_channel(base + ";2", uid2, uid1, context, number,
-                                             state=4, tech="Local")
+        one = self.local_one = p.new_channel(
+            base + ";1", uid1, uid1, context, number, state=0, tech="Local"
+        )
+        two = self.local_two = p.new_channel(
+            base + ";2", uid2, uid1, context, number, state=4, tech="Local"
+        )
         p.emit(wire.newchannel(one))
         p.emit(wire.newchannel(two))
         p.emit(wire.newexten(one, "AppDial2", "(Outgoing Line)"))
@@ -652,8 +705,9 @@ class Origination:
         target = req.var("CALLBACK_AGENT")
         agent = p.agent(target) if target else p.agent(req.exten)
         one.at(req.context, req.exten, 1)
-        p.emit(wire.newexten(one, "Dial", f"{target or req.exten},"
-                                          f"{_secs(p.spec.agent_dial_timeout)}"))
+        p.emit(
+            wire.newexten(one, "Dial", f"{target or req.exten},{_secs(p.spec.agent_dial_timeout)}")
+        )
         if agent is None or agent.leg is not None:
             self._customer_first_over(17 if agent is not None else 20)
             return
@@ -749,8 +803,11 @@ class Origination:
 def wire_response(action_id: str, ok: bool) -> list[tuple[str, str]]:
     """What a synchronous (``Async: false``) Originate gets once its first leg is decided."""
     if ok:
-        return [("Response", "Success"), ("ActionID", action_id),
-                ("Message", "Originate successfully queued")]
+        return [
+            ("Response", "Success"),
+            ("ActionID", action_id),
+            ("Message", "Originate successfully queued"),
+        ]
     return [("Response", "Error"), ("ActionID", action_id), ("Message", "Originate failed")]
 
 

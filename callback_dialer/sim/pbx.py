@@ -39,8 +39,15 @@ Listener = Callable[[bytes], None]
 class Member:
     """One agent in one queue."""
 
-    def __init__(self, queue: Queue, agent: Agent, membership: str, penalty: int,
-                 wrapuptime: int, login_time: int) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        agent: Agent,
+        membership: str,
+        penalty: int,
+        wrapuptime: int,
+        login_time: int,
+    ) -> None:
         self.queue = queue
         self.agent = agent
         self.membership = membership
@@ -55,12 +62,22 @@ class Member:
     def view(self) -> wire.MemberView:
         agent = self.agent
         return wire.MemberView(
-            queue=self.queue.name, name=agent.name, interface=agent.interface,
-            state_interface=agent.interface, membership=self.membership, penalty=self.penalty,
-            calls_taken=agent.calls_taken, last_call=agent.last_call,
-            last_pause=self.last_pause, login_time=self.login_time, in_call=self.in_call,
-            status=agent.status, paused=self.paused, paused_reason=self.paused_reason,
-            ringinuse=False, wrapuptime=self.wrapuptime,
+            queue=self.queue.name,
+            name=agent.name,
+            interface=agent.interface,
+            state_interface=agent.interface,
+            membership=self.membership,
+            penalty=self.penalty,
+            calls_taken=agent.calls_taken,
+            last_call=agent.last_call,
+            last_pause=self.last_pause,
+            login_time=self.login_time,
+            in_call=self.in_call,
+            status=agent.status,
+            paused=self.paused,
+            paused_reason=self.paused_reason,
+            ringinuse=False,
+            wrapuptime=self.wrapuptime,
         )
 
     def wrapup(self) -> float:
@@ -90,8 +107,12 @@ class Agent:
         self.members: dict[str, Member] = {}
 
     def free_for_queue(self, member: Member, now: float) -> bool:
-        return (not member.paused and self.leg is None and self.status == NOT_INUSE
-                and now >= self.last_call_end + member.wrapup())
+        return (
+            not member.paused
+            and self.leg is None
+            and self.status == NOT_INUSE
+            and now >= self.last_call_end + member.wrapup()
+        )
 
 
 class QueueEntry:
@@ -136,8 +157,13 @@ class Queue:
 
 
 class SimPbx:
-    def __init__(self, clock: Clock, spec: PbxSpec | None = None, *,
-                 customers: CustomerBehaviour | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        spec: PbxSpec | None = None,
+        *,
+        customers: CustomerBehaviour | None = None,
+    ) -> None:
         from .customers import LastDigitCarrier
 
         self.clock = clock
@@ -179,8 +205,9 @@ class SimPbx:
     def add_agent(self, spec: AgentSpec) -> Agent:
         """A new phone (and, logged in, its queue memberships: static, no events)."""
         index = len(self.agents)
-        return self._add_agent(spec, random.Random(self.spec.seed * 1000 + index + 7),
-                               int(self.clock.now()))
+        return self._add_agent(
+            spec, random.Random(self.spec.seed * 1000 + index + 7), int(self.clock.now())
+        )
 
     def _make_member(self, agent: Agent, queue_name: str, membership: str, now: int) -> Member:
         queue = self.queues[queue_name]
@@ -222,12 +249,29 @@ class SimPbx:
 
     # ------------------------------------------------------------------ channels
 
-    def new_channel(self, name: str, uniqueid: str, linkedid: str, context: str, exten: str,
-                    *, state: int = 0, tech: str = "") -> Channel:
+    def new_channel(
+        self,
+        name: str,
+        uniqueid: str,
+        linkedid: str,
+        context: str,
+        exten: str,
+        *,
+        state: int = 0,
+        tech: str = "",
+    ) -> Channel:
         self.ids.reserve(uniqueid)
-        ch = Channel(name=name, uniqueid=uniqueid, linkedid=linkedid, context=context,
-                     exten=exten, created_at=self.clock.now(),
-                     channelvars=self.spec.channelvars, state=state, tech=tech)
+        ch = Channel(
+            name=name,
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            context=context,
+            exten=exten,
+            created_at=self.clock.now(),
+            channelvars=self.spec.channelvars,
+            state=state,
+            tech=tech,
+        )
         self.channels[uniqueid] = ch
         return ch
 
@@ -353,16 +397,20 @@ class SimPbx:
                 member.paused_reason = ""
         return True
 
-    def add_member(self, key: str, queue_name: str, *, paused: bool = False,
-                   reason: str = "") -> bool:
+    def add_member(
+        self, key: str, queue_name: str, *, paused: bool = False, reason: str = ""
+    ) -> bool:
         agent = self.agent(key)
         if agent is None or queue_name not in self.queues or queue_name in agent.members:
             return False
         now = int(self.clock.now())
         member = self._make_member(agent, queue_name, "dynamic", now)
         member.paused, member.paused_reason = paused, reason
-        self.emit(wire.device_state_change(f"Queue:{queue_name}_pause_{agent.interface}",
-                                           "INUSE" if paused else "NOT_INUSE"))
+        self.emit(
+            wire.device_state_change(
+                f"Queue:{queue_name}_pause_{agent.interface}", "INUSE" if paused else "NOT_INUSE"
+            )
+        )
         self.emit(wire.queue_member_event("QueueMemberAdded", member.view()))
         self._avail_changed(member.queue)
         return True
@@ -410,8 +458,9 @@ class SimPbx:
             return
         MemberRing(self, entry, member).start()
 
-    def _next_member(self, queue: Queue, entry: QueueEntry, now: float,
-                     ahead: int) -> Member | None:
+    def _next_member(
+        self, queue: Queue, entry: QueueEntry, now: float, ahead: int
+    ) -> Member | None:
         """The first free member after the last one rung, if more members are free than
         callers are waiting ahead of this one (one pass over the members)."""
         members = queue.members
@@ -421,8 +470,10 @@ class SimPbx:
         for step in range(count):
             index = (queue.rr_next + step) % count
             member = members[index]
-            if (member.agent.free_for_queue(member, now)
-                    and entry.skip.get(member.agent.interface, 0.0) <= now):
+            if (
+                member.agent.free_for_queue(member, now)
+                and entry.skip.get(member.agent.interface, 0.0) <= now
+            ):
                 free += 1
                 if chosen is None:
                     chosen = (index, member)
@@ -435,8 +486,14 @@ class SimPbx:
 
     # ------------------------------------------------------------------ calls
 
-    def place_call(self, number: str, script: CallerScript | None = None, *, tag: str = "",
-                   internal: bool = False) -> InboundCall:
+    def place_call(
+        self,
+        number: str,
+        script: CallerScript | None = None,
+        *,
+        tag: str = "",
+        internal: bool = False,
+    ) -> InboundCall:
         """A subscriber (or, ``internal``, an office phone) calls the IVR now."""
         from .inbound import InboundCall
 

@@ -71,8 +71,30 @@ class CallsSection(Strict):
     per_day: float = Field(155.0, ge=0)
     # Share of the day's calls in each hour 00..23, local time; need not add up to 1.
     hourly: tuple[float, ...] = (
-        0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.6, 2.0, 5.5, 9.0, 10.5, 9.5,
-        7.5, 7.0, 6.5, 6.5, 7.0, 8.0, 9.0, 7.5, 4.5, 2.5, 1.2, 0.6,
+        0.3,
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.6,
+        2.0,
+        5.5,
+        9.0,
+        10.5,
+        9.5,
+        7.5,
+        7.0,
+        6.5,
+        6.5,
+        7.0,
+        8.0,
+        9.0,
+        7.5,
+        4.5,
+        2.5,
+        1.2,
+        0.6,
     )
     # Office phones calling the hotline (short extensions, never over the trunk).
     internal_share: float = Field(0.03, ge=0, le=1)
@@ -80,7 +102,8 @@ class CallsSection(Strict):
     withheld_share: float = Field(0.01, ge=0, le=1)
     # How the trunk presents caller IDs: +7..., 8..., 7...
     id_formats: dict[Literal["plus", "eight", "seven"], float] = Field(
-        default_factory=lambda: {"plus": 0.6, "eight": 0.3, "seven": 0.1})
+        default_factory=lambda: {"plus": 0.6, "eight": 0.3, "seven": 0.1}
+    )
 
     @model_validator(mode="after")
     def _hours(self) -> CallsSection:
@@ -191,8 +214,7 @@ class AgentsSection(Strict):
         if not m:
             raise ValueError(f'shift: expected a range like "09:00-21:00", got {self.shift!r}')
         h1, m1, h2, m2 = (int(g) for g in m.groups())
-        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2, m2) <= (h1, m1) or (
-                h2 == 24 and m2):
+        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2, m2) <= (h1, m1) or (h2 == 24 and m2):
             raise ValueError(f"shift: {self.shift!r} is not a range within one day")
         end = dt.time(23, 59, 59) if h2 == 24 else dt.time(h2, m2)
         return dt.time(h1, m1), end
@@ -218,12 +240,16 @@ class TrafficProfile(Strict):
     calls: CallsSection = CallsSection()
     intents: Intents = Intents()
     # Where each intent goes in our IVR.
-    intent_categories: dict[str, Literal["new_connection", "support", "billing", "other"]] = (
-        Field(default_factory=lambda: {
-            "new_connection": "new_connection", "consultation": "new_connection",
-            "support": "support", "coordination": "support",
-            "billing": "billing", "cancelling": "billing",
-        }))
+    intent_categories: dict[str, Literal["new_connection", "support", "billing", "other"]] = Field(
+        default_factory=lambda: {
+            "new_connection": "new_connection",
+            "consultation": "new_connection",
+            "support": "support",
+            "coordination": "support",
+            "billing": "billing",
+            "cancelling": "billing",
+        }
+    )
     ivr: IvrSection = IvrSection()
     patience: PatienceSection = PatienceSection()
     redial: RedialSection = RedialSection()
@@ -235,13 +261,16 @@ class TrafficProfile(Strict):
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone: {self.timezone!r} is not an IANA time zone "
-                             "(e.g. Europe/Moscow)") from None
+            raise ValueError(
+                f"timezone: {self.timezone!r} is not an IANA time zone (e.g. Europe/Moscow)"
+            ) from None
         names = set(Intents.model_fields)
         for intent in self.intent_categories:
             if intent not in names:
-                raise ValueError(f"intent_categories.{intent}: not an intent; allowed: "
-                                 + ", ".join(sorted(names)))
+                raise ValueError(
+                    f"intent_categories.{intent}: not an intent; allowed: "
+                    + ", ".join(sorted(names))
+                )
         missing = sorted(n for n in names if n not in self.intent_categories)
         if missing:
             raise ValueError("intent_categories: no category for " + ", ".join(missing))
@@ -278,8 +307,9 @@ def _describe(error: dict[str, Any]) -> str:
         key = f"{_dotted(loc)}.{keyed.group(1)}" if loc else keyed.group(1)
         return f"{key}: {keyed.group(2)}"
     given = error.get("input")
-    shown = "" if isinstance(given, (dict, list, tuple)) or "got " in message \
-        else f" (got {given!r})"
+    shown = (
+        "" if isinstance(given, (dict, list, tuple)) or "got " in message else f" (got {given!r})"
+    )
     return f"{_dotted(loc)}: {message}{shown}"
 
 

@@ -26,8 +26,9 @@ class Record:
     raw: str
 
     def to_json(self) -> str:
-        return json.dumps({"t": round(self.t, 4), "dir": self.direction, "raw": self.raw},
-                          ensure_ascii=False)
+        return json.dumps(
+            {"t": round(self.t, 4), "dir": self.direction, "raw": self.raw}, ensure_ascii=False
+        )
 
 
 class Recorder:
@@ -36,8 +37,14 @@ class Recorder:
     Use as a PBX listener (``pbx.listeners.append(recorder)``: every event, ``in``) and as a
     PbxAmi tap (``ami.taps.append(recorder.tap)``: the clients' actions and our replies)."""
 
-    def __init__(self, clock: Clock, handle: IO[str] | None = None, *,
-                 keep: bool = True, greeting: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        handle: IO[str] | None = None,
+        *,
+        keep: bool = True,
+        greeting: bool = True,
+    ) -> None:
         self.clock = clock
         self.handle = handle
         self.keep = keep
@@ -74,5 +81,4 @@ class Recorder:
 
     def events(self) -> list[str]:
         """The raw text of every ``in`` record except the greeting."""
-        return [r.raw for r in self.records
-                if r.direction == "in" and r.raw.startswith("Event:")]
+        return [r.raw for r in self.records if r.direction == "in" and r.raw.startswith("Event:")]

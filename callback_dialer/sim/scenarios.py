@@ -53,8 +53,9 @@ def _unpause_all(pbx: SimPbx) -> None:
             pbx.pause(agent.interface, False)
 
 
-def originate(pbx: SimPbx, fields: dict[str, str | list[str]],
-              recorder: Recorder | None = None) -> Origination:
+def originate(
+    pbx: SimPbx, fields: dict[str, str | list[str]], recorder: Recorder | None = None
+) -> Origination:
     """Send the PBX an Originate as a client would (recorded as ``out``, answered ``in``)."""
     pairs: list[tuple[str, str]] = [("Action", "Originate")]
     for key, value in fields.items():
@@ -76,8 +77,13 @@ def originate(pbx: SimPbx, fields: dict[str, str | list[str]],
 
 def _abandon_in_queue(pbx: SimPbx, rec: Recorder | None) -> None:
     _pause_all(pbx, "lunch")
-    _at(pbx, 0.006, pbx.place_call, "+79161234561",
-        CallerScript(choice="1", patience=8.25, name="Ivan Petrov"))
+    _at(
+        pbx,
+        0.006,
+        pbx.place_call,
+        "+79161234561",
+        CallerScript(choice="1", patience=8.25, name="Ivan Petrov"),
+    )
     _at(pbx, 12.0, _unpause_all, pbx)
 
 
@@ -86,8 +92,7 @@ def _answered_by_agent(pbx: SimPbx, rec: Recorder | None) -> None:
 
 
 def _hangup_in_ivr(pbx: SimPbx, rec: Recorder | None) -> None:
-    _at(pbx, 0.004, pbx.place_call, "84951234563",
-        CallerScript(choice="hangup", choice_after=3.98))
+    _at(pbx, 0.004, pbx.place_call, "84951234563", CallerScript(choice="hangup", choice_after=3.98))
 
 
 def _keypress_callback(pbx: SimPbx, rec: Recorder | None) -> None:
@@ -135,29 +140,54 @@ def _callbacks(pbx: SimPbx, rec: Recorder | None) -> None:
     """The six Originates of the callbacks capture, with the same fields."""
 
     def cb(action_id: str, agent: str, number: str, callback: str, category: str) -> None:
-        originate(pbx, {
-            "ActionID": action_id, "Channel": f"Local/{agent}@agents",
-            "Context": "callback-outbound", "Exten": number, "Priority": "1",
-            "CallerID": f'"Callback {category}" <{number}>',
-            "Variable": [f"CALLBACK_ID={callback}", f"CALLBACK_CATEGORY={category}",
-                         "AGENT_TALK=6"],
-            "Async": "true", "Timeout": "15000"}, rec)
+        originate(
+            pbx,
+            {
+                "ActionID": action_id,
+                "Channel": f"Local/{agent}@agents",
+                "Context": "callback-outbound",
+                "Exten": number,
+                "Priority": "1",
+                "CallerID": f'"Callback {category}" <{number}>',
+                "Variable": [
+                    f"CALLBACK_ID={callback}",
+                    f"CALLBACK_CATEGORY={category}",
+                    "AGENT_TALK=6",
+                ],
+                "Async": "true",
+                "Timeout": "15000",
+            },
+            rec,
+        )
 
     _at(pbx, 0.002, cb, "dialer-2", "101", "79161230001", "cb-1", "new_connection")
     _at(pbx, 0.003, cb, "dialer-3", "102", "79161230002", "cb-2", "support")
     _at(pbx, 0.004, cb, "dialer-4", "103", "79161230004", "cb-3", "billing")
     _at(pbx, 14.017, cb, "dialer-5", "109", "79161230001", "cb-4", "support")
     _at(pbx, 14.018, cb, "dialer-6", "101", "79161230003", "cb-5", "support")
-    _at(pbx, 14.0185, lambda: originate(pbx, {
-        "ActionID": "dialer-7", "Channel": "Local/nosuch@nowhere",
-        "Context": "callback-outbound", "Exten": "79161230001", "Priority": "1",
-        "Variable": "CALLBACK_ID=cb-6", "Async": "true", "Timeout": "5000"}, rec))
+    _at(
+        pbx,
+        14.0185,
+        lambda: originate(
+            pbx,
+            {
+                "ActionID": "dialer-7",
+                "Channel": "Local/nosuch@nowhere",
+                "Context": "callback-outbound",
+                "Exten": "79161230001",
+                "Priority": "1",
+                "Variable": "CALLBACK_ID=cb-6",
+                "Async": "true",
+                "Timeout": "5000",
+            },
+            rec,
+        ),
+    )
 
 
 # busy_hour, read off the capture: (arrival, number, key, seconds to choose, patience in the
 # queue, talk before the caller hangs up). None: waits / lets the agent end the call.
-BUSY_HOUR_CALLERS: tuple[tuple[float, str, str | None, float, float | None, float | None],
-                         ...] = (
+BUSY_HOUR_CALLERS: tuple[tuple[float, str, str | None, float, float | None, float | None], ...] = (
     (0.005, "+79165550000", "2", 1.18, None, 5.25),
     (1.297, "+79165550001", "1", 1.18, None, 3.25),
     (3.441, "+79165550002", "1", 1.18, None, None),
@@ -198,32 +228,79 @@ def _timeout_spec() -> PbxSpec:
     return replace(PbxSpec(), ivr=IvrSpec(queue_timeout=5.0))
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("abandon_in_queue", "all agents paused; a caller picks 1, waits 8 s in sales, "
-             "hangs up", _abandon_in_queue, 14.0),
-    Scenario("answered_by_agent", "a caller picks 2 and is answered by agent 102 at once",
-             _answered_by_agent, 18.0),
-    Scenario("hangup_in_ivr", "a caller hangs up in the IVR before choosing anything",
-             _hangup_in_ivr, 6.0),
-    Scenario("keypress_callback", "a caller in sales presses * to ask for a callback",
-             _keypress_callback, 13.0),
-    Scenario("queue_timeout", "the queue times out after 5 s; CallbackRequested TIMEOUT",
-             _queue_timeout, 17.0, _timeout_spec()),
-    Scenario("overflow", "a caller picks 7: sales does not answer in 4 s, support does",
-             _overflow, 20.0),
-    Scenario("overflow_unanswered", "a caller picks 7 and gives up waiting in support",
-             _overflow_unanswered, 20.0),
-    Scenario("agent_states", "pause and unpause, a member added and removed", _agent_states,
-             4.0),
-    Scenario("callbacks", "six Originates: answered, busy, congestion, agent never answers, "
-             "customer never answers, a channel that cannot be created", _callbacks, 54.0),
-    Scenario("busy_hour", "a minute of mixed traffic: 24 callers, 3 agents, one on a break",
-             _busy_hour, 70.0),
-)}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "abandon_in_queue",
+            "all agents paused; a caller picks 1, waits 8 s in sales, hangs up",
+            _abandon_in_queue,
+            14.0,
+        ),
+        Scenario(
+            "answered_by_agent",
+            "a caller picks 2 and is answered by agent 102 at once",
+            _answered_by_agent,
+            18.0,
+        ),
+        Scenario(
+            "hangup_in_ivr",
+            "a caller hangs up in the IVR before choosing anything",
+            _hangup_in_ivr,
+            6.0,
+        ),
+        Scenario(
+            "keypress_callback",
+            "a caller in sales presses * to ask for a callback",
+            _keypress_callback,
+            13.0,
+        ),
+        Scenario(
+            "queue_timeout",
+            "the queue times out after 5 s; CallbackRequested TIMEOUT",
+            _queue_timeout,
+            17.0,
+            _timeout_spec(),
+        ),
+        Scenario(
+            "overflow",
+            "a caller picks 7: sales does not answer in 4 s, support does",
+            _overflow,
+            20.0,
+        ),
+        Scenario(
+            "overflow_unanswered",
+            "a caller picks 7 and gives up waiting in support",
+            _overflow_unanswered,
+            20.0,
+        ),
+        Scenario(
+            "agent_states", "pause and unpause, a member added and removed", _agent_states, 4.0
+        ),
+        Scenario(
+            "callbacks",
+            "six Originates: answered, busy, congestion, agent never answers, "
+            "customer never answers, a channel that cannot be created",
+            _callbacks,
+            54.0,
+        ),
+        Scenario(
+            "busy_hour",
+            "a minute of mixed traffic: 24 callers, 3 agents, one on a break",
+            _busy_hour,
+            70.0,
+        ),
+    )
+}
 
 
-async def play(scenario: Scenario | str, clock: Clock | None = None, *,
-               pbx: SimPbx | None = None, start: float = CAPTURE_EPOCH) -> Recorder:
+async def play(
+    scenario: Scenario | str,
+    clock: Clock | None = None,
+    *,
+    pbx: SimPbx | None = None,
+    start: float = CAPTURE_EPOCH,
+) -> Recorder:
     """Run a scenario to its end and return what the PBX said (and was sent)."""
     if isinstance(scenario, str):
         scenario = SCENARIOS[scenario]

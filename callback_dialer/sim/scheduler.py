@@ -93,8 +93,9 @@ class Scheduler:
                     fn(*args)
                 except Exception:
                     self.errors += 1
-                    log.exception("simulated PBX step failed",
-                                  step=getattr(fn, "__qualname__", "?"))
+                    log.exception(
+                        "simulated PBX step failed", step=getattr(fn, "__qualname__", "?")
+                    )
         finally:
             self._draining = False
 

@@ -1,11 +1,11 @@
 """One call to have a simulated call centre running: PBX, AMI socket, traffic and ledger.
 
-    clock = ScaledClock(120)
-    sim = await Simulation.start(clock, agents=5, port=5038, secret="secret")
-    ...  # point the dialer at 127.0.0.1:5038, sharing ``clock``
-    await sim.run()       # until the planned day is over (or sim.stop() at any time)
-    print(sim.ledger.summary())
-    await sim.stop()
+clock = ScaledClock(120)
+sim = await Simulation.start(clock, agents=5, port=5038, secret="secret")
+...  # point the dialer at 127.0.0.1:5038, sharing ``clock``
+await sim.run()       # until the planned day is over (or sim.stop() at any time)
+print(sim.ledger.summary())
+await sim.stop()
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from .traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
 
 def with_agents(profile: TrafficProfile, count: int) -> TrafficProfile:
     """The same profile with ``count`` agents (shared among its groups as before)."""
-    return profile.model_copy(update={"agents": profile.agents.model_copy(
-        update={"count": count})})
+    return profile.model_copy(update={"agents": profile.agents.model_copy(update={"count": count})})
 
 
 @dataclass
@@ -48,10 +47,20 @@ class Simulation:
 
     @classmethod
     async def start(
-        cls, clock: Clock, *, profile: TrafficProfile | None = None,
-        agents: int | None = None, start: float | None = None, hours: float = 24.0,
-        seed: int | None = None, serve: bool = True, host: str = "127.0.0.1", port: int = 0,
-        username: str = "dialer", secret: str = "secret", record_to: Path | None = None,
+        cls,
+        clock: Clock,
+        *,
+        profile: TrafficProfile | None = None,
+        agents: int | None = None,
+        start: float | None = None,
+        hours: float = 24.0,
+        seed: int | None = None,
+        serve: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        username: str = "dialer",
+        secret: str = "secret",
+        record_to: Path | None = None,
     ) -> Simulation:
         """Plan ``hours`` of traffic from ``start`` (default: the clock's now), build the PBX
         for it, put it on an AMI socket (``serve``; port 0 picks a free one) and set the day
@@ -72,13 +81,21 @@ class Simulation:
             pbx.listeners.append(recorder)
         ami = None
         if serve:
-            ami = await PbxAmi.serve(pbx, host=host, port=port, username=username,
-                                     secret=secret)
+            ami = await PbxAmi.serve(pbx, host=host, port=port, username=username, secret=secret)
             if recorder is not None:
                 ami.taps.append(recorder.tap)
         runner.start()
-        return cls(clock=clock, profile=profile, plan=plan, pbx=pbx, ami=ami, runner=runner,
-                   ledger=ledger, recorder=recorder, _record_handle=handle)
+        return cls(
+            clock=clock,
+            profile=profile,
+            plan=plan,
+            pbx=pbx,
+            ami=ami,
+            runner=runner,
+            ledger=ledger,
+            recorder=recorder,
+            _record_handle=handle,
+        )
 
     async def run(self) -> None:
         """Until the end of the planned day, and a quarter of an hour for the last calls."""

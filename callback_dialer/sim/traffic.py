@@ -133,8 +133,9 @@ class _Numbers:
     def internal(self) -> str:
         # Office extensions 201..299; a big office runs into four digits (still short).
         for low, high in ((201, 299), (2000, 9999)):
-            free = high - low + 1 - sum(1 for n in self.used if low <= int(n) <= high
-                                        and len(n) < 10)
+            free = (
+                high - low + 1 - sum(1 for n in self.used if low <= int(n) <= high and len(n) < 10)
+            )
             if free <= 0:
                 continue
             while True:
@@ -154,8 +155,9 @@ def _present(rng: random.Random, number: str, formats: dict[str, float]) -> str:
     return number
 
 
-def caller_script(rng: random.Random, profile: TrafficProfile, category: str,
-                  name: str = "<unknown>") -> CallerScript:
+def caller_script(
+    rng: random.Random, profile: TrafficProfile, category: str, name: str = "<unknown>"
+) -> CallerScript:
     """One call's behaviour: IVR choice and timing, patience, ``*``, talk."""
     ivr, patience = profile.ivr, profile.patience
     roll = rng.random()
@@ -164,16 +166,23 @@ def caller_script(rng: random.Random, profile: TrafficProfile, category: str,
     wait = _uniform(rng, band)
     star = _uniform(rng, patience.star_after) if rng.random() < patience.star_share else None
     if roll < ivr.hangup_share:
-        return CallerScript(choice="hangup", choice_after=_uniform(rng, ivr.hangup_after),
-                            name=name)
+        return CallerScript(
+            choice="hangup", choice_after=_uniform(rng, ivr.hangup_after), name=name
+        )
     if roll < ivr.hangup_share + ivr.no_choice_share or CATEGORY_KEYS[category] is None:
         key = None
     else:
         key = CATEGORY_KEYS[category]
         if category == "new_connection" and rng.random() < ivr.overflow_share:
             key = "7"
-    return CallerScript(choice=key, choice_after=_uniform(rng, ivr.choose_after),
-                        patience=wait, star_after=star, talk=talk, name=name)
+    return CallerScript(
+        choice=key,
+        choice_after=_uniform(rng, ivr.choose_after),
+        patience=wait,
+        star_after=star,
+        talk=talk,
+        name=name,
+    )
 
 
 def _local_midnight(at: float, tz: ZoneInfo) -> dt.datetime:
@@ -187,16 +196,18 @@ def _hour_slots(start: float, end: float, tz: ZoneInfo) -> list[tuple[float, flo
     t = start
     while t < end:
         local = dt.datetime.fromtimestamp(t, tz)
-        next_hour = (local.replace(minute=0, second=0, microsecond=0)
-                     + dt.timedelta(hours=1)).timestamp()
+        next_hour = (
+            local.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+        ).timestamp()
         stop = min(next_hour, end)
         slots.append((t, stop, local.hour))
         t = stop
     return slots
 
 
-def _place_breaks(rng: random.Random, specs: tuple[BreakSpec, ...], begin: float,
-                  end: float) -> list[tuple[float, float, str]]:
+def _place_breaks(
+    rng: random.Random, specs: tuple[BreakSpec, ...], begin: float, end: float
+) -> list[tuple[float, float, str]]:
     """Every paused spell somewhere in [begin, end), in random order, never two at once
     (a minute at least between them); spells that cannot fit are left out."""
     spells = [(b.length, b.reason) for b in specs for _ in range(b.count)]
@@ -214,8 +225,9 @@ def _place_breaks(rng: random.Random, specs: tuple[BreakSpec, ...], begin: float
     return out
 
 
-def plan_agents(profile: TrafficProfile, start: float, end: float,
-                rng: random.Random) -> tuple[AgentPlan, ...]:
+def plan_agents(
+    profile: TrafficProfile, start: float, end: float, rng: random.Random
+) -> tuple[AgentPlan, ...]:
     spec = profile.agents
     tz = ZoneInfo(profile.timezone)
     shares = [g.share for g in spec.groups]
@@ -223,16 +235,18 @@ def plan_agents(profile: TrafficProfile, start: float, end: float,
     # Largest remainder: group sizes that add up to the count.
     exact = [spec.count * s / total for s in shares]
     sizes = [int(x) for x in exact]
-    for i in sorted(range(len(exact)), key=lambda i: exact[i] - sizes[i],
-                    reverse=True)[:spec.count - sum(sizes)]:
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - sizes[i], reverse=True)[
+        : spec.count - sum(sizes)
+    ]:
         sizes[i] += 1
     shift_start, shift_end = spec.shift_times()
     days = []
     day = _local_midnight(start, tz)
     while day.timestamp() < end:
         begin = day.replace(hour=shift_start.hour, minute=shift_start.minute).timestamp()
-        finish = day.replace(hour=shift_end.hour, minute=shift_end.minute,
-                             second=shift_end.second).timestamp()
+        finish = day.replace(
+            hour=shift_end.hour, minute=shift_end.minute, second=shift_end.second
+        ).timestamp()
         days.append((begin, finish))
         day = (day + dt.timedelta(days=1, hours=2)).replace(hour=0)
     plans = []
@@ -242,14 +256,21 @@ def plan_agents(profile: TrafficProfile, start: float, end: float,
             breaks: list[tuple[float, float, str]] = []
             for login, logout in days:
                 breaks.extend(_place_breaks(rng, spec.breaks, login + 1800, logout - 1800))
-            plans.append(AgentPlan(extension=str(extension), queues=tuple(group.queues),
-                                   shifts=tuple(days), breaks=tuple(breaks)))
+            plans.append(
+                AgentPlan(
+                    extension=str(extension),
+                    queues=tuple(group.queues),
+                    shifts=tuple(days),
+                    breaks=tuple(breaks),
+                )
+            )
             extension += 1
     return tuple(plans)
 
 
-def plan_day(profile: TrafficProfile, start: float, *, hours: float = 24.0,
-             seed: int | None = None) -> DayPlan:
+def plan_day(
+    profile: TrafficProfile, start: float, *, hours: float = 24.0, seed: int | None = None
+) -> DayPlan:
     """The traffic of ``hours`` from ``start`` (epoch seconds)."""
     seed = profile.seed if seed is None else seed
     rng = random.Random(seed)
@@ -268,40 +289,69 @@ def plan_day(profile: TrafficProfile, start: float, *, hours: float = 24.0,
             roll = rng.random()
             if roll < profile.calls.internal_share:
                 number = numbers.internal()
-                sub = Subscriber(sid, number, number, "internal", "internal",
-                                 rng.choice(("support", "billing")))
+                sub = Subscriber(
+                    sid, number, number, "internal", "internal", rng.choice(("support", "billing"))
+                )
             else:
                 intent = _pick(rng, intents)
                 category = profile.intent_categories[intent]
                 number = numbers.external()
                 if rng.random() < profile.calls.withheld_share:
-                    sub = Subscriber(sid, number, rng.choice(("anonymous", "<unknown>")),
-                                     "withheld", intent, category)
+                    sub = Subscriber(
+                        sid,
+                        number,
+                        rng.choice(("anonymous", "<unknown>")),
+                        "withheld",
+                        intent,
+                        category,
+                    )
                 else:
-                    sub = Subscriber(sid, number, _present(rng, number,
-                                                          profile.calls.id_formats),
-                                     "external", intent, category)
+                    sub = Subscriber(
+                        sid,
+                        number,
+                        _present(rng, number, profile.calls.id_formats),
+                        "external",
+                        intent,
+                        category,
+                    )
             subscribers.append(sub)
             calls.append(PlannedCall(at, sid, caller_script(rng, profile, sub.category)))
     agents = plan_agents(profile, start, end, random.Random(seed * 104729 + 3))
-    return DayPlan(start=start, end=end, seed=seed, subscribers=tuple(subscribers),
-                   calls=tuple(calls), agents=agents)
+    return DayPlan(
+        start=start,
+        end=end,
+        seed=seed,
+        subscribers=tuple(subscribers),
+        calls=tuple(calls),
+        agents=agents,
+    )
 
 
 def pbx_spec(profile: TrafficProfile, plan: DayPlan) -> PbxSpec:
     """The PBX a plan runs on: the captures' queues and IVR, the profile's agents (logged in
     if their shift has begun at the plan's start)."""
     a = profile.agents
-    behaviour = RandomAgent(answer_min=a.answer_after.min, answer_max=a.answer_after.max,
-                            miss_probability=a.miss_share, talk_median=a.talk_median,
-                            callback_talk_median=a.callback_talk_median, hold=a.callback_hold)
+    behaviour = RandomAgent(
+        answer_min=a.answer_after.min,
+        answer_max=a.answer_after.max,
+        miss_probability=a.miss_share,
+        talk_median=a.talk_median,
+        callback_talk_median=a.callback_talk_median,
+        hold=a.callback_hold,
+    )
     agents = tuple(
-        AgentSpec(extension=p.extension, queues=p.queues, tech=a.tech, membership="dynamic",
-                  logged_in=p.working(plan.start), wrapuptime=int(a.wrapup),
-                  behaviour=behaviour)
-        for p in plan.agents)
-    return PbxSpec(queues=(QueueSpec("sales"), QueueSpec("support")), agents=agents,
-                   seed=plan.seed)
+        AgentSpec(
+            extension=p.extension,
+            queues=p.queues,
+            tech=a.tech,
+            membership="dynamic",
+            logged_in=p.working(plan.start),
+            wrapuptime=int(a.wrapup),
+            behaviour=behaviour,
+        )
+        for p in plan.agents
+    )
+    return PbxSpec(queues=(QueueSpec("sales"), QueueSpec("support")), agents=agents, seed=plan.seed)
 
 
 # --------------------------------------------------------------------------- running
@@ -310,8 +360,9 @@ def pbx_spec(profile: TrafficProfile, plan: DayPlan) -> PbxSpec:
 class TrafficRunner:
     """Plays a DayPlan on a SimPbx; its ledger records what happened to everyone."""
 
-    def __init__(self, pbx: SimPbx, plan: DayPlan, profile: TrafficProfile,
-                 ledger: Ledger | None = None) -> None:
+    def __init__(
+        self, pbx: SimPbx, plan: DayPlan, profile: TrafficProfile, ledger: Ledger | None = None
+    ) -> None:
         self.pbx = pbx
         self.plan = plan
         self.profile = profile
@@ -359,8 +410,7 @@ class TrafficRunner:
         if self.ledger.on_inbound_call(sid):
             return  # one phone, one call
         self.calls_placed += 1
-        call = self.pbx.place_call(sub.caller_id, script, tag=sid,
-                                   internal=sub.kind == "internal")
+        call = self.pbx.place_call(sub.caller_id, script, tag=sid, internal=sub.kind == "internal")
         self._live[call.call_id] = sid
 
     # ------------------------------------------------------------------ reactions
@@ -377,8 +427,11 @@ class TrafficRunner:
                 self._again(sid, _uniform(rng, redial.after_served), new_need=True)
             return
         done = self.redials.get(sid, 0)
-        if sub.kind != "internal" and done < redial.max_redials \
-                and rng.random() < redial.probability:
+        if (
+            sub.kind != "internal"
+            and done < redial.max_redials
+            and rng.random() < redial.probability
+        ):
             self.redials[sid] = done + 1
             self._again(sid, _uniform(rng, redial.after), new_need=False)
 

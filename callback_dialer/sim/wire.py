@@ -24,14 +24,28 @@ from typing import Protocol
 Pairs = list[tuple[str, str]]
 
 STATE_DESC = {
-    0: "Down", 1: "Rsrvd", 2: "OffHook", 3: "Dialing", 4: "Ring", 5: "Ringing", 6: "Up",
-    7: "Busy", 8: "Dialing Offhook", 9: "Pre-ring", 10: "Unknown",
+    0: "Down",
+    1: "Rsrvd",
+    2: "OffHook",
+    3: "Dialing",
+    4: "Ring",
+    5: "Ringing",
+    6: "Up",
+    7: "Busy",
+    8: "Dialing Offhook",
+    9: "Pre-ring",
+    10: "Unknown",
 }
 
 # Hangup causes the simulator uses, with Asterisk's texts (ast_cause2str).
 CAUSE_TEXT = {
-    0: "Unknown", 16: "Normal Clearing", 17: "User busy", 18: "No user responding",
-    19: "User alerting, no answer", 20: "Subscriber absent", 21: "Call Rejected",
+    0: "Unknown",
+    16: "Normal Clearing",
+    17: "User busy",
+    18: "No user responding",
+    19: "User alerting, no answer",
+    20: "Subscriber absent",
+    21: "Call Rejected",
     34: "Circuit/channel congestion",
 }
 
@@ -154,8 +168,9 @@ def newstate(ch: ChannelView) -> Pairs:
 
 
 def newcallerid(ch: ChannelView) -> Pairs:
-    return _channel_event("NewCallerid", CALL, ch,
-                          ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"))
+    return _channel_event(
+        "NewCallerid", CALL, ch, ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+    )
 
 
 def newconnectedline(ch: ChannelView) -> Pairs:
@@ -163,8 +178,14 @@ def newconnectedline(ch: ChannelView) -> Pairs:
 
 
 def newexten(ch: ChannelView, application: str, app_data: str = "") -> Pairs:
-    return _channel_event("Newexten", DIALPLAN, ch, ("Extension", ch.exten),
-                          ("Application", application), ("AppData", app_data))
+    return _channel_event(
+        "Newexten",
+        DIALPLAN,
+        ch,
+        ("Extension", ch.exten),
+        ("Application", application),
+        ("AppData", app_data),
+    )
 
 
 def varset(ch: ChannelView, variable: str, value: str) -> Pairs:
@@ -173,8 +194,11 @@ def varset(ch: ChannelView, variable: str, value: str) -> Pairs:
 
 def global_varset(variable: str, value: str) -> Pairs:
     """A global variable set (``Set(GLOBAL(...))``): Asterisk writes ``none`` as channel."""
-    return _event("VarSet", DIALPLAN, [("Channel", "none"), ("Uniqueid", "none"),
-                                       ("Variable", variable), ("Value", value)])
+    return _event(
+        "VarSet",
+        DIALPLAN,
+        [("Channel", "none"), ("Uniqueid", "none"), ("Variable", variable), ("Value", value)],
+    )
 
 
 def hangup_request(ch: ChannelView, cause: int) -> Pairs:
@@ -186,8 +210,9 @@ def soft_hangup_request(ch: ChannelView, cause: int) -> Pairs:
 
 
 def hangup(ch: ChannelView, cause: int) -> Pairs:
-    return _channel_event("Hangup", CALL, ch, ("Cause", str(cause)),
-                          ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown")))
+    return _channel_event(
+        "Hangup", CALL, ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))
+    )
 
 
 def device_state_change(device: str, state: str) -> Pairs:
@@ -219,12 +244,20 @@ def dial_end(caller: ChannelView | None, dest: ChannelView, status: str) -> Pair
     return _dial("DialEnd", caller, dest, [("DialStatus", status)])
 
 
-def local_bridge(one: ChannelView, two: ChannelView, context: str, exten: str,
-                 optimization: bool) -> Pairs:
-    return _event("LocalBridge", CALL, channel_block(one, "LocalOne"),
-                  channel_block(two, "LocalTwo"),
-                  [("Context", context), ("Exten", exten),
-                   ("LocalOptimization", "Yes" if optimization else "No")])
+def local_bridge(
+    one: ChannelView, two: ChannelView, context: str, exten: str, optimization: bool
+) -> Pairs:
+    return _event(
+        "LocalBridge",
+        CALL,
+        channel_block(one, "LocalOne"),
+        channel_block(two, "LocalTwo"),
+        [
+            ("Context", context),
+            ("Exten", exten),
+            ("LocalOptimization", "Yes" if optimization else "No"),
+        ],
+    )
 
 
 def bridge_create(bridge: BridgeView) -> Pairs:
@@ -244,17 +277,36 @@ def bridge_leave(bridge: BridgeView, ch: ChannelView) -> Pairs:
 
 
 def originate_response(
-    *, action_id: str, response: str, channel: str, context: str, exten: str, reason: int,
-    uniqueid: str, caller_num: str, caller_name: str,
-    chanvars: list[tuple[str, str]] | None = None, chanvar_channel: str = "",
+    *,
+    action_id: str,
+    response: str,
+    channel: str,
+    context: str,
+    exten: str,
+    reason: int,
+    uniqueid: str,
+    caller_num: str,
+    caller_name: str,
+    chanvars: list[tuple[str, str]] | None = None,
+    chanvar_channel: str = "",
 ) -> Pairs:
     """``chanvars`` only when a channel answered: they are written as
     ``ChanVariable(<channel>): NAME=value``."""
-    pairs = _event("OriginateResponse", CALL, [
-        ("ActionID", action_id), ("Response", response), ("Channel", channel),
-        ("Context", context), ("Exten", exten), ("Reason", str(reason)),
-        ("Uniqueid", uniqueid), ("CallerIDNum", caller_num), ("CallerIDName", caller_name),
-    ])
+    pairs = _event(
+        "OriginateResponse",
+        CALL,
+        [
+            ("ActionID", action_id),
+            ("Response", response),
+            ("Channel", channel),
+            ("Context", context),
+            ("Exten", exten),
+            ("Reason", str(reason)),
+            ("Uniqueid", uniqueid),
+            ("CallerIDNum", caller_num),
+            ("CallerIDName", caller_name),
+        ],
+    )
     for name, value in chanvars or ():
         pairs.append((f"ChanVariable({chanvar_channel})", f"{name}={value}"))
     return pairs
@@ -264,21 +316,39 @@ def originate_response(
 
 
 def queue_caller_join(ch: ChannelView, queue: str, position: int, count: int) -> Pairs:
-    return _channel_event("QueueCallerJoin", AGENT, ch, ("Queue", queue),
-                          ("Position", str(position)), ("Count", str(count)))
+    return _channel_event(
+        "QueueCallerJoin",
+        AGENT,
+        ch,
+        ("Queue", queue),
+        ("Position", str(position)),
+        ("Count", str(count)),
+    )
 
 
 def queue_caller_leave(ch: ChannelView, queue: str, position: int, count: int) -> Pairs:
-    return _channel_event("QueueCallerLeave", AGENT, ch, ("Queue", queue),
-                          ("Position", str(position)), ("Count", str(count)))
+    return _channel_event(
+        "QueueCallerLeave",
+        AGENT,
+        ch,
+        ("Queue", queue),
+        ("Position", str(position)),
+        ("Count", str(count)),
+    )
 
 
-def queue_caller_abandon(ch: ChannelView, queue: str, position: int, original_position: int,
-                         hold_time: int) -> Pairs:
-    return _channel_event("QueueCallerAbandon", AGENT, ch, ("Queue", queue),
-                          ("Position", str(position)),
-                          ("OriginalPosition", str(original_position)),
-                          ("HoldTime", str(hold_time)))
+def queue_caller_abandon(
+    ch: ChannelView, queue: str, position: int, original_position: int, hold_time: int
+) -> Pairs:
+    return _channel_event(
+        "QueueCallerAbandon",
+        AGENT,
+        ch,
+        ("Queue", queue),
+        ("Position", str(position)),
+        ("OriginalPosition", str(original_position)),
+        ("HoldTime", str(hold_time)),
+    )
 
 
 def _agent(name: str, caller: ChannelView, dest: ChannelView | None, tail: Pairs) -> Pairs:
@@ -287,42 +357,103 @@ def _agent(name: str, caller: ChannelView, dest: ChannelView | None, tail: Pairs
     return _event(name, AGENT, channel_block(caller), dest_part, tail)
 
 
-def agent_called(caller: ChannelView, dest: ChannelView, queue: str, interface: str,
-                 member_name: str) -> Pairs:
-    return _agent("AgentCalled", caller, dest, [("Queue", queue), ("Interface", interface),
-                                                ("MemberName", member_name)])
+def agent_called(
+    caller: ChannelView, dest: ChannelView, queue: str, interface: str, member_name: str
+) -> Pairs:
+    return _agent(
+        "AgentCalled",
+        caller,
+        dest,
+        [("Queue", queue), ("Interface", interface), ("MemberName", member_name)],
+    )
 
 
-def agent_connect(caller: ChannelView, dest: ChannelView, queue: str, interface: str,
-                  member_name: str, hold_time: int, ring_time: int) -> Pairs:
-    return _agent("AgentConnect", caller, dest, [
-        ("Queue", queue), ("Interface", interface), ("MemberName", member_name),
-        ("HoldTime", str(hold_time)), ("RingTime", str(ring_time))])
+def agent_connect(
+    caller: ChannelView,
+    dest: ChannelView,
+    queue: str,
+    interface: str,
+    member_name: str,
+    hold_time: int,
+    ring_time: int,
+) -> Pairs:
+    return _agent(
+        "AgentConnect",
+        caller,
+        dest,
+        [
+            ("Queue", queue),
+            ("Interface", interface),
+            ("MemberName", member_name),
+            ("HoldTime", str(hold_time)),
+            ("RingTime", str(ring_time)),
+        ],
+    )
 
 
-def agent_complete(caller: ChannelView, dest: ChannelView | None, queue: str, interface: str,
-                   member_name: str, hold_time: int, talk_time: int, reason: str) -> Pairs:
-    return _agent("AgentComplete", caller, dest, [
-        ("Queue", queue), ("Interface", interface), ("MemberName", member_name),
-        ("HoldTime", str(hold_time)), ("TalkTime", str(talk_time)), ("Reason", reason)])
+def agent_complete(
+    caller: ChannelView,
+    dest: ChannelView | None,
+    queue: str,
+    interface: str,
+    member_name: str,
+    hold_time: int,
+    talk_time: int,
+    reason: str,
+) -> Pairs:
+    return _agent(
+        "AgentComplete",
+        caller,
+        dest,
+        [
+            ("Queue", queue),
+            ("Interface", interface),
+            ("MemberName", member_name),
+            ("HoldTime", str(hold_time)),
+            ("TalkTime", str(talk_time)),
+            ("Reason", reason),
+        ],
+    )
 
 
-def agent_ring_no_answer(caller: ChannelView, dest: ChannelView, queue: str, interface: str,
-                         member_name: str, ring_time_ms: int) -> Pairs:
-    return _agent("AgentRingNoAnswer", caller, dest, [
-        ("Queue", queue), ("Interface", interface), ("MemberName", member_name),
-        ("RingTime", str(ring_time_ms))])
+def agent_ring_no_answer(
+    caller: ChannelView,
+    dest: ChannelView,
+    queue: str,
+    interface: str,
+    member_name: str,
+    ring_time_ms: int,
+) -> Pairs:
+    return _agent(
+        "AgentRingNoAnswer",
+        caller,
+        dest,
+        [
+            ("Queue", queue),
+            ("Interface", interface),
+            ("MemberName", member_name),
+            ("RingTime", str(ring_time_ms)),
+        ],
+    )
 
 
 def _member_fields(m: MemberView) -> Pairs:
     return [
-        ("Queue", m.queue), ("MemberName", m.name), ("Interface", m.interface),
-        ("StateInterface", m.state_interface), ("Membership", m.membership),
-        ("Penalty", str(m.penalty)), ("CallsTaken", str(m.calls_taken)),
-        ("LastCall", str(m.last_call)), ("LastPause", str(m.last_pause)),
-        ("LoginTime", str(m.login_time)), ("InCall", "1" if m.in_call else "0"),
-        ("Status", str(m.status)), ("Paused", "1" if m.paused else "0"),
-        ("PausedReason", m.paused_reason), ("Ringinuse", "1" if m.ringinuse else "0"),
+        ("Queue", m.queue),
+        ("MemberName", m.name),
+        ("Interface", m.interface),
+        ("StateInterface", m.state_interface),
+        ("Membership", m.membership),
+        ("Penalty", str(m.penalty)),
+        ("CallsTaken", str(m.calls_taken)),
+        ("LastCall", str(m.last_call)),
+        ("LastPause", str(m.last_pause)),
+        ("LoginTime", str(m.login_time)),
+        ("InCall", "1" if m.in_call else "0"),
+        ("Status", str(m.status)),
+        ("Paused", "1" if m.paused else "0"),
+        ("PausedReason", m.paused_reason),
+        ("Ringinuse", "1" if m.ringinuse else "0"),
         ("Wrapuptime", str(m.wrapuptime)),
     ]
 
@@ -337,76 +468,144 @@ def queue_member_event(kind: str, member: MemberView) -> Pairs:
 # Asterisk writes it for the queue lists; CoreShowChannel has it right after Event.
 
 
-def queue_params(*, queue: str, max_callers: int, strategy: str, calls: int, holdtime: int,
-                 talktime: int, completed: int, abandoned: int, service_level: int,
-                 service_level_perf: float, service_level_perf2: float, weight: int) -> Pairs:
+def queue_params(
+    *,
+    queue: str,
+    max_callers: int,
+    strategy: str,
+    calls: int,
+    holdtime: int,
+    talktime: int,
+    completed: int,
+    abandoned: int,
+    service_level: int,
+    service_level_perf: float,
+    service_level_perf2: float,
+    weight: int,
+) -> Pairs:
     return [
-        ("Event", "QueueParams"), ("Queue", queue), ("Max", str(max_callers)),
-        ("Strategy", strategy), ("Calls", str(calls)), ("Holdtime", str(holdtime)),
-        ("TalkTime", str(talktime)), ("Completed", str(completed)),
-        ("Abandoned", str(abandoned)), ("ServiceLevel", str(service_level)),
+        ("Event", "QueueParams"),
+        ("Queue", queue),
+        ("Max", str(max_callers)),
+        ("Strategy", strategy),
+        ("Calls", str(calls)),
+        ("Holdtime", str(holdtime)),
+        ("TalkTime", str(talktime)),
+        ("Completed", str(completed)),
+        ("Abandoned", str(abandoned)),
+        ("ServiceLevel", str(service_level)),
         ("ServicelevelPerf", f"{service_level_perf:.1f}"),
-        ("ServicelevelPerf2", f"{service_level_perf2:.1f}"), ("Weight", str(weight)),
+        ("ServicelevelPerf2", f"{service_level_perf2:.1f}"),
+        ("Weight", str(weight)),
     ]
 
 
 def queue_member_item(m: MemberView) -> Pairs:
     return [
-        ("Event", "QueueMember"), ("Queue", m.queue), ("Name", m.name),
-        ("Location", m.interface), ("StateInterface", m.state_interface),
-        ("Membership", m.membership), ("Penalty", str(m.penalty)),
-        ("CallsTaken", str(m.calls_taken)), ("LastCall", str(m.last_call)),
-        ("LastPause", str(m.last_pause)), ("LoginTime", str(m.login_time)),
-        ("InCall", "1" if m.in_call else "0"), ("Status", str(m.status)),
-        ("Paused", "1" if m.paused else "0"), ("PausedReason", m.paused_reason),
+        ("Event", "QueueMember"),
+        ("Queue", m.queue),
+        ("Name", m.name),
+        ("Location", m.interface),
+        ("StateInterface", m.state_interface),
+        ("Membership", m.membership),
+        ("Penalty", str(m.penalty)),
+        ("CallsTaken", str(m.calls_taken)),
+        ("LastCall", str(m.last_call)),
+        ("LastPause", str(m.last_pause)),
+        ("LoginTime", str(m.login_time)),
+        ("InCall", "1" if m.in_call else "0"),
+        ("Status", str(m.status)),
+        ("Paused", "1" if m.paused else "0"),
+        ("PausedReason", m.paused_reason),
         ("Wrapuptime", str(m.wrapuptime)),
     ]
 
 
 def queue_entry_item(ch: ChannelView, queue: str, position: int, wait: int) -> Pairs:
     return [
-        ("Event", "QueueEntry"), ("Queue", queue), ("Position", str(position)),
-        ("Channel", ch.name), ("Uniqueid", ch.uniqueid), ("CallerIDNum", ch.caller_num),
-        ("CallerIDName", ch.caller_name), ("ConnectedLineNum", ch.connected_num),
-        ("ConnectedLineName", ch.connected_name), ("Wait", str(wait)), ("Priority", "0"),
+        ("Event", "QueueEntry"),
+        ("Queue", queue),
+        ("Position", str(position)),
+        ("Channel", ch.name),
+        ("Uniqueid", ch.uniqueid),
+        ("CallerIDNum", ch.caller_num),
+        ("CallerIDName", ch.caller_name),
+        ("ConnectedLineNum", ch.connected_num),
+        ("ConnectedLineName", ch.connected_name),
+        ("Wait", str(wait)),
+        ("Priority", "0"),
     ]
 
 
-def queue_summary_item(*, queue: str, logged_in: int, available: int, callers: int,
-                       hold_time: int, talk_time: int, longest_hold_time: int) -> Pairs:
+def queue_summary_item(
+    *,
+    queue: str,
+    logged_in: int,
+    available: int,
+    callers: int,
+    hold_time: int,
+    talk_time: int,
+    longest_hold_time: int,
+) -> Pairs:
     return [
-        ("Event", "QueueSummary"), ("Queue", queue), ("LoggedIn", str(logged_in)),
-        ("Available", str(available)), ("Callers", str(callers)),
-        ("HoldTime", str(hold_time)), ("TalkTime", str(talk_time)),
+        ("Event", "QueueSummary"),
+        ("Queue", queue),
+        ("LoggedIn", str(logged_in)),
+        ("Available", str(available)),
+        ("Callers", str(callers)),
+        ("HoldTime", str(hold_time)),
+        ("TalkTime", str(talk_time)),
         ("LongestHoldTime", str(longest_hold_time)),
     ]
 
 
-def core_show_channel(ch: ChannelView, action_id: str, bridge_id: str, application: str,
-                      app_data: str, duration: str) -> Pairs:
+def core_show_channel(
+    ch: ChannelView, action_id: str, bridge_id: str, application: str, app_data: str, duration: str
+) -> Pairs:
     pairs: Pairs = [("Event", "CoreShowChannel")]
     if action_id:
         pairs.append(("ActionID", action_id))
     pairs.extend(channel_block(ch))
-    pairs += [("BridgeId", bridge_id), ("Application", application),
-              ("ApplicationData", app_data), ("Duration", duration)]
+    pairs += [
+        ("BridgeId", bridge_id),
+        ("Application", application),
+        ("ApplicationData", app_data),
+        ("Duration", duration),
+    ]
     return pairs
 
 
-def status_item(ch: ChannelView, *, channel_type: str, dnid: str, bridge_id: str,
-                application: str, data: str, seconds: int,
-                variables: list[tuple[str, str]]) -> Pairs:
+def status_item(
+    ch: ChannelView,
+    *,
+    channel_type: str,
+    dnid: str,
+    bridge_id: str,
+    application: str,
+    data: str,
+    seconds: int,
+    variables: list[tuple[str, str]],
+) -> Pairs:
     """Status list item without its ActionID (appended last, as Asterisk does)."""
     pairs: Pairs = [("Event", "Status"), ("Privilege", "Call")]
     pairs.extend(channel_block(ch))
     pairs += [
-        ("Type", channel_type), ("DNID", dnid),
+        ("Type", channel_type),
+        ("DNID", dnid),
         ("EffectiveConnectedLineNum", ch.connected_num),
         ("EffectiveConnectedLineName", ch.connected_name),
-        ("TimeToHangup", "0"), ("BridgeID", bridge_id), ("Application", application),
-        ("Data", data), ("Nativeformats", "(ulaw)"), ("Readformat", "ulaw"),
-        ("Readtrans", ""), ("Writeformat", "ulaw"), ("Writetrans", ""),
-        ("Callgroup", "0"), ("Pickupgroup", "0"), ("Seconds", str(seconds)),
+        ("TimeToHangup", "0"),
+        ("BridgeID", bridge_id),
+        ("Application", application),
+        ("Data", data),
+        ("Nativeformats", "(ulaw)"),
+        ("Readformat", "ulaw"),
+        ("Readtrans", ""),
+        ("Writeformat", "ulaw"),
+        ("Writetrans", ""),
+        ("Callgroup", "0"),
+        ("Pickupgroup", "0"),
+        ("Seconds", str(seconds)),
     ]
     pairs.extend(("Variable", f"{k}={v}") for k, v in variables)
     return pairs

@@ -66,8 +66,11 @@ async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str,
     if not request.body_exists:
         return {}
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       "send the body as JSON with Content-Type: application/json")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
     try:
         data = await request.json()
     except ValueError:
@@ -76,8 +79,11 @@ async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str,
         raise ApiError(400, "bad_json", "the body must be a JSON object")
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}; allowed: "
-                       + (", ".join(allowed) or "none"))
+        raise ApiError(
+            400,
+            "unknown_field",
+            f"unknown field {unknown[0]!r}; allowed: " + (", ".join(allowed) or "none"),
+        )
     return data
 
 
@@ -93,8 +99,9 @@ def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int) -
     if required and not value:
         raise ApiError(400, "missing_field", f"{name} must not be empty")
     if len(value) > limit:
-        raise ApiError(400, "too_long", f"{name} may have at most {limit} characters, "
-                       f"got {len(value)}")
+        raise ApiError(
+            400, "too_long", f"{name} may have at most {limit} characters, got {len(value)}"
+        )
     return value
 
 
@@ -138,19 +145,30 @@ class Api:
 
     async def session(self, request: web.Request) -> web.Response:
         who = principal(request)
-        return web.json_response({
-            "user": who.user, "role": who.role, "can_act": who.is_supervisor,
-            "masked": self.masked(request), "csrf_token": self.app.csrf_token_for(request),
-            "auth": self.config.web.auth,
-            "language": self.app.language(request), "timezone": self.config.hours.timezone,
-            "target_seconds": self.config.web.target, "categories": self.views.categories(),
-        })
+        return web.json_response(
+            {
+                "user": who.user,
+                "role": who.role,
+                "can_act": who.is_supervisor,
+                "masked": self.masked(request),
+                "csrf_token": self.app.csrf_token_for(request),
+                "auth": self.config.web.auth,
+                "language": self.app.language(request),
+                "timezone": self.config.hours.timezone,
+                "target_seconds": self.config.web.target,
+                "categories": self.views.categories(),
+            }
+        )
 
     def _category_param(self, request: web.Request) -> str | None:
         category = request.query.get("category")
         if category is not None and category not in self.config.category_names():
-            raise ApiError(400, "unknown_category", f"unknown category {category!r}; allowed: "
-                           + ", ".join(self.config.category_names()))
+            raise ApiError(
+                400,
+                "unknown_category",
+                f"unknown category {category!r}; allowed: "
+                + ", ".join(self.config.category_names()),
+            )
         return category
 
     def _day_param(self, request: web.Request) -> str | None:
@@ -165,14 +183,18 @@ class Api:
     async def list_callbacks(self, request: web.Request) -> web.Response:
         state = request.query.get("state")
         if state is not None and state not in STATE_FILTERS:
-            raise ApiError(400, "bad_state", f"unknown state {state!r}; allowed: "
-                           + ", ".join(STATE_FILTERS))
+            raise ApiError(
+                400, "bad_state", f"unknown state {state!r}; allowed: " + ", ".join(STATE_FILTERS)
+            )
         category = self._category_param(request)
         day = self._day_param(request)
         raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-            raise ApiError(400, "bad_limit", f"limit must be a whole number from 1 to "
-                           f"{MAX_LIMIT}, got {raw_limit!r}")
+            raise ApiError(
+                400,
+                "bad_limit",
+                f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw_limit!r}",
+            )
         limit = int(raw_limit)
         wanted = _states(state)
         positioned = False
@@ -188,12 +210,22 @@ class Api:
             if wanted & set(FINISHED_STATES):
                 now = self.dialer.clock.now()
                 found += await self.queue.finished_between(now - RECENT_FINISHED, now)
-        chosen = [cb for cb in found
-                  if cb.state in wanted and (category is None or cb.category == category)]
+        chosen = [
+            cb
+            for cb in found
+            if cb.state in wanted and (category is None or cb.category == category)
+        ]
         masked = self.masked(request)
-        out = [self.views.callback(cb, masked, position=(i + 1) if positioned and
-                                   cb.state in (State.PENDING, State.SCHEDULED) else None)
-               for i, cb in enumerate(chosen[:limit])]
+        out = [
+            self.views.callback(
+                cb,
+                masked,
+                position=(i + 1)
+                if positioned and cb.state in (State.PENDING, State.SCHEDULED)
+                else None,
+            )
+            for i, cb in enumerate(chosen[:limit])
+        ]
         return web.json_response({"callbacks": out, "count": len(out)})
 
     def _callback_id(self, request: web.Request) -> str:
@@ -212,13 +244,22 @@ class Api:
         cb = await self._callback_or_404(request.match_info["id"])
         history = await self.queue.history(cb.id)
         masked = self.masked(request)
-        return web.json_response({"callback": self.views.callback(cb, masked),
-                                  "history": self.views.history(history, masked)})
+        return web.json_response(
+            {
+                "callback": self.views.callback(cb, masked),
+                "history": self.views.history(history, masked),
+            }
+        )
 
     async def in_progress(self, request: web.Request) -> web.Response:
         dialing = await self.queue.in_progress()
-        return web.json_response({"in_progress": self.views.in_progress(
-            self.dialer.dispatcher.in_progress(), dialing, self.masked(request))})
+        return web.json_response(
+            {
+                "in_progress": self.views.in_progress(
+                    self.dialer.dispatcher.in_progress(), dialing, self.masked(request)
+                )
+            }
+        )
 
     async def agents(self, request: web.Request) -> web.Response:
         return web.json_response({"agents": self.views.agents()})
@@ -233,22 +274,29 @@ class Api:
 
     # ------------------------------------------------------------------ actions
 
-    async def _action_response(self, request: web.Request, result: ActionResult,
-                               callback_id: str, what: str) -> web.Response:
+    async def _action_response(
+        self, request: web.Request, result: ActionResult, callback_id: str, what: str
+    ) -> web.Response:
         if result.result == "not_found":
             raise ApiError(404, "not_found", f"no callback with id {callback_id!r}")
         if result.result == "not_open":
             cb = result.callback or await self.queue.get(callback_id)
             state = cb.state.value if cb else "finished"
-            raise ApiError(409, "not_open", f"callback {callback_id} is {state}; only open "
-                           f"callbacks can {what}")
+            raise ApiError(
+                409,
+                "not_open",
+                f"callback {callback_id} is {state}; only open callbacks can {what}",
+            )
         if result.result == "busy":
             raise ApiError(409, "busy", f"callback {callback_id} is being called right now")
         assert result.callback is not None
-        return web.json_response({
-            "result": "ok", "callback": self.views.callback(result.callback,
-                                                             self.masked(request)),
-            "previous_state": result.previous_state})
+        return web.json_response(
+            {
+                "result": "ok",
+                "callback": self.views.callback(result.callback, self.masked(request)),
+                "previous_state": result.previous_state,
+            }
+        )
 
     async def call_now(self, request: web.Request) -> web.Response:
         who = require_supervisor(request)
@@ -295,27 +343,40 @@ class Api:
         name = text_field(data, "name", required=False, limit=MAX_NAME)
         note = text_field(data, "note", required=False, limit=MAX_NOTE)
         if not is_e164(number):
-            raise ApiError(400, "bad_number", f"number must be in E.164 form like "
-                           f"+79161234567, got {number!r}")
+            raise ApiError(
+                400, "bad_number", f"number must be in E.164 form like +79161234567, got {number!r}"
+            )
         checked = self.app.numbers.normalize(number)
         if isinstance(checked, Rejected):
-            raise ApiError(400, "bad_number", f"number {number} is refused: "
-                           f"{checked.reason.value.replace('_', ' ')}")
+            raise ApiError(
+                400,
+                "bad_number",
+                f"number {number} is refused: {checked.reason.value.replace('_', ' ')}",
+            )
         if category not in self.config.category_names():
-            raise ApiError(400, "unknown_category", f"unknown category {category!r}; allowed: "
-                           + ", ".join(self.config.category_names()))
+            raise ApiError(
+                400,
+                "unknown_category",
+                f"unknown category {category!r}; allowed: "
+                + ", ".join(self.config.category_names()),
+            )
         try:
-            result = await self.queue.add_manual(checked.e164, category, who.actor,
-                                                 name=clean_name(name, MAX_NAME), note=note)
+            result = await self.queue.add_manual(
+                checked.e164, category, who.actor, name=clean_name(name, MAX_NAME), note=note
+            )
         except QueueInputError as exc:
             raise ApiError(400, "bad_input", str(exc)) from None
         cb = await self._callback_or_404(result.id)
         self.dialer.dispatcher.kick("manual")
         self.app.hub.poke()
         return web.json_response(
-            {"result": result.result, "callback": self.views.callback(cb, self.masked(request)),
-             "previous_state": ""},
-            status=201 if result.result == "created" else 200)
+            {
+                "result": result.result,
+                "callback": self.views.callback(cb, self.masked(request)),
+                "previous_state": "",
+            },
+            status=201 if result.result == "created" else 200,
+        )
 
     async def pause(self, request: web.Request) -> web.Response:
         who = require_supervisor(request)
@@ -348,19 +409,22 @@ class Api:
     async def rerun_failed(self, request: web.Request) -> web.Response:
         job_id = request.match_info["job_id"]
         admin = self.app.jobs_admin()
-        if not await self._rerun(request, lambda: admin.rerun_failed(job_id),
-                                 f"failed job {job_id} re-run"):
+        if not await self._rerun(
+            request, lambda: admin.rerun_failed(job_id), f"failed job {job_id} re-run"
+        ):
             raise ApiError(404, "not_found", f"no failed job with id {job_id!r}")
         return web.json_response({"rerun": 1})
 
     async def rerun_all_failed(self, request: web.Request) -> web.Response:
-        count = await self._rerun(request, self.app.jobs_admin().rerun_all_failed,
-                                  "failed jobs re-run")
+        count = await self._rerun(
+            request, self.app.jobs_admin().rerun_all_failed, "failed jobs re-run"
+        )
         return web.json_response({"rerun": count})
 
     async def rerun_parked(self, request: web.Request) -> web.Response:
-        count = await self._rerun(request, self.app.jobs_admin().rerun_parked,
-                                  "parked webhook events re-sent")
+        count = await self._rerun(
+            request, self.app.jobs_admin().rerun_parked, "parked webhook events re-sent"
+        )
         return web.json_response({"rerun": count})
 
     async def list_reports(self, request: web.Request) -> web.Response:
@@ -382,8 +446,9 @@ class Api:
     # ------------------------------------------------------------------ the rest
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        return await self.app.hub.stream(request, self.masked(request),
-                                         expires_at=request.get(SESSION_EXPIRES))
+        return await self.app.hub.stream(
+            request, self.masked(request), expires_at=request.get(SESSION_EXPIRES)
+        )
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(self.app.openapi)

@@ -82,12 +82,14 @@ def _unb64(text: str) -> bytes:
 # --------------------------------------------------------------------------- passwords
 
 
-def hash_password(password: str, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R,
-                  p: int = _SCRYPT_P) -> str:
+def hash_password(
+    password: str, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P
+) -> str:
     """A salted scrypt hash of ``password`` in the format documented above."""
     salt = secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                         maxmem=_SCRYPT_MAXMEM, dklen=_KEY_BYTES)
+    key = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=_KEY_BYTES
+    )
     return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(key)}"
 
 
@@ -118,8 +120,9 @@ def verify_password(password: str, stored: str) -> bool:
     if parsed is None:
         return False
     n, r, p, salt, key = parsed
-    got = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                         maxmem=_SCRYPT_MAXMEM, dklen=len(key))
+    got = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=len(key)
+    )
     return hmac.compare_digest(got, key)
 
 
@@ -156,9 +159,14 @@ class Authority:
         if web.auth == "users":
             bad = [u.name for u in web.users if not is_password_hash(u.password_hash)]
             if bad:
-                raise ConfigError("config", [
-                    f"web.users: {name!r}: password_hash is not a hash made by "
-                    "`callback-dialer hash-password`" for name in bad])
+                raise ConfigError(
+                    "config",
+                    [
+                        f"web.users: {name!r}: password_hash is not a hash made by "
+                        "`callback-dialer hash-password`"
+                        for name in bad
+                    ],
+                )
         self.failures = LoginThrottle()
 
     # ---- sessions
@@ -166,9 +174,10 @@ class Authority:
     def make_session(self, user: str, now: float | None = None) -> tuple[str, str]:
         """A signed session cookie value for ``user`` and its session id."""
         sid = secrets.token_urlsafe(16)
-        payload = json.dumps({"u": user, "sid": sid,
-                              "exp": int((now or time.time()) + SESSION_SECONDS)},
-                             separators=(",", ":")).encode("utf-8")
+        payload = json.dumps(
+            {"u": user, "sid": sid, "exp": int((now or time.time()) + SESSION_SECONDS)},
+            separators=(",", ":"),
+        ).encode("utf-8")
         body = _b64(payload)
         return f"{body}.{self._sign(body)}", sid
 

@@ -16,7 +16,7 @@ CALLED = "#2f7ed8"
 GRID = "#d8dde3"
 INK = "#33404d"
 MUTED = "#6b7785"
-FONT = "font-family=\"system-ui, sans-serif\""
+FONT = 'font-family="system-ui, sans-serif"'
 
 
 def _attr(text: str) -> str:
@@ -43,8 +43,7 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{_attr(title)}">'
         f"<title>{escape(title)}</title>"
-        f'<rect width="{width}" height="{height}" fill="#ffffff"/>'
-        + "".join(body) + "</svg>"
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>' + "".join(body) + "</svg>"
     )
 
 
@@ -64,45 +63,64 @@ def hourly_chart(stats: dict[str, Any], t: dict[str, str]) -> str:
     def y(value: float) -> float:
         return top + plot_h - plot_h * value / top_value
 
-    body = [f'<text x="{left}" y="18" {FONT} font-size="14" font-weight="600" '
-            f'fill="{INK}">{escape(t["chart_hourly"])}</text>']
-    legend = ((MISSED, t["legend_missed"], False), (CALLED, t["legend_called_back"], False),
-              (MISSED, t["legend_week_missed"], True), (CALLED, t["legend_week_called_back"],
-                                                         True))
+    body = [
+        f'<text x="{left}" y="18" {FONT} font-size="14" font-weight="600" '
+        f'fill="{INK}">{escape(t["chart_hourly"])}</text>'
+    ]
+    legend = (
+        (MISSED, t["legend_missed"], False),
+        (CALLED, t["legend_called_back"], False),
+        (MISSED, t["legend_week_missed"], True),
+        (CALLED, t["legend_week_called_back"], True),
+    )
     x = left
     for color, label, dashed in legend:
         if dashed:
-            body.append(f'<line x1="{x}" y1="36" x2="{x + 16}" y2="36" stroke="{color}" '
-                        'stroke-width="2" stroke-dasharray="4 3"/>')
+            body.append(
+                f'<line x1="{x}" y1="36" x2="{x + 16}" y2="36" stroke="{color}" '
+                'stroke-width="2" stroke-dasharray="4 3"/>'
+            )
         else:
             body.append(f'<rect x="{x}" y="30" width="12" height="12" fill="{color}"/>')
-        body.append(f'<text x="{x + 20}" y="40" {FONT} font-size="11" fill="{MUTED}">'
-                    f"{escape(label)}</text>")
+        body.append(
+            f'<text x="{x + 20}" y="40" {FONT} font-size="11" fill="{MUTED}">{escape(label)}</text>'
+        )
         x += 30 + int(len(label) * 7.0)  # wide enough for Cyrillic at 11px too
     for i in range(5):
         value = top_value * i / 4
         gy = y(value)
-        body.append(f'<line x1="{left}" y1="{gy:.1f}" x2="{width - right}" y2="{gy:.1f}" '
-                    f'stroke="{GRID}" stroke-width="1"/>')
-        body.append(f'<text x="{left - 6}" y="{gy + 4:.1f}" {FONT} font-size="10" '
-                    f'text-anchor="end" fill="{MUTED}">{_num(value)}</text>')
+        body.append(
+            f'<line x1="{left}" y1="{gy:.1f}" x2="{width - right}" y2="{gy:.1f}" '
+            f'stroke="{GRID}" stroke-width="1"/>'
+        )
+        body.append(
+            f'<text x="{left - 6}" y="{gy + 4:.1f}" {FONT} font-size="10" '
+            f'text-anchor="end" fill="{MUTED}">{_num(value)}</text>'
+        )
     bar = step * 0.36
     for hour in range(24):
         x0 = left + hour * step + step * 0.12
         for offset, value, color in ((0.0, missed[hour], MISSED), (bar, called[hour], CALLED)):
             if value:
-                body.append(f'<rect x="{x0 + offset:.1f}" y="{y(value):.1f}" width="{bar:.1f}" '
-                            f'height="{top + plot_h - y(value):.1f}" fill="{color}">'
-                            f"<title>{hour:02d}:00 {_num(value)}</title></rect>")
+                body.append(
+                    f'<rect x="{x0 + offset:.1f}" y="{y(value):.1f}" width="{bar:.1f}" '
+                    f'height="{top + plot_h - y(value):.1f}" fill="{color}">'
+                    f"<title>{hour:02d}:00 {_num(value)}</title></rect>"
+                )
         if hour % 2 == 0:
-            body.append(f'<text x="{left + hour * step + step / 2:.1f}" y="{height - 10}" '
-                        f'{FONT} font-size="10" text-anchor="middle" fill="{MUTED}">'
-                        f"{hour:02d}</text>")
+            body.append(
+                f'<text x="{left + hour * step + step / 2:.1f}" y="{height - 10}" '
+                f'{FONT} font-size="10" text-anchor="middle" fill="{MUTED}">'
+                f"{hour:02d}</text>"
+            )
     for series, color in ((week_missed, MISSED), (week_called, CALLED)):
-        points = " ".join(f"{left + h * step + step / 2:.1f},{y(v):.1f}"
-                          for h, v in enumerate(series))
-        body.append(f'<polyline points="{points}" fill="none" stroke="{color}" '
-                    'stroke-width="2" stroke-dasharray="4 3" stroke-opacity="0.85"/>')
+        points = " ".join(
+            f"{left + h * step + step / 2:.1f},{y(v):.1f}" for h, v in enumerate(series)
+        )
+        body.append(
+            f'<polyline points="{points}" fill="none" stroke="{color}" '
+            'stroke-width="2" stroke-dasharray="4 3" stroke-opacity="0.85"/>'
+        )
     return _svg(width, height, t["chart_hourly"], body)
 
 
@@ -114,22 +132,34 @@ def category_chart(stats: dict[str, Any], t: dict[str, str], lang: str) -> str:
     label_w, row_h, top = 130, 26, 34
     height = top + row_h * max(1, len(rows)) + 10
     bar_max = width - label_w - 90
-    body = [f'<text x="8" y="18" {FONT} font-size="14" font-weight="600" fill="{INK}">'
-            f'{escape(t["chart_categories"])}</text>']
+    body = [
+        f'<text x="8" y="18" {FONT} font-size="14" font-weight="600" fill="{INK}">'
+        f"{escape(t['chart_categories'])}</text>"
+    ]
     if not rows:
-        body.append(f'<text x="8" y="{top + 16}" {FONT} font-size="12" fill="{MUTED}">'
-                    f'{escape(t["none"])}</text>')
+        body.append(
+            f'<text x="8" y="{top + 16}" {FONT} font-size="12" fill="{MUTED}">'
+            f"{escape(t['none'])}</text>"
+        )
     for i, row in enumerate(rows):
         y0 = top + i * row_h
         share = row["missed"] / total if total else 0.0
         label = row["label_ru"] if lang == "ru" else row["label"]
-        body.append(f'<text x="{label_w - 8}" y="{y0 + 16}" {FONT} font-size="12" '
-                    f'text-anchor="end" fill="{INK}">{escape(label)}</text>')
-        body.append(f'<rect x="{label_w}" y="{y0 + 5}" width="{bar_max}" height="15" '
-                    f'fill="{GRID}" fill-opacity="0.45"/>')
+        body.append(
+            f'<text x="{label_w - 8}" y="{y0 + 16}" {FONT} font-size="12" '
+            f'text-anchor="end" fill="{INK}">{escape(label)}</text>'
+        )
+        body.append(
+            f'<rect x="{label_w}" y="{y0 + 5}" width="{bar_max}" height="15" '
+            f'fill="{GRID}" fill-opacity="0.45"/>'
+        )
         if share:
-            body.append(f'<rect x="{label_w}" y="{y0 + 5}" width="{bar_max * share:.1f}" '
-                        f'height="15" fill="{MISSED}"/>')
-        body.append(f'<text x="{label_w + bar_max + 8}" y="{y0 + 16}" {FONT} font-size="12" '
-                    f'fill="{INK}">{row["missed"]} · {share * 100:.0f}%</text>')
+            body.append(
+                f'<rect x="{label_w}" y="{y0 + 5}" width="{bar_max * share:.1f}" '
+                f'height="15" fill="{MISSED}"/>'
+            )
+        body.append(
+            f'<text x="{label_w + bar_max + 8}" y="{y0 + 16}" {FONT} font-size="12" '
+            f'fill="{INK}">{row["missed"]} · {share * 100:.0f}%</text>'
+        )
     return _svg(width, height, t["chart_categories"], body)

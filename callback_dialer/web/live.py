@@ -61,8 +61,16 @@ def _dumps(data: Any) -> str:
 
 
 class LiveHub:
-    def __init__(self, dialer: Dialer, views: Views, *, jobs: JobsReader,
-                 tick: float = 1.0, stats_every: float = 10.0, heartbeat: float = 15.0) -> None:
+    def __init__(
+        self,
+        dialer: Dialer,
+        views: Views,
+        *,
+        jobs: JobsReader,
+        tick: float = 1.0,
+        stats_every: float = 10.0,
+        heartbeat: float = 15.0,
+    ) -> None:
         self.dialer = dialer
         self.views = views
         self.jobs = jobs
@@ -87,8 +95,10 @@ class LiveHub:
 
     def start(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.ensure_future(self._refresh_loop()),
-                           asyncio.ensure_future(self._events_loop())]
+            self._tasks = [
+                asyncio.ensure_future(self._refresh_loop()),
+                asyncio.ensure_future(self._events_loop()),
+            ]
 
     async def close(self) -> None:
         self._closing = True
@@ -151,19 +161,23 @@ class LiveHub:
     async def refresh(self) -> None:
         """Compute what changed and hand it to the streams."""
         raw = await self._gather()
-        self._offer("snapshot", self._render(raw, False), self._render(raw, True),
-                    ignore=("now",))
+        self._offer("snapshot", self._render(raw, False), self._render(raw, True), ignore=("now",))
         now = time.monotonic()
         due = now - self._last_stats >= self._stats_interval or (
-            self._stats_dirty and now - self._last_stats >= self._stats_interval * 0.3)
+            self._stats_dirty and now - self._last_stats >= self._stats_interval * 0.3
+        )
         if not due:
             return
         started = now
         self._stats_dirty = False
         try:
             clock_now = self.dialer.clock.now()
-            stats = await day_summary(self.dialer.queue, self.dialer.config,
-                                      self.dialer.queue.hours.day_key(clock_now), clock_now)
+            stats = await day_summary(
+                self.dialer.queue,
+                self.dialer.config,
+                self.dialer.queue.hours.day_key(clock_now),
+                clock_now,
+            )
             self._offer("stats", stats, stats)
         except QueueUnavailable as exc:
             log.debug("stats not readable", error=str(exc))
@@ -172,8 +186,11 @@ class LiveHub:
             self._offer("jobs", full, masked)
         except Exception as exc:  # side jobs are optional: the page says it cannot tell
             log.debug("side jobs not readable", error=str(exc))
-            self._offer("jobs", {"available": False, "error": str(exc)},
-                        {"available": False, "error": "side jobs not readable"})
+            self._offer(
+                "jobs",
+                {"available": False, "error": str(exc)},
+                {"available": False, "error": "side jobs not readable"},
+            )
         self._last_stats = time.monotonic()
         # Never spend more than about a twentieth of the time on these numbers.
         self._stats_interval = max(self.stats_every, (self._last_stats - started) * 20)
@@ -181,11 +198,15 @@ class LiveHub:
     async def _gather(self) -> dict[str, Any]:
         """One read of everything the snapshot shows; rendered twice (full, masked)."""
         d = self.dialer
-        raw: dict[str, Any] = {"now": d.clock.now(), "flights": d.dispatcher.in_progress(),
-                               "error": ""}
+        raw: dict[str, Any] = {
+            "now": d.clock.now(),
+            "flights": d.dispatcher.in_progress(),
+            "error": "",
+        }
         try:
             raw["waiting"], raw["dialing"], raw["counts"] = await asyncio.gather(
-                d.queue.waiting(WAITING_LIMIT), d.queue.in_progress(), d.queue.counts())
+                d.queue.waiting(WAITING_LIMIT), d.queue.in_progress(), d.queue.counts()
+            )
         except QueueUnavailable as exc:
             raw.update(waiting=[], dialing=[], counts={}, error=str(exc))
         return raw
@@ -199,11 +220,15 @@ class LiveHub:
             "clock_rate": views.clock_rate(),
             "day": d.queue.hours.day_key(raw["now"]),
             "dispatch": views.dispatch(),
-            "health": {"ami": bool(d.ami.authenticated),
-                       "ami_error": "" if d.ami.authenticated else (d.ami.last_error or ""),
-                       "redis": not raw["error"], "redis_error": raw["error"]},
-            "waiting": [views.callback(cb, masked, position=i + 1)
-                        for i, cb in enumerate(raw["waiting"])],
+            "health": {
+                "ami": bool(d.ami.authenticated),
+                "ami_error": "" if d.ami.authenticated else (d.ami.last_error or ""),
+                "redis": not raw["error"],
+                "redis_error": raw["error"],
+            },
+            "waiting": [
+                views.callback(cb, masked, position=i + 1) for i, cb in enumerate(raw["waiting"])
+            ],
             "waiting_total": sum(counts.get("pending", {}).values())
             + sum(counts.get("scheduled", {}).values()),
             "in_progress": views.in_progress(raw["flights"], raw["dialing"], masked),
@@ -216,14 +241,16 @@ class LiveHub:
 
     def _offer(self, kind: str, full: Any, masked: Any, ignore: tuple[str, ...] = ()) -> None:
         content = _dumps({k: v for k, v in full.items() if k not in ignore}) + _dumps(
-            {k: v for k, v in masked.items() if k not in ignore})
+            {k: v for k, v in masked.items() if k not in ignore}
+        )
         if self._content.get(kind) == content and kind in self.messages:
             return
         self._content[kind] = content
         self._version += 1
         full_text = _dumps(full)
-        self.messages[kind] = Message(self._version, full_text,
-                                      full_text if masked is full else _dumps(masked))
+        self.messages[kind] = Message(
+            self._version, full_text, full_text if masked is full else _dumps(masked)
+        )
         self._publish_wakeup()
 
     def _publish_wakeup(self) -> None:
@@ -248,13 +275,16 @@ class LiveHub:
         if self._watchers == 0:
             self._has_watchers.clear()
 
-    async def stream(self, request: web.Request, masked: bool,
-                     expires_at: float | None = None) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",  # nginx would otherwise hold the events back
-        })
+    async def stream(
+        self, request: web.Request, masked: bool, expires_at: float | None = None
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",  # nginx would otherwise hold the events back
+            }
+        )
         await response.prepare(request)
         self._join()
         sent: dict[str, int] = {}

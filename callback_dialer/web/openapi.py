@@ -17,19 +17,31 @@ STATES = ["pending", "scheduled", "dialing", "done", "failed", "cancelled"]
 STATE_FILTERS = [*STATES, "open", "waiting", "finished"]
 SOURCES = ["abandon", "ivr_hangup", "timeout", "explicit", "manual"]
 STAGES = ["claimed", "ringing_agent", "ringing_customer", "talking"]
-AGENT_STATES = ["free", "ringing", "talking", "wrapup", "paused", "unavailable", "cooldown",
-                "reserved"]
+AGENT_STATES = [
+    "free",
+    "ringing",
+    "talking",
+    "wrapup",
+    "paused",
+    "unavailable",
+    "cooldown",
+    "reserved",
+]
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(props: dict[str, Any], required: list[str] | None = None,
-         extra: bool = False) -> dict[str, Any]:
-    return {"type": "object", "properties": props,
-            "required": list(props) if required is None else required,
-            "additionalProperties": extra}
+def _obj(
+    props: dict[str, Any], required: list[str] | None = None, extra: bool = False
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(props) if required is None else required,
+        "additionalProperties": extra,
+    }
 
 
 def _arr(items: dict[str, Any]) -> dict[str, Any]:
@@ -58,18 +70,27 @@ COMMON_ERRORS = {
 }
 ACTION_ERRORS = {
     **COMMON_ERRORS,
-    "400": _err("Bad input; the message names the field and what is allowed. Nothing was "
-                "changed."),
-    "403": _err("CSRF token missing or wrong, a request from another site, or a viewer "
-                "trying to act (supervisors only). Nothing was changed."),
+    "400": _err("Bad input; the message names the field and what is allowed. Nothing was changed."),
+    "403": _err(
+        "CSRF token missing or wrong, a request from another site, or a viewer "
+        "trying to act (supervisors only). Nothing was changed."
+    ),
     "415": _err("The body is not JSON (send Content-Type: application/json)."),
 }
 
 
-def _get(summary: str, schema: dict[str, Any], *, params: list[Any] | None = None,
-         errors: dict[str, Any] | None = None, description: str = "") -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {
-        "200": _json(schema, "OK"), **COMMON_ERRORS, **(errors or {})}}
+def _get(
+    summary: str,
+    schema: dict[str, Any],
+    *,
+    params: list[Any] | None = None,
+    errors: dict[str, Any] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": _json(schema, "OK"), **COMMON_ERRORS, **(errors or {})},
+    }
     if description:
         op["description"] = description
     if params:
@@ -77,9 +98,16 @@ def _get(summary: str, schema: dict[str, Any], *, params: list[Any] | None = Non
     return {"get": op}
 
 
-def _post(summary: str, schema: dict[str, Any], *, body: dict[str, Any] | None = None,
-          status: str = "200", params: list[Any] | None = None,
-          errors: dict[str, Any] | None = None, description: str = "") -> dict[str, Any]:
+def _post(
+    summary: str,
+    schema: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    status: str = "200",
+    params: list[Any] | None = None,
+    errors: dict[str, Any] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "parameters": [{"$ref": "#/components/parameters/CsrfToken"}, *(params or [])],
@@ -88,121 +116,251 @@ def _post(summary: str, schema: dict[str, Any], *, body: dict[str, Any] | None =
     if description:
         op["description"] = description
     if body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return {"post": op}
 
 
-ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": S,
-            "description": "A callback id, e.g. cb-42."}
+ID_PARAM = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": S,
+    "description": "A callback id, e.g. cb-42.",
+}
 NOT_FOUND = {"404": _err("No callback with this id.")}
-CONFLICT = {"409": _err("The callback is finished (or being called right now, for call-now); "
-                        "nothing was changed.")}
+CONFLICT = {
+    "409": _err(
+        "The callback is finished (or being called right now, for call-now); nothing was changed."
+    )
+}
 
 
 def _schemas(config: Config) -> dict[str, Any]:
     categories = list(config.category_names())
     callback_props = {
-        "id": S, "number": {"type": "string",
-                            "description": "E.164, or masked for viewers (+7•••••••••67)."},
+        "id": S,
+        "number": {
+            "type": "string",
+            "description": "E.164, or masked for viewers (+7•••••••••67).",
+        },
         "name": {"type": "string", "description": "As the PBX gave it: raw text, never HTML."},
-        "category": S, "source": {"enum": SOURCES}, "state": {"enum": STATES},
-        "reason": S, "first_missed": N, "last_missed": N, "missed_count": I, "attempts": I,
-        "next_at": N_OR_NULL, "closed_at": N_OR_NULL, "agent": S, "stage": S, "pinned": B,
-        "note": S, "attempt_log": _arr(_ref("Attempt")), "first_dialed_at": N_OR_NULL,
+        "category": S,
+        "source": {"enum": SOURCES},
+        "state": {"enum": STATES},
+        "reason": S,
+        "first_missed": N,
+        "last_missed": N,
+        "missed_count": I,
+        "attempts": I,
+        "next_at": N_OR_NULL,
+        "closed_at": N_OR_NULL,
+        "agent": S,
+        "stage": S,
+        "pinned": B,
+        "note": S,
+        "attempt_log": _arr(_ref("Attempt")),
+        "first_dialed_at": N_OR_NULL,
         "day": {"type": "string", "description": "Local date of the first missed call."},
         "position": {"type": "integer", "description": "Place in the take order (waiting)."},
     }
     fates = {
-        "callbacks": I, "called_back": I, "served_inbound": I, "served_outbound": I,
-        "failed": I, "failed_by_reason": COUNTS, "cancelled": I, "open": I,
-        "success_rate": {"type": ["number", "null"],
-                         "description": "called_back / (called_back + failed)"},
-        "time_to_callback": _obj({"count": I, "median_seconds": N_OR_NULL,
-                                  "p90_seconds": N_OR_NULL}),
+        "callbacks": I,
+        "called_back": I,
+        "served_inbound": I,
+        "served_outbound": I,
+        "failed": I,
+        "failed_by_reason": COUNTS,
+        "cancelled": I,
+        "open": I,
+        "success_rate": {
+            "type": ["number", "null"],
+            "description": "called_back / (called_back + failed)",
+        },
+        "time_to_callback": _obj(
+            {"count": I, "median_seconds": N_OR_NULL, "p90_seconds": N_OR_NULL}
+        ),
         "within_target": _obj({"count": I, "of": I, "share": N_OR_NULL}),
     }
     hourly = {"type": "array", "items": N, "minItems": 24, "maxItems": 24}
     return {
-        "Error": _obj({"error": {"type": "string", "description": "A stable code."},
-                       "message": {"type": "string", "description": "What is wrong, in "
-                                   "words, naming the field."}}),
+        "Error": _obj(
+            {
+                "error": {"type": "string", "description": "A stable code."},
+                "message": {
+                    "type": "string",
+                    "description": "What is wrong, in words, naming the field.",
+                },
+            }
+        ),
         "Attempt": _obj({"at": N, "agent": S, "outcome": S, "talk_seconds": N, "counted": B}),
-        "Callback": _obj(callback_props, required=[k for k in callback_props
-                                                   if k != "position"]),
+        "Callback": _obj(callback_props, required=[k for k in callback_props if k != "position"]),
         "CallbackList": _obj({"callbacks": _arr(_ref("Callback")), "count": I}),
-        "HistoryEntry": _obj({"at": N, "event": S, "state": S, "reason": S,
-                              "actor": {"type": "string", "description":
-                                        "Who did it: web:<user> for people, or system, "
-                                        "dispatcher, pbx."},
-                              "detail": {"type": "object"}}),
-        "CallbackDetail": _obj({"callback": _ref("Callback"),
-                                "history": _arr(_ref("HistoryEntry"))}),
-        "ActionResult": _obj({"result": {"enum": ["ok", "created", "merged"]},
-                              "callback": _ref("Callback"), "previous_state": S},
-                             required=["result", "callback"]),
-        "Agent": _obj({"interface": S, "name": S, "state": {"enum": AGENT_STATES},
-                       "paused_reason": S, "queues": _arr(S), "categories": _arr(S),
-                       "since": N, "reserved_for": S}),
+        "HistoryEntry": _obj(
+            {
+                "at": N,
+                "event": S,
+                "state": S,
+                "reason": S,
+                "actor": {
+                    "type": "string",
+                    "description": "Who did it: web:<user> for people, or system, dispatcher, pbx.",
+                },
+                "detail": {"type": "object"},
+            }
+        ),
+        "CallbackDetail": _obj(
+            {"callback": _ref("Callback"), "history": _arr(_ref("HistoryEntry"))}
+        ),
+        "ActionResult": _obj(
+            {
+                "result": {"enum": ["ok", "created", "merged"]},
+                "callback": _ref("Callback"),
+                "previous_state": S,
+            },
+            required=["result", "callback"],
+        ),
+        "Agent": _obj(
+            {
+                "interface": S,
+                "name": S,
+                "state": {"enum": AGENT_STATES},
+                "paused_reason": S,
+                "queues": _arr(S),
+                "categories": _arr(S),
+                "since": N,
+                "reserved_for": S,
+            }
+        ),
         "AgentList": _obj({"agents": _arr(_ref("Agent"))}),
-        "InProgress": _obj({"id": S, "agent": S, "agent_name": S, "number": S, "name": S,
-                            "category": S, "stage": {"enum": STAGES}, "since": N,
-                            "started_at": N}),
+        "InProgress": _obj(
+            {
+                "id": S,
+                "agent": S,
+                "agent_name": S,
+                "number": S,
+                "name": S,
+                "category": S,
+                "stage": {"enum": STAGES},
+                "since": N,
+                "started_at": N,
+            }
+        ),
         "InProgressList": _obj({"in_progress": _arr(_ref("InProgress"))}),
-        "Dispatch": _obj({"paused": B, "paused_by": S, "paused_reason": S, "alarm": S,
-                          "dispatching": B,
-                          "blocked_by": {"type": "string", "description":
-                                         "Why nothing is dialled now: paused, stopping, "
-                                         "ami_down, resyncing, outside_calling_hours; "
-                                         "empty when "
-                                         "dialling."}}),
-        "CategoryStats": _obj({"category": S, "label": S, "label_ru": S, "missed": I,
-                               **fates}),
-        "Stats": _obj({
-            "day": S, "today": B, "target_seconds": N,
-            "missed": _obj({"total": I, "by_category": COUNTS, "by_source": COUNTS}),
-            **fates,
-            "by_category": _arr(_ref("CategoryStats")),
-            "hourly": _obj({"missed": hourly, "dialed": hourly, "called_back": hourly,
-                            "week_missed": hourly, "week_called_back": hourly},
-                           required=["missed", "dialed", "called_back"]),
-        }),
-        "Session": _obj({
-            "user": S, "role": {"enum": ["viewer", "supervisor"]}, "can_act": B,
-            "masked": B, "csrf_token": S, "auth": {"enum": ["users", "proxy", "none"]},
-            "language": {"enum": ["en", "ru"]}, "timezone": S, "target_seconds": N,
-            "categories": _arr(_obj({"name": {"enum": categories}, "label": S,
-                                     "label_ru": S})),
-        }),
+        "Dispatch": _obj(
+            {
+                "paused": B,
+                "paused_by": S,
+                "paused_reason": S,
+                "alarm": S,
+                "dispatching": B,
+                "blocked_by": {
+                    "type": "string",
+                    "description": "Why nothing is dialled now: paused, stopping, "
+                    "ami_down, resyncing, outside_calling_hours; "
+                    "empty when "
+                    "dialling.",
+                },
+            }
+        ),
+        "CategoryStats": _obj({"category": S, "label": S, "label_ru": S, "missed": I, **fates}),
+        "Stats": _obj(
+            {
+                "day": S,
+                "today": B,
+                "target_seconds": N,
+                "missed": _obj({"total": I, "by_category": COUNTS, "by_source": COUNTS}),
+                **fates,
+                "by_category": _arr(_ref("CategoryStats")),
+                "hourly": _obj(
+                    {
+                        "missed": hourly,
+                        "dialed": hourly,
+                        "called_back": hourly,
+                        "week_missed": hourly,
+                        "week_called_back": hourly,
+                    },
+                    required=["missed", "dialed", "called_back"],
+                ),
+            }
+        ),
+        "Session": _obj(
+            {
+                "user": S,
+                "role": {"enum": ["viewer", "supervisor"]},
+                "can_act": B,
+                "masked": B,
+                "csrf_token": S,
+                "auth": {"enum": ["users", "proxy", "none"]},
+                "language": {"enum": ["en", "ru"]},
+                "timezone": S,
+                "target_seconds": N,
+                "categories": _arr(_obj({"name": {"enum": categories}, "label": S, "label_ru": S})),
+            }
+        ),
         "FailedJob": _obj({"id": S, "description": S, "failed_at": N_OR_NULL, "error": S}),
-        "ParkedEvent": _obj({"receiver": S, "url": S, "event_id": S, "event": S,
-                             "callback_id": S, "status": I, "error": S, "parked_at": N}),
-        "Receiver": _obj({"receiver": S, "url": S, "waiting": I, "parked": I,
-                          "delivering": B}),
-        "Report": _obj({"day": S, "files": _arr(_obj({"name": S, "kind": S, "bytes": I,
-                                                        "url": S}))}),
-        "Jobs": _obj({
-            "available": B, "error": S,
-            "counts": _obj({"queued": I, "started": I, "scheduled": I, "failed": I,
-                            "webhooks_waiting": I, "webhooks_parked": I}),
-            "failed": _arr(_ref("FailedJob")), "parked": _arr(_ref("ParkedEvent")),
-            "receivers": _arr(_ref("Receiver")), "reports": _arr(_ref("Report")),
-        }, required=["available"]),
-        "Snapshot": _obj({
-            "now": N, "clock_rate": N, "day": S, "dispatch": _ref("Dispatch"),
-            "health": _obj({"ami": B, "ami_error": S, "redis": B, "redis_error": S}),
-            "waiting": _arr(_ref("Callback")), "waiting_total": I,
-            "in_progress": _arr(_ref("InProgress")), "agents": _arr(_ref("Agent")),
-            "counts": {"type": "object", "additionalProperties": COUNTS},
-        }),
+        "ParkedEvent": _obj(
+            {
+                "receiver": S,
+                "url": S,
+                "event_id": S,
+                "event": S,
+                "callback_id": S,
+                "status": I,
+                "error": S,
+                "parked_at": N,
+            }
+        ),
+        "Receiver": _obj({"receiver": S, "url": S, "waiting": I, "parked": I, "delivering": B}),
+        "Report": _obj(
+            {"day": S, "files": _arr(_obj({"name": S, "kind": S, "bytes": I, "url": S}))}
+        ),
+        "Jobs": _obj(
+            {
+                "available": B,
+                "error": S,
+                "counts": _obj(
+                    {
+                        "queued": I,
+                        "started": I,
+                        "scheduled": I,
+                        "failed": I,
+                        "webhooks_waiting": I,
+                        "webhooks_parked": I,
+                    }
+                ),
+                "failed": _arr(_ref("FailedJob")),
+                "parked": _arr(_ref("ParkedEvent")),
+                "receivers": _arr(_ref("Receiver")),
+                "reports": _arr(_ref("Report")),
+            },
+            required=["available"],
+        ),
+        "Snapshot": _obj(
+            {
+                "now": N,
+                "clock_rate": N,
+                "day": S,
+                "dispatch": _ref("Dispatch"),
+                "health": _obj({"ami": B, "ami_error": S, "redis": B, "redis_error": S}),
+                "waiting": _arr(_ref("Callback")),
+                "waiting_total": I,
+                "in_progress": _arr(_ref("InProgress")),
+                "agents": _arr(_ref("Agent")),
+                "counts": {"type": "object", "additionalProperties": COUNTS},
+            }
+        ),
     }
 
 
 def build_openapi(config: Config) -> dict[str, Any]:
     categories = list(config.category_names())
-    day_param = {"name": "day", "in": "query", "required": False,
-                 "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
-                 "description": "A local date (calling-hours time zone), YYYY-MM-DD."}
+    day_param = {
+        "name": "day",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+        "description": "A local date (calling-hours time zone), YYYY-MM-DD.",
+    }
     text_body = {"type": "string", "maxLength": 200}
     return {
         "openapi": "3.1.0",
@@ -211,129 +369,225 @@ def build_openapi(config: Config) -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "The status page's own API. Sign in as on the page: with [web] auth = "
-                f"\"users\", POST /login (form or JSON) sets the `{SESSION_COOKIE}` cookie; "
-                "with \"proxy\", the reverse proxy names the user in "
-                f"`{config.web.proxy_user_header}`; with \"none\" everyone is a supervisor.\n\n"
+                f'"users", POST /login (form or JSON) sets the `{SESSION_COOKIE}` cookie; '
+                'with "proxy", the reverse proxy names the user in '
+                f'`{config.web.proxy_user_header}`; with "none" everyone is a supervisor.\n\n'
                 f"Every POST needs the `{CSRF_HEADER}` header: take `csrf_token` from "
                 "GET /api/session (it is tied to your user and the `cbd_csrf` cookie, so keep "
                 "the cookies). Viewers may read everything (numbers masked when [web] "
                 "mask_numbers_for_viewers) and get 403 on every action.\n\n"
-                "Errors are JSON `{\"error\": code, \"message\": text}`; on any 4xx nothing "
-                "was changed. Times are Unix epoch seconds."),
+                'Errors are JSON `{"error": code, "message": text}`; on any 4xx nothing '
+                "was changed. Times are Unix epoch seconds."
+            ),
         },
         "components": {
             "schemas": _schemas(config),
             "parameters": {
-                "CsrfToken": {"name": CSRF_HEADER, "in": "header", "required": True,
-                              "schema": S,
-                              "description": "csrf_token from GET /api/session."},
+                "CsrfToken": {
+                    "name": CSRF_HEADER,
+                    "in": "header",
+                    "required": True,
+                    "schema": S,
+                    "description": "csrf_token from GET /api/session.",
+                },
             },
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
-                "proxy": {"type": "apiKey", "in": "header",
-                          "name": config.web.proxy_user_header},
+                "proxy": {"type": "apiKey", "in": "header", "name": config.web.proxy_user_header},
             },
         },
         "security": [{"session": []}, {"proxy": []}, {}],
         "paths": {
-            "/api/session": _get("Who am I, my CSRF token, and the page's settings",
-                                 _ref("Session")),
+            "/api/session": _get(
+                "Who am I, my CSRF token, and the page's settings", _ref("Session")
+            ),
             "/api/callbacks": {
-                **_get("Callbacks, filtered", _ref("CallbackList"), params=[
-                    {"name": "state", "in": "query", "required": False,
-                     "schema": {"enum": STATE_FILTERS},
-                     "description": "open = waiting + dialing; waiting = pending + scheduled "
-                                    "(in take order); finished = done + failed + cancelled."},
-                    {"name": "category", "in": "query", "required": False,
-                     "schema": {"enum": categories}},
-                    day_param,
-                    {"name": "limit", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                "default": 200}},
-                ], errors={"400": _err("Unknown state or category, bad day or limit.")},
+                **_get(
+                    "Callbacks, filtered",
+                    _ref("CallbackList"),
+                    params=[
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": STATE_FILTERS},
+                            "description": "open = waiting + dialing; "
+                            "waiting = pending + scheduled (in take order); "
+                            "finished = done + failed + cancelled.",
+                        },
+                        {
+                            "name": "category",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": categories},
+                        },
+                        day_param,
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 200,
+                            },
+                        },
+                    ],
+                    errors={"400": _err("Unknown state or category, bad day or limit.")},
                     description=(
                         "With `day`: the callbacks first missed that day, in the order of "
                         "their first missed call. Without: open callbacks from the live queue "
                         "(waiting ones in the order they will be called, then those being "
-                        "called) and callbacks finished within the last 24 hours.")),
-                **_post("Add a callback by hand", _ref("ActionResult"), status="201",
-                        body=_obj({"number": {"type": "string", "pattern": r"^\+[1-9]\d{6,14}$",
-                                              "description": "E.164"},
-                                   "category": {"enum": categories},
-                                   "name": {"type": "string", "maxLength": 64},
-                                   "note": {"type": "string", "maxLength": 500}},
-                                  required=["number", "category"]),
-                        errors={"200": _json(_ref("ActionResult"),
-                                             "The number already had an open callback; this "
-                                             "call joined it (result: merged).")},
-                        description="Recorded with source manual and you as the actor."),
+                        "called) and callbacks finished within the last 24 hours."
+                    ),
+                ),
+                **_post(
+                    "Add a callback by hand",
+                    _ref("ActionResult"),
+                    status="201",
+                    body=_obj(
+                        {
+                            "number": {
+                                "type": "string",
+                                "pattern": r"^\+[1-9]\d{6,14}$",
+                                "description": "E.164",
+                            },
+                            "category": {"enum": categories},
+                            "name": {"type": "string", "maxLength": 64},
+                            "note": {"type": "string", "maxLength": 500},
+                        },
+                        required=["number", "category"],
+                    ),
+                    errors={
+                        "200": _json(
+                            _ref("ActionResult"),
+                            "The number already had an open callback; this "
+                            "call joined it (result: merged).",
+                        )
+                    },
+                    description="Recorded with source manual and you as the actor.",
+                ),
             },
-            "/api/callbacks/{id}": _get("One callback and its history", _ref("CallbackDetail"),
-                                        params=[ID_PARAM], errors=NOT_FOUND),
+            "/api/callbacks/{id}": _get(
+                "One callback and its history",
+                _ref("CallbackDetail"),
+                params=[ID_PARAM],
+                errors=NOT_FOUND,
+            ),
             "/api/callbacks/{id}/call-now": _post(
-                "Call this one next (to the head of its category)", _ref("ActionResult"),
-                params=[ID_PARAM], errors={**NOT_FOUND, **CONFLICT}),
+                "Call this one next (to the head of its category)",
+                _ref("ActionResult"),
+                params=[ID_PARAM],
+                errors={**NOT_FOUND, **CONFLICT},
+            ),
             "/api/callbacks/{id}/cancel": _post(
-                "Cancel, with a reason", _ref("ActionResult"), params=[ID_PARAM],
+                "Cancel, with a reason",
+                _ref("ActionResult"),
+                params=[ID_PARAM],
                 body=_obj({"reason": {**text_body, "minLength": 1}}),
                 errors={**NOT_FOUND, **CONFLICT},
-                description="A call in progress for it is hung up."),
+                description="A call in progress for it is hung up.",
+            ),
             "/api/callbacks/{id}/category": _post(
-                "Change the category", _ref("ActionResult"), params=[ID_PARAM],
+                "Change the category",
+                _ref("ActionResult"),
+                params=[ID_PARAM],
                 body=_obj({"category": {"enum": categories}}),
-                errors={**NOT_FOUND, **CONFLICT}),
+                errors={**NOT_FOUND, **CONFLICT},
+            ),
             "/api/in-progress": _get("Callbacks being called now", _ref("InProgressList")),
             "/api/agents": _get("Agents and their states", _ref("AgentList")),
-            "/api/stats": _get("The numbers of one day (default today)", _ref("Stats"),
-                               params=[day_param],
-                               errors={"400": _err("Not a date like 2026-11-23.")}),
+            "/api/stats": _get(
+                "The numbers of one day (default today)",
+                _ref("Stats"),
+                params=[day_param],
+                errors={"400": _err("Not a date like 2026-11-23.")},
+            ),
             "/api/dispatch": _get("Is the dialer calling back?", _ref("Dispatch")),
-            "/api/dispatch/pause": _post("Pause calling back", _ref("Dispatch"),
-                                         body=_obj({"reason": text_body}, required=[])),
+            "/api/dispatch/pause": _post(
+                "Pause calling back",
+                _ref("Dispatch"),
+                body=_obj({"reason": text_body}, required=[]),
+            ),
             "/api/dispatch/resume": _post("Resume calling back", _ref("Dispatch")),
-            "/api/jobs": _get("Side jobs: failed jobs, refused webhook events, reports",
-                              _ref("Jobs")),
+            "/api/jobs": _get(
+                "Side jobs: failed jobs, refused webhook events, reports", _ref("Jobs")
+            ),
             "/api/jobs/{job_id}/rerun": _post(
-                "Run a failed job again, with all its tries", _obj({"rerun": I}),
+                "Run a failed job again, with all its tries",
+                _obj({"rerun": I}),
                 params=[{"name": "job_id", "in": "path", "required": True, "schema": S}],
-                errors={"404": _err("No failed job with this id.")}),
+                errors={"404": _err("No failed job with this id.")},
+            ),
             "/api/jobs/rerun-failed": _post("Run every failed job again", _obj({"rerun": I})),
-            "/api/webhooks/rerun-parked": _post("Send refused webhook events again",
-                                                _obj({"rerun": I})),
+            "/api/webhooks/rerun-parked": _post(
+                "Send refused webhook events again", _obj({"rerun": I})
+            ),
             "/api/reports": {
-                **_get("Daily reports on disk, newest first",
-                       _obj({"reports": _arr(_ref("Report"))})),
-                **_post("Make (or make again) the report of a day", _ref("Report"),
-                        status="201",
-                        body=_obj({"day": {"type": "string",
-                                           "pattern": r"^\d{4}-\d{2}-\d{2}$"}})),
+                **_get(
+                    "Daily reports on disk, newest first", _obj({"reports": _arr(_ref("Report"))})
+                ),
+                **_post(
+                    "Make (or make again) the report of a day",
+                    _ref("Report"),
+                    status="201",
+                    body=_obj({"day": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}}),
+                ),
             },
-            "/api/stream": {"get": {
-                "summary": "Live updates (server-sent events)",
-                "description": (
-                    "text/event-stream. Events: `snapshot` (Snapshot), `stats` (Stats of "
-                    "today), `jobs` (Jobs), `ping` every 15 s, `expired` when the session "
-                    "ends. Each event carries the whole current state; reconnect at will."),
-                "responses": {"200": {"description": "The stream",
-                                      "content": {"text/event-stream": {"schema": S}}},
-                              **COMMON_ERRORS},
-            }},
-            "/login": {"post": {
-                "summary": "Sign in ([web] auth = \"users\")", "security": [{}],
-                "description": "Sets the session cookie. Five wrong passwords for one user "
-                               "from one address within 15 minutes lock that pair out for "
-                               "the rest of the 15 minutes (429).",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _obj({"user": S, "password": S})}}},
-                "responses": {
-                    "200": _json(_obj({"user": S, "role": {"enum": ["viewer", "supervisor"]},
-                                       "csrf_token": S}), "Signed in"),
-                    "400": _err("user or password missing"),
-                    "401": _err("Wrong user name or password."),
-                    "429": _err("Too many wrong passwords; wait."),
-                }}},
-            "/api/openapi.json": {"get": {
-                "summary": "This document", "security": [{}],
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+            "/api/stream": {
+                "get": {
+                    "summary": "Live updates (server-sent events)",
+                    "description": (
+                        "text/event-stream. Events: `snapshot` (Snapshot), `stats` (Stats of "
+                        "today), `jobs` (Jobs), `ping` every 15 s, `expired` when the session "
+                        "ends. Each event carries the whole current state; reconnect at will."
+                    ),
+                    "responses": {
+                        "200": {
+                            "description": "The stream",
+                            "content": {"text/event-stream": {"schema": S}},
+                        },
+                        **COMMON_ERRORS,
+                    },
+                }
+            },
+            "/login": {
+                "post": {
+                    "summary": 'Sign in ([web] auth = "users")',
+                    "security": [{}],
+                    "description": "Sets the session cookie. Five wrong passwords for one user "
+                    "from one address within 15 minutes lock that pair out for "
+                    "the rest of the 15 minutes (429).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": _obj({"user": S, "password": S})}
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            _obj(
+                                {
+                                    "user": S,
+                                    "role": {"enum": ["viewer", "supervisor"]},
+                                    "csrf_token": S,
+                                }
+                            ),
+                            "Signed in",
+                        ),
+                        "400": _err("user or password missing"),
+                        "401": _err("Wrong user name or password."),
+                        "429": _err("Too many wrong passwords; wait."),
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [{}],
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
         },
     }

@@ -80,10 +80,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # none: a page on another site cannot send a JSON body without our consent).
 FORM_PATHS = frozenset({"/login", "/logout"})
 # Paths anyone may fetch: the sign-in page and its assets, and what monitoring scrapes.
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/metrics", "/api/openapi.json",
-                          "/favicon.ico", "/favicon.svg"})
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+PUBLIC_PATHS = frozenset(
+    {"/login", "/healthz", "/metrics", "/api/openapi.json", "/favicon.ico", "/favicon.svg"}
+)
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 # In the code rather than static/: the package data ships html, js, css and json only.
@@ -142,7 +145,8 @@ class WebApp:
     def _jobs_read(self) -> dict[str, Any]:
         admin = self.jobs_admin()
         return {
-            "available": True, "error": "",
+            "available": True,
+            "error": "",
             "counts": asdict(admin.counts()),
             "failed": [asdict(j) for j in admin.failed_jobs(limit=50)],
             "parked": [asdict(e) for e in admin.parked_events(limit=50)],
@@ -174,8 +178,14 @@ class WebApp:
             kind = "xlsx" if path.suffix == ".xlsx" else path.stem.split("-")[-1]
             kind = kind if kind in ("categories", "hours", "xlsx") else "calls"
             size = path.stat().st_size if path.is_file() else 0
-            out.append({"name": path.name, "kind": kind, "bytes": size,
-                        "url": f"/reports/{quote(path.name)}"})
+            out.append(
+                {
+                    "name": path.name,
+                    "kind": kind,
+                    "bytes": size,
+                    "url": f"/reports/{quote(path.name)}",
+                }
+            )
         return {"day": files.day, "files": out}
 
     async def reports(self, masked: bool) -> list[dict[str, Any]]:
@@ -200,26 +210,38 @@ class WebApp:
             counts = await job_counts()
             if counts is None:
                 return []
-            return [((state,), float(getattr(counts, state)))
-                    for state in ("queued", "started", "scheduled", "failed")]
+            return [
+                ((state,), float(getattr(counts, state)))
+                for state in ("queued", "started", "scheduled", "failed")
+            ]
 
         async def webhooks() -> list[tuple[tuple[str, ...], float]]:
             counts = await job_counts()
             if counts is None:
                 return []
-            return [(("waiting",), float(counts.webhooks_waiting)),
-                    (("parked",), float(counts.webhooks_parked))]
+            return [
+                (("waiting",), float(counts.webhooks_waiting)),
+                (("parked",), float(counts.webhooks_parked)),
+            ]
 
         async def streams() -> list[tuple[tuple[str, ...], float]]:
             return [((), float(self.hub.watchers))]
 
         for name, text, labels, read in (
-            ("callback_dialer_side_jobs", "Side jobs (webhooks, SMS, reports) by state; "
-             "failed ones used all their tries and wait for a re-run.", ("state",), jobs),
-            ("callback_dialer_webhook_events", "Webhook events waiting for delivery, and "
-             "parked after a receiver refused them.", ("state",), webhooks),
-            ("callback_dialer_status_page_streams", "Status pages open right now.", (),
-             streams),
+            (
+                "callback_dialer_side_jobs",
+                "Side jobs (webhooks, SMS, reports) by state; "
+                "failed ones used all their tries and wait for a re-run.",
+                ("state",),
+                jobs,
+            ),
+            (
+                "callback_dialer_webhook_events",
+                "Webhook events waiting for delivery, and parked after a receiver refused them.",
+                ("state",),
+                webhooks,
+            ),
+            ("callback_dialer_status_page_streams", "Status pages open right now.", (), streams),
         ):
             if name not in have:  # the jobs side may register its own one day
                 metrics.gauge(name, text, labels, read)
@@ -227,9 +249,9 @@ class WebApp:
     # ------------------------------------------------------------------ middlewares
 
     @web.middleware
-    async def errors(self, request: web.Request,
-                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                     ) -> web.StreamResponse:
+    async def errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiError as exc:
@@ -238,22 +260,23 @@ class WebApp:
             return error_response(503, "redis_unavailable", str(exc))
         except web.HTTPException as exc:
             if request.path.startswith("/api/") and exc.status >= 400:
-                code = {404: "not_found", 405: "method_not_allowed",
-                        413: "too_large"}.get(exc.status, f"http_{exc.status}")
-                return error_response(exc.status, code,
-                                      f"{exc.reason}: {request.method} {request.path}")
+                code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                    exc.status, f"http_{exc.status}"
+                )
+                return error_response(
+                    exc.status, code, f"{exc.reason}: {request.method} {request.path}"
+                )
             raise
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception:
-            log.exception("status page request failed", path=request.path,
-                          method=request.method)
+            log.exception("status page request failed", path=request.path, method=request.method)
             return error_response(500, "internal", "internal error; see the dialer's log")
 
     @web.middleware
-    async def security(self, request: web.Request,
-                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                       ) -> web.StreamResponse:
+    async def security(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         """Outermost: headers on every answer (errors and redirects too) and the CSRF seed
         cookie for a browser that has none yet."""
         seed = request.cookies.get(CSRF_COOKIE)
@@ -268,8 +291,9 @@ class WebApp:
             self._decorate(request, response, fresh_seed)
         return response
 
-    def _decorate(self, request: web.Request, response: web.StreamResponse,
-                  fresh_seed: bool) -> None:
+    def _decorate(
+        self, request: web.Request, response: web.StreamResponse, fresh_seed: bool
+    ) -> None:
         headers = response.headers
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -277,14 +301,20 @@ class WebApp:
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cache-Control", "no-store")
         if fresh_seed or request.get(ROTATE_SEED):
-            response.set_cookie(CSRF_COOKIE, request[CSRF_SEED], max_age=CSRF_SEED_SECONDS,
-                                httponly=True, samesite="Strict", secure=self._secure(request),
-                                path="/")
+            response.set_cookie(
+                CSRF_COOKIE,
+                request[CSRF_SEED],
+                max_age=CSRF_SEED_SECONDS,
+                httponly=True,
+                samesite="Strict",
+                secure=self._secure(request),
+                path="/",
+            )
 
     @web.middleware
-    async def authenticate(self, request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                           ) -> web.StreamResponse:
+    async def authenticate(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         """Innermost (inside ``errors``): who is asking, and is a change really meant."""
         request[PRINCIPAL] = self._principal(request)
         self._guard(request)
@@ -296,7 +326,8 @@ class WebApp:
             return Principal(user="anonymous", role="supervisor")
         if mode == "proxy":
             return self.authority.proxy_principal(
-                request.headers.get(self.config.web.proxy_user_header))
+                request.headers.get(self.config.web.proxy_user_header)
+            )
         cookie = request.cookies.get(SESSION_COOKIE)
         who = self.authority.read_session(cookie)
         if who is not None:
@@ -308,8 +339,12 @@ class WebApp:
         public = path in PUBLIC_PATHS or path.startswith("/static/")
         if request[PRINCIPAL] is None and not public:
             if self.config.web.auth == "proxy":
-                raise ApiError(401, "unauthenticated", "no user named by the reverse proxy "
-                               f"(header {self.config.web.proxy_user_header})")
+                raise ApiError(
+                    401,
+                    "unauthenticated",
+                    "no user named by the reverse proxy "
+                    f"(header {self.config.web.proxy_user_header})",
+                )
             if path.startswith(("/api/", "/charts/", "/reports/")):
                 raise ApiError(401, "unauthenticated", "sign in first (POST /login)")
             raise web.HTTPFound("/login")
@@ -320,11 +355,17 @@ class WebApp:
         if path in FORM_PATHS:
             return  # these read their form first, then check its token (form_csrf_ok)
         who = request[PRINCIPAL]
-        if not self.authority.csrf_ok(who.user if who else "",
-                                      request.cookies.get(CSRF_COOKIE),
-                                      request.headers.get(CSRF_HEADER)):
-            raise ApiError(403, "csrf", f"CSRF token missing or wrong: send {CSRF_HEADER} "
-                           "from GET /api/session (reload the page)")
+        if not self.authority.csrf_ok(
+            who.user if who else "",
+            request.cookies.get(CSRF_COOKIE),
+            request.headers.get(CSRF_HEADER),
+        ):
+            raise ApiError(
+                403,
+                "csrf",
+                f"CSRF token missing or wrong: send {CSRF_HEADER} "
+                "from GET /api/session (reload the page)",
+            )
 
     def _same_origin(self, request: web.Request) -> bool:
         origin = request.headers.get("Origin")
@@ -343,32 +384,43 @@ class WebApp:
     def form_csrf_ok(self, request: web.Request, form: Any) -> bool:
         who = request[PRINCIPAL]
         token = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
-        return self.authority.csrf_ok(who.user if who else "", request.cookies.get(CSRF_COOKIE),
-                                      token if isinstance(token, str) else None)
+        return self.authority.csrf_ok(
+            who.user if who else "",
+            request.cookies.get(CSRF_COOKIE),
+            token if isinstance(token, str) else None,
+        )
 
     # ------------------------------------------------------------------ pages
 
     async def index(self, request: web.Request) -> web.Response:
         lang = self.language(request)
-        page = _static_text("index.html").replace("{{lang}}", lang).replace(
-            "{{title}}", html.escape(self.t(lang)["title"]))
+        page = (
+            _static_text("index.html")
+            .replace("{{lang}}", lang)
+            .replace("{{title}}", html.escape(self.t(lang)["title"]))
+        )
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
-    def _login_page(self, request: web.Request, message: str = "", status: int = 200,
-                    user: str = "") -> web.Response:
+    def _login_page(
+        self, request: web.Request, message: str = "", status: int = 200, user: str = ""
+    ) -> web.Response:
         lang = self.language(request)
         t = self.t(lang)
         values = {
-            "lang": lang, "title": t["login_title"], "user_label": t["login_user"],
-            "password_label": t["login_password"], "submit": t["login_submit"],
-            "message": message, "user": user, "csrf": self.csrf_token_for(request),
+            "lang": lang,
+            "title": t["login_title"],
+            "user_label": t["login_user"],
+            "password_label": t["login_password"],
+            "submit": t["login_submit"],
+            "message": message,
+            "user": user,
+            "csrf": self.csrf_token_for(request),
             "next": "/",
         }
         page = _static_text("login.html")
         for key, value in values.items():
             page = page.replace("{{" + key + "}}", html.escape(value, quote=True))
-        return web.Response(text=page, content_type="text/html", charset="utf-8",
-                            status=status)
+        return web.Response(text=page, content_type="text/html", charset="utf-8", status=status)
 
     async def login_form(self, request: web.Request) -> web.Response:
         if self.config.web.auth != "users":
@@ -378,8 +430,11 @@ class WebApp:
     async def login(self, request: web.Request) -> web.Response:
         """Form (the page) or JSON (API clients): user, password."""
         if self.config.web.auth != "users":
-            raise ApiError(404, "no_login", f"[web] auth is {self.config.web.auth!r}; there is "
-                           "no password sign-in")
+            raise ApiError(
+                404,
+                "no_login",
+                f"[web] auth is {self.config.web.auth!r}; there is no password sign-in",
+            )
         as_json = request.content_type == "application/json"
         if as_json:
             data = await json_body(request, ("user", "password"))
@@ -413,18 +468,32 @@ class WebApp:
         request[CSRF_SEED] = new_csrf_seed()
         response: web.Response
         if as_json:
-            response = web.json_response({
-                "user": who.user, "role": who.role,
-                "csrf_token": self.authority.csrf_token(who.user, request[CSRF_SEED])})
+            response = web.json_response(
+                {
+                    "user": who.user,
+                    "role": who.role,
+                    "csrf_token": self.authority.csrf_token(who.user, request[CSRF_SEED]),
+                }
+            )
         else:
             response = _see_other("/")
-        response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True,
-                            samesite="Lax", secure=self._secure(request), path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="Lax",
+            secure=self._secure(request),
+            path="/",
+        )
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        form = dict(await request.post()) if request.content_type in (
-            "application/x-www-form-urlencoded", "multipart/form-data") else {}
+        form = (
+            dict(await request.post())
+            if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+            else {}
+        )
         if not self.form_csrf_ok(request, form):
             raise ApiError(403, "csrf", "CSRF token missing or wrong (reload the page)")
         who = request[PRINCIPAL]
@@ -445,8 +514,11 @@ class WebApp:
         except ValueError as exc:
             raise ApiError(400, "bad_day", str(exc)) from None
         stats = await self._chart_stats(day, now, week=kind == "hourly")
-        svg = hourly_chart(stats, self.t(lang)) if kind == "hourly" else category_chart(
-            stats, self.t(lang), lang)
+        svg = (
+            hourly_chart(stats, self.t(lang))
+            if kind == "hourly"
+            else category_chart(stats, self.t(lang), lang)
+        )
         return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
 
     async def _chart_stats(self, day: str, now: float, week: bool) -> dict[str, Any]:
@@ -465,14 +537,16 @@ class WebApp:
     async def report_download(self, request: web.Request) -> web.StreamResponse:
         who: Principal = request[PRINCIPAL]
         if self.masked_for(who):
-            raise ApiError(403, "forbidden", "reports hold full numbers; only supervisors "
-                           "may download them")
+            raise ApiError(
+                403, "forbidden", "reports hold full numbers; only supervisors may download them"
+            )
         name = request.match_info["name"]
         path = await asyncio.to_thread(report_file, self.config, name)
         if path is None:
             raise ApiError(404, "not_found", f"no report file {name!r}")
-        return web.FileResponse(Path(path), headers={
-            "Content-Disposition": f'attachment; filename="{name}"'})
+        return web.FileResponse(
+            Path(path), headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -489,15 +563,20 @@ class WebApp:
         return response
 
     async def favicon(self, request: web.Request) -> web.Response:
-        return web.Response(text=FAVICON, content_type="image/svg+xml",
-                            headers={"Cache-Control": "max-age=86400"})
+        return web.Response(
+            text=FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     # ------------------------------------------------------------------ operations
 
     async def metrics(self, request: web.Request) -> web.Response:
         text = await render_metrics(self.dialer.metrics)
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            text=text,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         ok, problems = await self.dialer.health()
@@ -506,22 +585,25 @@ class WebApp:
     # ------------------------------------------------------------------ the application
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self.security, self.errors, self.authenticate],
-                              client_max_size=64 * 1024)
-        app.add_routes([
-            web.get("/", self.index),
-            web.get("/login", self.login_form),
-            web.post("/login", self.login),
-            web.post("/logout", self.logout),
-            web.get("/charts/{kind:hourly|categories}.svg", self.chart),
-            web.get("/reports/{name}", self.report_download),
-            web.get("/static/{name}", self.static),
-            web.get("/favicon.svg", self.favicon),
-            web.get("/favicon.ico", self.favicon),
-            web.get("/metrics", self.metrics),
-            web.get("/healthz", self.healthz),
-            *self.api.routes(),
-        ])
+        app = web.Application(
+            middlewares=[self.security, self.errors, self.authenticate], client_max_size=64 * 1024
+        )
+        app.add_routes(
+            [
+                web.get("/", self.index),
+                web.get("/login", self.login_form),
+                web.post("/login", self.login),
+                web.post("/logout", self.logout),
+                web.get("/charts/{kind:hourly|categories}.svg", self.chart),
+                web.get("/reports/{name}", self.report_download),
+                web.get("/static/{name}", self.static),
+                web.get("/favicon.svg", self.favicon),
+                web.get("/favicon.ico", self.favicon),
+                web.get("/metrics", self.metrics),
+                web.get("/healthz", self.healthz),
+                *self.api.routes(),
+            ]
+        )
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -570,8 +652,12 @@ class WebServer:
         try:
             await site.start()
         except OSError as exc:
-            log.error("status page cannot listen", host=cfg.host, port=cfg.port,
-                      error=exc.strerror or str(exc))
+            log.error(
+                "status page cannot listen",
+                host=cfg.host,
+                port=cfg.port,
+                error=exc.strerror or str(exc),
+            )
             await self.runner.cleanup()
             raise
         host, port = self.runner.addresses[0][:2]
@@ -579,8 +665,11 @@ class WebServer:
         self.url = f"http://{shown if ':' not in shown else f'[{shown}]'}:{port}/"
         log.info("status page listening", url=self.url, auth=cfg.auth)
         if cfg.auth == "none" and host not in ("127.0.0.1", "::1", "localhost"):
-            log.warning("status page open to everyone as supervisor on a non-local address; "
-                        "use [web] auth = \"users\" or \"proxy\"", host=host)
+            log.warning(
+                "status page open to everyone as supervisor on a non-local address; "
+                'use [web] auth = "users" or "proxy"',
+                host=host,
+            )
         self.started.set()
         try:
             await asyncio.Event().wait()

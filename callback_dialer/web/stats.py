@@ -57,8 +57,7 @@ def _hourly(counters: dict[str, int], prefix: str) -> list[int]:
 
 
 def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
-    return {k[len(prefix):]: v for k, v in sorted(counters.items())
-            if k.startswith(prefix) and v}
+    return {k[len(prefix) :]: v for k, v in sorted(counters.items()) if k.startswith(prefix) and v}
 
 
 def _wait(cb: Callback) -> float | None:
@@ -109,8 +108,9 @@ def _fates(callbacks: list[Callback], now: float, target: float) -> dict[str, An
     }
 
 
-async def day_summary(queue: CallbackQueue, config: Config, day: str, now: float,
-                      *, week: bool = True) -> dict[str, Any]:
+async def day_summary(
+    queue: CallbackQueue, config: Config, day: str, now: float, *, week: bool = True
+) -> dict[str, Any]:
     """Everything the page shows about ``day``; with ``week`` also the average of the seven
     days before it, hour by hour, for the "today against the last 7 days" chart."""
     check_day(day)
@@ -123,13 +123,15 @@ async def day_summary(queue: CallbackQueue, config: Config, day: str, now: float
     for name in names:
         category = config.category(name)
         mine = [cb for cb in callbacks if cb.category == name]
-        categories.append({
-            "category": name,
-            "label": category.label if category and category.label else name,
-            "label_ru": category.label_ru if category and category.label_ru else name,
-            "missed": missed_by_category.get(name, 0),
-            **_fates(mine, now, target),
-        })
+        categories.append(
+            {
+                "category": name,
+                "label": category.label if category and category.label else name,
+                "label_ru": category.label_ru if category and category.label_ru else name,
+                "missed": missed_by_category.get(name, 0),
+                **_fates(mine, now, target),
+            }
+        )
     summary: dict[str, Any] = {
         "day": day,
         "today": queue.hours.day_key(now) == day,
@@ -151,6 +153,7 @@ async def day_summary(queue: CallbackQueue, config: Config, day: str, now: float
         before = await asyncio.gather(*(queue.day_stats(d) for d in previous_days(day, WEEK)))
         for key, prefix in (("week_missed", "missed"), ("week_called_back", "done")):
             rows = [_hourly(c, prefix) for c in before]
-            summary["hourly"][key] = [round(sum(r[h] for r in rows) / WEEK, 2)
-                                      for h in range(HOURS)]
+            summary["hourly"][key] = [
+                round(sum(r[h] for r in rows) / WEEK, 2) for h in range(HOURS)
+            ]
     return summary

@@ -49,8 +49,7 @@ class Views:
 
     # ------------------------------------------------------------------ callbacks
 
-    def callback(self, cb: Callback, masked: bool, position: int | None = None
-                 ) -> dict[str, Any]:
+    def callback(self, cb: Callback, masked: bool, position: int | None = None) -> dict[str, Any]:
         out = cb.to_public()
         out["number"] = self.number(cb.number, masked)
         out["note"] = self.text(cb.note, masked)
@@ -63,55 +62,91 @@ class Views:
 
     def history(self, entries: list[HistoryEntry], masked: bool) -> list[dict[str, Any]]:
         return [
-            {"at": e.at, "event": e.event, "state": e.state,
-             "reason": self.text(e.reason, masked), "actor": e.actor, "detail": e.detail}
+            {
+                "at": e.at,
+                "event": e.event,
+                "state": e.state,
+                "reason": self.text(e.reason, masked),
+                "actor": e.actor,
+                "detail": e.detail,
+            }
             for e in entries
         ]
 
-    def in_progress(self, flights: list[dict[str, Any]], dialing: list[Callback],
-                    masked: bool) -> list[dict[str, Any]]:
+    def in_progress(
+        self, flights: list[dict[str, Any]], dialing: list[Callback], masked: bool
+    ) -> list[dict[str, Any]]:
         """Attempts this dialer is making, and callbacks another dialer holds (by lease)."""
         names = {cb.id: cb.name for cb in dialing}
         agent_names = {a.interface: a.name for a in self.dialer.pipeline.agents.views()}
         out = []
         for f in flights:
-            out.append({"id": f["id"], "agent": f["agent"],
-                        "agent_name": agent_names.get(f["agent"], ""),
-                        "number": self.number(f["number"], masked),
-                        "name": names.get(f["id"], ""), "category": f["category"],
-                        "stage": f["stage"], "since": f["since"], "started_at": f["started_at"]})
+            out.append(
+                {
+                    "id": f["id"],
+                    "agent": f["agent"],
+                    "agent_name": agent_names.get(f["agent"], ""),
+                    "number": self.number(f["number"], masked),
+                    "name": names.get(f["id"], ""),
+                    "category": f["category"],
+                    "stage": f["stage"],
+                    "since": f["since"],
+                    "started_at": f["started_at"],
+                }
+            )
         ours = {f["id"] for f in flights}
         for cb in dialing:
             if cb.id in ours:
                 continue
-            out.append({"id": cb.id, "agent": cb.agent,
-                        "agent_name": agent_names.get(cb.agent, ""),
-                        "number": self.number(cb.number, masked),
-                        "name": cb.name, "category": cb.category,
-                        "stage": cb.stage or "claimed", "since": cb.updated_at,
-                        "started_at": cb.updated_at})
+            out.append(
+                {
+                    "id": cb.id,
+                    "agent": cb.agent,
+                    "agent_name": agent_names.get(cb.agent, ""),
+                    "number": self.number(cb.number, masked),
+                    "name": cb.name,
+                    "category": cb.category,
+                    "stage": cb.stage or "claimed",
+                    "since": cb.updated_at,
+                    "started_at": cb.updated_at,
+                }
+            )
         return out
 
     # ------------------------------------------------------------------ the rest
 
     def agents(self) -> list[dict[str, Any]]:
         return [
-            {"interface": a.interface, "name": a.name, "state": a.state,
-             "paused_reason": a.paused_reason, "queues": list(a.queues),
-             "categories": list(a.categories), "since": a.since,
-             "reserved_for": a.reserved_for}
+            {
+                "interface": a.interface,
+                "name": a.name,
+                "state": a.state,
+                "paused_reason": a.paused_reason,
+                "queues": list(a.queues),
+                "categories": list(a.categories),
+                "since": a.since,
+                "reserved_for": a.reserved_for,
+            }
             for a in self.dialer.pipeline.agents.views()
         ]
 
     def dispatch(self) -> dict[str, Any]:
         d = self.dialer.dispatcher
         ok, why = d.can_dispatch()
-        return {"paused": d.paused, "paused_by": d.paused_by, "paused_reason": d.paused_reason,
-                "alarm": d.alarm, "dispatching": ok, "blocked_by": why}
+        return {
+            "paused": d.paused,
+            "paused_by": d.paused_by,
+            "paused_reason": d.paused_reason,
+            "alarm": d.alarm,
+            "dispatching": ok,
+            "blocked_by": why,
+        }
 
     def categories(self) -> list[dict[str, str]]:
-        return [{"name": c.name, "label": c.label or c.name, "label_ru": c.label_ru or c.name}
-                for c in self.config.categories]
+        return [
+            {"name": c.name, "label": c.label or c.name, "label_ru": c.label_ru or c.name}
+            for c in self.config.categories
+        ]
 
     def clock_rate(self) -> float:
         """Seconds of the dialer's clock per real second (the demo runs faster; 0: frozen)."""

@@ -51,8 +51,11 @@ def load_scenarios(captures: Path) -> dict[str, Scenario]:
     records = _records(captures / "callbacks.jsonl")
     out: dict[str, Scenario] = {}
     for name, cb in SCENARIOS.items():
-        sent = next(r for r in records if r["dir"] == "out"
-                    and f"Variable: CALLBACK_ID={cb}\r\n" in r["raw"])
+        sent = next(
+            r
+            for r in records
+            if r["dir"] == "out" and f"Variable: CALLBACK_ID={cb}\r\n" in r["raw"]
+        )
         originate = _frame(sent["raw"])
         action_id = originate.get("ActionID")
         linked: set[str] = set()
@@ -70,9 +73,9 @@ def load_scenarios(captures: Path) -> dict[str, Scenario]:
             if r["dir"] != "in" or r["t"] < sent["t"] or r["raw"].startswith("Response:"):
                 continue
             m = _frame(r["raw"])
-            mine = (m.get("ActionID") == action_id
-                    or any(m.get(k) in linked for k in ("Linkedid", "DestLinkedid",
-                                                         "LocalOneLinkedid")))
+            mine = m.get("ActionID") == action_id or any(
+                m.get(k) in linked for k in ("Linkedid", "DestLinkedid", "LocalOneLinkedid")
+            )
             if mine:
                 frames.append((r["t"] - sent["t"], r["raw"]))
                 end = r["t"]
@@ -89,9 +92,12 @@ def load_scenarios(captures: Path) -> dict[str, Scenario]:
         # The agent's queue-member status changes while the callback rings/talks.
         member = f"{agent}/n"
         for r in records:
-            if (r["dir"] == "in" and sent["t"] <= r["t"] <= end
-                    and r["raw"].startswith("Event: QueueMemberStatus")
-                    and f"Interface: {member}\r\n" in r["raw"]):
+            if (
+                r["dir"] == "in"
+                and sent["t"] <= r["t"] <= end
+                and r["raw"].startswith("Event: QueueMemberStatus")
+                and f"Interface: {member}\r\n" in r["raw"]
+            ):
                 frames.append((r["t"] - sent["t"], r["raw"]))
         frames.sort(key=lambda f: f[0])
         out[name] = Scenario(name, originate, frames, uids)
@@ -125,11 +131,14 @@ class RecordedPbx:
     def __post_init__(self) -> None:
         self.scenarios = load_scenarios(self.captures)
         records = _records(self.captures / "agent_states.jsonl")
-        self._member_template = next(r["raw"] for r in records
-                                     if r["raw"].startswith("Event: QueueMember\r\n"))
+        self._member_template = next(
+            r["raw"] for r in records if r["raw"].startswith("Event: QueueMember\r\n")
+        )
         self._status_template = next(
-            r["raw"] for r in _records(self.captures / "callbacks.jsonl")
-            if r["raw"].startswith("Event: QueueMemberStatus"))
+            r["raw"]
+            for r in _records(self.captures / "callbacks.jsonl")
+            if r["raw"].startswith("Event: QueueMemberStatus")
+        )
         self.server.on_action("QueueStatus", self._queue_status)
         self.server.on_action("Originate", self._originate)
 
@@ -143,11 +152,17 @@ class RecordedPbx:
 
     def _fill(self, template: str, member: Member, queue: str) -> str:
         values = {
-            "Queue": queue, "Name": member.name, "MemberName": member.name,
-            "Location": member.interface, "Interface": member.interface,
-            "StateInterface": member.interface, "Status": str(member.status),
-            "Paused": "1" if member.paused else "0", "PausedReason": member.paused_reason,
-            "InCall": "1" if member.in_call else "0", "CallsTaken": str(member.calls_taken),
+            "Queue": queue,
+            "Name": member.name,
+            "MemberName": member.name,
+            "Location": member.interface,
+            "Interface": member.interface,
+            "StateInterface": member.interface,
+            "Status": str(member.status),
+            "Paused": "1" if member.paused else "0",
+            "PausedReason": member.paused_reason,
+            "InCall": "1" if member.in_call else "0",
+            "CallsTaken": str(member.calls_taken),
         }
         lines = []
         for line in template.split("\r\n"):
@@ -188,8 +203,14 @@ class RecordedPbx:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _rewrite(self, raw: str, scenario: Scenario, ours: AmiMessage,
-                 variables: dict[str, str], extra: dict[str, str]) -> str:
+    def _rewrite(
+        self,
+        raw: str,
+        scenario: Scenario,
+        ours: AmiMessage,
+        variables: dict[str, str],
+        extra: dict[str, str],
+    ) -> str:
         recorded = scenario.originate
         rec_vars = dict(v.split("=", 1) for v in recorded.getall("Variable") if "=" in v)
         old_agent = recorded.get("Channel")  # Local/101@agents
@@ -219,14 +240,19 @@ class RecordedPbx:
             elif key.endswith("Exten") and value == old_ext:
                 value = new_ext
             value = value.replace(recorded.get("Exten"), ours.get("Exten"))
-            value = value.replace(old_agent, new_agent).replace(f"{old_ext}@agents",
-                                                                f"{new_ext}@agents")
+            value = value.replace(old_agent, new_agent).replace(
+                f"{old_ext}@agents", f"{new_ext}@agents"
+            )
             value = value.replace(f"Agent {old_ext}", f"Agent {new_ext}")
-            value = value.replace(f"CALLBACK_ID={rec_vars['CALLBACK_ID']}",
-                                  f"CALLBACK_ID={variables.get('CALLBACK_ID', '')}")
+            value = value.replace(
+                f"CALLBACK_ID={rec_vars['CALLBACK_ID']}",
+                f"CALLBACK_ID={variables.get('CALLBACK_ID', '')}",
+            )
             if "CALLBACK_CATEGORY" in rec_vars:
-                value = value.replace(f"CALLBACK_CATEGORY={rec_vars['CALLBACK_CATEGORY']}",
-                                      f"CALLBACK_CATEGORY={variables.get('CALLBACK_CATEGORY')}")
+                value = value.replace(
+                    f"CALLBACK_CATEGORY={rec_vars['CALLBACK_CATEGORY']}",
+                    f"CALLBACK_CATEGORY={variables.get('CALLBACK_CATEGORY')}",
+                )
             if old_name and new_name:
                 value = value.replace(old_name.group(1), new_name.group(1))
             lines.append(f"{key}: {value}")
@@ -240,8 +266,9 @@ class RecordedPbx:
             delay = t / self.speed - (loop.time() - start)
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self.server.send_raw(self._rewrite(raw, scenario, ours, variables,
-                                                     extra).encode())
+            await self.server.send_raw(
+                self._rewrite(raw, scenario, ours, variables, extra).encode()
+            )
 
     async def stop(self) -> None:
         for task in list(self._tasks):

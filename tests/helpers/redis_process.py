@@ -32,9 +32,22 @@ class RedisProcess:
         if binary is None:
             pytest.skip("no redis-server binary to start and stop")
         self.process = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", str(self.socket), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while not (self.socket.exists() and redis_answers(self.url, 0.2)):
             assert time.monotonic() < deadline, "redis-server did not start"
