@@ -26,9 +26,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from callback_dialer.ami.frames import encode_message
 from callback_dialer.app import Dialer
 from callback_dialer.config import parse_config
-from callback_dialer.dialer.frames import encode_message
 from callback_dialer.logs import configure_logging
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Source

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from callback_dialer.ami.client import AmiClient
 from callback_dialer.clock import RealClock
 from callback_dialer.config import parse_config
-from callback_dialer.dialer.ami import AmiClient
-from callback_dialer.dialer.facts import MissedCall
-from callback_dialer.dialer.pipeline import build_pipeline
+from callback_dialer.detect.facts import MissedCall
+from callback_dialer.detect.pipeline import build_pipeline
 from callback_dialer.logs import configure_logging
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.store import CallbackQueue

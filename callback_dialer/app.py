@@ -17,13 +17,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
-from .dialer.ami import AmiClient
-from .dialer.dispatcher import Dispatcher
-from .dialer.facts import Fact, MissedCall, NotQueued, Served
-from .dialer.pipeline import Pipeline, build_pipeline
-from .dialer.resync import resync_agents, resync_calls
+from .detect.facts import Fact, MissedCall, NotQueued, Served
+from .detect.pipeline import Pipeline, build_pipeline
+from .detect.resync import resync_agents, resync_calls
+from .dispatch.dispatcher import Dispatcher
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .queue.models import EnqueueResult
@@ -265,7 +265,7 @@ def attach_web(dialer: Dialer) -> Any:
 def attach_jobs(dialer: Dialer) -> None:
     """Side jobs (webhooks, SMS, reports): the bridge turns the queue's events into rq jobs
     that `callback-dialer worker` runs, without blocking this loop."""
-    from .dialer.estimate import estimate_minutes
+    from .dispatch.estimate import estimate_minutes
     from .jobs.bridge import JobsBridge
 
     async def estimate(callback: Any) -> int:

@@ -80,14 +80,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
-    from .dialer.replay import replay_command
+    from .detect.replay import replay_command
 
     return asyncio.run(replay_command(config, Path(args.capture), redis_url=args.redis_url))
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     config = _load(args)
-    from .dialer.record import record_command
+    from .ami.record import record_command
 
     return asyncio.run(record_command(config, Path(args.out), seconds=args.seconds))
 

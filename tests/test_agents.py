@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from callback_dialer.ami.capture import CaptureSource
+from callback_dialer.ami.frames import AmiMessage
+from callback_dialer.ami.router import EventRouter
+from callback_dialer.ami.stream import AmiStream
 from callback_dialer.clock import ManualClock
-from callback_dialer.dialer.agents import AgentBook, channel_prefix
-from callback_dialer.dialer.capture import CaptureSource
-from callback_dialer.dialer.frames import AmiMessage
-from callback_dialer.dialer.router import EventRouter
-from callback_dialer.dialer.stream import AmiStream
+from callback_dialer.detect.agents import AgentBook, channel_prefix
 
 
 def member(

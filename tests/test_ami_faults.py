@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from callback_dialer.config import AmiConfig
-from callback_dialer.dialer.ami import (
+from callback_dialer.ami.client import (
     AmiActionFailed,
     AmiActionTimeout,
     AmiClient,
     AmiNotConnected,
     OriginateFateUnknown,
 )
-from callback_dialer.dialer.frames import AmiMessage, encode_message
-from callback_dialer.dialer.router import EventRouter
+from callback_dialer.ami.frames import AmiMessage, encode_message
+from callback_dialer.ami.router import EventRouter
+from callback_dialer.config import AmiConfig
 from callback_dialer.sim.amiserver import AmiServer, response
 
 from .helpers.wait import until

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import redis
 
-from callback_dialer.dialer.agents import AgentBook
-from callback_dialer.dialer.estimate import estimate_minutes
-from callback_dialer.dialer.frames import AmiMessage
+from callback_dialer.ami.frames import AmiMessage
+from callback_dialer.detect.agents import AgentBook
+from callback_dialer.dispatch.estimate import estimate_minutes
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Source
 from callback_dialer.sim.amiserver import AmiServer

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from callback_dialer.ami.capture import CaptureSource
 from callback_dialer.clock import ManualClock
-from callback_dialer.dialer.capture import CaptureSource
-from callback_dialer.dialer.facts import MissedCall, NotQueued, Served
-from callback_dialer.dialer.pipeline import build_pipeline
-from callback_dialer.dialer.replay import replay_capture
-from callback_dialer.dialer.tracker import CallSnapshot
+from callback_dialer.detect.facts import MissedCall, NotQueued, Served
+from callback_dialer.detect.pipeline import build_pipeline
+from callback_dialer.detect.replay import replay_capture
+from callback_dialer.detect.tracker import CallSnapshot
 from callback_dialer.queue.models import Source, State
 from callback_dialer.queue.store import CallbackQueue
 

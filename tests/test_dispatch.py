@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from callback_dialer.ami.frames import encode_message
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
-from callback_dialer.dialer.frames import encode_message
 from callback_dialer.queue.models import Source, State
 from callback_dialer.sim.amiserver import AmiServer
 

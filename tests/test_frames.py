@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callback_dialer.dialer.frames import AmiMessage, FrameDecoder, encode_message
+from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 
 EVENT = b"Event: Hangup\r\nChannel: IAX2/carrier-1\r\nUniqueid: 1.1\r\n\r\n"
 

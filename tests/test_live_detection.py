@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from callback_dialer.ami.record import record
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
-from callback_dialer.dialer.record import record
-from callback_dialer.dialer.replay import replay_capture
+from callback_dialer.detect.replay import replay_capture
 from callback_dialer.sim.amiserver import AmiServer, AmiSession
 
 from .helpers.captures import load

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from callback_dialer.ami.frames import AmiMessage, FrameDecoder
 from callback_dialer.clock import ManualClock
-from callback_dialer.dialer.frames import AmiMessage, FrameDecoder
 from callback_dialer.sim.ami import PbxAmi
 from callback_dialer.sim.compare import channel_shapes, originate_responses, read_messages
 from callback_dialer.sim.customers import PerNumber

@@ -10,7 +10,7 @@ import pytest
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ManualClock, ScaledClock
-from callback_dialer.dialer.replay import replay_capture
+from callback_dialer.detect.replay import replay_capture
 from callback_dialer.sim.ami import PbxAmi
 from callback_dialer.sim.compare import channel_shapes, originate_responses, read_messages
 from callback_dialer.sim.pbx import SimPbx

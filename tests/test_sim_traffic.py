@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from callback_dialer.ami.frames import FrameDecoder
 from callback_dialer.clock import ManualClock
-from callback_dialer.dialer.frames import FrameDecoder
-from callback_dialer.dialer.replay import replay_capture
+from callback_dialer.detect.replay import replay_capture
 from callback_dialer.sim.ledger import number_key
 from callback_dialer.sim.model import CallerScript
 from callback_dialer.sim.pbx import SimPbx

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 from callback_dialer.clock import ManualClock
-from callback_dialer.dialer.frames import AmiMessage, FrameDecoder, encode_message
 from callback_dialer.sim import wire
 from callback_dialer.sim.ami import PbxAmi
 from callback_dialer.sim.amiserver import GREETING

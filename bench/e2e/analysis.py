@@ -36,7 +36,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from callback_dialer.dialer.origination import extension_of
+from callback_dialer.dispatch.origination import extension_of
 
 from .common import median, percentile
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ..dialer.frames import AmiMessage, encode_message
+from ..ami.frames import AmiMessage, encode_message
 from ..logs import get_logger
 from . import wire
 from .amiserver import AmiServer, AmiSession, response

@@ -15,8 +15,8 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..ami.frames import encode_message
 from ..clock import Clock
-from ..dialer.frames import encode_message
 from ..logs import get_logger
 from . import wire
 from .channels import Bridge, Channel, Identifiers

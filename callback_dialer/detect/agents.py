@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..ami.frames import AmiMessage
 from ..clock import Clock
 from ..config import Config
-from .frames import AmiMessage
 
 # Asterisk device states (AST_DEVICE_*), as QueueMember events give them in Status.
 NOT_INUSE, INUSE, BUSY, INVALID, UNAVAILABLE, RINGING, RINGINUSE, ONHOLD = 1, 2, 3, 4, 5, 6, 7, 8

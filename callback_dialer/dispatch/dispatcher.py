@@ -30,8 +30,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ami.client import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
+from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
 from ..config import Config
+from ..detect.agents import AgentBook
+from ..detect.tracker import CallTracker
 from ..hours import CallingHours
 from ..logs import get_logger
 from ..metrics import Metrics
@@ -39,11 +43,7 @@ from ..phone import NumberPolicy
 from ..queue.models import Attempt, Callback, Claim, Stage
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
-from .agents import AgentBook
-from .ami import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
-from .frames import AmiMessage
 from .origination import OriginateInputError, OriginatePlan, plan_originate
-from .tracker import CallTracker
 
 log = get_logger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ami.client import AmiClient
 from ..clock import Clock
 from ..logs import get_logger
-from .ami import AmiClient
 from .pipeline import Pipeline
 
 log = get_logger(__name__)

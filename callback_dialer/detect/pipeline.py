@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ami.router import EventRouter
+from ..ami.stream import AmiStream
 from ..clock import Clock
 from ..config import Config
 from ..queue.store import CallbackQueue
 from .agents import AgentBook
 from .facts import Fact
-from .router import EventRouter
 from .sink import OnApplied, QueueSink
-from .stream import AmiStream
 from .tracker import CallTracker
 
 

@@ -27,14 +27,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..ami.frames import AmiMessage
 from ..config import Config
-from ..ivr.categories import CategoryResolver
-from ..ivr.requests import source_for_request
 from ..logs import get_logger
 from ..phone import NumberPolicy, PhoneNumber, clean_name
 from ..queue.models import Source
+from .categories import CategoryResolver
 from .facts import Fact, MissedCall, NotQueued, Served
-from .frames import AmiMessage
+from .requests import source_for_request
 
 log = get_logger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from ..clock import Clock
 from ..config import Config
+from ..detect.agents import AgentBook
 from ..hours import CallingHours
 from ..queue.models import Callback
 from ..queue.store import CallbackQueue
-from .agents import AgentBook
 
 # Ring, talk and wrap-up of one callback, when nothing better is known.
 MINUTES_PER_CALLBACK = 5.0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..logs import configure_logging, get_logger
-from .ami import AmiClient
 from .capture import CaptureWriter
+from .client import AmiClient
 from .router import EventRouter
 
 log = get_logger(__name__)

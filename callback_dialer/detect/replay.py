@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ..ami.capture import CaptureError, CaptureSource
 from ..clock import Clock, RealClock
 from ..config import Config
 from ..embedded_redis import (
@@ -21,7 +22,6 @@ from ..embedded_redis import (
 )
 from ..queue.keys import Keys
 from ..queue.store import CallbackQueue
-from .capture import CaptureError, CaptureSource
 from .pipeline import build_pipeline
 
 
