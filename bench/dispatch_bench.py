@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from simpbx.amiserver import AmiServer, response
 
 from callback_dialer.ami.frames import encode_message
 from callback_dialer.app import Dialer
@@ -32,7 +33,6 @@ from callback_dialer.config import parse_config
 from callback_dialer.logs import configure_logging
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Source
-from callback_dialer.sim.amiserver import AmiServer, response
 
 AGENT = "Local/101@agents/n"
 

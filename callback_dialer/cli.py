@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from .sim.profile import ProfileError
 
 
 class UserError(Exception):
@@ -60,11 +59,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     config = _load(args) if args.config else None
     traffic = Path(args.traffic) if args.traffic else None
+    try:
+        from simpbx.profile import ProfileError, load_profile
+    except ImportError:
+        # The simulator is a separate distribution: the product never needs it.
+        raise UserError(
+            "the demo needs the PBX simulator: pip install -e ./sim (or '.[demo]' with it)"
+        ) from None
     if traffic is not None:
-        from .sim.profile import load_profile
-
-        load_profile(traffic)  # a bad profile stops here with one line per fault
-    from .sim.demo import run_demo
+        try:
+            load_profile(traffic)  # a bad profile stops here with one line per fault
+        except ProfileError as exc:
+            for problem in exc.problems:
+                print(f"traffic profile error: {exc.source}: {problem}", file=sys.stderr)
+            return 1
+    from .demo import run_demo
 
     return asyncio.run(
         run_demo(
@@ -196,10 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {exc.source}: {problem}", file=sys.stderr)
-        return 1
-    except ProfileError as exc:
-        for problem in exc.problems:
-            print(f"traffic profile error: {exc.source}: {problem}", file=sys.stderr)
         return 1
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,6 +28,9 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from simpbx.amiserver import AmiServer  # noqa: E402
+from simpbx.wire import MemberView, queue_member_item  # noqa: E402
+
 from callback_dialer.app import Dialer  # noqa: E402
 from callback_dialer.clock import ManualClock  # noqa: E402
 from callback_dialer.config import parse_config  # noqa: E402
@@ -35,8 +38,6 @@ from callback_dialer.embedded_redis import EmbeddedRedis  # noqa: E402
 from callback_dialer.jobs.reports import generate_report  # noqa: E402
 from callback_dialer.queue.models import Attempt, Source, Stage  # noqa: E402
 from callback_dialer.queue.store import CallbackQueue  # noqa: E402
-from callback_dialer.sim.amiserver import AmiServer  # noqa: E402
-from callback_dialer.sim.wire import MemberView, queue_member_item  # noqa: E402
 from callback_dialer.web.auth import hash_password  # noqa: E402
 from callback_dialer.web.server import attach  # noqa: E402
 

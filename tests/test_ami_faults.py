@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from simpbx.amiserver import AmiServer, response
 
 from callback_dialer.ami.client import (
     AmiActionFailed,
@@ -19,7 +20,6 @@ from callback_dialer.ami.client import (
 from callback_dialer.ami.frames import AmiMessage, encode_message
 from callback_dialer.ami.router import EventRouter
 from callback_dialer.config import AmiConfig
-from callback_dialer.sim.amiserver import AmiServer, response
 
 from .helpers.wait import until
 

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import redis
+from simpbx.amiserver import AmiServer
 
 from callback_dialer.ami.frames import AmiMessage
 from callback_dialer.detect.agents import AgentBook
 from callback_dialer.dispatch.estimate import estimate_minutes
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Source
-from callback_dialer.sim.amiserver import AmiServer
 
 from .conftest import REPO
 from .helpers.wait import until

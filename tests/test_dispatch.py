@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from simpbx.amiserver import AmiServer
 
 from callback_dialer.ami.frames import encode_message
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import Source, State
-from callback_dialer.sim.amiserver import AmiServer
 
 from .helpers.recorded_pbx import RecordedPbx
 from .helpers.wait import until, until_async

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from simpbx.amiserver import AmiServer, AmiSession
 
 from callback_dialer.ami.record import record
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.detect.replay import replay_capture
-from callback_dialer.sim.amiserver import AmiServer, AmiSession
 
 from .helpers.captures import load
 from .helpers.recorded_pbx import RecordedPbx

@@ -7,16 +7,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from simpbx.ami import PbxAmi
+from simpbx.customers import PerNumber
+from simpbx.ledger import Ledger
+from simpbx.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
+from simpbx.pbx import SimPbx
+from simpbx.scenarios import run_for
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import State
-from callback_dialer.sim.ami import PbxAmi
-from callback_dialer.sim.customers import PerNumber
-from callback_dialer.sim.ledger import Ledger
-from callback_dialer.sim.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
-from callback_dialer.sim.pbx import SimPbx
-from callback_dialer.sim.scenarios import run_for
 
 from .test_dispatch import until
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from simpbx.customers import PerNumber
+from simpbx.ledger import Ledger
+from simpbx.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
+from simpbx.pbx import SimPbx
+from simpbx.scenarios import CAPTURE_EPOCH, originate, run_for
 
 from callback_dialer.clock import ManualClock
-from callback_dialer.sim.customers import PerNumber
-from callback_dialer.sim.ledger import Ledger
-from callback_dialer.sim.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
-from callback_dialer.sim.pbx import SimPbx
-from callback_dialer.sim.scenarios import CAPTURE_EPOCH, originate, run_for
 
 A, B, C, D = "79161230011", "79161230021", "79161230031", "79161230041"
 

@@ -8,13 +8,9 @@ import asyncio
 from dataclasses import replace
 
 import pytest
-
-from callback_dialer.ami.frames import AmiMessage, FrameDecoder
-from callback_dialer.clock import ManualClock
-from callback_dialer.sim.ami import PbxAmi
-from callback_dialer.sim.compare import channel_shapes, originate_responses, read_messages
-from callback_dialer.sim.customers import PerNumber
-from callback_dialer.sim.model import (
+from simpbx.ami import PbxAmi
+from simpbx.customers import PerNumber
+from simpbx.model import (
     BUSY,
     CONGESTION,
     NOANSWER,
@@ -24,10 +20,15 @@ from callback_dialer.sim.model import (
     FixedAgent,
     PbxSpec,
 )
-from callback_dialer.sim.observe import CustomerLegEnded, OriginateDone
-from callback_dialer.sim.pbx import SimPbx
-from callback_dialer.sim.recording import Recorder
-from callback_dialer.sim.scenarios import CAPTURE_EPOCH, originate, run_for
+from simpbx.observe import CustomerLegEnded, OriginateDone
+from simpbx.pbx import SimPbx
+from simpbx.recording import Recorder
+from simpbx.scenarios import CAPTURE_EPOCH, originate, run_for
+
+from callback_dialer.ami.frames import AmiMessage, FrameDecoder
+from callback_dialer.clock import ManualClock
+
+from .helpers.compare import channel_shapes, originate_responses, read_messages
 
 # The callbacks capture's six Originates: (ActionID, agent, number, CALLBACK_ID, category).
 CAPTURED = {

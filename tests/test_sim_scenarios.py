@@ -7,15 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from simpbx.ami import PbxAmi
+from simpbx.pbx import SimPbx
+from simpbx.scenarios import SCENARIOS, play, run_for
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ManualClock, ScaledClock
 from callback_dialer.detect.replay import replay_capture
-from callback_dialer.sim.ami import PbxAmi
-from callback_dialer.sim.compare import channel_shapes, originate_responses, read_messages
-from callback_dialer.sim.pbx import SimPbx
-from callback_dialer.sim.scenarios import SCENARIOS, play, run_for
 
+from .helpers.compare import channel_shapes, originate_responses, read_messages
 from .test_dispatch import until
 
 pytestmark = pytest.mark.captures

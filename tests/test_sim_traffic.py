@@ -13,22 +13,22 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from callback_dialer.ami.frames import FrameDecoder
-from callback_dialer.clock import ManualClock
-from callback_dialer.detect.replay import replay_capture
-from callback_dialer.sim.ledger import number_key
-from callback_dialer.sim.model import CallerScript
-from callback_dialer.sim.pbx import SimPbx
-from callback_dialer.sim.profile import (
+from simpbx.ledger import number_key
+from simpbx.model import CallerScript
+from simpbx.pbx import SimPbx
+from simpbx.profile import (
     ProfileError,
     TrafficProfile,
     load_profile,
     parse_profile,
 )
-from callback_dialer.sim.scenarios import run_for
-from callback_dialer.sim.simulation import Simulation
-from callback_dialer.sim.traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
+from simpbx.scenarios import run_for
+from simpbx.simulation import Simulation
+from simpbx.traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
+
+from callback_dialer.ami.frames import FrameDecoder
+from callback_dialer.clock import ManualClock
+from callback_dialer.detect.replay import replay_capture
 
 from .conftest import REPO
 

@@ -9,17 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from simpbx import wire
+from simpbx.ami import PbxAmi
+from simpbx.amiserver import GREETING
+from simpbx.channels import Channel
+from simpbx.model import AgentSpec, PbxSpec
+from simpbx.pbx import SimPbx
+from simpbx.scenarios import CAPTURE_EPOCH, SCENARIOS, play
 
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 from callback_dialer.clock import ManualClock
-from callback_dialer.sim import wire
-from callback_dialer.sim.ami import PbxAmi
-from callback_dialer.sim.amiserver import GREETING
-from callback_dialer.sim.channels import Channel
-from callback_dialer.sim.compare import header_orders, read_messages
-from callback_dialer.sim.model import AgentSpec, PbxSpec
-from callback_dialer.sim.pbx import SimPbx
-from callback_dialer.sim.scenarios import CAPTURE_EPOCH, SCENARIOS, play
+
+from .helpers.compare import header_orders, read_messages
 
 pytestmark = pytest.mark.captures
 

@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 import redis
 from aiohttp.test_utils import TestServer
+from simpbx.amiserver import AmiServer, AmiSession
+from simpbx.wire import MemberView, queue_member_item
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import Clock, ManualClock
@@ -23,8 +25,6 @@ from callback_dialer.config import Config
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Attempt, Source, Stage
 from callback_dialer.queue.store import CallbackQueue
-from callback_dialer.sim.amiserver import AmiServer, AmiSession
-from callback_dialer.sim.wire import MemberView, queue_member_item
 from callback_dialer.web.auth import hash_password
 from callback_dialer.web.server import WebApp
 

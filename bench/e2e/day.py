@@ -59,7 +59,7 @@ class RunResult:
 
 
 def build_profile(spec: DaySpec) -> Any:
-    from callback_dialer.sim import load_profile, with_agents
+    from simpbx import load_profile, with_agents
 
     profile = load_profile(ROOT / spec.profile)
     if spec.traffic != 1.0:
@@ -117,7 +117,7 @@ def ledger_data(sim: Any) -> dict[str, Any]:
 def sim_process(conn: Any, spec: DaySpec, cpu: int | None) -> None:
     pin(cpu)
     quiet_logging("warning")
-    from callback_dialer.sim import Simulation
+    from simpbx import Simulation
 
     async def main() -> None:
         profile = build_profile(spec)

@@ -77,8 +77,8 @@ class RateController:
 def generator_process(conn: Any, spec: ScaleSpec, cpu: int | None) -> None:
     pin(cpu)
     quiet_logging("warning")
-    from callback_dialer.sim import Simulation, load_profile, with_agents
-    from callback_dialer.sim.traffic import caller_script
+    from simpbx import Simulation, load_profile, with_agents
+    from simpbx.traffic import caller_script
 
     async def main() -> None:
         profile = with_agents(load_profile(ROOT / spec.profile), spec.agents)

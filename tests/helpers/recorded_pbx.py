@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simpbx.amiserver import AmiServer, AmiSession, response
+
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
-from callback_dialer.sim.amiserver import AmiServer, AmiSession, response
 
 # Recorded callback id -> what happened in the capture.
 SCENARIOS = {

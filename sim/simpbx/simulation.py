@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..clock import Clock
+from callback_dialer.clock import Clock
+
 from .ami import PbxAmi
 from .ledger import Ledger
 from .pbx import SimPbx

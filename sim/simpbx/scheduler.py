@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..clock import Clock
-from ..logs import get_logger
+from callback_dialer.clock import Clock
+from callback_dialer.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -30,15 +30,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
+from simpbx.profile import load_profile
+from simpbx.simulation import Simulation
 
-from ..app import Dialer, attach_jobs, attach_web
-from ..clock import ScaledClock
-from ..config import Config, parse_config
-from ..embedded_redis import EmbeddedRedisError, configured_or_embedded
-from ..logs import configure_logging, get_logger
-from ..queue.keys import Keys
-from .profile import load_profile
-from .simulation import Simulation
+from .app import Dialer, attach_jobs, attach_web
+from .clock import ScaledClock
+from .config import Config, parse_config
+from .embedded_redis import EmbeddedRedisError, configured_or_embedded
+from .logs import configure_logging, get_logger
+from .queue.keys import Keys
 
 log = get_logger(__name__)
 
@@ -62,7 +62,7 @@ def _free_port(host: str, wanted: int) -> int:
 
 
 def _worker_main(config_data: dict[str, Any]) -> None:
-    from ..jobs.worker import run_worker
+    from .jobs.worker import run_worker
 
     # Quieter than the dialer: its lines would crowd the demo's console.
     config = parse_config(

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-from ..config import Duration, parse_duration
+from callback_dialer.config import Duration, parse_duration
 
 DEFAULT_PROFILE_PATH = Path("config/traffic.toml")
 

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..ami.frames import AmiMessage
+from callback_dialer.ami.frames import AmiMessage
+
 from . import wire
 from .channels import UNKNOWN, Bridge, Channel
 from .legs import AgentLeg, _secs, split_local

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..ami.frames import AmiMessage, FrameDecoder
+from callback_dialer.ami.frames import AmiMessage, FrameDecoder
 
 # Values that are part of a sequence's meaning (everything else varies run to run).
 _MEANINGFUL_VARS = frozenset(

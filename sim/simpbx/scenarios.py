@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..ami.frames import AmiMessage, encode_message
-from ..clock import Clock, ManualClock
+from callback_dialer.ami.frames import AmiMessage, encode_message
+from callback_dialer.clock import Clock, ManualClock
+
 from . import wire
 from .amiserver import response
 from .model import AgentSpec, CallerScript, IvrSpec, PbxSpec

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..ami.frames import AmiMessage, FrameDecoder, encode_message
+from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 
 GREETING = "Asterisk Call Manager/11.0.0\r\n"
 

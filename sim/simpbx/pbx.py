@@ -15,9 +15,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..ami.frames import encode_message
-from ..clock import Clock
-from ..logs import get_logger
+from callback_dialer.ami.frames import encode_message
+from callback_dialer.clock import Clock
+from callback_dialer.logs import get_logger
+
 from . import wire
 from .channels import Bridge, Channel, Identifiers
 from .model import AgentSpec, CallerScript, CustomerBehaviour, PbxSpec, QueueSpec

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..clock import Clock
+from callback_dialer.clock import Clock
+
 from .amiserver import GREETING
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ..ami.frames import AmiMessage, encode_message
-from ..logs import get_logger
+from callback_dialer.ami.frames import AmiMessage, encode_message
+from callback_dialer.logs import get_logger
+
 from . import wire
 from .amiserver import AmiServer, AmiSession, response
 from .channels import Channel
