@@ -408,6 +408,25 @@ class AmiClient:
         Raises AmiNotConnected, AmiActionTimeout, or AmiActionFailed (``Response: Error``)."""
         return await self._send(fields, timeout=timeout, as_list=as_list)
 
+    async def send_list(
+        self, fields: dict[str, Any], *, timeout: float | None = None
+    ) -> list[AmiMessage]:
+        """Send a list action (QueueStatus, CoreShowChannels, Status, ...) and return its items
+        (the events between the acknowledgement and the ``...Complete`` event) as our
+        messages. Raises as ``send_action`` does."""
+        result = await self._send(fields, timeout=timeout)
+        items = result if isinstance(result, list) else [result]
+        out = []
+        for item in items:
+            pairs: list[tuple[str, str]] = []
+            for key, value in dict(item.items()).items():
+                values = value if isinstance(value, list) else [value]
+                pairs.extend((str(key), str(v)) for v in values)
+            message = AmiMessage.from_pairs(pairs)
+            if message.event and message.get("EventList") != "Complete":
+                out.append(message)
+        return out
+
     async def originate(self, fields: dict[str, Any], *, timeout: float | None = None) -> str:
         """Send an Originate at most once; its ActionID once Asterisk has queued it.
 

@@ -7,8 +7,6 @@ calls are still up, so the tracker can settle the ones that ended unseen.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..ami.client import AmiClient
 from ..clock import Clock
 from ..logs import get_logger
@@ -17,25 +15,18 @@ from .pipeline import Pipeline
 log = get_logger(__name__)
 
 
-def _plain(item: Any) -> dict[str, str]:
-    # panoramisk hands list items over as its own Message (a case-insensitive dict).
-    return {str(k): v for k, v in dict(item.items()).items() if isinstance(v, str)}
-
-
 async def resync_agents(ami: AmiClient, pipeline: Pipeline) -> int:
     pipeline.agents.begin_resync()
     # The QueueMember events reach the agent book through the router as they arrive.
-    result = await ami.send_action({"Action": "QueueStatus"})
-    items = result if isinstance(result, list) else [result]
-    members = sum(1 for m in items if m.get("Event") == "QueueMember")
+    items = await ami.send_list({"Action": "QueueStatus"})
+    members = sum(1 for m in items if m.event == "QueueMember")
     log.info("agents resynchronised", members=members, agents=len(pipeline.agents.agents))
     return members
 
 
 async def resync_calls(ami: AmiClient, pipeline: Pipeline, clock: Clock) -> int:
     known_before = pipeline.tracker.call_ids()
-    result = await ami.send_action({"Action": "CoreShowChannels"})
-    items = result if isinstance(result, list) else [result]
-    channels = [_plain(m) for m in items if m.get("Event") == "CoreShowChannel"]
+    items = await ami.send_list({"Action": "CoreShowChannels"})
+    channels = [m.fields for m in items if m.event == "CoreShowChannel"]
     pipeline.tracker.reconcile(channels, clock.now(), known_before)
     return len(channels)

@@ -530,7 +530,7 @@ class Dispatcher:
         alive = any(
             m.get("Uniqueid") in flight.channel_ids
             or m.get("Uniqueid") == flight.customer_uid
-            or f"CALLBACK_ID={flight.callback_id}" in str(m.get("Variable", ""))
+            or f"CALLBACK_ID={flight.callback_id}" in m.getall("Variable")
             for m in channels
         )
         if alive:
@@ -571,12 +571,8 @@ class Dispatcher:
 
     async def _channels_up(self) -> list[AmiMessage]:
         """Asterisk's channels now, each with its CALLBACK_ID variable (AMI ``Status``)."""
-        result = await self.ami.send_action({"Action": "Status", "Variables": "CALLBACK_ID"})
-        return [
-            m
-            for m in (result if isinstance(result, list) else [result])
-            if m.get("Event") == "Status"
-        ]
+        items = await self.ami.send_list({"Action": "Status", "Variables": "CALLBACK_ID"})
+        return [m for m in items if m.event == "Status"]
 
     async def refresh_foreign_calls(self) -> None:
         try:
@@ -586,8 +582,7 @@ class Dispatcher:
             return
         ids: set[str] = set()
         for item in channels:
-            values = item.get("Variable") or []
-            for value in values if isinstance(values, list) else [values]:
+            for value in item.getall("Variable"):
                 name, _, callback_id = str(value).partition("=")
                 if name == "CALLBACK_ID" and callback_id:
                     ids.add(callback_id)
