@@ -55,11 +55,37 @@ def test_garbage_is_refused_with_its_reason(raw, reason) -> None:
     assert policy.normalize(raw) == Rejected(reason)
 
 
-@given(st.text(max_size=40))
+# Digit strings as a caller ID arrives: bare, with a trunk's or a country's prefix, spaced or
+# dashed. Random text would almost never be a number, and the accepting branch never ran.
+caller_ids = st.builds(
+    lambda prefix, digits, sep: prefix + sep.join([digits[:3], digits[3:6], digits[6:]]),
+    st.sampled_from(["", "+", "8", "+7", "007", "+44", "+1"]),
+    st.text(alphabet="0123456789", min_size=4, max_size=14),
+    st.sampled_from(["", " ", "-"]),
+)
+
+
+@given(caller_ids)
 def test_nothing_but_e164_ever_comes_out(raw: str) -> None:
     number = policy.normalize(raw)
     if number:
         assert is_e164(number.e164)
+        # The subscriber's own digits survive; only prefixes are rewritten.
+        assert number.e164.endswith("".join(ch for ch in raw if ch.isdigit())[-4:])
+    else:
+        assert number.reason in set(Rejection)
+
+
+def test_the_property_reaches_both_outcomes() -> None:
+    """The generator above yields accepted numbers and refusals, so both asserts run."""
+    seen: set[bool] = set()
+
+    @given(caller_ids)
+    def collect(raw: str) -> None:
+        seen.add(bool(policy.normalize(raw)))
+
+    collect()
+    assert seen == {True, False}
 
 
 def test_national_forms_for_the_trunk() -> None:
