@@ -8,11 +8,11 @@ import dataclasses
 
 import pytest
 from simpbx.ami import PbxAmi
+from simpbx.clock import run_for
 from simpbx.customers import PerNumber
 from simpbx.ledger import Ledger
 from simpbx.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
 from simpbx.pbx import SimPbx
-from simpbx.scenarios import run_for
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock

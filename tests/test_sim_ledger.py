@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from simpbx.clock import run_for
 from simpbx.customers import PerNumber
 from simpbx.ledger import Ledger
 from simpbx.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
 from simpbx.pbx import SimPbx
-from simpbx.scenarios import CAPTURE_EPOCH, originate, run_for
+from simpbx.scenarios import CAPTURE_EPOCH, originate
 
 from callback_dialer.clock import ManualClock
 

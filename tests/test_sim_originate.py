@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from simpbx.ami import PbxAmi
+from simpbx.clock import run_for
 from simpbx.customers import PerNumber
 from simpbx.model import (
     BUSY,
@@ -23,7 +24,7 @@ from simpbx.model import (
 from simpbx.observe import CustomerLegEnded, OriginateDone
 from simpbx.pbx import SimPbx
 from simpbx.recording import Recorder
-from simpbx.scenarios import CAPTURE_EPOCH, originate, run_for
+from simpbx.scenarios import CAPTURE_EPOCH, originate
 
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder
 from callback_dialer.clock import ManualClock

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from simpbx.ami import PbxAmi
+from simpbx.clock import run_for
 from simpbx.pbx import SimPbx
-from simpbx.scenarios import SCENARIOS, play, run_for
+from simpbx.scenarios import SCENARIOS, play
 
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ManualClock, ScaledClock

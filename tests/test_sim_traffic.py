@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from simpbx.clock import run_for
 from simpbx.ledger import number_key
 from simpbx.model import CallerScript
 from simpbx.pbx import SimPbx
@@ -22,7 +23,6 @@ from simpbx.profile import (
     load_profile,
     parse_profile,
 )
-from simpbx.scenarios import run_for
 from simpbx.simulation import Simulation
 from simpbx.traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
 

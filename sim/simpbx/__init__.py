@@ -7,14 +7,17 @@
 - ``Ledger``: what really happened to every subscriber.
 - ``SCENARIOS`` / ``play``: the shared captures' scenarios, scripted.
 - ``Recorder``: the simulator's traffic in the capture format.
+- ``Clock``: what the simulator needs of a clock (the dialer's clocks fit); ``ManualClock`` and
+  ``run_for`` move time by hand.
 """
 
+from .clock import Clock, ManualClock, run_for
 from .ledger import CallbackRecord, InboundRecord, Ledger, SubscriberRecord
 from .model import AgentSpec, CallerScript, CustomerResponse, PbxSpec, QueueSpec
 from .pbx import SimPbx
 from .profile import ProfileError, TrafficProfile, load_profile
 from .recording import Recorder
-from .scenarios import SCENARIOS, play, run_for
+from .scenarios import SCENARIOS, play
 from .simulation import Simulation, with_agents
 from .traffic import DayPlan, TrafficRunner, plan_day
 
@@ -23,10 +26,12 @@ __all__ = [
     "AgentSpec",
     "CallbackRecord",
     "CallerScript",
+    "Clock",
     "CustomerResponse",
     "DayPlan",
     "InboundRecord",
     "Ledger",
+    "ManualClock",
     "PbxSpec",
     "ProfileError",
     "QueueSpec",

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import structlog
+
 from callback_dialer.ami.frames import AmiMessage, encode_message
-from callback_dialer.logs import get_logger
 
 from . import wire
 from .amiserver import AmiServer, AmiSession, response
@@ -20,7 +21,7 @@ from .channels import Channel
 from .originate import OriginateRequest, Origination
 from .pbx import NOT_INUSE, SimPbx
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 Tap = Callable[[str, bytes], None]
 

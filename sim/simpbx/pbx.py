@@ -15,12 +15,13 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from callback_dialer.ami.frames import encode_message
-from callback_dialer.clock import Clock
-from callback_dialer.logs import get_logger
 
 from . import wire
 from .channels import Bridge, Channel, Identifiers
+from .clock import Clock
 from .model import AgentSpec, CallerScript, CustomerBehaviour, PbxSpec, QueueSpec
 from .observe import Notice, Observer
 from .scheduler import Scheduler, Timer
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from .inbound import InboundCall, MemberRing
     from .legs import AgentLeg
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 # Device states as QueueMember events give them (AST_DEVICE_*).
 NOT_INUSE, INUSE, BUSY, INVALID, UNAVAILABLE, RINGING = 1, 2, 3, 4, 5, 6

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from callback_dialer.clock import Clock
-
 from .amiserver import GREETING
+from .clock import Clock
 
 
 @dataclass(frozen=True, slots=True)

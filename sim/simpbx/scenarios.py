@@ -8,16 +8,15 @@ conclusions as the real capture (tests/test_sim_scenarios.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from callback_dialer.ami.frames import AmiMessage, encode_message
-from callback_dialer.clock import Clock, ManualClock
 
 from . import wire
 from .amiserver import response
+from .clock import Clock, ManualClock, run_for
 from .model import AgentSpec, CallerScript, IvrSpec, PbxSpec
 from .originate import OriginateRequest, Origination
 from .pbx import SimPbx
@@ -318,21 +317,3 @@ async def play(
         if own:
             await pbx.close()
     return recorder
-
-
-async def run_for(clock: Clock, seconds: float, step: float = 1.0) -> None:
-    """Let ``seconds`` of ``clock`` time pass: a ManualClock is moved in steps (each step lets
-    the timers it wakes run, and the tasks they start register their own timers); any other
-    clock is simply waited on."""
-    if not isinstance(clock, ManualClock):
-        await clock.sleep(seconds)
-        return
-    remaining = seconds
-    while remaining > 1e-9:
-        for _ in range(3):
-            await asyncio.sleep(0)
-        chunk = min(step, remaining)
-        await clock.advance(chunk)
-        remaining -= chunk
-    for _ in range(3):
-        await asyncio.sleep(0)

@@ -17,10 +17,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from callback_dialer.clock import Clock
-from callback_dialer.logs import get_logger
+import structlog
 
-log = get_logger(__name__)
+from .clock import Clock
+
+log = structlog.get_logger(__name__)
 
 
 class Timer:

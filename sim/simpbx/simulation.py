@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from callback_dialer.clock import Clock
-
 from .ami import PbxAmi
+from .clock import Clock, run_for
 from .ledger import Ledger
 from .pbx import SimPbx
 from .profile import TrafficProfile
 from .recording import Recorder
-from .scenarios import run_for
 from .traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
 
 
