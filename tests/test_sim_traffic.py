@@ -23,11 +23,13 @@ from simpbx.profile import (
     load_profile,
     parse_profile,
 )
+from simpbx.profile import parse_duration as profile_duration
 from simpbx.simulation import Simulation
 from simpbx.traffic import DayPlan, TrafficRunner, pbx_spec, plan_day
 
 from callback_dialer.ami.frames import FrameDecoder
 from callback_dialer.clock import ManualClock
+from callback_dialer.config import parse_duration as config_duration
 from callback_dialer.detect.replay import replay_capture
 
 from .conftest import REPO
@@ -61,6 +63,25 @@ def test_a_wrong_profile_key_is_named_on_one_line(data, line) -> None:
         parse_profile(data, "traffic.toml")
     assert len(caught.value.problems) == 1
     assert str(caught.value).startswith("traffic.toml: " + line)
+
+
+DURATIONS = [300, 2.5, "300", " 90s ", "15m", "1h30m", "2d", "500ms", "1H", "0", "1.5m"]
+BAD_DURATIONS = [-1, True, "soon", "", "5 minutes", "1h 30", "m5", None, [60]]
+
+
+@pytest.mark.parametrize("value", DURATIONS + BAD_DURATIONS)
+def test_a_profile_takes_durations_as_the_dialers_config_does(value) -> None:
+    # The simulator parses its own durations; a profile and a dialer config, often edited
+    # side by side, must accept the same spellings and refuse the rest in the same words.
+    def outcome(parse):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            return str(exc)
+
+    ours = outcome(profile_duration)
+    assert ours == outcome(config_duration)
+    assert isinstance(ours, float) == (value in DURATIONS)
 
 
 def test_a_missing_profile_file_is_one_line(tmp_path: Path) -> None:

@@ -15,18 +15,57 @@ import datetime as dt
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
-
-from callback_dialer.config import Duration, parse_duration
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_PROFILE_PATH = Path("config/traffic.toml")
 
 CATEGORIES = ("new_connection", "support", "billing", "other")
 # The IVR key for each category (extensions.conf); "other" is the menu timing out.
 CATEGORY_KEYS = {"new_connection": "1", "support": "2", "billing": "3", "other": None}
+
+
+# Durations are written as in the dialer's own config (one habit for both files), parsed here so
+# the simulator needs nothing of the product but the wire codec and Asterisk's vocabulary.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_HINT = 'a number of seconds or a duration like "90s", "15m", "1h30m", "2d"'
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``300``, ``"300"``, ``"5m"``, ``"1h30m"``; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
+        pos, total = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if text and pos == len(text):
+            return total
+    raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class ProfileError(Exception):
