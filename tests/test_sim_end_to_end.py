@@ -11,9 +11,10 @@ from simpbx.ami import PbxAmi
 from simpbx.clock import run_for
 from simpbx.customers import PerNumber
 from simpbx.ledger import Ledger
-from simpbx.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
+from simpbx.model import CallerScript, CustomerResponse, FixedAgent, PbxSpec
 from simpbx.pbx import SimPbx
 
+from callback_dialer.ami.asterisk import DialStatus
 from callback_dialer.app import Dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import State
@@ -35,7 +36,7 @@ async def rig(make_config, redis_url, tmp_path):
         customers=PerNumber(
             {
                 NEW: CustomerResponse("ANSWER", ring=3, talk=40),
-                BUSY_ONE: CustomerResponse(BUSY, ring=1),
+                BUSY_ONE: CustomerResponse(DialStatus.BUSY, ring=1),
             }
         ),
     )

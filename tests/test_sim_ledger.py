@@ -8,10 +8,11 @@ import pytest
 from simpbx.clock import run_for
 from simpbx.customers import PerNumber
 from simpbx.ledger import Ledger
-from simpbx.model import BUSY, CallerScript, CustomerResponse, FixedAgent, PbxSpec
+from simpbx.model import CallerScript, CustomerResponse, FixedAgent, PbxSpec
 from simpbx.pbx import SimPbx
 from simpbx.scenarios import CAPTURE_EPOCH, originate
 
+from callback_dialer.ami.asterisk import DialStatus
 from callback_dialer.clock import ManualClock
 
 A, B, C, D = "79161230011", "79161230021", "79161230031", "79161230041"
@@ -23,7 +24,7 @@ async def pbx():
     customers = PerNumber(
         {
             A: CustomerResponse("ANSWER", ring=4, talk=40),
-            B: CustomerResponse(BUSY),
+            B: CustomerResponse(DialStatus.BUSY),
             C: CustomerResponse("ANSWER", ring=2, talk=3),
         }
     )

@@ -12,9 +12,6 @@ from simpbx.ami import PbxAmi
 from simpbx.clock import run_for
 from simpbx.customers import PerNumber
 from simpbx.model import (
-    BUSY,
-    CONGESTION,
-    NOANSWER,
     AgentSpec,
     CallerScript,
     CustomerResponse,
@@ -26,6 +23,7 @@ from simpbx.pbx import SimPbx
 from simpbx.recording import Recorder
 from simpbx.scenarios import CAPTURE_EPOCH, originate
 
+from callback_dialer.ami.asterisk import DialStatus
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder
 from callback_dialer.clock import ManualClock
 
@@ -246,7 +244,9 @@ async def test_the_dialers_originate_over_tcp_uses_its_channel_ids(rig) -> None:
 
 
 async def test_a_customer_who_never_answers_ends_with_noanswer_after_the_dial_timeout(rig) -> None:
-    pbx, recorder, observed = rig(customers=PerNumber({"79161230009": CustomerResponse(NOANSWER)}))
+    pbx, recorder, observed = rig(
+        customers=PerNumber({"79161230009": CustomerResponse(DialStatus.NOANSWER)})
+    )
     originate(
         pbx,
         {
@@ -317,7 +317,13 @@ async def test_a_channel_id_in_use_is_refused(rig) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"), [("ANSWER", "4"), (BUSY, "5"), (NOANSWER, "3"), (CONGESTION, "8")]
+    ("status", "reason"),
+    [
+        (DialStatus.ANSWER, "4"),
+        (DialStatus.BUSY, "5"),
+        (DialStatus.NOANSWER, "3"),
+        (DialStatus.CONGESTION, "8"),
+    ],
 )
 async def test_customer_first_reports_the_customer_in_the_originate_response(
     status, reason, rig

@@ -17,6 +17,14 @@ from simpbx.model import AgentSpec, PbxSpec
 from simpbx.pbx import SimPbx
 from simpbx.scenarios import CAPTURE_EPOCH, SCENARIOS, play
 
+from callback_dialer.ami.asterisk import (
+    ChannelState,
+    DeviceState,
+    DialProgress,
+    DialStatus,
+    HangupCause,
+    OriginateReason,
+)
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 from callback_dialer.clock import ManualClock
 
@@ -37,7 +45,7 @@ def channel_from(m: AmiMessage, prefix: str = "") -> Channel:
         created_at=0.0,
         channelvars=tuple(name for name, _, _ in chanvars),
         priority=int(f[prefix + "Priority"]),
-        state=int(f[prefix + "ChannelState"]),
+        state=ChannelState(int(f[prefix + "ChannelState"])),
         caller_num=f[prefix + "CallerIDNum"],
         caller_name=f[prefix + "CallerIDName"],
         connected_num=f[prefix + "ConnectedLineNum"],
@@ -76,7 +84,7 @@ def member_from(m: AmiMessage) -> wire.MemberView:
         last_pause=int(f["LastPause"]),
         login_time=int(f["LoginTime"]),
         in_call=f["InCall"] == "1",
-        status=int(f["Status"]),
+        status=DeviceState(int(f["Status"])),
         paused=f["Paused"] == "1",
         paused_reason=f["PausedReason"],
         ringinuse=f.get("Ringinuse") == "1",
@@ -90,6 +98,10 @@ def caller(m: AmiMessage) -> Channel | None:
 
 def f(m: AmiMessage, key: str) -> str:
     return m.fields[key]
+
+
+def cause(m: AmiMessage) -> HangupCause:
+    return HangupCause(int(f(m, "Cause")))
 
 
 def listed(m: AmiMessage, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -108,18 +120,24 @@ REBUILD: dict[str, Callable[[AmiMessage], list[tuple[str, str]]]] = {
         if "Linkedid" in m.fields
         else wire.global_varset(f(m, "Variable"), f(m, "Value"))
     ),
-    "HangupRequest": lambda m: wire.hangup_request(channel_from(m), int(f(m, "Cause"))),
-    "SoftHangupRequest": lambda m: wire.soft_hangup_request(channel_from(m), int(f(m, "Cause"))),
-    "Hangup": lambda m: wire.hangup(channel_from(m), int(f(m, "Cause"))),
-    "DeviceStateChange": lambda m: wire.device_state_change(f(m, "Device"), f(m, "State")),
+    "HangupRequest": lambda m: wire.hangup_request(channel_from(m), cause(m)),
+    "SoftHangupRequest": lambda m: wire.soft_hangup_request(channel_from(m), cause(m)),
+    "Hangup": lambda m: wire.hangup(channel_from(m), cause(m)),
+    "DeviceStateChange": lambda m: wire.device_state_change(
+        f(m, "Device"), DeviceState[f(m, "State")]
+    ),
     "UserEvent": lambda m: wire.user_event(
         channel_from(m),
         f(m, "UserEvent"),
         [("Reason", f(m, "Reason")), ("Category", f(m, "Category"))],
     ),
     "DialBegin": lambda m: wire.dial_begin(caller(m), channel_from(m, "Dest"), f(m, "DialString")),
-    "DialState": lambda m: wire.dial_state(caller(m), channel_from(m, "Dest"), f(m, "DialStatus")),
-    "DialEnd": lambda m: wire.dial_end(caller(m), channel_from(m, "Dest"), f(m, "DialStatus")),
+    "DialState": lambda m: wire.dial_state(
+        caller(m), channel_from(m, "Dest"), DialProgress(f(m, "DialStatus"))
+    ),
+    "DialEnd": lambda m: wire.dial_end(
+        caller(m), channel_from(m, "Dest"), DialStatus(f(m, "DialStatus"))
+    ),
     "LocalBridge": lambda m: wire.local_bridge(
         channel_from(m, "LocalOne"),
         channel_from(m, "LocalTwo"),
@@ -180,7 +198,7 @@ REBUILD: dict[str, Callable[[AmiMessage], list[tuple[str, str]]]] = {
         channel=f(m, "Channel"),
         context=f(m, "Context"),
         exten=f(m, "Exten"),
-        reason=int(f(m, "Reason")),
+        reason=OriginateReason(int(f(m, "Reason"))),
         uniqueid=f(m, "Uniqueid"),
         caller_num=f(m, "CallerIDNum"),
         caller_name=f(m, "CallerIDName"),

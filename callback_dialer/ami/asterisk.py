@@ -65,6 +65,14 @@ class DialStatus(StrEnum):
     CHANUNAVAIL = "CHANUNAVAIL"
 
 
+class DialProgress(StrEnum):
+    """``DialStatus`` of ``DialState``: how a dial is going before its ``DialEnd``."""
+
+    RINGING = "RINGING"
+    PROCEEDING = "PROCEEDING"
+    PROGRESS = "PROGRESS"
+
+
 class HangupCause(IntEnum):
     """Q.931 causes Asterisk reports in ``Cause`` (AST_CAUSE_*)."""
 
@@ -132,9 +140,13 @@ CHANNEL_STATE_DESC = {
 }
 
 # What Asterisk writes where a channel or id does not exist (OriginateResponse of a channel
-# that could not be created).
+# that could not be created), and for a caller ID or connected line nobody set.
 UNKNOWN_ID = "<unknown>"
 
 # Channel variables our dialplan sets and manager.conf's channelvars brings on every event.
 CATEGORY_VAR = "CALLBACK_CATEGORY"
 CALLBACK_ID_VAR = "CALLBACK_ID"
+
+# The agent a customer-first callback rings once the customer answered: set on the Originate,
+# dialled by the dialplan's Dial(${CALLBACK_AGENT}).
+CALLBACK_AGENT_VAR = "CALLBACK_AGENT"

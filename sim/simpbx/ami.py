@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 import structlog
 
+from callback_dialer.ami.asterisk import DeviceState, HangupCause, OriginateReason
 from callback_dialer.ami.frames import AmiMessage, encode_message
 
 from . import wire
 from .amiserver import AmiServer, AmiSession, response
 from .channels import Channel
 from .originate import OriginateRequest, Origination
-from .pbx import NOT_INUSE, SimPbx
+from .pbx import SimPbx
 
 log = structlog.get_logger(__name__)
 
@@ -138,7 +139,9 @@ class PbxAmi:
         origination = Origination(self.pbx, req, reply)
         if req.channel_id and req.channel_id in self.pbx.channels:
             # Asterisk refuses to create a channel whose Uniqueid is taken.
-            self.pbx.scheduler.run(lambda: origination.respond(0, channel=None))
+            self.pbx.scheduler.run(
+                lambda: origination.respond(OriginateReason.FAILED, channel=None)
+            )
             return
         self.pbx.scheduler.run(origination.start)
 
@@ -197,7 +200,7 @@ class PbxAmi:
             if wanted and name != wanted:
                 continue
             available = sum(
-                1 for m in queue.members if not m.paused and m.agent.status == NOT_INUSE
+                1 for m in queue.members if not m.paused and m.agent.status == DeviceState.NOT_INUSE
             )
             longest = max((int(now - e.joined_at) for e in queue.entries), default=0)
             items.append(
@@ -277,9 +280,9 @@ class PbxAmi:
         action_id = message.get("ActionID")
         target = message.get("Channel")
         try:
-            cause = int(message.get("Cause") or 16)
+            cause = int(message.get("Cause") or HangupCause.NORMAL_CLEARING)
         except ValueError:
-            cause = 16
+            cause = HangupCause.NORMAL_CLEARING
         if target.startswith("/") and target.endswith("/") and len(target) > 1:
             try:
                 pattern = re.compile(target[1:-1])

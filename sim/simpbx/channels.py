@@ -14,9 +14,9 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from .wire import BridgeView
+from callback_dialer.ami.asterisk import UNKNOWN_ID, ChannelState
 
-UNKNOWN = "<unknown>"
+from .wire import BridgeView
 
 
 @dataclass(eq=False, slots=True)
@@ -29,11 +29,11 @@ class Channel:
     created_at: float
     channelvars: tuple[str, ...]
     priority: int = 1
-    state: int = 0
-    caller_num: str = UNKNOWN
-    caller_name: str = UNKNOWN
-    connected_num: str = UNKNOWN
-    connected_name: str = UNKNOWN
+    state: ChannelState = ChannelState.DOWN
+    caller_num: str = UNKNOWN_ID
+    caller_name: str = UNKNOWN_ID
+    connected_num: str = UNKNOWN_ID
+    connected_name: str = UNKNOWN_ID
     language: str = "en"
     accountcode: str = ""
     variables: dict[str, str] = field(default_factory=dict)

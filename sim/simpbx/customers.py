@@ -13,15 +13,9 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .model import (
-    ANSWER,
-    BUSY,
-    CHANUNAVAIL,
-    CONGESTION,
-    NOANSWER,
-    CustomerBehaviour,
-    CustomerResponse,
-)
+from callback_dialer.ami.asterisk import DialStatus
+
+from .model import CustomerBehaviour, CustomerResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +29,14 @@ class LastDigitCarrier:
     def respond(self, number: str, now: float) -> CustomerResponse:
         digit = number[-1:] if number else ""
         if digit == "2":
-            return CustomerResponse(BUSY, ring=self.ring)
+            return CustomerResponse(DialStatus.BUSY, ring=self.ring)
         if digit == "3":
-            return CustomerResponse(NOANSWER, ring=self.ring)
+            return CustomerResponse(DialStatus.NOANSWER, ring=self.ring)
         if digit == "4":
-            return CustomerResponse(CONGESTION, ring=self.ring)
+            return CustomerResponse(DialStatus.CONGESTION, ring=self.ring)
         if digit == "5":
-            return CustomerResponse(ANSWER, ring=self.ring, talk=0.3)
-        return CustomerResponse(ANSWER, ring=self.ring, talk=self.talk)
+            return CustomerResponse(DialStatus.ANSWER, ring=self.ring, talk=0.3)
+        return CustomerResponse(DialStatus.ANSWER, ring=self.ring, talk=self.talk)
 
 
 @dataclass(slots=True)
@@ -62,18 +56,18 @@ class RandomCustomers:
         roll = self.rng.random()
         ring = max(1.0, self.rng.lognormvariate(math.log(self.ring_median), 0.5))
         for status, share in (
-            (BUSY, self.busy),
-            (NOANSWER, self.no_answer),
-            (CHANUNAVAIL, self.unreachable),
-            (CONGESTION, self.congestion),
+            (DialStatus.BUSY, self.busy),
+            (DialStatus.NOANSWER, self.no_answer),
+            (DialStatus.CHANUNAVAIL, self.unreachable),
+            (DialStatus.CONGESTION, self.congestion),
         ):
             if roll < share:
-                if status in (BUSY, CHANUNAVAIL, CONGESTION):
+                if status in (DialStatus.BUSY, DialStatus.CHANUNAVAIL, DialStatus.CONGESTION):
                     ring = min(ring, 2.0)
                 return CustomerResponse(status, ring=ring)
             roll -= share
         talk = max(3.0, self.rng.lognormvariate(math.log(self.talk_median), self.talk_sigma))
-        return CustomerResponse(ANSWER, ring=ring, talk=talk)
+        return CustomerResponse(DialStatus.ANSWER, ring=ring, talk=talk)
 
 
 @dataclass(slots=True)

@@ -17,12 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from callback_dialer.ami.asterisk import (
+    CATEGORY_VAR,
+    ChannelState,
+    DeviceState,
+    DialProgress,
+    DialStatus,
+    HangupCause,
+)
+
 from . import wire
 from .channels import Bridge, Channel
 from .legs import AgentLeg, _secs
 from .model import CallerScript, IvrOption
 from .observe import CallbackAsked, CallChose, CallConnected, CallEnded, CallQueued, CallStarted
-from .pbx import INUSE, NOT_INUSE, Member, QueueEntry
+from .pbx import Member, QueueEntry
 from .scheduler import Timer
 
 if TYPE_CHECKING:
@@ -79,7 +88,13 @@ class InboundCall:
             uid = p.ids.uniqueid(now)
             name = f"PJSIP/{self.number}-{p.ids.local_suffix()}"
             ch = p.new_channel(
-                name, uid, uid, p.spec.internal_context, p.spec.ivr_extension, state=4, tech="PJSIP"
+                name,
+                uid,
+                uid,
+                p.spec.internal_context,
+                p.spec.ivr_extension,
+                state=ChannelState.RING,
+                tech="PJSIP",
             )
         else:
             ch = p.trunk_channel("", outbound=False)
@@ -94,9 +109,9 @@ class InboundCall:
         p.emit(wire.newexten(ch, "NoOp", f"inbound from {self.number}"))
         ch.priority = 2
         p.emit(wire.newexten(ch, "Answer", ""))
-        ch.state = 6
+        ch.state = ChannelState.UP
         p.emit(wire.newstate(ch))
-        self._device("INUSE")
+        self._device(DeviceState.INUSE)
         self.phase = "ivr"
         p.notify(
             CallStarted(
@@ -109,7 +124,7 @@ class InboundCall:
         )
         self._later(ivr.prompt_delay, self._menu)
 
-    def _device(self, state: str) -> None:
+    def _device(self, state: DeviceState) -> None:
         if self.internal:
             self.pbx.emit(wire.device_state_change(f"PJSIP/{self.number}", state))
         else:
@@ -124,12 +139,12 @@ class InboundCall:
             return
         p, ch, s, ivr = self.pbx, self.channel, self.script, self.pbx.spec.ivr
         ch.priority = 3
-        p.emit(wire.newexten(ch, "Set", "CALLBACK_CATEGORY=unknown"))
-        self._set_var("CALLBACK_CATEGORY", "unknown")
+        p.emit(wire.newexten(ch, "Set", f"{CATEGORY_VAR}=unknown"))
+        self._set_var(CATEGORY_VAR, "unknown")
         ch.priority = 4
         p.emit(wire.newexten(ch, "WaitExten", _secs(ivr.wait_exten)))
         if s.choice == "hangup":
-            self._later(s.choice_after, self.hangup_requested, ch, 16)
+            self._later(s.choice_after, self.hangup_requested, ch, HangupCause.NORMAL_CLEARING)
         elif s.choice is not None and s.choice_after < ivr.wait_exten:
             self._later(s.choice_after, self._choose, s.choice)
         else:
@@ -147,8 +162,8 @@ class InboundCall:
         option = options[key]
         self.key, self.option = key, option
         ch.at(exten=key, priority=1)
-        p.emit(wire.newexten(ch, "Set", f"CALLBACK_CATEGORY={option.category}"))
-        self._set_var("CALLBACK_CATEGORY", option.category)
+        p.emit(wire.newexten(ch, "Set", f"{CATEGORY_VAR}={option.category}"))
+        self._set_var(CATEGORY_VAR, option.category)
         p.notify(
             CallChose(call_id=ch.uniqueid, choice=key, category=option.category, at=p.clock.now())
         )
@@ -270,7 +285,7 @@ class InboundCall:
     def _request_callback(self, reason: str) -> None:
         """after-queue / queue-exit: UserEvent, Wait(1), Hangup()."""
         p, ch = self.pbx, self.channel
-        category = ch.variables.get("CALLBACK_CATEGORY", "")
+        category = ch.variables.get(CATEGORY_VAR, "")
         ch.priority += 1
         p.emit(
             wire.newexten(
@@ -294,17 +309,17 @@ class InboundCall:
         p, ch = self.pbx, self.channel
         ch.priority += 1
         p.emit(wire.newexten(ch, "Hangup", ""))
-        p.emit(wire.soft_hangup_request(ch, 16))
-        p.emit(wire.hangup_request(ch, 16))
-        self._hangup_caller(16, by="pbx")
+        p.emit(wire.soft_hangup_request(ch, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
+        self._hangup_caller(HangupCause.NORMAL_CLEARING, by="pbx")
 
     def _patience_over(self) -> None:
         if self.phase == "queue":
-            self.hangup_requested(self.channel, 16)
+            self.hangup_requested(self.channel, HangupCause.NORMAL_CLEARING)
 
     # ------------------------------------------------------------------ ending
 
-    def hangup_requested(self, ch: Channel, cause: int = 16) -> None:
+    def hangup_requested(self, ch: Channel, cause: int = HangupCause.NORMAL_CLEARING) -> None:
         """Somebody hangs up ``ch`` (the caller, or the Hangup action)."""
         if self.phase == "done":
             return
@@ -352,7 +367,7 @@ class InboundCall:
         p, ch = self.pbx, self.channel
         p.emit(wire.hangup(ch, cause))
         p.gone(ch)
-        self._device("NOT_INUSE" if self.internal else "")
+        self._device(DeviceState.NOT_INUSE)
         self._finish(by)
 
     def _finish(self, by: str) -> None:
@@ -410,14 +425,14 @@ class MemberRing:
     def _show_ringing(self) -> None:
         p, leg = self.pbx, self.leg
         leg.show_ringing()
-        p.emit(wire.dial_state(self.call.channel, leg.one, "RINGING"))
-        p.device(self.agent, "INUSE")
+        p.emit(wire.dial_state(self.call.channel, leg.one, DialProgress.RINGING))
+        p.device(self.agent, DeviceState.INUSE)
         leg.ringing_shown = True
-        p.set_status(self.agent, INUSE)
+        p.set_status(self.agent, DeviceState.INUSE)
 
     # ------------------------------------------------------------------ no answer
 
-    def _drop_leg(self, status: str) -> None:
+    def _drop_leg(self, status: DialStatus) -> None:
         """The member's phone stops ringing (rang out, or the caller left)."""
         p, leg, agent = self.pbx, self.leg, self.agent
         self.active = False
@@ -425,14 +440,14 @@ class MemberRing:
             self.timer.cancel()
         p.emit(wire.dial_end(self.call.channel, leg.one, status))
         for ch in reversed(leg.channels()):
-            p.emit(wire.hangup_request(ch, 16))
-            p.emit(wire.hangup(ch, 16))
+            p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup(ch, HangupCause.NORMAL_CLEARING))
         p.gone(*leg.channels())
         self.entry.ring = None
         agent.leg = None
         if leg.ringing_shown:
-            p.device(agent, "NOT_INUSE", times=2)
-            p.set_status(agent, NOT_INUSE)
+            p.device(agent, DeviceState.NOT_INUSE, times=2)
+            p.set_status(agent, DeviceState.NOT_INUSE)
 
     def ring_no_answer(self) -> None:
         if not self.active:
@@ -452,13 +467,13 @@ class MemberRing:
         retry = entry.queue.spec.retry
         # Try the other members before this one again.
         entry.skip[self.agent.interface] = p.clock.now() + retry + entry.queue.spec.timeout
-        self._drop_leg("NOANSWER")
+        self._drop_leg(DialStatus.NOANSWER)
         entry.poll_timer = p.scheduler.call_later(retry, p.poll, entry)
 
     def cancel(self) -> None:
         """The caller left the queue while this member was ringing."""
         if self.active:
-            self._drop_leg("CANCEL")
+            self._drop_leg(DialStatus.CANCEL)
 
     # ------------------------------------------------------------------ answer and talk
 
@@ -471,7 +486,7 @@ class MemberRing:
         now = p.clock.now()
         self.ring_seconds = now - leg.ring_started_at
         leg.answer()
-        p.emit(wire.dial_end(caller, leg.one, "ANSWER"))
+        p.emit(wire.dial_end(caller, leg.one, DialStatus.ANSWER))
         self.hold = call._waited(entry)
         position = queue.position(entry)
         queue.entries.remove(entry)
@@ -500,9 +515,9 @@ class MemberRing:
         p.bridge_enter(bridge, caller)
         p.emit(wire.varset(leg.one, "BRIDGEPEER", caller.name))
         p.emit(wire.varset(caller, "BRIDGEPEER", leg.one.name))
-        p.device(agent, "INUSE", times=1 if leg.ringing_shown else 2)
+        p.device(agent, DeviceState.INUSE, times=1 if leg.ringing_shown else 2)
         self.member.in_call = True
-        p.set_status(agent, INUSE)
+        p.set_status(agent, DeviceState.INUSE)
         call.phase = "talk"
         call.connection = self
         for timer in call._timers:
@@ -516,7 +531,9 @@ class MemberRing:
         leg.start_talk(agent_talk, after=0.015)
         caller_talk = call.script.talk
         if caller_talk is not None and caller_talk < agent_talk:
-            self.timer = p.scheduler.call_later(caller_talk, call.hangup_requested, caller, 16)
+            self.timer = p.scheduler.call_later(
+                caller_talk, call.hangup_requested, caller, HangupCause.NORMAL_CLEARING
+            )
         else:
             self.timer = p.scheduler.call_later(agent_talk, self.agent_hangs_up)
 
@@ -527,7 +544,7 @@ class MemberRing:
     def _after_talk(self) -> None:
         p, agent = self.pbx, self.agent
         self.member.in_call = False
-        agent.status = NOT_INUSE
+        agent.status = DeviceState.NOT_INUSE
         p.call_ended_for(agent, queue_call=True)
         queue = self.entry.queue
         queue.completed += 1
@@ -551,12 +568,12 @@ class MemberRing:
         if leg.two is not None:
             leg.two.priority = 3
             p.emit(wire.newexten(leg.two, "Hangup", ""))
-            p.emit(wire.soft_hangup_request(leg.two, 16))
-            p.emit(wire.hangup_request(leg.one, 16))
-            p.emit(wire.hangup(leg.two, 16))
+            p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup_request(leg.one, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup(leg.two, HangupCause.NORMAL_CLEARING))
         else:
-            p.emit(wire.hangup_request(leg.one, 16))
-        p.device(agent, "NOT_INUSE")
+            p.emit(wire.hangup_request(leg.one, HangupCause.NORMAL_CLEARING))
+        p.device(agent, DeviceState.NOT_INUSE)
         self._after_talk()
         p.member_status(agent)
         p.emit(
@@ -574,16 +591,16 @@ class MemberRing:
         p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
         p.emit(wire.varset(caller, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, leg.one)
-        p.emit(wire.hangup(leg.one, 16))
+        p.emit(wire.hangup(leg.one, HangupCause.NORMAL_CLEARING))
         p.bridge_leave(bridge, caller)
         p.emit(wire.bridge_destroy(bridge.view()))
         self._answered_vars()
-        p.emit(wire.soft_hangup_request(caller, 16))
-        p.emit(wire.hangup_request(caller, 16))
-        p.device(agent, "NOT_INUSE")
+        p.emit(wire.soft_hangup_request(caller, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup_request(caller, HangupCause.NORMAL_CLEARING))
+        p.device(agent, DeviceState.NOT_INUSE)
         p.gone(*leg.channels())
         call.outcome = "served"
-        call._hangup_caller(16, by="agent")
+        call._hangup_caller(HangupCause.NORMAL_CLEARING, by="agent")
 
     def _answered_vars(self) -> None:
         call, now = self.call, self.pbx.clock.now()
@@ -602,7 +619,7 @@ class MemberRing:
         p, leg, agent, call = self.pbx, self.leg, self.agent, self.call
         caller, bridge = call.channel, self.bridge
         assert bridge is not None
-        p.emit(wire.hangup_request(caller, 16))
+        p.emit(wire.hangup_request(caller, HangupCause.NORMAL_CLEARING))
         p.emit(
             wire.agent_complete(
                 caller,
@@ -619,22 +636,22 @@ class MemberRing:
         p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, caller)
         self._answered_vars()
-        p.emit(wire.soft_hangup_request(caller, 16))
-        p.emit(wire.hangup_request(caller, 16))
-        p.emit(wire.hangup(caller, 16))
+        p.emit(wire.soft_hangup_request(caller, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup_request(caller, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(caller, HangupCause.NORMAL_CLEARING))
         p.gone(caller)
         p.bridge_leave(bridge, leg.one)
         p.emit(wire.bridge_destroy(bridge.view()))
         if leg.two is not None:
-            p.emit(wire.hangup_request(leg.two, 16))
-        p.emit(wire.hangup(leg.one, 16))
+            p.emit(wire.hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(leg.one, HangupCause.NORMAL_CLEARING))
         if leg.two is not None:
-            p.emit(wire.soft_hangup_request(leg.two, 16))
-            p.emit(wire.hangup(leg.two, 16))
+            p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup(leg.two, HangupCause.NORMAL_CLEARING))
         p.gone(*leg.channels())
-        call._device("NOT_INUSE" if call.internal else "")
+        call._device(DeviceState.NOT_INUSE)
         self._after_talk()
         p.member_status(agent)
-        p.device(agent, "NOT_INUSE", times=2)
+        p.device(agent, DeviceState.NOT_INUSE, times=2)
         call.outcome = "served"
         call._finish("caller")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from callback_dialer.ami.asterisk import OriginateReason
+
 from .observe import (
     CallbackAsked,
     CallChose,
@@ -92,7 +94,7 @@ class AgentLegRecord:
     action_id: str
     callback_id: str
     channel: str
-    reason: int
+    reason: OriginateReason
     answered_at: float | None
     ended_at: float
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from callback_dialer.ami.asterisk import UNKNOWN_ID, ChannelState
+
 from . import wire
-from .channels import UNKNOWN, Channel
+from .channels import Channel
 
 if TYPE_CHECKING:
     from .pbx import Agent, SimPbx
@@ -51,7 +53,7 @@ class AgentLeg:
                 lid,
                 pbx.spec.agent_context,
                 agent.extension,
-                state=0,
+                state=ChannelState.DOWN,
                 tech="Local",
             )
             uid2 = two_uid or pbx.ids.uniqueid(now)
@@ -61,7 +63,7 @@ class AgentLeg:
                 lid,
                 pbx.spec.agent_context,
                 agent.extension,
-                state=4,
+                state=ChannelState.RING,
                 tech="Local",
             )
         else:
@@ -72,7 +74,7 @@ class AgentLeg:
                 lid,
                 pbx.spec.pjsip_context,
                 "s",
-                state=0,
+                state=ChannelState.DOWN,
                 tech="PJSIP",
             )
             self.two = None
@@ -111,7 +113,7 @@ class AgentLeg:
         p.emit(wire.varset(one, "DIALEDPEERNUMBER", peer))
         p.emit(wire.varset(two, "DIALEDPEERNUMBER", peer))
         two.caller_num, two.caller_name = caller.caller_num, caller.caller_name
-        two.connected_num, two.connected_name = caller.exten, UNKNOWN
+        two.connected_num, two.connected_name = caller.exten, UNKNOWN_ID
         p.emit(wire.newcallerid(two))
         p.emit(wire.newconnectedline(two))
         p.emit(wire.local_bridge(one, two, p.spec.agent_context, agent.extension, False))
@@ -159,9 +161,9 @@ class AgentLeg:
         if two is not None:
             two.priority = 1
             p.emit(wire.newexten(two, "Answer", ""))
-            two.state = 6
+            two.state = ChannelState.UP
             p.emit(wire.newstate(two))
-        one.state = 6
+        one.state = ChannelState.UP
         p.emit(wire.newstate(one))
 
     def show_ringing(self) -> None:
@@ -169,7 +171,7 @@ class AgentLeg:
         p, one, two = self.pbx, self.one, self.two
         if two is not None:
             p.emit(wire.newexten(two, "Ringing", ""))
-        one.state = 5
+        one.state = ChannelState.RINGING
         p.emit(wire.newstate(one))
 
     def start_talk(self, seconds: float, after: float = 0.0) -> None:

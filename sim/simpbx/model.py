@@ -16,17 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-# Dial statuses of a customer leg, as DialEnd writes them.
-ANSWER, BUSY, NOANSWER, CONGESTION, CHANUNAVAIL, CANCEL = (
-    "ANSWER",
-    "BUSY",
-    "NOANSWER",
-    "CONGESTION",
-    "CHANUNAVAIL",
-    "CANCEL",
-)
-# ... and the hangup cause Asterisk gives the channel that failed that way.
-STATUS_CAUSE = {ANSWER: 16, BUSY: 17, NOANSWER: 19, CONGESTION: 34, CHANUNAVAIL: 20, CANCEL: 16}
+from callback_dialer.ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR, UNKNOWN_ID, DialStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +154,7 @@ class PbxSpec:
     )
     ivr: IvrSpec = field(default_factory=IvrSpec)
     # manager.conf channelvars: copied onto every channel event, in this order.
-    channelvars: tuple[str, ...] = ("CALLBACK_CATEGORY", "CALLBACK_ID")
+    channelvars: tuple[str, ...] = (CATEGORY_VAR, CALLBACK_ID_VAR)
     trunk: str = "carrier"
     agent_context: str = "agents"  # Local/NNN@agents
     pjsip_context: str = "from-internal"
@@ -199,7 +189,7 @@ class CallerScript:
     patience: float | None = None
     star_after: float | None = None
     talk: float | None = None
-    name: str = "<unknown>"
+    name: str = UNKNOWN_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +197,7 @@ class CustomerResponse:
     """What a called customer does: ``status`` is the DialEnd status they cause (ANSWER, BUSY,
     NOANSWER, CONGESTION, CHANUNAVAIL); ``ring`` seconds before it; ``talk`` after answering."""
 
-    status: str
+    status: DialStatus
     ring: float = 0.0
     talk: float = 0.0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from callback_dialer.ami.asterisk import DialStatus, OriginateReason
+
 
 @dataclass(frozen=True, slots=True)
 class CallStarted:
@@ -75,7 +77,7 @@ class CustomerLegEnded:
     number: str
     callback_id: str
     agent: str
-    status: str  # ANSWER BUSY NOANSWER CONGESTION CHANUNAVAIL CANCEL
+    status: DialStatus
     rang_at: float
     answered_at: float | None
     ended_at: float
@@ -88,7 +90,7 @@ class OriginateDone:
     action_id: str
     callback_id: str
     channel: str  # as requested
-    reason: int  # OriginateResponse Reason
+    reason: OriginateReason  # OriginateResponse Reason
     answered_at: float | None
     ended_at: float
 

@@ -22,14 +22,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from callback_dialer.ami.asterisk import (
+    CALLBACK_AGENT_VAR,
+    CALLBACK_ID_VAR,
+    DIAL_STATUS_CAUSE,
+    UNKNOWN_ID,
+    ChannelState,
+    DeviceState,
+    DialProgress,
+    DialStatus,
+    HangupCause,
+    OriginateReason,
+)
 from callback_dialer.ami.frames import AmiMessage
 
 from . import wire
-from .channels import UNKNOWN, Bridge, Channel
+from .channels import Bridge, Channel
 from .legs import AgentLeg, _secs, split_local
-from .model import ANSWER, BUSY, CANCEL, CHANUNAVAIL, CONGESTION, NOANSWER, STATUS_CAUSE
 from .observe import CustomerLegEnded, CustomerRinging, OriginateDone
-from .pbx import INUSE, NOT_INUSE, Agent
+from .pbx import Agent
 from .scheduler import Timer
 
 if TYPE_CHECKING:
@@ -37,8 +48,15 @@ if TYPE_CHECKING:
 
 Reply = Callable[[list[tuple[str, str]]], None]
 
-# OriginateResponse Reason when the customer is the first leg.
-CUSTOMER_REASON = {ANSWER: 4, BUSY: 5, NOANSWER: 3, CONGESTION: 8, CHANUNAVAIL: 1, CANCEL: 1}
+# OriginateResponse Reason when the customer is the first leg: how their dial ended.
+CUSTOMER_REASON = {
+    DialStatus.ANSWER: OriginateReason.ANSWERED,
+    DialStatus.BUSY: OriginateReason.BUSY,
+    DialStatus.NOANSWER: OriginateReason.NO_ANSWER,
+    DialStatus.CONGESTION: OriginateReason.CONGESTION,
+    DialStatus.CHANUNAVAIL: OriginateReason.HANGUP,
+    DialStatus.CANCEL: OriginateReason.HANGUP,
+}
 
 
 def parse_callerid(text: str) -> tuple[str, str]:
@@ -46,10 +64,10 @@ def parse_callerid(text: str) -> tuple[str, str]:
     text = text.strip()
     match = re.fullmatch(r'(?:"?([^"<]*?)"?\s*)?<([^>]*)>', text)
     if match:
-        return match.group(2) or UNKNOWN, (match.group(1) or "").strip() or UNKNOWN
+        return match.group(2) or UNKNOWN_ID, (match.group(1) or "").strip() or UNKNOWN_ID
     if text:
-        return text, UNKNOWN
-    return UNKNOWN, UNKNOWN
+        return text, UNKNOWN_ID
+    return UNKNOWN_ID, UNKNOWN_ID
 
 
 @dataclass
@@ -59,8 +77,8 @@ class OriginateRequest:
     context: str = ""
     exten: str = ""
     priority: str = "1"
-    caller_num: str = UNKNOWN
-    caller_name: str = UNKNOWN
+    caller_num: str = UNKNOWN_ID
+    caller_name: str = UNKNOWN_ID
     variables: list[tuple[str, str]] = field(default_factory=list)
     channel_id: str = ""
     other_channel_id: str = ""
@@ -117,7 +135,7 @@ class CustomerLeg:
         self.exten = exten
         self.dial_timeout = dial_timeout
         self.channel: Channel
-        self.status = ""
+        self.status: DialStatus | str = ""  # how the dial ended ("" while it rings)
         self.rang_at = 0.0
         self.answered_at: float | None = None
         self.bridge: Bridge | None = None
@@ -152,7 +170,7 @@ class CustomerLeg:
         p.emit(wire.newcallerid(ch))
         p.emit(wire.newconnectedline(ch))
         response = p.customers.respond(exten, p.clock.now())
-        ch.state = 5
+        ch.state = ChannelState.RINGING
         ch.context = p.spec.ivr.context  # the trunk peer's context shows once it rings
         p.emit(wire.newstate(ch))
         p.emit(wire.newexten(ch, "AppDial", "(Outgoing Line)"))
@@ -169,14 +187,14 @@ class CustomerLeg:
             )
         )
         ring = max(0.0, response.ring)
-        if response.status == NOANSWER or ring > 0:
+        if response.status == DialStatus.NOANSWER or ring > 0:
             self.o.set_var(dialer, "RINGTIME", "0")
             self.o.set_var(dialer, "RINGTIME_MS", "3")
-            p.emit(wire.dial_state(dialer, ch, "RINGING"))
+            p.emit(wire.dial_state(dialer, ch, DialProgress.RINGING))
         sched = p.scheduler.call_later
-        if response.status == NOANSWER or ring >= self.dial_timeout:
-            self.timers.append(sched(self.dial_timeout, self.fail, NOANSWER))
-        elif response.status == ANSWER:
+        if response.status == DialStatus.NOANSWER or ring >= self.dial_timeout:
+            self.timers.append(sched(self.dial_timeout, self.fail, DialStatus.NOANSWER))
+        elif response.status == DialStatus.ANSWER:
             self.timers.append(sched(ring, self.answer, response.talk))
         else:
             self.timers.append(sched(ring, self.fail, response.status))
@@ -188,13 +206,13 @@ class CustomerLeg:
             return
         p, ch, dialer = self.pbx, self.channel, self.dialer
         self.answered_at = p.clock.now()
-        self.status = ANSWER
-        ch.state = 6
+        self.status = DialStatus.ANSWER
+        ch.state = ChannelState.UP
         p.emit(wire.newstate(ch))
-        self.o.set_var(dialer, "DIALSTATUS", ANSWER)
+        self.o.set_var(dialer, "DIALSTATUS", DialStatus.ANSWER)
         self.o.set_var(dialer, "DIALEDPEERNAME", ch.name)
         self.o.set_var(dialer, "DIALEDPEERNUMBER", f"{p.spec.trunk}/{self.exten}")
-        p.emit(wire.dial_end(dialer, ch, ANSWER))
+        p.emit(wire.dial_end(dialer, ch, DialStatus.ANSWER))
         bridge = self.bridge = p.new_bridge()
         ch.exten = ""
         p.emit(wire.newexten(ch, "AppDial", "(Outgoing Line)"))
@@ -206,13 +224,13 @@ class CustomerLeg:
         self.timers.append(p.scheduler.call_later(talk, self.customer_hangs_up))
         self.o.customer_answered(self)
 
-    def fail(self, status: str) -> None:
+    def fail(self, status: DialStatus) -> None:
         """Busy, congestion, unreachable, no answer within the Dial timeout."""
         if self.done:
             return
         p, ch, dialer = self.pbx, self.channel, self.dialer
         self.status = status
-        cause = STATUS_CAUSE[status]
+        cause = DIAL_STATUS_CAUSE[status]
         p.emit(wire.dial_end(dialer, ch, status))
         p.emit(wire.hangup_request(ch, cause))
         p.emit(wire.hangup(ch, cause))
@@ -226,25 +244,25 @@ class CustomerLeg:
         if self.done:
             return
         p, ch, dialer = self.pbx, self.channel, self.dialer
-        self.status = CANCEL
-        p.emit(wire.dial_end(dialer, ch, CANCEL))
-        p.emit(wire.hangup_request(ch, 16))
-        p.emit(wire.hangup(ch, 16))
+        self.status = DialStatus.CANCEL
+        p.emit(wire.dial_end(dialer, ch, DialStatus.CANCEL))
+        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(ch, HangupCause.NORMAL_CLEARING))
         self._over()
-        self.o.set_var(dialer, "DIALSTATUS", CANCEL)
+        self.o.set_var(dialer, "DIALSTATUS", DialStatus.CANCEL)
 
     def customer_hangs_up(self) -> None:
         if self.done:
             return
         p, ch, dialer, bridge = self.pbx, self.channel, self.dialer, self.bridge
         assert bridge is not None
-        p.emit(wire.hangup_request(ch, 16))
+        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
         p.emit(wire.varset(ch, "BRIDGEPEER", ""))
         p.emit(wire.varset(dialer, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, ch)
-        p.emit(wire.hangup_request(ch, 16))
+        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
         p.bridge_leave(bridge, dialer)
-        p.emit(wire.hangup(ch, 16))
+        p.emit(wire.hangup(ch, HangupCause.NORMAL_CLEARING))
         self._over()
         self.o.answered_vars(dialer, self)
         self.o.customer_left(self)
@@ -260,10 +278,10 @@ class CustomerLeg:
         p.emit(wire.varset(dialer, "BRIDGEPEER", ""))
         p.emit(wire.varset(ch, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, dialer)
-        p.emit(wire.hangup_request(ch, 16))
+        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
         p.bridge_leave(bridge, ch)
         p.emit(wire.bridge_destroy(bridge.view()))
-        p.emit(wire.hangup(ch, 16))
+        p.emit(wire.hangup(ch, HangupCause.NORMAL_CLEARING))
         self._over()
         self.o.answered_vars(dialer, self)
         p.trunk_state()
@@ -292,7 +310,7 @@ class Origination:
         self.pbx = pbx
         self.req = req
         self.reply = reply  # a synchronous Originate is answered at its outcome
-        self.callback_id = req.var("CALLBACK_ID")
+        self.callback_id = req.var(CALLBACK_ID_VAR)
         self.agent: Agent | None = None
         self.leg: AgentLeg | None = None  # the agent's phone
         self.customer: CustomerLeg | None = None
@@ -329,12 +347,12 @@ class Origination:
         self.set_var(dialer, "ANSWEREDTIME_MS", str(int((now - answered) * 1000)))
         self.set_var(dialer, "DIALEDTIME", str(int(dialed)))
         self.set_var(dialer, "DIALEDTIME_MS", str(int(dialed * 1000)))
-        self.set_var(dialer, "DIALSTATUS", ANSWER)
+        self.set_var(dialer, "DIALSTATUS", DialStatus.ANSWER)
 
     def _later(self, delay: float, fn: Callable[..., object], *args: object) -> None:
         self.timers.append(self.pbx.scheduler.call_later(delay, fn, *args))
 
-    def respond(self, reason: int, *, channel: Channel | None) -> None:
+    def respond(self, reason: OriginateReason, *, channel: Channel | None) -> None:
         """OriginateResponse; ``channel`` is the answered first channel (None on failure)."""
         if self.responded:
             return
@@ -362,7 +380,7 @@ class Origination:
                 context=req.context,
                 exten=req.exten,
                 reason=reason,
-                uniqueid=UNKNOWN,
+                uniqueid=UNKNOWN_ID,
                 caller_num=req.caller_num,
                 caller_name=req.caller_name,
             )
@@ -371,7 +389,7 @@ class Origination:
             ok = channel is not None
             self.reply(wire_response(req.action_id, ok))
 
-    def _finish(self, reason: int) -> None:
+    def _finish(self, reason: OriginateReason) -> None:
         if self.finished:
             return
         self.finished = True
@@ -411,8 +429,8 @@ class Origination:
         agent = p.agent(target) if tech == "pjsip" else None
         if agent is None or agent.tech != "pjsip":
             # Nothing could be requested: no channel at all, only the failure.
-            self.respond(0, channel=None)
-            self._finish(0)
+            self.respond(OriginateReason.FAILED, channel=None)
+            self._finish(OriginateReason.FAILED)
             return
         self._agent_first(agent, True)
 
@@ -423,10 +441,14 @@ class Origination:
         uid1 = req.channel_id or p.ids.uniqueid(now)
         uid2 = req.other_channel_id or p.ids.uniqueid(now)
         base = f"Local/{exten}@{context}-{p.ids.local_suffix()}"
-        one = p.new_channel(base + ";1", uid1, uid1, context, exten, state=0, tech="Local")
-        two = p.new_channel(base + ";2", uid2, uid1, context, exten, state=4, tech="Local")
+        one = p.new_channel(
+            base + ";1", uid1, uid1, context, exten, state=ChannelState.DOWN, tech="Local"
+        )
+        two = p.new_channel(
+            base + ";2", uid2, uid1, context, exten, state=ChannelState.RING, tech="Local"
+        )
         p.emit(wire.newchannel(one))
-        self.respond(0, channel=None)
+        self.respond(OriginateReason.FAILED, channel=None)
         p.emit(wire.newchannel(two))
         p.emit(wire.newexten(one, "AppDial2", "(Outgoing Line)"))
         for name, value in reversed(req.variables):
@@ -435,13 +457,13 @@ class Origination:
         for name, value in req.variables:
             p.emit(wire.varset(two, name, value))
         two.variables.update(dict(req.variables))
-        p.emit(wire.hangup(two, 0))
-        p.emit(wire.hangup(one, 0))
+        p.emit(wire.hangup(two, HangupCause.UNKNOWN))
+        p.emit(wire.hangup(one, HangupCause.UNKNOWN))
         p.gone(one, two)
         device = f"Local/{exten}@{context}"
-        p.emit(wire.device_state_change(device, "INVALID"))
-        p.emit(wire.device_state_change(device, "INVALID"))
-        self._finish(0)
+        p.emit(wire.device_state_change(device, DeviceState.INVALID))
+        p.emit(wire.device_state_change(device, DeviceState.INVALID))
+        self._finish(OriginateReason.FAILED)
 
     # ------------------------------------------------------------------ agent first
 
@@ -474,13 +496,13 @@ class Origination:
         if leg.two is not None:
             leg.two.priority = 2
             p.emit(wire.newexten(leg.two, "Wait", _secs(self.req.timeout)))
-        p.emit(wire.dial_state(None, leg.one, "RINGING"))
-        p.device(self.agent, "INUSE")
+        p.emit(wire.dial_state(None, leg.one, DialProgress.RINGING))
+        p.device(self.agent, DeviceState.INUSE)
         leg.ringing_shown = True
         if self.agent.members:
-            p.set_status(self.agent, INUSE)
+            p.set_status(self.agent, DeviceState.INUSE)
 
-    def _drop_agent_leg(self, cause: int, reason: int) -> None:
+    def _drop_agent_leg(self, cause: int, reason: OriginateReason) -> None:
         """A first leg that was never answered (no answer, busy): Reason 3 or 5."""
         p, leg, agent = self.pbx, self.leg, self.agent
         assert leg is not None and agent is not None
@@ -488,39 +510,39 @@ class Origination:
             p.emit(wire.hangup_request(leg.two, cause))
         self.respond(reason, channel=None)
         if leg.two is not None:
-            p.emit(wire.soft_hangup_request(leg.two, 16))
+            p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
             p.emit(wire.hangup(leg.two, cause))
         p.emit(wire.hangup(leg.one, cause))
         p.gone(*leg.channels())
         if agent.leg is leg:
             agent.leg = None
-            p.device(agent, "NOT_INUSE", times=2)
+            p.device(agent, DeviceState.NOT_INUSE, times=2)
             if leg.ringing_shown and agent.members:
-                p.set_status(agent, NOT_INUSE)
+                p.set_status(agent, DeviceState.NOT_INUSE)
         self._finish(reason)
 
     def _agent_no_answer(self) -> None:
-        self._drop_agent_leg(19, 3)
+        self._drop_agent_leg(HangupCause.NO_ANSWER, OriginateReason.NO_ANSWER)
 
     def _agent_busy(self) -> None:
-        self._drop_agent_leg(17, 5)
+        self._drop_agent_leg(HangupCause.USER_BUSY, OriginateReason.BUSY)
 
     def _agent_answers(self) -> None:
         p, req, leg, agent = self.pbx, self.req, self.leg, self.agent
         assert leg is not None and agent is not None
         self.answered_at = p.clock.now()
         leg.answer()
-        p.emit(wire.dial_end(None, leg.one, ANSWER))
-        p.device(agent, "INUSE", times=1 if leg.ringing_shown else 2)
-        if agent.members and agent.status != INUSE:
-            p.set_status(agent, INUSE)
+        p.emit(wire.dial_end(None, leg.one, DialStatus.ANSWER))
+        p.device(agent, DeviceState.INUSE, times=1 if leg.ringing_shown else 2)
+        if agent.members and agent.status != DeviceState.INUSE:
+            p.set_status(agent, DeviceState.INUSE)
         else:
-            agent.status = INUSE
-        self.respond(4, channel=leg.one)
+            agent.status = DeviceState.INUSE
+        self.respond(OriginateReason.ANSWERED, channel=leg.one)
         one = leg.one
         if req.context != p.spec.callback_context:
             # A context the simulated dialplan does not have: the channel hangs up.
-            self._agent_leg_ends(16, status="")
+            self._agent_leg_ends(HangupCause.NORMAL_CLEARING, status="")
             return
         one.at(req.context, req.exten, 1)
         p.emit(wire.newexten(one, "NoOp", f"callback {self.callback_id} to {req.exten}"))
@@ -554,7 +576,7 @@ class Origination:
             talk = agent.behaviour.talk_seconds(agent.rng, callback=True)
             self._later(talk, self.agent_hangs_up)
 
-    def customer_failed(self, leg: CustomerLeg, status: str, cause: int) -> None:
+    def customer_failed(self, leg: CustomerLeg, status: DialStatus, cause: int) -> None:
         if self.local_one is not None:
             self._customer_first_failed(status, cause)
             return
@@ -567,9 +589,9 @@ class Origination:
 
     def customer_left(self, leg: CustomerLeg) -> None:
         if self.local_one is not None:
-            self._customer_first_over(16)
+            self._customer_first_over(HangupCause.NORMAL_CLEARING)
             return
-        self._agent_leg_ends(16, status=ANSWER)
+        self._agent_leg_ends(HangupCause.NORMAL_CLEARING, status=DialStatus.ANSWER)
 
     def _agent_leg_ends(self, cause: int, *, status: str) -> None:
         """callback-outbound is done (Dial returned or the customer hung up): ;1 hangs up,
@@ -577,24 +599,24 @@ class Origination:
         p, leg, agent = self.pbx, self.leg, self.agent
         assert leg is not None and agent is not None
         one, two = leg.one, leg.two
-        p.emit(wire.soft_hangup_request(one, 16))
+        p.emit(wire.soft_hangup_request(one, HangupCause.NORMAL_CLEARING))
         if two is not None:
             p.emit(wire.hangup_request(two, cause))
         p.emit(wire.hangup(one, cause))
-        p.device(agent, "NOT_INUSE")
+        p.device(agent, DeviceState.NOT_INUSE)
         if two is not None:
-            p.emit(wire.soft_hangup_request(two, 16))
+            p.emit(wire.soft_hangup_request(two, HangupCause.NORMAL_CLEARING))
         self._agent_free()
         if two is not None:
             p.emit(wire.hangup(two, cause))
         p.gone(one, two)
-        p.device(agent, "NOT_INUSE")
-        self._finish(4)
+        p.device(agent, DeviceState.NOT_INUSE)
+        self._finish(OriginateReason.ANSWERED)
 
     def _agent_free(self) -> None:
         p, agent = self.pbx, self.agent
         assert agent is not None
-        agent.status = NOT_INUSE
+        agent.status = DeviceState.NOT_INUSE
         if agent.leg is self.leg:
             agent.leg = None
         if agent.members:
@@ -617,24 +639,24 @@ class Origination:
         if two is not None:
             two.priority = 3
             p.emit(wire.newexten(two, "Hangup", ""))
-            p.emit(wire.soft_hangup_request(two, 16))
-            p.emit(wire.hangup_request(one, 16))
-            p.emit(wire.hangup(two, 16))
+            p.emit(wire.soft_hangup_request(two, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup_request(one, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup(two, HangupCause.NORMAL_CLEARING))
         else:
-            p.emit(wire.hangup_request(one, 16))
+            p.emit(wire.hangup_request(one, HangupCause.NORMAL_CLEARING))
         self._agent_free()
-        p.device(agent, "NOT_INUSE")
+        p.device(agent, DeviceState.NOT_INUSE)
         if customer is not None and not customer.done:
             if customer.answered_at is None:
                 customer.cancel()
             else:
                 customer.dialer_hangs_up()
-        p.emit(wire.soft_hangup_request(one, 16))
-        p.emit(wire.hangup(one, 16))
+        p.emit(wire.soft_hangup_request(one, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(one, HangupCause.NORMAL_CLEARING))
         p.gone(one, two)
         p.trunk_state()
-        p.device(agent, "NOT_INUSE")
-        self._finish(4)
+        p.device(agent, DeviceState.NOT_INUSE)
+        self._finish(OriginateReason.ANSWERED)
 
     def hangup_requested(self, ch: Channel, cause: int) -> None:
         """The Hangup action on one of this origination's channels."""
@@ -645,13 +667,13 @@ class Origination:
             if customer.answered_at is not None:
                 customer.customer_hangs_up()
             else:
-                customer.fail(CHANUNAVAIL)
+                customer.fail(DialStatus.CHANUNAVAIL)
             return
         if self.local_one is not None:
             self._customer_first_over(cause)
             return
         if self.leg is not None and not self.responded:
-            self._drop_agent_leg(cause, 1)
+            self._drop_agent_leg(cause, OriginateReason.HANGUP)
             return
         self.agent_hangs_up()
 
@@ -665,10 +687,10 @@ class Origination:
         uid2 = req.other_channel_id or p.ids.uniqueid(now)
         base = f"Local/{number}@{context}-{p.ids.local_suffix()}"
         one = self.local_one = p.new_channel(
-            base + ";1", uid1, uid1, context, number, state=0, tech="Local"
+            base + ";1", uid1, uid1, context, number, state=ChannelState.DOWN, tech="Local"
         )
         two = self.local_two = p.new_channel(
-            base + ";2", uid2, uid1, context, number, state=4, tech="Local"
+            base + ";2", uid2, uid1, context, number, state=ChannelState.RING, tech="Local"
         )
         p.emit(wire.newchannel(one))
         p.emit(wire.newchannel(two))
@@ -697,20 +719,22 @@ class Origination:
         p, req, one, two = self.pbx, self.req, self.local_one, self.local_two
         assert one is not None and two is not None
         self.answered_at = p.clock.now()
-        two.state = 6
+        two.state = ChannelState.UP
         p.emit(wire.newstate(two))
-        one.state = 6
+        one.state = ChannelState.UP
         p.emit(wire.newstate(one))
-        p.emit(wire.dial_end(None, one, ANSWER))
-        self.respond(4, channel=one)
-        target = req.var("CALLBACK_AGENT")
+        p.emit(wire.dial_end(None, one, DialStatus.ANSWER))
+        self.respond(OriginateReason.ANSWERED, channel=one)
+        target = req.var(CALLBACK_AGENT_VAR)
         agent = p.agent(target) if target else p.agent(req.exten)
         one.at(req.context, req.exten, 1)
         p.emit(
             wire.newexten(one, "Dial", f"{target or req.exten},{_secs(p.spec.agent_dial_timeout)}")
         )
         if agent is None or agent.leg is not None:
-            self._customer_first_over(17 if agent is not None else 20)
+            self._customer_first_over(
+                HangupCause.USER_BUSY if agent is not None else HangupCause.SUBSCRIBER_ABSENT
+            )
             return
         self.agent = agent
         leg = self.leg = AgentLeg(p, agent, one.linkedid)
@@ -720,11 +744,11 @@ class Origination:
         delay = agent.behaviour.answer_delay(agent.rng, callback=True)
         if delay is None or delay >= p.spec.agent_dial_timeout:
             leg.show_ringing()
-            p.emit(wire.dial_state(one, leg.one, "RINGING"))
-            p.device(agent, "INUSE")
+            p.emit(wire.dial_state(one, leg.one, DialProgress.RINGING))
+            p.device(agent, DeviceState.INUSE)
             leg.ringing_shown = True
             if agent.members:
-                p.set_status(agent, INUSE)
+                p.set_status(agent, DeviceState.INUSE)
             self._later(p.spec.agent_dial_timeout, self._customer_first_agent_missed)
         else:
             self._later(delay, self._customer_first_agent_answers)
@@ -733,35 +757,35 @@ class Origination:
         p, leg, agent, one = self.pbx, self.leg, self.agent, self.local_one
         assert leg is not None and agent is not None and one is not None
         leg.answer()
-        p.emit(wire.dial_end(one, leg.one, ANSWER))
+        p.emit(wire.dial_end(one, leg.one, DialStatus.ANSWER))
         bridge = p.new_bridge()
         self._agent_bridge = bridge
         p.bridge_enter(bridge, leg.one)
         p.bridge_enter(bridge, one)
-        p.device(agent, "INUSE", times=1 if leg.ringing_shown else 2)
-        agent.status = INUSE
+        p.device(agent, DeviceState.INUSE, times=1 if leg.ringing_shown else 2)
+        agent.status = DeviceState.INUSE
         if agent.members:
             p.member_status(agent)
         talk = agent.behaviour.talk_seconds(agent.rng, callback=True)
         leg.start_talk(talk)
-        self._later(talk, self._customer_first_over, 16)
+        self._later(talk, self._customer_first_over, HangupCause.NORMAL_CLEARING)
 
     def _customer_first_agent_missed(self) -> None:
         p, leg, one = self.pbx, self.leg, self.local_one
         assert leg is not None and one is not None
-        p.emit(wire.dial_end(one, leg.one, NOANSWER))
-        self._customer_first_over(19)
+        p.emit(wire.dial_end(one, leg.one, DialStatus.NOANSWER))
+        self._customer_first_over(HangupCause.NO_ANSWER)
 
-    def _customer_first_failed(self, status: str, cause: int) -> None:
+    def _customer_first_failed(self, status: DialStatus, cause: int) -> None:
         p, one, two = self.pbx, self.local_one, self.local_two
         assert one is not None and two is not None
         p.emit(wire.hangup_request(two, cause))
-        self.respond(CUSTOMER_REASON.get(status, 1), channel=None)
-        p.emit(wire.soft_hangup_request(two, 16))
+        self.respond(CUSTOMER_REASON.get(status, OriginateReason.HANGUP), channel=None)
+        p.emit(wire.soft_hangup_request(two, HangupCause.NORMAL_CLEARING))
         p.emit(wire.hangup(two, cause))
         p.emit(wire.hangup(one, cause))
         p.gone(one, two)
-        self._finish(CUSTOMER_REASON.get(status, 1))
+        self._finish(CUSTOMER_REASON.get(status, OriginateReason.HANGUP))
 
     def _customer_first_over(self, cause: int) -> None:
         """Tear everything down: agent leg, customer leg, the Local pair."""
@@ -784,8 +808,8 @@ class Origination:
             p.gone(*leg.channels())
             if agent.leg is leg:
                 agent.leg = None
-                agent.status = NOT_INUSE
-                p.device(agent, "NOT_INUSE", times=2)
+                agent.status = DeviceState.NOT_INUSE
+                p.device(agent, DeviceState.NOT_INUSE, times=2)
                 if agent.members:
                     p.member_status(agent)
         if customer is not None and not customer.done:
@@ -797,8 +821,10 @@ class Origination:
         p.emit(wire.hangup(one, cause))
         p.emit(wire.hangup(two, cause))
         p.gone(one, two)
-        self.respond(CUSTOMER_REASON.get(CANCEL, 1), channel=None)
-        self._finish(4 if self.answered_at is not None else 1)
+        self.respond(CUSTOMER_REASON[DialStatus.CANCEL], channel=None)
+        self._finish(
+            OriginateReason.ANSWERED if self.answered_at is not None else OriginateReason.HANGUP
+        )
 
 
 def wire_response(action_id: str, ok: bool) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from callback_dialer.ami.asterisk import ChannelState, DeviceState, HangupCause
 from callback_dialer.ami.frames import encode_message
 
 from . import wire
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from .legs import AgentLeg
 
 log = structlog.get_logger(__name__)
-
-# Device states as QueueMember events give them (AST_DEVICE_*).
-NOT_INUSE, INUSE, BUSY, INVALID, UNAVAILABLE, RINGING = 1, 2, 3, 4, 5, 6
 
 Listener = Callable[[bytes], None]
 
@@ -101,7 +99,7 @@ class Agent:
             self.interface = self.device = f"PJSIP/{spec.extension}"
         self.behaviour = spec.behaviour
         self.rng = rng
-        self.status = NOT_INUSE
+        self.status = DeviceState.NOT_INUSE
         self.leg: AgentLeg | None = None
         self.calls_taken = 0
         self.last_call = 0
@@ -112,7 +110,7 @@ class Agent:
         return (
             not member.paused
             and self.leg is None
-            and self.status == NOT_INUSE
+            and self.status == DeviceState.NOT_INUSE
             and now >= self.last_call_end + member.wrapup()
         )
 
@@ -148,8 +146,8 @@ class Queue:
         self.abandoned = 0
         self.hold_total = 0.0
         self.talk_total = 0.0
-        self.device_state = "NOT_INUSE"  # Queue:<name>: RINGING while callers wait
-        self.avail_state = ""  # Queue:<name>_avail
+        self.device_state = DeviceState.NOT_INUSE  # Queue:<name>: RINGING while callers wait
+        self.avail_state = DeviceState.UNKNOWN  # Queue:<name>_avail, once the members are known
 
     def position(self, entry: QueueEntry) -> int:
         return self.entries.index(entry) + 1
@@ -259,7 +257,7 @@ class SimPbx:
         context: str,
         exten: str,
         *,
-        state: int = 0,
+        state: ChannelState = ChannelState.DOWN,
         tech: str = "",
     ) -> Channel:
         self.ids.reserve(uniqueid)
@@ -295,21 +293,25 @@ class SimPbx:
         uid = self.ids.uniqueid(now)
         name = f"IAX2/{self.spec.trunk}-{self.ids.trunk_call_number()}"
         if outbound:
-            return self.new_channel(name, uid, linkedid, "default", "s", state=0, tech="IAX2")
-        return self.new_channel(name, uid, uid, self.spec.ivr.context, "s", state=4, tech="IAX2")
+            return self.new_channel(
+                name, uid, linkedid, "default", "s", state=ChannelState.DOWN, tech="IAX2"
+            )
+        return self.new_channel(
+            name, uid, uid, self.spec.ivr.context, "s", state=ChannelState.RING, tech="IAX2"
+        )
 
     def trunk_state(self) -> None:
         """DeviceStateChange of the trunk after one of its channels changed."""
         prefix = f"IAX2/{self.spec.trunk}-"
         states = [c.state for c in self.channels.values() if c.name.startswith(prefix)]
-        if any(s == 6 for s in states):
-            state = "INUSE"
-        elif any(s == 5 for s in states):
-            state = "RINGING"
+        if any(s == ChannelState.UP for s in states):
+            state = DeviceState.INUSE
+        elif any(s == ChannelState.RINGING for s in states):
+            state = DeviceState.RINGING
         elif states:
-            state = "INUSE"
+            state = DeviceState.INUSE
         else:
-            state = "UNKNOWN"
+            state = DeviceState.UNKNOWN
         self.emit(wire.device_state_change(f"IAX2/{self.spec.trunk}", state))
 
     def new_bridge(self) -> Bridge:
@@ -346,19 +348,19 @@ class SimPbx:
             self.emit(wire.queue_member_event("QueueMemberStatus", member.view()))
             self._avail_changed(member.queue)
 
-    def set_status(self, agent: Agent, status: int, *, announce: bool = True) -> None:
+    def set_status(self, agent: Agent, status: DeviceState, *, announce: bool = True) -> None:
         agent.status = status
         if announce:
             self.member_status(agent)
 
-    def device(self, agent: Agent, state: str, times: int = 1) -> None:
+    def device(self, agent: Agent, state: DeviceState, times: int = 1) -> None:
         for _ in range(times):
             self.emit(wire.device_state_change(agent.device, state))
 
-    def _avail_state(self, queue: Queue) -> str:
+    def _avail_state(self, queue: Queue) -> DeviceState:
         # Follows what the wire already said (device states, pauses), not wrap-up.
-        free = any(not m.paused and m.agent.status == NOT_INUSE for m in queue.members)
-        return "NOT_INUSE" if free else "INUSE"
+        free = any(not m.paused and m.agent.status == DeviceState.NOT_INUSE for m in queue.members)
+        return DeviceState.NOT_INUSE if free else DeviceState.INUSE
 
     def _avail_changed(self, queue: Queue) -> None:
         state = self._avail_state(queue)
@@ -386,7 +388,7 @@ class SimPbx:
             if queue is not None and member.queue.name != queue:
                 continue
             device = f"Queue:{member.queue.name}_pause_{agent.interface}"
-            self.emit(wire.device_state_change(device, "INUSE" if paused else "NOT_INUSE"))
+            self.emit(wire.device_state_change(device, _in_use(paused)))
             if paused:
                 member.paused, member.paused_reason, member.last_pause = True, reason, now
             else:
@@ -409,9 +411,7 @@ class SimPbx:
         member = self._make_member(agent, queue_name, "dynamic", now)
         member.paused, member.paused_reason = paused, reason
         self.emit(
-            wire.device_state_change(
-                f"Queue:{queue_name}_pause_{agent.interface}", "INUSE" if paused else "NOT_INUSE"
-            )
+            wire.device_state_change(f"Queue:{queue_name}_pause_{agent.interface}", _in_use(paused))
         )
         self.emit(wire.queue_member_event("QueueMemberAdded", member.view()))
         self._avail_changed(member.queue)
@@ -431,7 +431,7 @@ class SimPbx:
 
     def queue_changed(self, queue: Queue) -> None:
         """Queue:<name> is RINGING while callers wait, NOT_INUSE when nobody does."""
-        state = "RINGING" if queue.entries else "NOT_INUSE"
+        state = DeviceState.RINGING if queue.entries else DeviceState.NOT_INUSE
         if state != queue.device_state:
             queue.device_state = state
             self.emit(wire.device_state_change(f"Queue:{queue.name}", state))
@@ -503,7 +503,7 @@ class SimPbx:
         self.scheduler.run(call.start)
         return call
 
-    def hangup_channel(self, ch: Channel, cause: int = 16) -> bool:
+    def hangup_channel(self, ch: Channel, cause: int = HangupCause.NORMAL_CLEARING) -> bool:
         """The Hangup action: whoever owns the channel ends its call."""
         for call in list(self.calls.values()):
             if call.owns(ch):
@@ -517,3 +517,8 @@ class SimPbx:
 
     async def close(self) -> None:
         await self.scheduler.close()
+
+
+def _in_use(paused: bool) -> DeviceState:
+    """Queue:<queue>_pause_<interface>: in use while the member is paused there."""
+    return DeviceState.INUSE if paused else DeviceState.NOT_INUSE

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from callback_dialer.ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
 from callback_dialer.ami.frames import AmiMessage, encode_message
 
 from . import wire
@@ -150,8 +151,8 @@ def _callbacks(pbx: SimPbx, rec: Recorder | None) -> None:
                 "Priority": "1",
                 "CallerID": f'"Callback {category}" <{number}>',
                 "Variable": [
-                    f"CALLBACK_ID={callback}",
-                    f"CALLBACK_CATEGORY={category}",
+                    f"{CALLBACK_ID_VAR}={callback}",
+                    f"{CATEGORY_VAR}={category}",
                     "AGENT_TALK=6",
                 ],
                 "Async": "true",
@@ -176,7 +177,7 @@ def _callbacks(pbx: SimPbx, rec: Recorder | None) -> None:
                 "Context": "callback-outbound",
                 "Exten": "79161230001",
                 "Priority": "1",
-                "Variable": "CALLBACK_ID=cb-6",
+                "Variable": f"{CALLBACK_ID_VAR}=cb-6",
                 "Async": "true",
                 "Timeout": "5000",
             },

@@ -20,13 +20,11 @@ import random
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from callback_dialer.ami.asterisk import UNKNOWN_ID, DialStatus
+
 from .customers import RandomCustomers
 from .ledger import Ledger
 from .model import (
-    ANSWER,
-    BUSY,
-    CHANUNAVAIL,
-    NOANSWER,
     AgentSpec,
     CallerScript,
     CustomerResponse,
@@ -156,7 +154,7 @@ def _present(rng: random.Random, number: str, formats: dict[str, float]) -> str:
 
 
 def caller_script(
-    rng: random.Random, profile: TrafficProfile, category: str, name: str = "<unknown>"
+    rng: random.Random, profile: TrafficProfile, category: str, name: str = UNKNOWN_ID
 ) -> CallerScript:
     """One call's behaviour: IVR choice and timing, patience, ``*``, talk."""
     ivr, patience = profile.ivr, profile.patience
@@ -300,7 +298,7 @@ def plan_day(
                     sub = Subscriber(
                         sid,
                         number,
-                        rng.choice(("anonymous", "<unknown>")),
+                        rng.choice(("anonymous", UNKNOWN_ID)),
                         "withheld",
                         intent,
                         category,
@@ -451,20 +449,20 @@ class TrafficRunner:
         if not sid or sid not in self.subs:
             return self.other_numbers.respond(number, now)
         if self.ledger.on_the_phone(sid, now):
-            return CustomerResponse(BUSY)  # one phone, one call (no call waiting)
+            return CustomerResponse(DialStatus.BUSY)  # one phone, one call (no call waiting)
         rng, cb = self.rngs[sid], self.profile.callbacks
         ring = _uniform(rng, cb.ring)
         roll = rng.random()
         if roll < cb.busy:
-            return CustomerResponse(BUSY, ring=min(ring, 2.0))
+            return CustomerResponse(DialStatus.BUSY, ring=min(ring, 2.0))
         roll -= cb.busy
         if roll < cb.no_answer:
-            return CustomerResponse(NOANSWER, ring=ring)
+            return CustomerResponse(DialStatus.NOANSWER, ring=ring)
         roll -= cb.no_answer
         if roll < cb.unreachable:
-            return CustomerResponse(CHANUNAVAIL, ring=1.0)
+            return CustomerResponse(DialStatus.CHANUNAVAIL, ring=1.0)
         if self.ledger.need_open(sid):
             talk = max(5.0, rng.lognormvariate(math.log(cb.talk_median), 0.6))
         else:
             talk = cb.served_talk
-        return CustomerResponse(ANSWER, ring=ring, talk=talk)
+        return CustomerResponse(DialStatus.ANSWER, ring=ring, talk=talk)

@@ -21,33 +21,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from callback_dialer.ami.asterisk import (
+    CAUSE_TEXT,
+    CHANNEL_STATE_DESC,
+    UNKNOWN_ID,
+    ChannelState,
+    DeviceState,
+    DialProgress,
+    DialStatus,
+    HangupCause,
+    OriginateReason,
+)
+
 Pairs = list[tuple[str, str]]
-
-STATE_DESC = {
-    0: "Down",
-    1: "Rsrvd",
-    2: "OffHook",
-    3: "Dialing",
-    4: "Ring",
-    5: "Ringing",
-    6: "Up",
-    7: "Busy",
-    8: "Dialing Offhook",
-    9: "Pre-ring",
-    10: "Unknown",
-}
-
-# Hangup causes the simulator uses, with Asterisk's texts (ast_cause2str).
-CAUSE_TEXT = {
-    0: "Unknown",
-    16: "Normal Clearing",
-    17: "User busy",
-    18: "No user responding",
-    19: "User alerting, no answer",
-    20: "Subscriber absent",
-    21: "Call Rejected",
-    34: "Circuit/channel congestion",
-}
 
 CALL = "call,all"
 DIALPLAN = "dialplan,all"
@@ -82,8 +68,8 @@ class BridgeView:
     num_channels: int
     type: str = "basic"
     technology: str = "simple_bridge"
-    creator: str = "<unknown>"
-    name: str = "<unknown>"
+    creator: str = UNKNOWN_ID
+    name: str = UNKNOWN_ID
     video_source_mode: str = "none"
 
 
@@ -102,7 +88,7 @@ class MemberView:
     last_pause: int
     login_time: int
     in_call: bool
-    status: int
+    status: int  # a DeviceState
     paused: bool
     paused_reason: str
     ringinuse: bool
@@ -116,7 +102,7 @@ def channel_block(ch: ChannelView, prefix: str = "") -> Pairs:
     pairs: Pairs = [
         (prefix + "Channel", ch.name),
         (prefix + "ChannelState", str(ch.state)),
-        (prefix + "ChannelStateDesc", STATE_DESC.get(ch.state, "Unknown")),
+        (prefix + "ChannelStateDesc", _state_desc(ch.state)),
         (prefix + "CallerIDNum", ch.caller_num),
         (prefix + "CallerIDName", ch.caller_name),
         (prefix + "ConnectedLineNum", ch.connected_num),
@@ -131,6 +117,10 @@ def channel_block(ch: ChannelView, prefix: str = "") -> Pairs:
     ]
     pairs.extend((prefix + "ChanVariable", f"{k}={v}") for k, v in ch.chanvars())
     return pairs
+
+
+def _state_desc(state: int) -> str:
+    return CHANNEL_STATE_DESC.get(state, CHANNEL_STATE_DESC[ChannelState.UNKNOWN])
 
 
 def bridge_block(bridge: BridgeView) -> Pairs:
@@ -211,12 +201,17 @@ def soft_hangup_request(ch: ChannelView, cause: int) -> Pairs:
 
 def hangup(ch: ChannelView, cause: int) -> Pairs:
     return _channel_event(
-        "Hangup", CALL, ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))
+        "Hangup",
+        CALL,
+        ch,
+        ("Cause", str(cause)),
+        ("Cause-txt", CAUSE_TEXT.get(cause, CAUSE_TEXT[HangupCause.UNKNOWN])),
     )
 
 
-def device_state_change(device: str, state: str) -> Pairs:
-    return _event("DeviceStateChange", CALL, [("Device", device), ("State", state)])
+def device_state_change(device: str, state: DeviceState) -> Pairs:
+    # Asterisk writes a device state as its AST_DEVICE_ name (ast_devstate_str).
+    return _event("DeviceStateChange", CALL, [("Device", device), ("State", state.name)])
 
 
 def user_event(ch: ChannelView, name: str, headers: Pairs) -> Pairs:
@@ -236,11 +231,11 @@ def dial_begin(caller: ChannelView | None, dest: ChannelView, dial_string: str) 
     return _dial("DialBegin", caller, dest, [("DialString", dial_string)])
 
 
-def dial_state(caller: ChannelView | None, dest: ChannelView, status: str) -> Pairs:
+def dial_state(caller: ChannelView | None, dest: ChannelView, status: DialProgress) -> Pairs:
     return _dial("DialState", caller, dest, [("DialStatus", status)])
 
 
-def dial_end(caller: ChannelView | None, dest: ChannelView, status: str) -> Pairs:
+def dial_end(caller: ChannelView | None, dest: ChannelView, status: DialStatus) -> Pairs:
     return _dial("DialEnd", caller, dest, [("DialStatus", status)])
 
 
@@ -283,7 +278,7 @@ def originate_response(
     channel: str,
     context: str,
     exten: str,
-    reason: int,
+    reason: OriginateReason,
     uniqueid: str,
     caller_num: str,
     caller_name: str,
