@@ -8,6 +8,9 @@ caller is still on the line, waits 1 s and hangs up; ``*`` pressed in a queue le
 ``[queue-exit]`` with ``Reason: KEYPRESS``. A caller who hangs up produces the captures'
 abandon sequence; a served caller is hung up when the agent hangs up (Queue() without ``c``).
 
+Ringing a member and the talk that follows are app_queue's (appqueue.py): it drives this call
+only through the steps at the end of the class (``QueuedCall`` in switch.py).
+
 Every event sequence below is the captures' (abandon_in_queue, answered_by_agent,
 hangup_in_ivr, keypress_callback, queue_timeout, busy_hour), in their order.
 """
@@ -15,33 +18,22 @@ hangup_in_ivr, keypress_callback, queue_timeout, busy_hour), in their order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from callback_dialer.ami.asterisk import (
-    CATEGORY_VAR,
-    ChannelState,
-    DeviceState,
-    DialProgress,
-    DialStatus,
-    HangupCause,
-)
+from callback_dialer.ami.asterisk import CATEGORY_VAR, ChannelState, DeviceState, HangupCause
 
 from . import wire
-from .channels import Bridge, Channel
-from .legs import AgentLeg, _secs
+from .appqueue import poll
+from .channels import Channel
 from .model import CallerScript, IvrOption
-from .observe import CallbackAsked, CallChose, CallConnected, CallEnded, CallQueued, CallStarted
-from .pbx import Member, QueueEntry
+from .observe import CallbackAsked, CallChose, CallEnded, CallQueued, CallStarted
 from .scheduler import Timer
-
-if TYPE_CHECKING:
-    from .pbx import SimPbx
+from .switch import QueueEntry, QueueRing, Switch
 
 
 class InboundCall:
     def __init__(
         self,
-        pbx: SimPbx,
+        pbx: Switch,
         number: str,
         script: CallerScript,
         *,
@@ -60,7 +52,7 @@ class InboundCall:
         self.step = 0
         self.entry: QueueEntry | None = None
         self.first_join: float | None = None
-        self.connection: MemberRing | None = None
+        self.connection: QueueRing | None = None  # the member talking to the caller
         self.outcome = ""
         self._timers: list[Timer] = []
 
@@ -72,7 +64,7 @@ class InboundCall:
         if ch is self.channel:
             return True
         ring = self.connection or (self.entry.ring if self.entry else None)
-        return ring is not None and ch in ring.leg.channels()
+        return ring is not None and ch in ring.channels()
 
     def _later(self, delay: float, fn: Callable[..., object], *args: object) -> None:
         # The caller's own timers: all cancelled when the call ends.
@@ -142,7 +134,7 @@ class InboundCall:
         p.emit(wire.newexten(ch, "Set", f"{CATEGORY_VAR}=unknown"))
         self._set_var(CATEGORY_VAR, "unknown")
         ch.priority = 4
-        p.emit(wire.newexten(ch, "WaitExten", _secs(ivr.wait_exten)))
+        p.emit(wire.newexten(ch, "WaitExten", wire.app_seconds(ivr.wait_exten)))
         if s.choice == "hangup":
             self._later(s.choice_after, self.hangup_requested, ch, HangupCause.NORMAL_CLEARING)
         elif s.choice is not None and s.choice_after < ivr.wait_exten:
@@ -181,7 +173,7 @@ class InboundCall:
         p, ch, s = self.pbx, self.channel, self.script
         name, timeout = self._queue_args()
         ch.priority = 2 + self.step
-        p.emit(wire.newexten(ch, "Queue", f"{name},,,,{_secs(timeout)}"))
+        p.emit(wire.newexten(ch, "Queue", f"{name},,,,{wire.app_seconds(timeout)}"))
         for var in (
             "ANSWEREDTIME",
             "ANSWEREDTIME_MS",
@@ -207,7 +199,7 @@ class InboundCall:
                 self._later(s.patience, self._patience_over)
             if s.star_after is not None:
                 self._later(s.star_after, self._press_star)
-        p.poll(entry)
+        poll(p, entry)
 
     def _waited(self, entry: QueueEntry) -> int:
         return int(self.pbx.clock.now()) - int(entry.joined_at)
@@ -278,7 +270,7 @@ class InboundCall:
         _, timeout = self._queue_args()
         self._wait_vars(entry)
         ch.at("queue-exit", "*", 0)
-        p.emit(wire.newexten(ch, "Queue", f"{entry.queue.name},,,,{_secs(timeout)}"))
+        p.emit(wire.newexten(ch, "Queue", f"{entry.queue.name},,,,{wire.app_seconds(timeout)}"))
         self._leave_queue(entry)
         self._request_callback("KEYPRESS")
 
@@ -298,7 +290,7 @@ class InboundCall:
         p.notify(CallbackAsked(call_id=ch.uniqueid, reason=reason, at=p.clock.now()))
         ch.priority += 1
         goodbye = p.spec.goodbye_seconds
-        p.emit(wire.newexten(ch, "Wait", _secs(goodbye)))
+        p.emit(wire.newexten(ch, "Wait", wire.app_seconds(goodbye)))
         self.phase = "goodbye"
         self.outcome = "callback_requested"
         self._later(goodbye, self._goodbye)
@@ -324,7 +316,7 @@ class InboundCall:
         if self.phase == "done":
             return
         if ch is not self.channel:
-            if self.connection is not None and ch in self.connection.leg.channels():
+            if self.connection is not None and ch in self.connection.channels():
                 self.connection.agent_hangs_up()
             elif self.entry is not None and self.entry.ring is not None:
                 self.entry.ring.ring_no_answer()
@@ -385,273 +377,45 @@ class InboundCall:
             )
         )
 
+    # ------------------------------------------------------------------ what app_queue does to it
 
-class MemberRing:
-    """A queue ringing one member for one waiting caller, and the talk if they answer."""
+    @property
+    def talking(self) -> bool:
+        return self.phase == "talk"
 
-    def __init__(self, pbx: SimPbx, entry: QueueEntry, member: Member) -> None:
-        self.pbx = pbx
-        self.entry = entry
-        self.member = member
-        self.agent = member.agent
-        self.call = entry.call
-        self.leg: AgentLeg
-        self.timer: Timer | None = None
-        self.bridge: Bridge | None = None
-        self.hold = 0
-        self.ring_seconds = 0.0
-        self.active = True
+    def leave_answered(self, entry: QueueEntry) -> int:
+        """A member answered: Queue() lets the caller out of ``entry``; the seconds waited."""
+        hold = self._waited(entry)
+        self._leave_queue(entry)
+        self._set_var("QUEUEWAIT", str(hold))
+        self._set_var("QUEUEWAIT_MS", str(hold * 1000))
+        return hold
 
-    def start(self) -> None:
-        p, agent, caller = self.pbx, self.agent, self.call.channel
-        self.leg = AgentLeg(p, agent, caller.linkedid)
-        agent.leg = self.leg
-        self.entry.ring = self
-        self.leg.create_for_queue(caller)
-        queue = self.entry.queue.name
-        p.emit(wire.agent_called(caller, self.leg.one, queue, agent.interface, agent.name))
-        p.emit(wire.dial_begin(caller, self.leg.one, self.leg.dial_string(queue=True)))
-        delay = agent.behaviour.answer_delay(agent.rng, callback=False)
-        timeout = self.entry.queue.spec.timeout
-        if delay is None or delay >= timeout:
-            self._show_ringing()
-            self.timer = p.scheduler.call_later(timeout, self.ring_no_answer)
-        elif delay > 0:
-            self._show_ringing()
-            self.timer = p.scheduler.call_later(delay, self.answer)
-        else:
-            self.timer = p.scheduler.call_later(0, self.answer)
-
-    def _show_ringing(self) -> None:
-        p, leg = self.pbx, self.leg
-        leg.show_ringing()
-        p.emit(wire.dial_state(self.call.channel, leg.one, DialProgress.RINGING))
-        p.device(self.agent, DeviceState.INUSE)
-        leg.ringing_shown = True
-        p.set_status(self.agent, DeviceState.INUSE)
-
-    # ------------------------------------------------------------------ no answer
-
-    def _drop_leg(self, status: DialStatus) -> None:
-        """The member's phone stops ringing (rang out, or the caller left)."""
-        p, leg, agent = self.pbx, self.leg, self.agent
-        self.active = False
-        if self.timer is not None:
-            self.timer.cancel()
-        p.emit(wire.dial_end(self.call.channel, leg.one, status))
-        for ch in reversed(leg.channels()):
-            p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
-            p.emit(wire.hangup(ch, HangupCause.NORMAL_CLEARING))
-        p.gone(*leg.channels())
-        self.entry.ring = None
-        agent.leg = None
-        if leg.ringing_shown:
-            p.device(agent, DeviceState.NOT_INUSE, times=2)
-            p.set_status(agent, DeviceState.NOT_INUSE)
-
-    def ring_no_answer(self) -> None:
-        if not self.active:
-            return
-        p, entry = self.pbx, self.entry
-        ring_ms = int((p.clock.now() - self.leg.ring_started_at) * 1000)
-        p.emit(
-            wire.agent_ring_no_answer(
-                self.call.channel,
-                self.leg.one,
-                entry.queue.name,
-                self.agent.interface,
-                self.agent.name,
-                ring_ms,
-            )
-        )
-        retry = entry.queue.spec.retry
-        # Try the other members before this one again.
-        entry.skip[self.agent.interface] = p.clock.now() + retry + entry.queue.spec.timeout
-        self._drop_leg(DialStatus.NOANSWER)
-        entry.poll_timer = p.scheduler.call_later(retry, p.poll, entry)
-
-    def cancel(self) -> None:
-        """The caller left the queue while this member was ringing."""
-        if self.active:
-            self._drop_leg(DialStatus.CANCEL)
-
-    # ------------------------------------------------------------------ answer and talk
-
-    def answer(self) -> None:
-        if not self.active:
-            return
-        p, leg, agent, call, entry = self.pbx, self.leg, self.agent, self.call, self.entry
-        caller = call.channel
-        queue = entry.queue
-        now = p.clock.now()
-        self.ring_seconds = now - leg.ring_started_at
-        leg.answer()
-        p.emit(wire.dial_end(caller, leg.one, DialStatus.ANSWER))
-        self.hold = call._waited(entry)
-        position = queue.position(entry)
-        queue.entries.remove(entry)
-        entry.left = True
-        entry.stop_timers()
-        p.queue_changed(queue)
-        p.emit(wire.queue_caller_leave(caller, queue.name, position, len(queue.entries)))
-        call._set_var("QUEUEPOSITION", str(position))
-        call._set_var("QUEUEWAIT", str(self.hold))
-        call._set_var("QUEUEWAIT_MS", str(self.hold * 1000))
-        call.entry = None
-        entry.ring = None
-        p.emit(
-            wire.agent_connect(
-                caller,
-                leg.one,
-                queue.name,
-                agent.interface,
-                agent.name,
-                self.hold,
-                int(self.ring_seconds),
-            )
-        )
-        bridge = self.bridge = p.new_bridge()
-        p.bridge_enter(bridge, leg.one)
-        p.bridge_enter(bridge, caller)
-        p.emit(wire.varset(leg.one, "BRIDGEPEER", caller.name))
-        p.emit(wire.varset(caller, "BRIDGEPEER", leg.one.name))
-        p.device(agent, DeviceState.INUSE, times=1 if leg.ringing_shown else 2)
-        self.member.in_call = True
-        p.set_status(agent, DeviceState.INUSE)
-        call.phase = "talk"
-        call.connection = self
-        for timer in call._timers:
+    def talk_started(self, ring: QueueRing) -> None:
+        """Bridged with the member ``ring`` reached: patience and ``*`` no longer apply."""
+        self.phase = "talk"
+        self.connection = ring
+        for timer in self._timers:
             timer.cancel()
-        call._timers.clear()
-        queue.hold_total += self.hold
-        p.notify(
-            CallConnected(call_id=caller.uniqueid, queue=queue.name, agent=agent.interface, at=now)
-        )
-        agent_talk = agent.behaviour.talk_seconds(agent.rng, callback=False)
-        leg.start_talk(agent_talk, after=0.015)
-        caller_talk = call.script.talk
-        if caller_talk is not None and caller_talk < agent_talk:
-            self.timer = p.scheduler.call_later(
-                caller_talk, call.hangup_requested, caller, HangupCause.NORMAL_CLEARING
-            )
-        else:
-            self.timer = p.scheduler.call_later(agent_talk, self.agent_hangs_up)
+        self._timers.clear()
 
-    def _talk_time(self) -> int:
-        answered = self.leg.answered_at or self.pbx.clock.now()
-        return int(self.pbx.clock.now() - answered)
+    def set_answered_vars(self, answered_at: float) -> None:
+        """Queue() returns after a talk that began at ``answered_at``."""
+        now = self.pbx.clock.now()
+        dialed = now - self.channel.created_at
+        self._set_var("ANSWEREDTIME", str(int(now - answered_at)))
+        self._set_var("ANSWEREDTIME_MS", str(int((now - answered_at) * 1000)))
+        self._set_var("DIALEDTIME", str(int(dialed)))
+        self._set_var("DIALEDTIME_MS", str(int(dialed * 1000)))
 
-    def _after_talk(self) -> None:
-        p, agent = self.pbx, self.agent
-        self.member.in_call = False
-        agent.status = DeviceState.NOT_INUSE
-        p.call_ended_for(agent, queue_call=True)
-        queue = self.entry.queue
-        queue.completed += 1
-        queue.talk_total += self._talk_time()
+    def hang_up(self, cause: int, *, outcome: str, by: str) -> None:
+        """The dialplan hangs the caller up (Queue() without ``c`` after the agent hung up)."""
+        self.outcome = outcome
+        self._hangup_caller(cause, by=by)
 
-    def _stop_talking(self) -> float:
-        """The start of either end of a talk: no more timers for this call; its talk time."""
-        self.active = False
-        if self.timer is not None:
-            self.timer.cancel()
-        return self._talk_time()
+    def line_free(self) -> None:
+        self._device(DeviceState.NOT_INUSE)
 
-    def agent_hangs_up(self) -> None:
-        """answered_by_agent: the agent's dialplan reaches Hangup()."""
-        if not self.active or self.call.phase != "talk":
-            return
-        talk = self._stop_talking()
-        p, leg, agent, call = self.pbx, self.leg, self.agent, self.call
-        caller, bridge = call.channel, self.bridge
-        assert bridge is not None
-        if leg.two is not None:
-            leg.two.priority = 3
-            p.emit(wire.newexten(leg.two, "Hangup", ""))
-            p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
-            p.emit(wire.hangup_request(leg.one, HangupCause.NORMAL_CLEARING))
-            p.emit(wire.hangup(leg.two, HangupCause.NORMAL_CLEARING))
-        else:
-            p.emit(wire.hangup_request(leg.one, HangupCause.NORMAL_CLEARING))
-        p.device(agent, DeviceState.NOT_INUSE)
-        self._after_talk()
-        p.member_status(agent)
-        p.emit(
-            wire.agent_complete(
-                caller,
-                leg.one,
-                self.entry.queue.name,
-                agent.interface,
-                agent.name,
-                self.hold,
-                talk,
-                "agent",
-            )
-        )
-        p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
-        p.emit(wire.varset(caller, "BRIDGEPEER", ""))
-        p.bridge_leave(bridge, leg.one)
-        p.emit(wire.hangup(leg.one, HangupCause.NORMAL_CLEARING))
-        p.bridge_leave(bridge, caller)
-        p.emit(wire.bridge_destroy(bridge.view()))
-        self._answered_vars()
-        p.emit(wire.soft_hangup_request(caller, HangupCause.NORMAL_CLEARING))
-        p.emit(wire.hangup_request(caller, HangupCause.NORMAL_CLEARING))
-        p.device(agent, DeviceState.NOT_INUSE)
-        p.gone(*leg.channels())
-        call.outcome = "served"
-        call._hangup_caller(HangupCause.NORMAL_CLEARING, by="agent")
-
-    def _answered_vars(self) -> None:
-        call, now = self.call, self.pbx.clock.now()
-        answered = self.leg.answered_at or now
-        dialed = now - call.channel.created_at
-        call._set_var("ANSWEREDTIME", str(int(now - answered)))
-        call._set_var("ANSWEREDTIME_MS", str(int((now - answered) * 1000)))
-        call._set_var("DIALEDTIME", str(int(dialed)))
-        call._set_var("DIALEDTIME_MS", str(int(dialed * 1000)))
-
-    def caller_hangs_up(self) -> None:
-        """busy_hour: the caller hangs up while talking to the agent."""
-        if not self.active:
-            return
-        talk = self._stop_talking()
-        p, leg, agent, call = self.pbx, self.leg, self.agent, self.call
-        caller, bridge = call.channel, self.bridge
-        assert bridge is not None
-        p.emit(wire.hangup_request(caller, HangupCause.NORMAL_CLEARING))
-        p.emit(
-            wire.agent_complete(
-                caller,
-                leg.one,
-                self.entry.queue.name,
-                agent.interface,
-                agent.name,
-                self.hold,
-                talk,
-                "caller",
-            )
-        )
-        p.emit(wire.varset(caller, "BRIDGEPEER", ""))
-        p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
-        p.bridge_leave(bridge, caller)
-        self._answered_vars()
-        p.emit(wire.soft_hangup_request(caller, HangupCause.NORMAL_CLEARING))
-        p.emit(wire.hangup_request(caller, HangupCause.NORMAL_CLEARING))
-        p.emit(wire.hangup(caller, HangupCause.NORMAL_CLEARING))
-        p.gone(caller)
-        p.bridge_leave(bridge, leg.one)
-        p.emit(wire.bridge_destroy(bridge.view()))
-        if leg.two is not None:
-            p.emit(wire.hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
-        p.emit(wire.hangup(leg.one, HangupCause.NORMAL_CLEARING))
-        if leg.two is not None:
-            p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
-            p.emit(wire.hangup(leg.two, HangupCause.NORMAL_CLEARING))
-        p.gone(*leg.channels())
-        call._device(DeviceState.NOT_INUSE)
-        self._after_talk()
-        p.member_status(agent)
-        p.device(agent, DeviceState.NOT_INUSE, times=2)
-        call.outcome = "served"
-        call._finish("caller")
+    def finish(self, *, outcome: str, by: str) -> None:
+        self.outcome = outcome
+        self._finish(by)

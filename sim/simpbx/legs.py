@@ -9,15 +9,11 @@ names, ids and the creation sequences.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from callback_dialer.ami.asterisk import UNKNOWN_ID, ChannelState
 
 from . import wire
 from .channels import Channel
-
-if TYPE_CHECKING:
-    from .pbx import Agent, SimPbx
+from .switch import Agent, Switch
 
 
 def split_local(target: str) -> tuple[str, str, bool]:
@@ -35,7 +31,7 @@ class AgentLeg:
     Local ;2 that runs the agents dialplan (None for a PJSIP phone)."""
 
     def __init__(
-        self, pbx: SimPbx, agent: Agent, linkedid: str | None, one_uid: str = "", two_uid: str = ""
+        self, pbx: Switch, agent: Agent, linkedid: str | None, one_uid: str = "", two_uid: str = ""
     ) -> None:
         self.pbx = pbx
         self.agent = agent
@@ -185,7 +181,7 @@ class AgentLeg:
         def wait() -> None:
             if not two.hung_up:
                 two.priority = 2
-                self.pbx.emit(wire.newexten(two, "Wait", _secs(seconds)))
+                self.pbx.emit(wire.newexten(two, "Wait", wire.app_seconds(seconds)))
 
         self.pbx.scheduler.call_later(after, wait)
 
@@ -196,7 +192,3 @@ class AgentLeg:
         if queue:
             return agent.interface
         return f"{agent.extension}@{self.pbx.spec.agent_context}"
-
-
-def _secs(seconds: float) -> str:
-    return str(round(seconds)) if abs(seconds - round(seconds)) < 1e-6 else f"{seconds:.1f}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from callback_dialer.ami.asterisk import (
     CALLBACK_AGENT_VAR,
@@ -38,13 +37,10 @@ from callback_dialer.ami.frames import AmiMessage
 
 from . import wire
 from .channels import Bridge, Channel
-from .legs import AgentLeg, _secs, split_local
+from .legs import AgentLeg, split_local
 from .observe import CustomerLegEnded, CustomerRinging, OriginateDone
-from .pbx import Agent
 from .scheduler import Timer
-
-if TYPE_CHECKING:
-    from .pbx import SimPbx
+from .switch import Agent, Switch
 
 Reply = Callable[[list[tuple[str, str]]], None]
 
@@ -306,7 +302,7 @@ class CustomerLeg:
 
 
 class Origination:
-    def __init__(self, pbx: SimPbx, req: OriginateRequest, reply: Reply | None = None) -> None:
+    def __init__(self, pbx: Switch, req: OriginateRequest, reply: Reply | None = None) -> None:
         self.pbx = pbx
         self.req = req
         self.reply = reply  # a synchronous Originate is answered at its outcome
@@ -495,7 +491,7 @@ class Origination:
         leg.show_ringing()
         if leg.two is not None:
             leg.two.priority = 2
-            p.emit(wire.newexten(leg.two, "Wait", _secs(self.req.timeout)))
+            p.emit(wire.newexten(leg.two, "Wait", wire.app_seconds(self.req.timeout)))
         p.emit(wire.dial_state(None, leg.one, DialProgress.RINGING))
         p.device(self.agent, DeviceState.INUSE)
         leg.ringing_shown = True
@@ -548,7 +544,8 @@ class Origination:
         p.emit(wire.newexten(one, "NoOp", f"callback {self.callback_id} to {req.exten}"))
         one.priority = 2
         dial_timeout = p.spec.callback_dial_timeout
-        p.emit(wire.newexten(one, "Dial", f"IAX2/{p.spec.trunk}/{req.exten},{_secs(dial_timeout)}"))
+        dial = f"IAX2/{p.spec.trunk}/{req.exten},{wire.app_seconds(dial_timeout)}"
+        p.emit(wire.newexten(one, "Dial", dial))
         forced = req.var("AGENT_TALK")
         if forced:
             # The capture PBX's agents: Wait(${AGENT_TALK}) and hang up, whatever happens.
@@ -711,7 +708,8 @@ class Origination:
         p.emit(wire.local_bridge(one, two, context, number, optimize))
         p.emit(wire.dial_begin(None, one, f"{number}@{context}"))
         dial_timeout = min(p.spec.customer_dial_timeout, req.timeout or 1e9)
-        p.emit(wire.newexten(two, "Dial", f"IAX2/{p.spec.trunk}/{number},{_secs(dial_timeout)}"))
+        dial = f"IAX2/{p.spec.trunk}/{number},{wire.app_seconds(dial_timeout)}"
+        p.emit(wire.newexten(two, "Dial", dial))
         self.customer = CustomerLeg(self, two, number, dial_timeout)
         self.customer.start()
 
@@ -728,9 +726,8 @@ class Origination:
         target = req.var(CALLBACK_AGENT_VAR)
         agent = p.agent(target) if target else p.agent(req.exten)
         one.at(req.context, req.exten, 1)
-        p.emit(
-            wire.newexten(one, "Dial", f"{target or req.exten},{_secs(p.spec.agent_dial_timeout)}")
-        )
+        dial = f"{target or req.exten},{wire.app_seconds(p.spec.agent_dial_timeout)}"
+        p.emit(wire.newexten(one, "Dial", dial))
         if agent is None or agent.leg is not None:
             self._customer_first_over(
                 HangupCause.USER_BUSY if agent is not None else HangupCause.SUBSCRIBER_ABSENT

@@ -610,3 +610,8 @@ def hms(seconds: float) -> str:
     """A channel's age as CoreShowChannel writes it: ``HH:MM:SS``."""
     total = max(0, int(seconds))
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def app_seconds(seconds: float) -> str:
+    """Seconds in a dialplan application's data, as the dialplan writes them: ``6``, ``0.5``."""
+    return str(round(seconds)) if abs(seconds - round(seconds)) < 1e-6 else f"{seconds:.1f}"
