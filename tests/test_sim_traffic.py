@@ -350,3 +350,31 @@ async def test_a_callback_finds_a_subscriber_on_another_call_busy() -> None:
     )
     assert answers["ANSWER"] > answers["BUSY"]  # the others are mostly free to answer
     await pbx.close()
+
+
+async def test_queue_add_over_ami_adds_the_member_and_says_so() -> None:
+    clock = ManualClock(start=dt.datetime(2026, 11, 24, 10, tzinfo=TZ).timestamp())
+    sim = await Simulation.start(clock, agents=2, hours=1, secret="s")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        await reader.readline()
+        writer.write(
+            b"Action: Login\r\nActionID: 1\r\nUsername: dialer\r\nSecret: s\r\n\r\n"
+            b"Action: QueueAdd\r\nActionID: 2\r\nQueue: support\r\n"
+            b"Interface: Local/101@agents/n\r\nPaused: true\r\nReason: training\r\n\r\n"
+            b"Action: QueueAdd\r\nActionID: 3\r\nQueue: support\r\n"
+            b"Interface: Local/101@agents/n\r\n\r\n"
+        )
+        decoder, got = FrameDecoder(), []
+        while sum(1 for m in got if m.get("ActionID") in ("2", "3")) < 2:
+            got.extend(decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
+        writer.close()
+    finally:
+        await sim.stop()
+    replies = {m["ActionID"]: (m["Response"], m["Message"]) for m in got if m.response}
+    assert replies["2"] == ("Success", "Added interface to queue")
+    assert replies["3"] == ("Error", "Unable to add interface: Already there")
+    added = [m for m in got if m.event == "QueueMemberAdded"]
+    assert [(m["Queue"], m["Interface"], m["Paused"], m["PausedReason"]) for m in added] == [
+        ("support", "Local/101@agents/n", "1", "training")
+    ]

@@ -8,6 +8,7 @@ are answered from the PBX's state the way Asterisk 22 answers them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -335,11 +336,13 @@ class PbxAmi:
             return
         paused = message.get("Paused", "false").lower() in ("true", "yes", "1", "on")
         ok = self.pbx.scheduler.run(
-            self.pbx.add_member,
-            message.get("Interface"),
-            queue,
-            paused=paused,
-            reason=message.get("Reason"),
+            functools.partial(
+                self.pbx.add_member,
+                message.get("Interface"),
+                queue,
+                paused=paused,
+                reason=message.get("Reason"),
+            )
         )
         if not ok:
             self._reply(session, action_id, "Unable to add interface: Already there", "Error")
