@@ -15,13 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..ami.asterisk import BUSY_DEVICE_STATES, DeviceState
 from ..ami.frames import AmiMessage
 from ..clock import Clock
 from ..config import Config
-
-# Asterisk device states (AST_DEVICE_*), as QueueMember events give them in Status.
-NOT_INUSE, INUSE, BUSY, INVALID, UNAVAILABLE, RINGING, RINGINUSE, ONHOLD = 1, 2, 3, 4, 5, 6, 7, 8
-_BUSY_STATES = frozenset({INUSE, BUSY, RINGING, RINGINUSE, ONHOLD})
 
 
 @dataclass(slots=True)
@@ -38,7 +35,7 @@ class _Agent:
     interface: str
     name: str = ""
     memberships: dict[str, Membership] = field(default_factory=dict)
-    status: int = NOT_INUSE
+    status: int = DeviceState.NOT_INUSE
     busy: bool = False
     last_call_end: float = 0.0
     cooldown_until: float = 0.0
@@ -173,12 +170,12 @@ class AgentBook:
     def on_agent_called(self, message: AmiMessage) -> None:
         agent = self.agents.get(message.fields.get("Interface", ""))
         if agent is not None:
-            self._set_status(agent, RINGING, self.clock.now())
+            self._set_status(agent, DeviceState.RINGING, self.clock.now())
 
     def on_agent_connect(self, message: AmiMessage) -> None:
         agent = self.agents.get(message.fields.get("Interface", ""))
         if agent is not None:
-            self._set_status(agent, INUSE, self.clock.now())
+            self._set_status(agent, DeviceState.INUSE, self.clock.now())
 
     def on_agent_complete(self, message: AmiMessage) -> None:
         agent = self.agents.get(message.fields.get("Interface", ""))
@@ -192,12 +189,12 @@ class AgentBook:
         if agent is not None:
             now = self.clock.now()
             was_free = self._free_somewhere(agent, now)
-            if agent.status in (RINGING, RINGINUSE):
-                self._set_status(agent, NOT_INUSE, now)
+            if agent.status in (DeviceState.RINGING, DeviceState.RINGINUSE):
+                self._set_status(agent, DeviceState.NOT_INUSE, now)
             self._changed(agent, was_free, now)
 
     def _set_status(self, agent: _Agent, status: int, now: float) -> None:
-        busy = status in _BUSY_STATES
+        busy = status in BUSY_DEVICE_STATES
         if agent.busy and not busy:
             agent.last_call_end = now  # a call just ended: wrap-up starts now
         if busy != agent.busy or status != agent.status:
@@ -238,7 +235,7 @@ class AgentBook:
 
     def _available(self, agent: _Agent, now: float) -> bool:
         return (
-            agent.status == NOT_INUSE
+            agent.status == DeviceState.NOT_INUSE
             and not agent.busy
             and not agent.in_call()
             and not agent.reserved_for
@@ -318,11 +315,11 @@ class AgentBook:
             paused = [m for m in agent.memberships.values() if m.paused]
             if agent.reserved_for:
                 state = "reserved"
-            elif agent.status in (RINGING, RINGINUSE):
+            elif agent.status in (DeviceState.RINGING, DeviceState.RINGINUSE):
                 state = "ringing"
             elif agent.busy or agent.in_call():
                 state = "talking"
-            elif agent.status in (UNAVAILABLE, INVALID):
+            elif agent.status in (DeviceState.UNAVAILABLE, DeviceState.INVALID):
                 state = "unavailable"
             elif paused and len(paused) == len(agent.memberships):
                 state = "paused"

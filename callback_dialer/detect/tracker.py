@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
 from ..ami.frames import AmiMessage
 from ..config import Config
 from ..logs import get_logger
@@ -38,8 +39,6 @@ from .requests import source_for_request
 
 log = get_logger(__name__)
 
-CATEGORY_VAR = "CALLBACK_CATEGORY"
-CALLBACK_ID_VAR = "CALLBACK_ID"
 _ENDED_MEMORY = 20_000  # call ids remembered after their end (late events are ignored)
 
 
