@@ -34,7 +34,7 @@ test per fault:
 from __future__ import annotations
 
 import asyncio
-import codecs
+import functools
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -122,8 +122,6 @@ class _Protocol(AMIProtocol):
     def data_received(self, data: bytes) -> None:
         client = self.client
         client._last_rx = asyncio.get_running_loop().time()
-        if client.recorder is not None:
-            client._record_in(data)
         try:
             client.stream.feed(data, client.clock.now())
         except Exception:  # never let a read kill the link
@@ -157,9 +155,7 @@ class AmiClient:
         self.router = router
         self.clock = clock or RealClock()
         self.stream = AmiStream(router, on_response=self._on_message)
-        self.recorder: Recorder | None = None
-        self._record_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._record_decoder_buffer = ""
+        self._recorder: Recorder | None = None
         self._manager = _Manager(
             self, host=config.host, port=config.port, encoding="utf8", events="on"
         )
@@ -464,19 +460,14 @@ class AmiClient:
 
     # ------------------------------------------------------------------ recording
 
-    def _record_in(self, data: bytes) -> None:
-        # Recorded per message, like the shared captures; decoding here is separate from
-        # the live decoder so a recording never changes what the handlers see.
-        assert self.recorder is not None
-        self._record_decoder_buffer += self._record_decoder.decode(data)
-        buffer = self._record_decoder_buffer
-        if buffer.startswith("Asterisk Call Manager/") and "\r\n" in buffer:
-            line, _, buffer = buffer.partition("\r\n")
-            self.recorder("in", line + "\r\n")
-        while True:
-            end = buffer.find("\r\n\r\n")
-            if end == -1:
-                break
-            self.recorder("in", buffer[: end + 4])
-            buffer = buffer[end + 4 :]
-        self._record_decoder_buffer = buffer
+    @property
+    def recorder(self) -> Recorder | None:
+        """Given every message as it crossed the wire: ``("in", raw)`` for what Asterisk sent
+        (the greeting line, then each frame, framed by the decoder the handlers use), and
+        ``("out", raw)`` for each action sent."""
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        self._recorder = recorder
+        self.stream.on_raw = None if recorder is None else functools.partial(recorder, "in")

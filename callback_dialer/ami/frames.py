@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 GREETING_PREFIX = "Asterisk Call Manager/"
 # No real AMI message comes near this; a frame longer than this is junk (or an attack).
@@ -139,13 +140,25 @@ class DecoderStats:
         del self.reasons[:-20]
 
 
+class Frame(NamedTuple):
+    """One record of the stream as it crossed the wire, and its message if it is one."""
+
+    raw: str  # the greeting line with its CRLF, or a frame with its closing blank line
+    message: AmiMessage | None  # None: the greeting, a blank, damaged or oversized frame
+
+
 class FrameDecoder:
-    """Feed it bytes as they arrive; it yields complete messages."""
+    """Feed it bytes as they arrive; it yields complete messages (``iter_feed``), or every
+    record with its raw text (``iter_frames``, for recordings). One framer for both, so a
+    recording holds exactly the frames the handlers were given. Use one of the two per decoder:
+    only ``iter_frames`` keeps an oversized frame's text (a recording wants it whole; the live
+    path must not hold a megabyte of junk)."""
 
     def __init__(self, max_frame_chars: int = MAX_FRAME_CHARS) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
         self._skipping = False  # inside an oversized frame: drop until its end
+        self._skipped: list[str] = []  # the dropped text of that frame (iter_frames only)
         self.max_frame_chars = max_frame_chars
         self.greeting: str | None = None
         self.stats = DecoderStats()
@@ -158,15 +171,24 @@ class FrameDecoder:
         self._decoder.reset()
         self._buffer = ""
         self._skipping = False
+        self._skipped.clear()
         self.greeting = None
 
     def feed(self, data: bytes, received_at: float = 0.0) -> list[AmiMessage]:
         return list(self.iter_feed(data, received_at))
 
     def iter_feed(self, data: bytes, received_at: float = 0.0) -> Iterator[AmiMessage]:
+        return self._frames(data, received_at, keep_raw=False)
+
+    def iter_frames(self, data: bytes, received_at: float = 0.0) -> Iterator[Frame]:
+        """Every record complete in ``data``, in wire order: the greeting line, then each frame
+        (blank, damaged and oversized ones too) with its text exactly as received."""
+        return self._frames(data, received_at, keep_raw=True)
+
+    def _frames(self, data: bytes, received_at: float, keep_raw: bool) -> Iterator[Any]:
+        # The framer: with keep_raw it yields a Frame per record, without it only the messages
+        # (the live path, which must not pay for cutting out text it never uses).
         text = self._decoder.decode(data)
-        if "\x00" in text:
-            text = text.replace("\x00", "")
         buffer = self._buffer + text if self._buffer else text
         if self.greeting is None and buffer.startswith(GREETING_PREFIX):
             line, sep, rest = buffer.partition("\r\n")
@@ -175,24 +197,36 @@ class FrameDecoder:
                 return
             self.greeting = line
             buffer = rest
+            if keep_raw:
+                yield Frame(line + "\r\n", None)
         start = 0
         while True:
             end = buffer.find("\r\n\r\n", start)
             if end == -1:
                 break
             frame = buffer[start:end]
-            start = end + 4
+            begin, start = start, end + 4
             if self._skipping:
                 self._skipping = False
+                if keep_raw:
+                    self._skipped.append(buffer[begin:start])
+                    raw = "".join(self._skipped)
+                    self._skipped.clear()
+                    yield Frame(raw, None)
                 continue
+            message = None
+            if "\x00" in frame:  # junk: gone from the message, kept in the raw text
+                frame = frame.replace("\x00", "")
             if not frame.strip():
-                continue
-            if len(frame) > self.max_frame_chars:
+                pass
+            elif len(frame) > self.max_frame_chars:
                 self.stats.oversized_frames += 1
                 self.stats.note(f"frame over {self.max_frame_chars} characters dropped")
-                continue
-            message = self._parse(frame, received_at)
-            if message is not None:
+            else:
+                message = self._parse(frame, received_at)
+            if keep_raw:
+                yield Frame(buffer[begin:start], message)
+            elif message is not None:
                 yield message
         rest = buffer[start:] if start else buffer
         if len(rest) > self.max_frame_chars or (self._skipping and len(rest) > 3):
@@ -201,6 +235,8 @@ class FrameDecoder:
                 self.stats.oversized_frames += 1
                 self.stats.note(f"frame over {self.max_frame_chars} characters dropped")
                 self._skipping = True
+            if keep_raw:
+                self._skipped.append(rest[:-3])
             # Keep a tail so a terminator split across reads is still seen.
             rest = rest[-3:]
         self._buffer = rest
