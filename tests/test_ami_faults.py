@@ -1,5 +1,7 @@
 """One test per panoramisk 1.4 fault (../shared/notes/stack-findings.md), against a live AMI
-server speaking the captured wire format: each is fixed or contained by dialer/ami.py."""
+server speaking the captured wire format: each is fixed or contained by ami/client.py. Then the
+actions and their answers, which one table of ours keeps (ami/pending.py): our messages back,
+lists collected, nothing left behind."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from callback_dialer.ami.client import (
     AmiActionFailed,
     AmiActionTimeout,
     AmiClient,
+    AmiConnectionLost,
     AmiNotConnected,
     OriginateFateUnknown,
 )
@@ -308,3 +311,151 @@ async def test_malformed_frames_are_skipped_and_the_link_lives(server, make_clie
     await server.send_event(HANGUP)
     await until(lambda: "1.1" in seen)
     assert client.authenticated and server.connections == 1
+
+
+# ---------------------------------------------------------------- actions and their answers
+
+
+def queue_member(name: str) -> list[tuple[str, str]]:
+    return [("Event", "QueueMember"), ("Queue", "sales"), ("Name", name), ("Status", "1")]
+
+
+async def test_send_action_returns_our_message(server, make_client) -> None:
+    client = await make_client()
+    reply = await client.send_action({"Action": "Ping"})
+    assert isinstance(reply, AmiMessage)
+    assert (reply.response, reply.get("Ping")) == ("Success", "Pong")
+    assert reply.action_id == server.actions_named("Ping")[-1].get("ActionID")
+    assert client.in_flight == 0
+
+
+async def test_send_list_returns_the_items_and_the_handlers_see_them_too(
+    server, make_client
+) -> None:
+    async def two_members(session, message) -> None:
+        items = [queue_member("Agent 101"), queue_member("Agent 102")]
+        session.write(server.list_response("queuestatus", message.get("ActionID"), items))
+
+    server.on_action("QueueStatus", two_members)
+    router = EventRouter()
+    seen: list[tuple[str, str]] = []
+    router.tap(lambda m: seen.append((m.event, m.get("Name"))))
+    client = await make_client(router)
+    items = await client.send_list({"Action": "QueueStatus"})
+    assert all(isinstance(m, AmiMessage) for m in items)
+    assert [(m.event, m.get("Name"), m.get("Queue")) for m in items] == [
+        ("QueueMember", "Agent 101", "sales"),
+        ("QueueMember", "Agent 102", "sales"),
+    ]
+    # The items and the Complete event reached the handlers; the acknowledgement did not.
+    assert seen[-3:] == [
+        ("QueueMember", "Agent 101"),
+        ("QueueMember", "Agent 102"),
+        ("QueueStatusComplete", ""),
+    ]
+    assert client.in_flight == 0
+
+
+async def test_a_refused_list_raises_and_an_empty_list_is_empty(server, make_client) -> None:
+    client = await make_client()
+    assert await client.send_list({"Action": "CoreShowChannels"}) == []
+
+    async def refuse(session, message) -> None:
+        session.write(response(message.get("ActionID"), "Permission denied", status="Error"))
+
+    server.on_action("Status", refuse)
+    with pytest.raises(AmiActionFailed, match="Permission denied"):
+        await client.send_list({"Action": "Status"})
+    assert client.in_flight == 0
+
+
+async def test_a_list_cut_by_a_dropped_link_fails_and_is_never_sent_again(
+    server, make_client
+) -> None:
+    async def start_then_crash(session, message) -> None:
+        action_id = message.get("ActionID")
+        full = server.list_response("queuestatus", action_id, [queue_member("Agent 101")])
+        session.write(full[: full.index(b"Event: QueueStatusComplete")])
+        await session.drain()
+        session.abort()
+
+    server.on_action("QueueStatus", start_then_crash)
+    client = await make_client()
+    with pytest.raises(AmiConnectionLost):
+        await client.send_list({"Action": "QueueStatus"})
+    assert client.in_flight == 0
+    await until(lambda: client.authenticated and server.logins == 2)
+    await asyncio.sleep(0.3)
+    assert len(server.actions_named("QueueStatus")) == 1
+
+
+async def test_an_answer_after_the_timeout_reaches_no_waiter_and_breaks_nothing(
+    server, make_client
+) -> None:
+    async def slow_pong(session, message) -> None:
+        await asyncio.sleep(0.4)
+        session.write(response(message.get("ActionID"), "", Ping="Pong"))
+
+    server.on_action("Ping", slow_pong)
+    client = await make_client(ping_interval=30)
+    with pytest.raises(AmiActionTimeout):
+        await client.send_action({"Action": "Ping"}, timeout=0.1)
+    assert client.in_flight == 0
+    await asyncio.sleep(0.5)  # the late Pong arrives now
+    reply = await client.send_action({"Action": "Ping"}, timeout=1)
+    assert reply.get("Ping") == "Pong" and client.authenticated
+
+
+async def test_an_originate_response_ahead_of_the_acknowledgement_is_not_taken_for_it(
+    server, make_client
+) -> None:
+    async def fail_fast(session, message) -> None:
+        action_id = message.get("ActionID")
+        session.write(
+            encode_message(
+                [
+                    ("Event", "OriginateResponse"),
+                    ("ActionID", action_id),
+                    ("Response", "Failure"),
+                    ("Reason", "0"),
+                ]
+            )
+            + response(action_id, "Originate successfully queued")
+        )
+
+    server.on_action("Originate", fail_fast)
+    router = EventRouter()
+    outcomes: list[tuple[str, str]] = []
+    router.on("OriginateResponse", lambda m: outcomes.append((m.get("ActionID"), m.get("Reason"))))
+    client = await make_client(router)
+    action_id = await client.originate(
+        {"Channel": "Local/101@agents", "Context": "x", "Exten": "1", "Priority": "1"}
+    )
+    await until(lambda: outcomes)
+    assert outcomes == [(action_id, "0")]
+    assert client.in_flight == 0
+
+
+async def test_actions_go_out_as_panoramisk_wrote_them(server, make_client) -> None:
+    client = await make_client()
+    recorded: list[tuple[str, str]] = []
+    client.recorder = lambda direction, raw: recorded.append((direction, raw))
+    await client.originate(
+        {
+            "Channel": "Local/101@agents",
+            "Exten": "79161230001",
+            "Context": "callback-outbound",
+            "Priority": 1,
+            "Variable": ["CALLBACK_ID=cb-1", "CALLBACK_CATEGORY=billing"],
+            "ActionID": "cb-1-try-1",
+        }
+    )
+    out = [raw for direction, raw in recorded if direction == "out"]
+    assert out == [
+        "Action: Originate\r\nActionID: cb-1-try-1\r\nAsync: true\r\n"
+        "Channel: Local/101@agents\r\nContext: callback-outbound\r\nExten: 79161230001\r\n"
+        "Priority: 1\r\nVariable: CALLBACK_ID=cb-1\r\nVariable: CALLBACK_CATEGORY=billing\r\n"
+        "\r\n"
+    ]
+    sent = await server.wait_action("Originate")
+    assert sent.getall("Variable") == ["CALLBACK_ID=cb-1", "CALLBACK_CATEGORY=billing"]

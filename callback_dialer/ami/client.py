@@ -1,7 +1,15 @@
-"""The one long-lived AMI connection: panoramisk, with its faults fixed or contained.
+"""The one long-lived AMI connection: panoramisk as the link, everything above it ours.
 
-panoramisk 1.4 gives us the protocol's action bookkeeping (ActionIDs, futures, collecting the
-events of a list response). Measured against a long-lived daemon's needs it has eleven faults
+What panoramisk does here: its ``AMIProtocol`` is the connection, the asyncio protocol of the
+TCP link (it takes the transport when the link opens and is told when it is lost). What we do
+on top, because of the faults below: open the link and reconnect (one loop of ours), log in,
+watch for silence, frame and parse every byte (``frames.FrameDecoder``, the one framer, for
+recordings too), keep the one table of actions in flight (``pending.PendingActions``: ActionID
+-> waiter, a list's items collected up to ``EventList: Complete``), and hand events to the
+router. Its Manager, Action and Message are not used: above this package there is only our
+``AmiMessage``; ``send_action`` returns one, ``send_list`` a list of them.
+
+panoramisk 1.4 measured against a long-lived daemon's needs has eleven faults
 (../shared/notes/stack-findings.md); each is handled here, and tests/test_ami_faults.py has a
 test per fault:
 
@@ -16,19 +24,21 @@ test per fault:
  5. ``close()`` did not stop a pending reconnect
       -> one reconnect loop of ours, which ``close`` ends.
  6. ``connect()`` raised and scheduled its own retry (connections multiplied)
-      -> panoramisk's connect/reconnect is never used; we open the transport ourselves.
+      -> panoramisk's Manager (connect, reconnect, login, ping) is not used; we open the link.
  7. ``authenticated`` stayed True while disconnected
       -> ``authenticated`` is true only while connected and logged in.
  8. Actions re-sent after a reconnect (an Originate dialled twice); futures never resolved
-      -> nothing is ever re-sent; pending actions fail with AmiNotConnected when the link
-         drops (an Originate with OriginateFateUnknown); every action has a timeout.
+      -> nothing is ever re-sent (there is no queue of actions to re-send); pending actions
+         fail with AmiConnectionLost when the link drops (an Originate with
+         OriginateFateUnknown); every action has a timeout.
  9. A UTF-8 character split across two reads was dropped
       -> incremental decoding (frames.FrameDecoder).
 10. ``ChanVariable`` was a string once, a list when repeated
       -> AmiMessage.getall / chanvars always give all values.
 11. ``send_action(Originate)`` swallowed the OriginateResponse; every reply looked successful
-      -> Originate waits for the acknowledgement only (OriginateResponse reaches the
-         handlers), and every reply's ``Response`` is checked.
+      -> an event never answers a single action, so ``originate`` waits for the
+         acknowledgement only and OriginateResponse reaches the handlers; every reply's
+         ``Response`` is checked.
 """
 
 from __future__ import annotations
@@ -36,26 +46,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
-from panoramisk.manager import Manager
-from panoramisk.message import Message
 
 from ..clock import Clock, RealClock
 from ..config import AmiConfig
 from ..logs import get_logger
 from ..tasks import TaskSet
-from .frames import AmiMessage
+from .frames import AmiMessage, encode_message
+from .pending import SUCCESS, PendingAction, PendingActions
 from .router import EventRouter
 from .stream import AmiStream
 
 log = get_logger(__name__)
-
-SUCCESS = ("Success", "Follows", "Goodbye")
 
 
 class AmiError(Exception):
@@ -91,30 +96,16 @@ Recorder = Callable[[str, str], None]  # (direction "in"/"out", text)
 ReadyHook = Callable[[], Awaitable[None]]
 
 
-class _Manager(Manager):
-    """panoramisk's Manager as a holder of config and action bookkeeping only: its own
-    connect, reconnect, ping and re-sending of actions are switched off (faults 5, 6, 8)."""
-
-    def __init__(self, client: AmiClient, **config: Any) -> None:
-        super().__init__(**config)
-        self.client = client
-        # Nothing is re-sent after a reconnect, an Originate least of all (fault 8).
-        self.forgetable_actions = ("ping", "login", "originate", "logoff")
-        self.callbacks.clear()
-        self.patterns.clear()
-
-    def connection_lost(self, exc: Any) -> None:
-        self._connected = False
-        self.client._on_connection_lost(exc)
-
-    def dispatch(self, event: Any) -> list[str]:
-        return []
-
-    def ping(self) -> None:  # pragma: no cover - our watchdog pings
-        return None
+def encode_action(fields: Mapping[str, Any]) -> bytes:
+    """An action on the wire: headers sorted by name, a list value one header per item. The
+    order is the one panoramisk wrote, kept so that what Asterisk receives does not change."""
+    return encode_message({key: fields[key] for key in sorted(fields)})
 
 
 class _Protocol(AMIProtocol):
+    """panoramisk's protocol as the link: it holds the transport and is told of its loss. What
+    it would do with the bytes and with actions is ours (the stream, the pending table)."""
+
     def __init__(self, client: AmiClient) -> None:
         super().__init__()
         self.client = client
@@ -127,12 +118,17 @@ class _Protocol(AMIProtocol):
         except Exception:  # never let a read kill the link
             log.exception("AMI read could not be processed")
 
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.close()
+            self.client._on_connection_lost(exc)
+
     def close(self) -> None:
-        # panoramisk would queue unanswered actions for re-sending; we fail them instead.
-        for key in list(self.responses):
-            action = self.responses.pop(key)
-            if not action.future.done():
-                action.future.set_exception(AmiConnectionLost("AMI connection lost"))
+        # panoramisk's close would queue unanswered actions for re-sending (fault 8); the
+        # client fails them instead.
         if not self.closed:
             try:
                 self.transport.close()
@@ -156,9 +152,7 @@ class AmiClient:
         self.clock = clock or RealClock()
         self.stream = AmiStream(router, on_response=self._on_message)
         self._recorder: Recorder | None = None
-        self._manager = _Manager(
-            self, host=config.host, port=config.port, encoding="utf8", events="on"
-        )
+        self._pending = PendingActions()
         self._protocol: _Protocol | None = None
         self._connected = False
         self._logged_in = False
@@ -187,6 +181,11 @@ class AmiClient:
     def authenticated(self) -> bool:
         # Fault 7: only while the link is up and the login was accepted.
         return self._connected and self._logged_in
+
+    @property
+    def in_flight(self) -> int:
+        """Actions sent and waiting for their answer."""
+        return len(self._pending)
 
     def on_ready(self, name: str, hook: ReadyHook) -> None:
         """Run ``hook`` after every successful login (in registration order): resync."""
@@ -245,10 +244,10 @@ class AmiClient:
             loop.create_connection(lambda: _Protocol(self), self.config.host, self.config.port),
             timeout=self.config.connect_timeout,
         )
-        self._attach(protocol)
+        self._protocol = protocol
         self._connected = True
         self._last_rx = loop.time()
-        response = await self._send(
+        login = await self._send(
             {
                 "Action": "Login",
                 "Username": self.config.username,
@@ -256,9 +255,9 @@ class AmiClient:
                 "Events": "on",
             },
             timeout=self.config.action_timeout,
-            check=False,
             when_logged_out=True,
         )
+        response = _response(login)
         if response.get("Response") != "Success":
             raise AmiLoginRefused(response.get("Message") or "no reason given")
         self._logged_in = True
@@ -278,17 +277,6 @@ class AmiClient:
             await self._lost.wait()
         finally:
             watchdog.cancel()
-
-    def _attach(self, protocol: _Protocol) -> None:
-        # What panoramisk's Manager.connection_made would set up, minus its login and pinger.
-        protocol.queue = deque()
-        protocol.factory = self._manager
-        protocol.log = log
-        protocol.config = self._manager.config
-        protocol.encoding = "utf8"
-        protocol.responses = {}
-        self._manager.protocol = protocol
-        self._protocol = protocol
 
     async def _run_ready_hooks(self) -> None:
         for name, hook in self._ready_hooks:
@@ -325,12 +313,13 @@ class AmiClient:
         except AmiError:
             pass  # the watchdog judges by silence, not by one ping
 
-    def _on_connection_lost(self, exc: Any) -> None:
+    def _on_connection_lost(self, exc: Exception | None) -> None:
         was_up = self._logged_in
         self._connected = False
         self._logged_in = False
         if self._protocol is not None:
             self._protocol.close()
+        self._fail_pending()
         self._lost.set()
         if was_up and not self._closing:
             log.warning("AMI connection lost", error=str(exc) if exc else "closed by peer")
@@ -346,18 +335,18 @@ class AmiClient:
         self._logged_in = False
         if protocol is not None and not protocol.closed:
             protocol.close()
+        self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        # Whatever was in flight may or may not have been executed: say so, re-send nothing.
+        self._pending.fail_all(lambda: AmiConnectionLost("AMI connection lost"))
 
     def _on_message(self, message: AmiMessage) -> bool:
-        """Responses (and list events) of our own actions go to panoramisk's bookkeeping."""
+        """Answers to our own actions go to the pending table; True when nobody else needs the
+        message (a response). Events, a list's included, go on to the handlers."""
         if message.fields.get("Event") == "FullyBooted":
             self._booted.set()
-        protocol = self._protocol
-        action_id = message.fields.get("ActionID")
-        if protocol is None or not action_id or action_id not in protocol.responses:
-            return False
-        protocol.handle_message(Message(message.to_dict()))
-        # A list action's events (QueueMember, CoreShowChannel, ...) also reach the handlers.
-        return "Event" not in message.fields
+        return self._pending.take(message)
 
     # ------------------------------------------------------------------ actions
 
@@ -366,64 +355,52 @@ class AmiClient:
 
     async def _send(
         self,
-        fields: dict[str, Any],
+        fields: Mapping[str, Any],
         *,
         timeout: float | None = None,
-        as_list: bool | None = None,
-        check: bool = True,
+        is_list: bool = False,
         when_logged_out: bool = False,
-    ) -> Any:
+    ) -> PendingAction:
+        """Write the action once and wait for its whole answer (unchecked)."""
         protocol = self._protocol
         if protocol is None or not self._connected or (not when_logged_out and not self._logged_in):
             raise AmiNotConnected("not connected to Asterisk")
         fields = dict(fields)
         fields.setdefault("ActionID", self._next_id(str(fields.get("Action", "x")).lower()))
-        action = Action(fields, as_list=as_list)
-        future = protocol.send(action, as_list=as_list)
-        if self.recorder is not None:
-            self.recorder("out", str(action))
+        data = encode_action(fields)
+        pending = self._pending.add(
+            str(fields["ActionID"]), str(fields.get("Action")), is_list=is_list
+        )
         try:
-            result = await asyncio.wait_for(
-                asyncio.shield(future), timeout or self.config.action_timeout
-            )
+            protocol.write(data)
+            if self._recorder is not None:
+                self._recorder("out", data.decode("utf-8"))
+            await asyncio.wait_for(pending.done, timeout or self.config.action_timeout)
         except TimeoutError:
-            protocol.responses.pop(action.id, None)
-            raise AmiActionTimeout(f"no response to {fields.get('Action')} in time") from None
-        if check:
-            first = result[0] if isinstance(result, list) else result
-            if first.get("Response") not in SUCCESS:
-                raise AmiActionFailed(
-                    first.get("Message") or "Response: " + str(first.get("Response"))
-                )
-        return result
+            raise AmiActionTimeout(f"no response to {pending.name} in time") from None
+        finally:
+            self._pending.discard(pending)  # a no-op once answered or failed
+        return pending
 
     async def send_action(
-        self, fields: dict[str, Any], *, timeout: float | None = None, as_list: bool | None = None
-    ) -> Any:
-        """Send an action; the reply (or, for list actions, all of it) once it is complete.
-        Raises AmiNotConnected, AmiActionTimeout, or AmiActionFailed (``Response: Error``)."""
-        return await self._send(fields, timeout=timeout, as_list=as_list)
+        self, fields: Mapping[str, Any], *, timeout: float | None = None
+    ) -> AmiMessage:
+        """Send an action that has one response (Ping, Hangup, QueuePause, ...) and return it.
+        Raises AmiNotConnected (nothing sent), AmiConnectionLost (sent, the link dropped before
+        the answer), AmiActionTimeout, or AmiActionFailed (``Response: Error``)."""
+        return _checked(await self._send(fields, timeout=timeout))
 
     async def send_list(
-        self, fields: dict[str, Any], *, timeout: float | None = None
+        self, fields: Mapping[str, Any], *, timeout: float | None = None
     ) -> list[AmiMessage]:
-        """Send a list action (QueueStatus, CoreShowChannels, Status, ...) and return its items
-        (the events between the acknowledgement and the ``...Complete`` event) as our
-        messages. Raises as ``send_action`` does."""
-        result = await self._send(fields, timeout=timeout)
-        items = result if isinstance(result, list) else [result]
-        out = []
-        for item in items:
-            pairs: list[tuple[str, str]] = []
-            for key, value in dict(item.items()).items():
-                values = value if isinstance(value, list) else [value]
-                pairs.extend((str(key), str(v)) for v in values)
-            message = AmiMessage.from_pairs(pairs)
-            if message.event and message.get("EventList") != "Complete":
-                out.append(message)
-        return out
+        """Send a list action (QueueStatus, CoreShowChannels, Status, ...) and return its items:
+        the events between the acknowledgement and the ``EventList: Complete`` event, in order.
+        They also reach the handlers as they arrive. Raises as ``send_action`` does."""
+        pending = await self._send(fields, timeout=timeout, is_list=True)
+        _checked(pending)
+        return pending.items
 
-    async def originate(self, fields: dict[str, Any], *, timeout: float | None = None) -> str:
+    async def originate(self, fields: Mapping[str, Any], *, timeout: float | None = None) -> str:
         """Send an Originate at most once; its ActionID once Asterisk has queued it.
 
         The outcome arrives later as an ``OriginateResponse`` event with this ActionID.
@@ -435,7 +412,7 @@ class AmiClient:
         fields["Async"] = "true"  # fault 1
         fields.setdefault("ActionID", self._next_id("originate"))
         try:
-            await self._send(fields, timeout=timeout, as_list=False)  # fault 11
+            _checked(await self._send(fields, timeout=timeout))  # the acknowledgement: fault 11
         except (AmiActionTimeout, AmiConnectionLost) as exc:
             raise OriginateFateUnknown(str(exc)) from None
         return str(fields["ActionID"])
@@ -448,7 +425,7 @@ class AmiClient:
         self._wake.set()
         if self.authenticated:
             try:
-                await self._send({"Action": "Logoff"}, timeout=2, check=False)
+                await self._send({"Action": "Logoff"}, timeout=2)
             except AmiError:
                 pass
         self._drop_transport()
@@ -471,3 +448,17 @@ class AmiClient:
     def recorder(self, recorder: Recorder | None) -> None:
         self._recorder = recorder
         self.stream.on_raw = None if recorder is None else functools.partial(recorder, "in")
+
+
+def _response(pending: PendingAction) -> AmiMessage:
+    assert pending.response is not None  # an action is done only once its response came
+    return pending.response
+
+
+def _checked(pending: PendingAction) -> AmiMessage:
+    response = _response(pending)
+    if response.fields.get("Response") not in SUCCESS:
+        raise AmiActionFailed(
+            response.get("Message") or "Response: " + str(response.fields.get("Response"))
+        )
+    return response
