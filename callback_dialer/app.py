@@ -62,6 +62,7 @@ class Dialer:
             spool=spool if spool is not None else Path(config.queue.spool_file),
             on_applied=self._applied,
             on_agent_change=self._agent_changed,
+            on_rest=self._rest_ends_at,
             on_fact=self._observe,
         )
         self.ami = AmiClient(config.ami, self.pipeline.router, self.clock)
@@ -79,7 +80,6 @@ class Dialer:
         self.ami.on_ready("calls", lambda: resync_calls(self.ami, self.pipeline, self.clock))
         self.ami.on_ready("dispatcher", self._ami_ready)
         self.ami.on_lost(self.dispatcher.on_ami_lost)
-        self.pipeline.agents.on_rest = self.dispatcher.rest_ends_at
         self.extra: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self.jobs_bridge: Any = None
         self.closers: list[Callable[[], Awaitable[Any]]] = []
@@ -92,6 +92,9 @@ class Dialer:
 
     def _agent_changed(self, interface: str) -> None:
         self.dispatcher.agent_changed(interface)
+
+    def _rest_ends_at(self, at: float) -> None:
+        self.dispatcher.rest_ends_at(at)
 
     def _observe(self, fact: Fact) -> None:
         if isinstance(fact, NotQueued):

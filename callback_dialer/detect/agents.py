@@ -86,13 +86,17 @@ class AgentBook:
     }
 
     def __init__(
-        self, config: Config, clock: Clock, on_change: Callable[[str], None] | None = None
+        self,
+        config: Config,
+        clock: Clock,
+        on_change: Callable[[str], None] | None = None,
+        on_rest: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.on_change = on_change
         # Told when an agent's wrap-up or cool-down will end, so that the dispatcher wakes then.
-        self.on_rest: Callable[[float], None] | None = None
+        self.on_rest = on_rest
         self.serves = {q: tuple(cats) for q, cats in config.dispatch.queues.items()}
         self.wrapup_seconds = config.dispatch.wrapup_seconds
         self.agents: dict[str, _Agent] = {}

@@ -41,11 +41,12 @@ def build_pipeline(
     spool: Path | None = None,
     on_applied: OnApplied | None = None,
     on_agent_change: Callable[[str], None] | None = None,
+    on_rest: Callable[[float], None] | None = None,
     on_fact: Callable[[Fact], None] | None = None,
 ) -> Pipeline:
     router = EventRouter()
     sink = QueueSink(queue, spool=spool, on_applied=on_applied)
-    agents = AgentBook(config, clock, on_change=on_agent_change)
+    agents = AgentBook(config, clock, on_change=on_agent_change, on_rest=on_rest)
 
     def emit(fact: Fact) -> None:
         if on_fact is not None:
