@@ -16,23 +16,265 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
+from .detect.agents import AgentBook, AgentView
 from .detect.facts import Fact, MissedCall, NotQueued, Served
 from .detect.pipeline import Pipeline, build_pipeline
 from .detect.resync import resync_agents, resync_calls
 from .dispatch.dispatcher import Dispatcher
+from .jobs.admin import JobsAdmin
+from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
-from .queue.models import EnqueueResult
-from .queue.store import CallbackQueue, QueueUnavailable, ResolveResult
+from .queue.models import Callback, EnqueueResult, HistoryEntry, State
+from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
+from .web.ports import DispatchState, SideJobs
 
 log = get_logger(__name__)
 
 DRAIN_SECONDS = 10.0
+
+
+class _JobsAdminLink:
+    """The one ``JobsAdmin`` (rq's sync Redis client) the page's reads and re-runs share: made
+    at first use, so a dialer whose page nobody opens never connects it; closed at the stop."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._admin: JobsAdmin | None = None
+
+    def get(self) -> JobsAdmin:
+        if self._admin is None:
+            self._admin = JobsAdmin(self._config)
+        return self._admin
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+
+class DialerStatus:
+    """The web's ``StatusSource``: every read handed to the part that knows the answer."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        clock: Clock,
+        metrics: Metrics,
+        redis: aioredis.Redis,
+        queue: CallbackQueue,
+        agents: AgentBook,
+        dispatcher: Dispatcher,
+        ami: AmiClient,
+        jobs_admin: _JobsAdminLink,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._metrics = metrics
+        self._redis = redis
+        self._queue = queue
+        self._agents = agents
+        self._dispatcher = dispatcher
+        self._ami = ami
+        self._jobs_admin = jobs_admin
+        # XREAD must return before the client's socket timeout would call the link dead.
+        self._events_block_ms = max(100, int(min(2.0, config.redis.socket_timeout / 2) * 1000))
+
+    # ---- the clock and the calendar
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def clock_rate(self) -> float:
+        real = self._clock.to_real(1.0)
+        return 1.0 / real if real > 0 else 0.0
+
+    def day_key(self, at: float) -> str:
+        return self._queue.hours.day_key(at)
+
+    # ---- the queue
+
+    async def waiting(self, limit: int, categories: list[str] | None = None) -> list[Callback]:
+        return await self._queue.waiting(limit, categories)
+
+    async def dialing(self) -> list[Callback]:
+        return await self._queue.in_progress()
+
+    async def finished_between(self, start: float, end: float) -> list[Callback]:
+        return await self._queue.finished_between(start, end)
+
+    async def callback(self, callback_id: str) -> Callback | None:
+        return await self._queue.get(callback_id)
+
+    async def history(self, callback_id: str) -> list[HistoryEntry]:
+        return await self._queue.history(callback_id)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        return await self._queue.counts()
+
+    async def day_callbacks(self, day: str) -> list[Callback]:
+        return await self._queue.day_callbacks(day)
+
+    async def day_stats(self, day: str) -> dict[str, int]:
+        return await self._queue.day_stats(day)
+
+    async def next_queue_change(self, after: str | None) -> str | None:
+        try:
+            rows = await self._redis.xread(
+                {self._queue.keys.events(): after or "$"}, count=500, block=self._events_block_ms
+            )
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
+        for _, entries in rows or []:
+            if entries:
+                entry_id = entries[-1][0]
+                after = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        return after
+
+    # ---- this dialer's memory
+
+    def attempts_in_progress(self) -> list[dict[str, Any]]:
+        return self._dispatcher.in_progress()
+
+    def agents(self) -> list[AgentView]:
+        return self._agents.views()
+
+    def dispatch_state(self) -> DispatchState:
+        d = self._dispatcher
+        ok, why = d.can_dispatch()
+        return DispatchState(
+            paused=d.paused,
+            paused_by=d.paused_by,
+            paused_reason=d.paused_reason,
+            alarm=d.alarm,
+            dispatching=ok,
+            blocked_by=why,
+        )
+
+    def on_dispatch_change(self, listener: Callable[[], None]) -> None:
+        self._dispatcher.on_state_change(listener)
+
+    # ---- the links and the process
+
+    def ami_link(self) -> tuple[bool, str]:
+        if self._ami.authenticated:
+            return True, ""
+        return False, self._ami.last_error or ""
+
+    async def health(self) -> tuple[bool, list[str]]:
+        problems = []
+        if not self._ami.authenticated:
+            problems.append(f"AMI not connected: {self._ami.last_error or 'connecting'}")
+        if not await self._queue.ping():
+            problems.append("Redis not reachable")
+        return (not problems, problems)
+
+    async def metrics_text(self) -> str:
+        # A gauge that cannot be read is left out; the rest still render.
+        return await self._metrics.render()
+
+    # ---- side jobs and reports
+
+    def _read_side_jobs(self) -> SideJobs:
+        admin = self._jobs_admin.get()
+        return SideJobs(
+            counts=admin.counts(),
+            failed=admin.failed_jobs(limit=50),
+            parked=admin.parked_events(limit=50),
+            receivers=admin.receivers(),
+            reports=list_reports(self._config)[:31],
+        )
+
+    async def side_jobs(self) -> SideJobs:
+        try:
+            return await asyncio.to_thread(self._read_side_jobs)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
+
+    async def reports(self) -> list[ReportFiles]:
+        return await asyncio.to_thread(list_reports, self._config)
+
+    async def report_file(self, name: str) -> Path | None:
+        return await asyncio.to_thread(report_file, self._config, name)
+
+
+class DialerCommands:
+    """The web's ``Commands``: what a supervisor asks, handed to the part that does it."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        queue: CallbackQueue,
+        dispatcher: Dispatcher,
+        jobs_admin: _JobsAdminLink,
+    ) -> None:
+        self._config = config
+        self._queue = queue
+        self._dispatcher = dispatcher
+        self._jobs_admin = jobs_admin
+
+    async def call_now(self, callback_id: str, actor: str) -> ActionResult:
+        result = await self._queue.call_now(callback_id, actor)
+        if result.ok:
+            self.callback_ready("call_now")
+        return result
+
+    async def cancel(self, callback_id: str, reason: str, actor: str) -> ActionResult:
+        result = await self._queue.cancel(callback_id, reason, actor)
+        if result.ok and result.previous_state == State.DIALING.value:
+            # Its call is under way: hang it up rather than let the agent reach the customer.
+            self.callback_closed(callback_id, "cancelled")
+        return result
+
+    async def set_category(self, callback_id: str, category: str, actor: str) -> ActionResult:
+        result = await self._queue.set_category(callback_id, category, actor)
+        if result.ok:
+            self.callback_ready("category_changed")
+        return result
+
+    async def add_manual(
+        self, number: str, category: str, actor: str, *, name: str, note: str
+    ) -> EnqueueResult:
+        result = await self._queue.add_manual(number, category, actor, name=name, note=note)
+        self.callback_ready("manual")
+        return result
+
+    async def pause(self, actor: str, reason: str) -> None:
+        await self._dispatcher.pause(actor, reason)
+
+    async def resume(self, actor: str) -> None:
+        await self._dispatcher.resume(actor)
+
+    async def rerun_failed_job(self, job_id: str) -> bool:
+        admin = self._jobs_admin.get()
+        return await asyncio.to_thread(admin.rerun_failed, job_id)
+
+    async def rerun_failed_jobs(self) -> int:
+        return await asyncio.to_thread(self._jobs_admin.get().rerun_all_failed)
+
+    async def rerun_parked_events(self) -> int:
+        return await asyncio.to_thread(self._jobs_admin.get().rerun_parked)
+
+    async def make_report(self, day: str) -> ReportFiles:
+        return await asyncio.to_thread(generate_report, self._config, day)
+
+    # ---- waking the dispatcher: the queue does not tell it yet that a write made a callback
+    # ready or closed one being called. The one place that does it for the queue's writers.
+
+    def callback_ready(self, reason: str) -> None:
+        self._dispatcher.kick(reason)  # until queue notifications land
+
+    def callback_closed(self, callback_id: str, how: str) -> None:
+        self._dispatcher.abort(callback_id, how)  # until queue notifications land
 
 
 class Dialer:
@@ -76,6 +318,21 @@ class Dialer:
             self.metrics,
         )
         self.pipeline.router.add(self.dispatcher)
+        self.jobs_admin = _JobsAdminLink(config)
+        self.status = DialerStatus(
+            config=config,
+            clock=self.clock,
+            metrics=self.metrics,
+            redis=self.redis,
+            queue=self.queue,
+            agents=self.pipeline.agents,
+            dispatcher=self.dispatcher,
+            ami=self.ami,
+            jobs_admin=self.jobs_admin,
+        )
+        self.commands = DialerCommands(
+            config=config, queue=self.queue, dispatcher=self.dispatcher, jobs_admin=self.jobs_admin
+        )
         self.ami.on_ready("agents", lambda: resync_agents(self.ami, self.pipeline))
         self.ami.on_ready("calls", lambda: resync_calls(self.ami, self.pipeline, self.clock))
         self.ami.on_ready("dispatcher", self._ami_ready)
@@ -87,6 +344,7 @@ class Dialer:
         self._stop = asyncio.Event()
         self.exit_code = 0
         self._register_gauges()
+        _register_side_job_gauges(self.metrics, self.jobs_admin)
 
     # ------------------------------------------------------------------ reactions
 
@@ -104,11 +362,11 @@ class Dialer:
         if isinstance(fact, MissedCall) and isinstance(result, EnqueueResult):
             if result.result != "duplicate":
                 self.metrics.missed_calls.inc(fact.category, fact.source.value)
-            self.dispatcher.kick("callback_ready")
+            self.commands.callback_ready("callback_ready")
         elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
             self.metrics.served.inc(fact.how)
             if result.previous_state == "dialing":
-                self.dispatcher.abort(result.id, fact.how)
+                self.commands.callback_closed(result.id, fact.how)
 
     async def _ami_ready(self) -> None:
         self.metrics.ami_reconnects.inc()
@@ -171,12 +429,7 @@ class Dialer:
     # ------------------------------------------------------------------ health
 
     async def health(self) -> tuple[bool, list[str]]:
-        problems = []
-        if not self.ami.authenticated:
-            problems.append(f"AMI not connected: {self.ami.last_error or 'connecting'}")
-        if not await self.queue.ping():
-            problems.append("Redis not reachable")
-        return (not problems, problems)
+        return await self.status.health()
 
     # ------------------------------------------------------------------ running
 
@@ -221,6 +474,7 @@ class Dialer:
         for closer in self.closers:
             with contextlib.suppress(Exception):
                 await closer()
+        self.jobs_admin.close()
         await self.ami.close()
         await self._tasks.cancel_all()
         await self.redis.aclose()
@@ -260,9 +514,53 @@ async def run_dialer(
 def attach_web(dialer: Dialer) -> Any:
     """The status page in the dialer's own event loop; returns its server (``.url``,
     ``.started``)."""
-    from .web.server import attach
+    from .web.server import WebServer
 
-    return attach(dialer)
+    server = WebServer(dialer.config, dialer.status, dialer.commands)
+    dialer.extra.append(("web", server.run))
+    dialer.closers.append(server.close)
+    return server
+
+
+def _register_side_job_gauges(metrics: Metrics, jobs_admin: _JobsAdminLink) -> None:
+    async def job_counts() -> Any:
+        try:
+            return await asyncio.to_thread(lambda: jobs_admin.get().counts())
+        except Exception as exc:  # no series rather than a failed scrape
+            log.debug("side job counts not readable", error=str(exc))
+            return None
+
+    async def jobs() -> list[tuple[tuple[str, ...], float]]:
+        counts = await job_counts()
+        if counts is None:
+            return []
+        return [
+            ((state,), float(getattr(counts, state)))
+            for state in ("queued", "started", "scheduled", "failed")
+        ]
+
+    async def webhooks() -> list[tuple[tuple[str, ...], float]]:
+        counts = await job_counts()
+        if counts is None:
+            return []
+        return [
+            (("waiting",), float(counts.webhooks_waiting)),
+            (("parked",), float(counts.webhooks_parked)),
+        ]
+
+    metrics.gauge(
+        "callback_dialer_side_jobs",
+        "Side jobs (webhooks, SMS, reports) by state; "
+        "failed ones used all their tries and wait for a re-run.",
+        ("state",),
+        jobs,
+    )
+    metrics.gauge(
+        "callback_dialer_webhook_events",
+        "Webhook events waiting for delivery, and parked after a receiver refused them.",
+        ("state",),
+        webhooks,
+    )
 
 
 def attach_jobs(dialer: Dialer) -> None:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from simpbx.amiserver import AmiServer  # noqa: E402
 from simpbx.wire import MemberView, queue_member_item  # noqa: E402
 
-from callback_dialer.app import Dialer  # noqa: E402
+from callback_dialer.app import Dialer, attach_web  # noqa: E402
 from callback_dialer.clock import ManualClock  # noqa: E402
 from callback_dialer.config import parse_config  # noqa: E402
 from callback_dialer.embedded_redis import EmbeddedRedis  # noqa: E402
@@ -39,7 +39,6 @@ from callback_dialer.jobs.reports import generate_report  # noqa: E402
 from callback_dialer.queue.models import Attempt, Source, Stage  # noqa: E402
 from callback_dialer.queue.store import CallbackQueue  # noqa: E402
 from callback_dialer.web.auth import hash_password  # noqa: E402
-from callback_dialer.web.server import attach  # noqa: E402
 
 TZ = ZoneInfo("Europe/Moscow")
 NOW = dt.datetime(2026, 11, 24, 14, 35, tzinfo=TZ)
@@ -322,7 +321,7 @@ async def make(out: Path, lang: str, width: int) -> None:
     start = (NOW - dt.timedelta(days=DAYS_BEFORE)).replace(hour=0, minute=0)
     clock = ManualClock(start.timestamp())
     dialer = Dialer(config, clock=clock, spool=Path(folder.name) / "spool.jsonl")
-    server = attach(dialer)
+    server = attach_web(dialer)
     try:
         day = Day(dialer.queue, clock, random.Random(20261124))
         for offset in range(DAYS_BEFORE, -1, -1):

@@ -19,7 +19,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from rq import SimpleWorker
 
-from callback_dialer.app import Dialer
+from callback_dialer.app import Dialer, attach_web
 from callback_dialer.clock import ManualClock
 from callback_dialer.config import ConfigError
 from callback_dialer.jobs.common import connect, rq_queue
@@ -30,7 +30,6 @@ from callback_dialer.web.auth import (
     hash_password,
     verify_password,
 )
-from callback_dialer.web.server import attach
 
 from .test_jobs_support import purge_rq
 from .test_web_support import (
@@ -844,7 +843,7 @@ async def test_attach_serves_the_page_with_the_dialer_and_stop_ends_open_streams
 ) -> None:
     config = make_config(web={"port": 0})
     dialer = Dialer(config, clock=ManualClock(), spool=tmp_path / "s.jsonl")
-    server = attach(dialer)
+    server = attach_web(dialer)
     await dialer.start()
     http = aiohttp.ClientSession()
     try:

@@ -316,7 +316,7 @@ async def web_rig(
     dialer = Dialer(
         config, clock=clock or ManualClock(), redis_url=redis_url or config.redis.url, spool=spool
     )
-    app = WebApp(dialer)
+    app = WebApp(config, dialer.status, dialer.commands)
     server = TestServer(app.build(), host="127.0.0.1")
     await server.start_server()
     rig = WebRig(dialer, server, app, pbx)

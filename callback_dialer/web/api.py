@@ -1,14 +1,15 @@
 """The JSON API under ``/api`` (documented in ``web.openapi``).
 
 Every handler checks its whole input before it touches anything: a bad request gets a 4xx
-whose message names the field and what is allowed, and changes nothing. Actions need a
-supervisor; the queue records the actor (``web:<user>``) in the callback's history.
+whose message names the field and what is allowed, and changes nothing. Reads go through
+``StatusSource``, actions through ``Commands`` (``web.ports``). Actions need a supervisor; the
+queue records the actor (``web:<user>``) in the callback's history.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -108,9 +109,9 @@ def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int) -
 class Api:
     def __init__(self, app: WebApp) -> None:
         self.app = app
-        self.dialer = app.dialer
-        self.queue = app.dialer.queue
-        self.config = app.dialer.config
+        self.status = app.status
+        self.commands = app.commands
+        self.config = app.config
         self.views = app.views
 
     def routes(self) -> list[web.RouteDef]:
@@ -199,17 +200,17 @@ class Api:
         wanted = _states(state)
         positioned = False
         if day is not None:
-            found = sorted(await self.queue.day_callbacks(day), key=lambda c: c.first_missed)
+            found = sorted(await self.status.day_callbacks(day), key=lambda c: c.first_missed)
         else:
             found = []
             if wanted & {State.PENDING, State.SCHEDULED}:
-                found += await self.queue.waiting(limit, [category] if category else None)
+                found += await self.status.waiting(limit, [category] if category else None)
                 positioned = True
             if State.DIALING in wanted:
-                found += await self.queue.in_progress()
+                found += await self.status.dialing()
             if wanted & set(FINISHED_STATES):
-                now = self.dialer.clock.now()
-                found += await self.queue.finished_between(now - RECENT_FINISHED, now)
+                now = self.status.now()
+                found += await self.status.finished_between(now - RECENT_FINISHED, now)
         chosen = [
             cb
             for cb in found
@@ -235,14 +236,16 @@ class Api:
         return callback_id
 
     async def _callback_or_404(self, callback_id: str) -> Callback:
-        cb = await self.queue.get(callback_id) if _CALLBACK_ID.fullmatch(callback_id) else None
+        cb = (
+            await self.status.callback(callback_id) if _CALLBACK_ID.fullmatch(callback_id) else None
+        )
         if cb is None:
             raise ApiError(404, "not_found", f"no callback with id {callback_id!r}")
         return cb
 
     async def get_callback(self, request: web.Request) -> web.Response:
         cb = await self._callback_or_404(request.match_info["id"])
-        history = await self.queue.history(cb.id)
+        history = await self.status.history(cb.id)
         masked = self.masked(request)
         return web.json_response(
             {
@@ -252,11 +255,11 @@ class Api:
         )
 
     async def in_progress(self, request: web.Request) -> web.Response:
-        dialing = await self.queue.in_progress()
+        dialing = await self.status.dialing()
         return web.json_response(
             {
                 "in_progress": self.views.in_progress(
-                    self.dialer.dispatcher.in_progress(), dialing, self.masked(request)
+                    self.status.attempts_in_progress(), dialing, self.masked(request)
                 )
             }
         )
@@ -265,9 +268,9 @@ class Api:
         return web.json_response({"agents": self.views.agents()})
 
     async def stats(self, request: web.Request) -> web.Response:
-        now = self.dialer.clock.now()
-        day = self._day_param(request) or self.queue.hours.day_key(now)
-        return web.json_response(await day_summary(self.queue, self.config, day, now))
+        now = self.status.now()
+        day = self._day_param(request) or self.status.day_key(now)
+        return web.json_response(await day_summary(self.status, self.config, day, now))
 
     async def dispatch(self, request: web.Request) -> web.Response:
         return web.json_response(self.views.dispatch())
@@ -280,7 +283,7 @@ class Api:
         if result.result == "not_found":
             raise ApiError(404, "not_found", f"no callback with id {callback_id!r}")
         if result.result == "not_open":
-            cb = result.callback or await self.queue.get(callback_id)
+            cb = result.callback or await self.status.callback(callback_id)
             state = cb.state.value if cb else "finished"
             raise ApiError(
                 409,
@@ -302,9 +305,8 @@ class Api:
         who = require_supervisor(request)
         await json_body(request, ())
         callback_id = self._callback_id(request)
-        result = await self.queue.call_now(callback_id, who.actor)
+        result = await self.commands.call_now(callback_id, who.actor)
         response = await self._action_response(request, result, callback_id, "be called now")
-        self.dialer.dispatcher.kick("call_now")
         self.app.hub.poke()
         return response
 
@@ -313,11 +315,8 @@ class Api:
         data = await json_body(request, ("reason",))
         reason = text_field(data, "reason", required=True, limit=MAX_REASON)
         callback_id = self._callback_id(request)
-        result = await self.queue.cancel(callback_id, reason, who.actor)
+        result = await self.commands.cancel(callback_id, reason, who.actor)
         response = await self._action_response(request, result, callback_id, "be cancelled")
-        if result.previous_state == State.DIALING.value:
-            # Its call is under way: hang it up rather than let the agent reach the customer.
-            self.dialer.dispatcher.abort(callback_id, "cancelled")
         self.app.hub.poke()
         return response
 
@@ -327,11 +326,10 @@ class Api:
         category = text_field(data, "category", required=True, limit=64)
         callback_id = self._callback_id(request)
         try:
-            result = await self.queue.set_category(callback_id, category, who.actor)
+            result = await self.commands.set_category(callback_id, category, who.actor)
         except QueueInputError as exc:
             raise ApiError(400, "unknown_category", str(exc)) from None
         response = await self._action_response(request, result, callback_id, "change category")
-        self.dialer.dispatcher.kick("category_changed")
         self.app.hub.poke()
         return response
 
@@ -361,13 +359,12 @@ class Api:
                 + ", ".join(self.config.category_names()),
             )
         try:
-            result = await self.queue.add_manual(
+            result = await self.commands.add_manual(
                 checked.e164, category, who.actor, name=clean_name(name, MAX_NAME), note=note
             )
         except QueueInputError as exc:
             raise ApiError(400, "bad_input", str(exc)) from None
         cb = await self._callback_or_404(result.id)
-        self.dialer.dispatcher.kick("manual")
         self.app.hub.poke()
         return web.json_response(
             {
@@ -382,13 +379,13 @@ class Api:
         who = require_supervisor(request)
         data = await json_body(request, ("reason",))
         reason = text_field(data, "reason", required=False, limit=MAX_REASON)
-        await self.dialer.dispatcher.pause(who.actor, reason)
+        await self.commands.pause(who.actor, reason)
         return web.json_response(self.views.dispatch())
 
     async def resume(self, request: web.Request) -> web.Response:
         who = require_supervisor(request)
         await json_body(request, ())
-        await self.dialer.dispatcher.resume(who.actor)
+        await self.commands.resume(who.actor)
         return web.json_response(self.views.dispatch())
 
     # ------------------------------------------------------------------ side jobs
@@ -397,33 +394,34 @@ class Api:
         full, masked = await self.app.jobs_view()
         return web.json_response(masked if self.masked(request) else full)
 
-    async def _rerun(self, request: web.Request, run: Any, what: str) -> int:
-        """A side-job re-run (sync, rq): a supervisor's, logged with who asked."""
+    async def _rerun(
+        self, request: web.Request, run: Callable[[], Awaitable[int | bool]], what: str
+    ) -> int:
+        """A side-job re-run: a supervisor's, logged with who asked."""
         require_supervisor(request)
         await json_body(request, ())
-        count = int(await asyncio.to_thread(run))
+        count = int(await run())
         log.info(what, count=count, by=principal(request).actor)
         self.app.hub.poke()
         return count
 
     async def rerun_failed(self, request: web.Request) -> web.Response:
         job_id = request.match_info["job_id"]
-        admin = self.app.jobs_admin()
         if not await self._rerun(
-            request, lambda: admin.rerun_failed(job_id), f"failed job {job_id} re-run"
+            request,
+            lambda: self.commands.rerun_failed_job(job_id),
+            f"failed job {job_id} re-run",
         ):
             raise ApiError(404, "not_found", f"no failed job with id {job_id!r}")
         return web.json_response({"rerun": 1})
 
     async def rerun_all_failed(self, request: web.Request) -> web.Response:
-        count = await self._rerun(
-            request, self.app.jobs_admin().rerun_all_failed, "failed jobs re-run"
-        )
+        count = await self._rerun(request, self.commands.rerun_failed_jobs, "failed jobs re-run")
         return web.json_response({"rerun": count})
 
     async def rerun_parked(self, request: web.Request) -> web.Response:
         count = await self._rerun(
-            request, self.app.jobs_admin().rerun_parked, "parked webhook events re-sent"
+            request, self.commands.rerun_parked_events, "parked webhook events re-sent"
         )
         return web.json_response({"rerun": count})
 
@@ -438,7 +436,7 @@ class Api:
             report_jobs.check_day(day)
         except ValueError as exc:
             raise ApiError(400, "bad_day", str(exc)) from None
-        files = await asyncio.to_thread(self.app.make_report, day)
+        files = await self.commands.make_report(day)
         log.info("report made on request", day=day, by=principal(request).actor)
         self.app.hub.poke()
         return web.json_response(self.app.report_entry(files), status=201)

@@ -4,8 +4,8 @@ One ``LiveHub`` per process computes what the page shows and hands the newest ve
 every open stream; nothing is queued per client, so a slow or stalled browser costs one
 reference, never a growing buffer. It wakes:
 
-- at once when the queue's events stream (``Keys.events()``, read with ``XREAD BLOCK``) has
-  something new, or dispatching is paused or resumed;
+- at once when the queue's events stream has something new (``next_queue_change``: any
+  dialer's writes), or dispatching is paused or resumed;
 - every ``tick`` seconds anyway (agents' states and calls in progress live in memory);
 - and only while someone is watching: with no stream open it reads nothing.
 
@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
+from ..config import Config
 from ..logs import get_logger
 from ..queue.store import QueueUnavailable
 from .stats import day_summary
 from .views import Views
 
 if TYPE_CHECKING:
-    from ..app import Dialer
+    from .ports import StatusSource
 
 log = get_logger(__name__)
 
@@ -63,7 +63,8 @@ def _dumps(data: Any) -> str:
 class LiveHub:
     def __init__(
         self,
-        dialer: Dialer,
+        config: Config,
+        status: StatusSource,
         views: Views,
         *,
         jobs: JobsReader,
@@ -71,7 +72,8 @@ class LiveHub:
         stats_every: float = 10.0,
         heartbeat: float = 15.0,
     ) -> None:
-        self.dialer = dialer
+        self.config = config
+        self.status = status
         self.views = views
         self.jobs = jobs
         self.tick = tick
@@ -89,7 +91,7 @@ class LiveHub:
         self._last_stats = -1e9
         self._stats_interval = stats_every
         self._stats_dirty = False
-        dialer.dispatcher.on_state_change(self.poke)
+        status.on_dispatch_change(self.poke)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,27 +122,21 @@ class LiveHub:
     # ------------------------------------------------------------------ computing
 
     async def _events_loop(self) -> None:
-        redis = self.dialer.redis
-        key = self.dialer.queue.keys.events()
-        # XREAD must return before the client's socket timeout would call the link dead.
-        block_ms = max(100, int(min(2.0, self.dialer.config.redis.socket_timeout / 2) * 1000))
-        last = "$"
+        last: str | None = None
         delay = 1.0
         while not self._closing:
             await self._has_watchers.wait()
             try:
-                rows = await redis.xread({key: last}, count=500, block=block_ms)
+                newest = await self.status.next_queue_change(last)
                 delay = 1.0
-            except (RedisError, OSError) as exc:
+            except QueueUnavailable as exc:
                 log.debug("live events unreadable; polling on the tick", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
                 continue
-            for _, entries in rows or []:
-                if entries:
-                    entry_id = entries[-1][0]
-                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    self.poke()
+            if newest != last:
+                last = newest
+                self.poke()
 
     async def _refresh_loop(self) -> None:
         while not self._closing:
@@ -171,12 +167,9 @@ class LiveHub:
         started = now
         self._stats_dirty = False
         try:
-            clock_now = self.dialer.clock.now()
+            clock_now = self.status.now()
             stats = await day_summary(
-                self.dialer.queue,
-                self.dialer.config,
-                self.dialer.queue.hours.day_key(clock_now),
-                clock_now,
+                self.status, self.config, self.status.day_key(clock_now), clock_now
             )
             self._offer("stats", stats, stats)
         except QueueUnavailable as exc:
@@ -197,32 +190,33 @@ class LiveHub:
 
     async def _gather(self) -> dict[str, Any]:
         """One read of everything the snapshot shows; rendered twice (full, masked)."""
-        d = self.dialer
+        s = self.status
         raw: dict[str, Any] = {
-            "now": d.clock.now(),
-            "flights": d.dispatcher.in_progress(),
+            "now": s.now(),
+            "flights": s.attempts_in_progress(),
             "error": "",
         }
         try:
             raw["waiting"], raw["dialing"], raw["counts"] = await asyncio.gather(
-                d.queue.waiting(WAITING_LIMIT), d.queue.in_progress(), d.queue.counts()
+                s.waiting(WAITING_LIMIT), s.dialing(), s.counts()
             )
         except QueueUnavailable as exc:
             raw.update(waiting=[], dialing=[], counts={}, error=str(exc))
         return raw
 
     def _render(self, raw: dict[str, Any], masked: bool) -> dict[str, Any]:
-        d, views = self.dialer, self.views
-        masked = masked and self.dialer.config.web.mask_numbers_for_viewers
+        views = self.views
+        masked = masked and self.config.web.mask_numbers_for_viewers
         counts = raw["counts"]
+        ami_up, ami_error = self.status.ami_link()
         return {
             "now": raw["now"],
             "clock_rate": views.clock_rate(),
-            "day": d.queue.hours.day_key(raw["now"]),
+            "day": self.status.day_key(raw["now"]),
             "dispatch": views.dispatch(),
             "health": {
-                "ami": bool(d.ami.authenticated),
-                "ami_error": "" if d.ami.authenticated else (d.ami.last_error or ""),
+                "ami": ami_up,
+                "ami_error": ami_error,
                 "redis": not raw["error"],
                 "redis_error": raw["error"],
             },
@@ -309,7 +303,7 @@ class LiveHub:
                 except TimeoutError:
                     if expires_at is not None and time.time() >= expires_at:
                         continue
-                    ping = _dumps({"now": self.dialer.clock.now()})
+                    ping = _dumps({"now": self.status.now()})
                     await response.write(f"event: ping\ndata: {ping}\n\n".encode())
         except (ConnectionError, RuntimeError):
             pass  # the browser went away; it reconnects by itself

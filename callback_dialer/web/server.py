@@ -1,10 +1,10 @@
 """The status page server: aiohttp in the dialer's own event loop.
 
-``attach(dialer)`` (called by ``app.attach_web``) builds the application and registers it with
-the dialer: ``dialer.extra`` gets ``("web", run)`` (the dialer starts it with its other tasks;
-it listens on ``[web] host:port`` until cancelled) and ``dialer.closers`` gets ``close`` (stops
-the live streams and the listener). ``make_app(dialer)`` builds the same application without
-listening, for tests.
+``WebServer(config, status, commands)`` is the listening side: the dialer runs it with its
+other parts (it listens on ``[web] host:port`` until cancelled) and closes it when stopping
+(the live streams end, then the listener). ``make_app`` builds the same application without
+listening, for tests. The page knows the dialer only through ``status`` and ``commands``
+(``web.ports``).
 
 Routes:
 
@@ -25,7 +25,6 @@ slipped through unescaped could not run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import json
 import time
@@ -37,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from ..jobs.admin import JobsAdmin
-from ..jobs.reports import ReportFiles, check_day, generate_report, list_reports, report_file
+from ..config import Config
+from ..jobs.reports import ReportFiles, check_day
 from ..logs import get_logger
+from ..metrics import Gauge
 from ..phone import NumberPolicy
 from ..queue.store import QueueUnavailable
 from .api import Api, ApiError, error_response, json_body
@@ -67,7 +66,7 @@ from .stats import day_summary
 from .views import Views
 
 if TYPE_CHECKING:
-    from ..app import Dialer
+    from .ports import Commands, StatusSource
 
 log = get_logger(__name__)
 
@@ -105,19 +104,27 @@ def _static_text(name: str) -> str:
 class WebApp:
     """Everything the page's handlers share; one per dialer."""
 
-    def __init__(self, dialer: Dialer) -> None:
-        self.dialer = dialer
-        self.config = dialer.config
-        self.authority = Authority(dialer.config.web)
-        self.views = Views(dialer)
-        self.numbers = NumberPolicy(dialer.config.phone)
+    def __init__(self, config: Config, status: StatusSource, commands: Commands) -> None:
+        self.config = config
+        self.status = status
+        self.commands = commands
+        self.authority = Authority(config.web)
+        self.views = Views(config, status)
+        self.numbers = NumberPolicy(config.phone)
         self.strings: dict[str, dict[str, str]] = json.loads(_static_text("i18n.json"))
-        self.openapi = build_openapi(dialer.config)
-        self.hub = LiveHub(dialer, self.views, jobs=self.jobs_view)
-        self._jobs_admin: JobsAdmin | None = None
+        self.openapi = build_openapi(config)
+        self.hub = LiveHub(config, status, self.views, jobs=self.jobs_view)
         self._chart_cache: dict[tuple[str, bool], tuple[float, dict[str, Any]]] = {}
         self.api = Api(self)
-        self._register_gauges()
+        self._streams = Gauge(
+            "callback_dialer_status_page_streams",
+            "Status pages open right now.",
+            (),
+            self._stream_count,
+        )
+
+    async def _stream_count(self) -> list[tuple[tuple[str, ...], float]]:
+        return [((), float(self.hub.watchers))]
 
     # ------------------------------------------------------------------ who, how
 
@@ -137,29 +144,18 @@ class WebApp:
 
     # ------------------------------------------------------------------ side jobs
 
-    def jobs_admin(self) -> JobsAdmin:
-        if self._jobs_admin is None:
-            self._jobs_admin = JobsAdmin(self.config)
-        return self._jobs_admin
-
-    def _jobs_read(self) -> dict[str, Any]:
-        admin = self.jobs_admin()
-        return {
-            "available": True,
-            "error": "",
-            "counts": asdict(admin.counts()),
-            "failed": [asdict(j) for j in admin.failed_jobs(limit=50)],
-            "parked": [asdict(e) for e in admin.parked_events(limit=50)],
-            "receivers": [asdict(r) for r in admin.receivers()],
-            "reports": [self.report_entry(r) for r in list_reports(self.config)[:31]],
-        }
-
     async def jobs_view(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Side jobs as (full, masked for viewers); a gateway's error text may hold a number."""
-        try:
-            full = await asyncio.to_thread(self._jobs_read)
-        except (RedisError, OSError) as exc:
-            raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
+        jobs = await self.status.side_jobs()
+        full = {
+            "available": True,
+            "error": "",
+            "counts": asdict(jobs.counts),
+            "failed": [asdict(j) for j in jobs.failed],
+            "parked": [asdict(e) for e in jobs.parked],
+            "receivers": [asdict(r) for r in jobs.receivers],
+            "reports": [self.report_entry(r) for r in jobs.reports],
+        }
         masked = json.loads(json.dumps(full))
         for row in masked["failed"] + masked["parked"]:
             row["error"] = self.views.text(row["error"], True)
@@ -189,62 +185,8 @@ class WebApp:
         return {"day": files.day, "files": out}
 
     async def reports(self, masked: bool) -> list[dict[str, Any]]:
-        found = await asyncio.to_thread(list_reports, self.config)
+        found = await self.status.reports()
         return self.reports_for([self.report_entry(r) for r in found], masked)
-
-    def make_report(self, day: str) -> ReportFiles:
-        return generate_report(self.config, day)
-
-    def _register_gauges(self) -> None:
-        metrics = self.dialer.metrics
-        have = {g.name for g in metrics.gauges}
-
-        async def job_counts() -> Any:
-            try:
-                return await asyncio.to_thread(lambda: self.jobs_admin().counts())
-            except Exception as exc:  # no series rather than a failed scrape
-                log.debug("side job counts not readable", error=str(exc))
-                return None
-
-        async def jobs() -> list[tuple[tuple[str, ...], float]]:
-            counts = await job_counts()
-            if counts is None:
-                return []
-            return [
-                ((state,), float(getattr(counts, state)))
-                for state in ("queued", "started", "scheduled", "failed")
-            ]
-
-        async def webhooks() -> list[tuple[tuple[str, ...], float]]:
-            counts = await job_counts()
-            if counts is None:
-                return []
-            return [
-                (("waiting",), float(counts.webhooks_waiting)),
-                (("parked",), float(counts.webhooks_parked)),
-            ]
-
-        async def streams() -> list[tuple[tuple[str, ...], float]]:
-            return [((), float(self.hub.watchers))]
-
-        for name, text, labels, read in (
-            (
-                "callback_dialer_side_jobs",
-                "Side jobs (webhooks, SMS, reports) by state; "
-                "failed ones used all their tries and wait for a re-run.",
-                ("state",),
-                jobs,
-            ),
-            (
-                "callback_dialer_webhook_events",
-                "Webhook events waiting for delivery, and parked after a receiver refused them.",
-                ("state",),
-                webhooks,
-            ),
-            ("callback_dialer_status_page_streams", "Status pages open right now.", (), streams),
-        ):
-            if name not in have:  # the jobs side may register its own one day
-                metrics.gauge(name, text, labels, read)
 
     # ------------------------------------------------------------------ middlewares
 
@@ -507,8 +449,8 @@ class WebApp:
     async def chart(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
         lang = self.language(request)
-        now = self.dialer.clock.now()
-        day = request.query.get("day") or self.dialer.queue.hours.day_key(now)
+        now = self.status.now()
+        day = request.query.get("day") or self.status.day_key(now)
         try:
             check_day(day)
         except ValueError as exc:
@@ -528,7 +470,7 @@ class WebApp:
         cached = self._chart_cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < CHART_CACHE_SECONDS:
             return cached[1]
-        stats = await day_summary(self.dialer.queue, self.config, day, now, week=week)
+        stats = await day_summary(self.status, self.config, day, now, week=week)
         if len(self._chart_cache) > 64:
             self._chart_cache.clear()
         self._chart_cache[key] = (time.monotonic(), stats)
@@ -541,7 +483,7 @@ class WebApp:
                 403, "forbidden", "reports hold full numbers; only supervisors may download them"
             )
         name = request.match_info["name"]
-        path = await asyncio.to_thread(report_file, self.config, name)
+        path = await self.status.report_file(name)
         if path is None:
             raise ApiError(404, "not_found", f"no report file {name!r}")
         return web.FileResponse(
@@ -570,7 +512,8 @@ class WebApp:
     # ------------------------------------------------------------------ operations
 
     async def metrics(self, request: web.Request) -> web.Response:
-        text = await render_metrics(self.dialer.metrics)
+        # The page's own number after the dialer's: its open streams.
+        text = await self.status.metrics_text() + "\n".join(await self._streams.render()) + "\n"
         return web.Response(
             text=text,
             content_type="text/plain",
@@ -579,7 +522,7 @@ class WebApp:
         )
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ok, problems = await self.dialer.health()
+        ok, problems = await self.status.health()
         return web.json_response({"ok": ok, "problems": problems}, status=200 if ok else 503)
 
     # ------------------------------------------------------------------ the application
@@ -613,9 +556,6 @@ class WebApp:
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await self.hub.close()
-        if self._jobs_admin is not None:
-            with contextlib.suppress(Exception):
-                self._jobs_admin.close()
 
 
 def _see_other(location: str) -> web.Response:
@@ -623,28 +563,28 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-async def render_metrics(metrics: Any) -> str:
-    """The dialer's metrics (a gauge that cannot be read is left out, the rest still render)."""
-    return str(await metrics.render())
-
-
-def make_app(dialer: Dialer) -> web.Application:
-    return WebApp(dialer).build()
+def make_app(config: Config, status: StatusSource, commands: Commands) -> web.Application:
+    return WebApp(config, status, commands).build()
 
 
 class WebServer:
     """The listening side: ``run`` serves until cancelled, ``close`` stops it."""
 
-    def __init__(self, dialer: Dialer) -> None:
-        self.dialer = dialer
-        self.web = WebApp(dialer)
+    def __init__(self, config: Config, status: StatusSource, commands: Commands) -> None:
+        self.config = config
+        self.web = WebApp(config, status, commands)
         self.app = self.web.build()
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.started = asyncio.Event()
 
+    @property
+    def watchers(self) -> int:
+        """Status pages open right now (live streams)."""
+        return self.web.hub.watchers
+
     async def run(self) -> None:
-        cfg = self.dialer.config.web
+        cfg = self.config.web
         # Streams end on shutdown at once (the hub closes them), so a short grace suffices.
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=3.0)
         await self.runner.setup()
@@ -680,12 +620,3 @@ class WebServer:
         runner, self.runner = self.runner, None
         if runner is not None:
             await runner.cleanup()
-
-
-def attach(dialer: Dialer) -> WebServer:
-    """Serve the status page with the dialer: started by ``dialer.start``, stopped by
-    ``dialer.stop``."""
-    server = WebServer(dialer)
-    dialer.extra.append(("web", server.run))
-    dialer.closers.append(server.close)
-    return server

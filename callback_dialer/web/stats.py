@@ -3,9 +3,9 @@
 A day is a local date in the calling-hours time zone (``YYYY-MM-DD``). Two sources, both kept
 by the queue's scripts as things happen:
 
-- the day's counters (``queue.day_stats``): every missed call by category, source and hour,
+- the day's counters (``StatusSource.day_stats``): every missed call by category, source and hour,
   our calls to customers and callbacks done by hour;
-- the callbacks first missed that day (``queue.day_callbacks``) and their fate, the same fate
+- the callbacks first missed that day (``StatusSource.day_callbacks``) and their fate, the same fate
   the daily report writes (``jobs.reports``), so the page and the report agree.
 
 Definitions (the page's help text repeats them):
@@ -26,13 +26,15 @@ import asyncio
 import datetime as dt
 import math
 import statistics
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..jobs.reports import check_day
 from ..jobs.reports import fate as report_fate
 from ..queue.models import Callback
-from ..queue.store import CallbackQueue
+
+if TYPE_CHECKING:
+    from .ports import StatusSource
 
 HOURS = 24
 WEEK = 7
@@ -109,12 +111,12 @@ def _fates(callbacks: list[Callback], now: float, target: float) -> dict[str, An
 
 
 async def day_summary(
-    queue: CallbackQueue, config: Config, day: str, now: float, *, week: bool = True
+    status: StatusSource, config: Config, day: str, now: float, *, week: bool = True
 ) -> dict[str, Any]:
     """Everything the page shows about ``day``; with ``week`` also the average of the seven
     days before it, hour by hour, for the "today against the last 7 days" chart."""
     check_day(day)
-    counters, callbacks = await asyncio.gather(queue.day_stats(day), queue.day_callbacks(day))
+    counters, callbacks = await asyncio.gather(status.day_stats(day), status.day_callbacks(day))
     target = config.web.target
     missed_by_category = _prefixed(counters, "missed:cat:")
     names = list(config.category_names())
@@ -134,7 +136,7 @@ async def day_summary(
         )
     summary: dict[str, Any] = {
         "day": day,
-        "today": queue.hours.day_key(now) == day,
+        "today": status.day_key(now) == day,
         "target_seconds": target,
         "missed": {
             "total": counters.get("missed:total", 0),
@@ -150,7 +152,7 @@ async def day_summary(
         },
     }
     if week:
-        before = await asyncio.gather(*(queue.day_stats(d) for d in previous_days(day, WEEK)))
+        before = await asyncio.gather(*(status.day_stats(d) for d in previous_days(day, WEEK)))
         for key, prefix in (("week_missed", "missed"), ("week_called_back", "done")):
             rows = [_hourly(c, prefix) for c in before]
             summary["hourly"][key] = [

@@ -12,20 +12,21 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..config import Config
 from ..phone import NumberPolicy
 from ..queue.models import Callback, HistoryEntry
 
 if TYPE_CHECKING:
-    from ..app import Dialer
+    from .ports import StatusSource
 
 _NUMBER_IN_TEXT = re.compile(r"\+?[1-9]\d{6,14}")
 
 
 class Views:
-    def __init__(self, dialer: Dialer) -> None:
-        self.dialer = dialer
-        self.config = dialer.config
-        self.numbers = NumberPolicy(dialer.config.phone)
+    def __init__(self, config: Config, status: StatusSource) -> None:
+        self.status = status
+        self.config = config
+        self.numbers = NumberPolicy(config.phone)
 
     # ------------------------------------------------------------------ masking
 
@@ -78,7 +79,7 @@ class Views:
     ) -> list[dict[str, Any]]:
         """Attempts this dialer is making, and callbacks another dialer holds (by lease)."""
         names = {cb.id: cb.name for cb in dialing}
-        agent_names = {a.interface: a.name for a in self.dialer.pipeline.agents.views()}
+        agent_names = {a.interface: a.name for a in self.status.agents()}
         out = []
         for f in flights:
             out.append(
@@ -127,19 +128,18 @@ class Views:
                 "since": a.since,
                 "reserved_for": a.reserved_for,
             }
-            for a in self.dialer.pipeline.agents.views()
+            for a in self.status.agents()
         ]
 
     def dispatch(self) -> dict[str, Any]:
-        d = self.dialer.dispatcher
-        ok, why = d.can_dispatch()
+        d = self.status.dispatch_state()
         return {
             "paused": d.paused,
             "paused_by": d.paused_by,
             "paused_reason": d.paused_reason,
             "alarm": d.alarm,
-            "dispatching": ok,
-            "blocked_by": why,
+            "dispatching": d.dispatching,
+            "blocked_by": d.blocked_by,
         }
 
     def categories(self) -> list[dict[str, str]]:
@@ -150,5 +150,4 @@ class Views:
 
     def clock_rate(self) -> float:
         """Seconds of the dialer's clock per real second (the demo runs faster; 0: frozen)."""
-        real = self.dialer.clock.to_real(1.0)
-        return 1.0 / real if real > 0 else 0.0
+        return self.status.clock_rate()

@@ -1,0 +1,182 @@
+"""All the web layer may know of the running dialer: what it reads, and what it may ask for.
+
+The page, the JSON API, the live stream and /metrics read through ``StatusSource`` and change
+things only through ``Commands``. The composition (``callback_dialer.app.build``) implements
+both by delegating to the parts, so the web never walks the object graph: it cannot name the
+dispatcher, the agent book, the AMI client or the Redis client, and those can change shape
+without the page noticing. The tests serve the page through proxies that expose exactly these
+members, so a handler reaching for anything else fails there.
+
+Queue reads raise ``QueueUnavailable`` when Redis does not answer, as the queue does; the page
+turns that into a 503 naming the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..jobs.admin import FailedJob, JobCounts, ParkedEvent, ReceiverState
+from ..jobs.reports import ReportFiles
+from ..queue.models import Callback, EnqueueResult, HistoryEntry
+from ..queue.store import ActionResult
+
+
+class AgentRow(Protocol):
+    """One agent as the dialer sees it right now."""
+
+    @property
+    def interface(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...  # free | ringing | talking | wrapup | paused | ... | reserved
+    @property
+    def paused_reason(self) -> str: ...
+    @property
+    def queues(self) -> tuple[str, ...]: ...
+    @property
+    def categories(self) -> tuple[str, ...]: ...
+    @property
+    def since(self) -> float: ...
+    @property
+    def reserved_for(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchState:
+    """Whether this dialer calls back now, and if not, who or what stopped it."""
+
+    paused: bool
+    paused_by: str
+    paused_reason: str
+    alarm: str
+    dispatching: bool
+    blocked_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SideJobs:
+    """The side jobs (rq) and the reports on disk, read together."""
+
+    counts: JobCounts
+    failed: list[FailedJob]
+    parked: list[ParkedEvent]
+    receivers: list[ReceiverState]
+    reports: list[ReportFiles]
+
+
+class StatusSource(Protocol):
+    # ---- the dialer's clock and calendar
+    def now(self) -> float:
+        """The dialer's clock (the demo's runs faster than real time)."""
+        ...
+
+    def clock_rate(self) -> float:
+        """Seconds of the dialer's clock per real second (0: frozen)."""
+        ...
+
+    def day_key(self, at: float) -> str:
+        """The local day (YYYY-MM-DD, calling-hours time zone) of the moment ``at``."""
+        ...
+
+    # ---- the queue (Redis: the truth about callbacks)
+    async def waiting(self, limit: int, categories: list[str] | None = None) -> list[Callback]:
+        """Open callbacks not being called, in the order they will be taken."""
+        ...
+
+    async def dialing(self) -> list[Callback]:
+        """Callbacks being called, by this dialer or another one (by lease)."""
+        ...
+
+    async def finished_between(self, start: float, end: float) -> list[Callback]: ...
+    async def callback(self, callback_id: str) -> Callback | None: ...
+    async def history(self, callback_id: str) -> list[HistoryEntry]: ...
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Open callbacks by state, then category."""
+        ...
+
+    async def day_callbacks(self, day: str) -> list[Callback]:
+        """The callbacks first missed on ``day``."""
+        ...
+
+    async def day_stats(self, day: str) -> dict[str, int]:
+        """The counters the queue keeps for ``day``."""
+        ...
+
+    async def next_queue_change(self, after: str | None) -> str | None:
+        """Wait a short while for the queue's events (from any dialer) past the cursor
+        ``after`` (None: from now on); the newest event's cursor, ``after`` if none came."""
+        ...
+
+    # ---- this dialer's memory
+    def attempts_in_progress(self) -> list[dict[str, Any]]:
+        """The calls this dialer is making: id, agent, number, category, stage, since, ..."""
+        ...
+
+    def agents(self) -> Sequence[AgentRow]: ...
+    def dispatch_state(self) -> DispatchState: ...
+    def on_dispatch_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever dispatching is paused, resumed or alarmed."""
+        ...
+
+    # ---- the links and the process
+    def ami_link(self) -> tuple[bool, str]:
+        """(logged in to Asterisk, why not when not)."""
+        ...
+
+    async def health(self) -> tuple[bool, list[str]]:
+        """(all up, the problems in words)."""
+        ...
+
+    async def metrics_text(self) -> str:
+        """The Prometheus text of /metrics."""
+        ...
+
+    # ---- side jobs and reports
+    async def side_jobs(self) -> SideJobs:
+        """Counts, failed jobs, parked webhook events, receivers and reports on disk;
+        ``QueueUnavailable`` when Redis cannot be read."""
+        ...
+
+    async def reports(self) -> list[ReportFiles]:
+        """The reports on disk, newest day first."""
+        ...
+
+    async def report_file(self, name: str) -> Path | None:
+        """The report file called ``name``, or None (only our own file names)."""
+        ...
+
+
+class Commands(Protocol):
+    """Everything a supervisor can make the dialer do. ``actor`` goes into the callback's
+    history (``web:<user>``)."""
+
+    async def call_now(self, callback_id: str, actor: str) -> ActionResult: ...
+    async def cancel(self, callback_id: str, reason: str, actor: str) -> ActionResult:
+        """Close an open callback; one being called is hung up."""
+        ...
+
+    async def set_category(self, callback_id: str, category: str, actor: str) -> ActionResult: ...
+    async def add_manual(
+        self, number: str, category: str, actor: str, *, name: str, note: str
+    ) -> EnqueueResult:
+        """A callback added by hand (``number`` already checked: E.164, allowed)."""
+        ...
+
+    async def pause(self, actor: str, reason: str) -> None: ...
+    async def resume(self, actor: str) -> None: ...
+    async def rerun_failed_job(self, job_id: str) -> bool:
+        """Give one failed side job all its tries again; False when there is no such job."""
+        ...
+
+    async def rerun_failed_jobs(self) -> int: ...
+    async def rerun_parked_events(self) -> int:
+        """Send every parked webhook event again; how many."""
+        ...
+
+    async def make_report(self, day: str) -> ReportFiles:
+        """Make (or remake) the daily report of ``day`` now."""
+        ...
