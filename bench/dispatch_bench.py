@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from simpbx.amiserver import AmiServer, response
 
 from callback_dialer.ami.frames import encode_message
-from callback_dialer.app import Dialer
+from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.config import parse_config
 from callback_dialer.logs import configure_logging
 from callback_dialer.queue.keys import Keys
@@ -146,7 +146,7 @@ async def run(pending: int, rounds: int, url: str, cpu: int) -> dict[str, float]
         stream=sys.stderr if os.environ.get("BENCH_DEBUG") else devnull,
     )
     seed = aioredis.Redis.from_url(url)
-    dialer = Dialer(config, redis_url=url, spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
+    dialer = build_dialer(config, redis_url=url, spool=Path(tempfile.mkdtemp()) / "spool.jsonl")
     now = time.time()
     for i in range(pending):
         await dialer.queue.add_missed(

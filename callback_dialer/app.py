@@ -1,9 +1,18 @@
-"""The running dialer: every part wired once, every task owned, an orderly stop.
+"""The running dialer: every part built and connected in one place, every task owned, an orderly
+stop.
 
-Start: the spool left by an outage, the queue sink, the AMI connection (Asterisk being down is
-not fatal: it keeps trying), the dispatcher, the status page, the side-jobs bridge.
-Stop (SIGINT/SIGTERM only set a flag): stop taking work, let callbacks in progress finish for a
-while and the sink write what it holds, then cancel what is left and close the connections.
+``build_dialer`` makes the parts and connects them, there and nowhere else: each part gets the
+callbacks it reports to, at construction where its API takes them (the detection pipeline) and
+through its registration methods where that is its API (the AMI link's ready/lost hooks, the
+event router, the dispatcher's state listeners). Nothing sets a hook on a part later from
+outside, and nothing else reaches into the parts: the status page gets ``DialerStatus`` and
+``DialerCommands`` (the ``web.ports`` interfaces), which delegate to them.
+
+``Dialer`` runs what ``build_dialer`` made. Start: the spool left by an outage, the queue sink,
+the AMI connection (Asterisk being down is not fatal: it keeps trying), the dispatcher, the
+status page, the side-jobs bridge. Stop (SIGINT/SIGTERM only set a flag): stop taking work, let
+callbacks in progress finish for a while and the sink write what it holds, then close the page
+and the bridge, cancel what is left and close the connections.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +34,11 @@ from .detect.agents import AgentBook, AgentView
 from .detect.facts import Fact, MissedCall, NotQueued, Served
 from .detect.pipeline import Pipeline, build_pipeline
 from .detect.resync import resync_agents, resync_calls
+from .detect.sink import QueueSink
 from .dispatch.dispatcher import Dispatcher
+from .dispatch.estimate import estimate_minutes
 from .jobs.admin import JobsAdmin
+from .jobs.bridge import JobsBridge
 from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
@@ -34,10 +46,238 @@ from .queue.models import Callback, EnqueueResult, HistoryEntry, State
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
 from .web.ports import DispatchState, SideJobs
+from .web.server import WebServer
 
 log = get_logger(__name__)
 
 DRAIN_SECONDS = 10.0
+
+
+def build_dialer(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    redis_url: str | None = None,
+    spool: Path | None = None,
+    web: bool = False,
+    jobs: bool = False,
+) -> Dialer:
+    """The dialer for ``config``, wired, not started.
+
+    ``clock``: the dialer's time (real by default; the demo's runs faster, tests hold it);
+    ``redis_url`` instead of ``[redis] url``; ``spool`` instead of ``[queue] spool_file``;
+    ``web``: serve the status page on ``[web] host:port``; ``jobs``: hand the queue's events
+    over to the side jobs (rq: webhooks, SMS, reports).
+    """
+    clock = clock or RealClock()
+    metrics = Metrics()
+    redis = aioredis.Redis.from_url(
+        redis_url or config.redis.url,
+        password=config.redis.password or None,
+        socket_timeout=config.redis.socket_timeout,
+        socket_connect_timeout=config.redis.socket_timeout,
+        health_check_interval=30,
+    )
+    queue = CallbackQueue(redis, config, clock)
+    # Detection reports to the dispatcher and the commands, which are made below from its own
+    # parts: these callbacks look them up when called (after build_dialer), not now.
+    pipeline = build_pipeline(
+        config,
+        clock,
+        queue,
+        spool=spool if spool is not None else Path(config.queue.spool_file),
+        on_applied=lambda fact, result: _applied(fact, result, metrics, commands),
+        on_agent_change=lambda interface: dispatcher.agent_changed(interface),
+        on_rest=lambda at: dispatcher.rest_ends_at(at),
+        on_fact=lambda fact: _observe(fact, metrics),
+    )
+    ami = AmiClient(config.ami, pipeline.router, clock)
+    dispatcher = Dispatcher(config, clock, queue, pipeline.agents, pipeline.tracker, ami, metrics)
+    jobs_admin = _JobsAdminLink(config)
+    status = DialerStatus(
+        config=config,
+        clock=clock,
+        metrics=metrics,
+        redis=redis,
+        queue=queue,
+        agents=pipeline.agents,
+        dispatcher=dispatcher,
+        ami=ami,
+        jobs_admin=jobs_admin,
+    )
+    commands = DialerCommands(
+        config=config, queue=queue, dispatcher=dispatcher, jobs_admin=jobs_admin
+    )
+
+    pipeline.router.add(dispatcher)
+    ami.on_ready("agents", lambda: resync_agents(ami, pipeline))
+    ami.on_ready("calls", lambda: resync_calls(ami, pipeline, clock))
+    ami.on_ready("dispatcher", lambda: _ami_ready(metrics, dispatcher))
+    ami.on_lost(dispatcher.on_ami_lost)
+
+    _register_gauges(metrics, config, clock, queue, ami, dispatcher, pipeline.sink)
+    _register_side_job_gauges(metrics, jobs_admin)
+
+    bridge = None
+    if jobs:
+
+        async def estimate(callback: Callback) -> int:
+            return await estimate_minutes(
+                callback, queue=queue, agents=pipeline.agents, config=config, clock=clock
+            )
+
+        # Turns the queue's events into rq jobs that `callback-dialer worker` runs, without
+        # blocking this loop.
+        bridge = JobsBridge(redis, config, queue, clock, estimate_minutes=estimate)
+
+    return Dialer(
+        config=config,
+        clock=clock,
+        metrics=metrics,
+        redis=redis,
+        queue=queue,
+        pipeline=pipeline,
+        ami=ami,
+        dispatcher=dispatcher,
+        status=status,
+        commands=commands,
+        jobs_admin=jobs_admin,
+        web=WebServer(config, status, commands) if web else None,
+        jobs_bridge=bridge,
+    )
+
+
+# ---------------------------------------------------------------------- reactions
+
+
+def _observe(fact: Fact, metrics: Metrics) -> None:
+    if isinstance(fact, NotQueued):
+        metrics.not_queued.inc(fact.reason)
+
+
+async def _applied(fact: Fact, result: Any, metrics: Metrics, commands: DialerCommands) -> None:
+    """A fact is in Redis: count it, and tell the dispatcher what it changed."""
+    if isinstance(fact, MissedCall) and isinstance(result, EnqueueResult):
+        if result.result != "duplicate":
+            metrics.missed_calls.inc(fact.category, fact.source.value)
+        commands.callback_ready("callback_ready")
+    elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
+        metrics.served.inc(fact.how)
+        if result.previous_state == "dialing":
+            commands.callback_closed(result.id, fact.how)
+
+
+async def _ami_ready(metrics: Metrics, dispatcher: Dispatcher) -> None:
+    metrics.ami_reconnects.inc()
+    await dispatcher.on_ami_ready()
+
+
+Reading = list[tuple[tuple[str, ...], float]]
+
+
+def _register_gauges(
+    metrics: Metrics,
+    config: Config,
+    clock: Clock,
+    queue: CallbackQueue,
+    ami: AmiClient,
+    dispatcher: Dispatcher,
+    sink: QueueSink,
+) -> None:
+    async def depth() -> Reading:
+        counts = await queue.counts()
+        out = []
+        for category in config.category_names():
+            for state in ("pending", "scheduled", "dialing"):
+                out.append(((category, state), float(counts[state].get(category, 0))))
+        return out
+
+    async def oldest() -> Reading:
+        since = await queue.oldest_waiting_since()
+        return [((), 0.0 if since is None else max(0.0, clock.now() - since))]
+
+    async def ami_up() -> Reading:
+        return [((), 1.0 if ami.authenticated else 0.0)]
+
+    async def redis_up() -> Reading:
+        return [((), 1.0 if await queue.ping() else 0.0)]
+
+    async def paused() -> Reading:
+        return [((), 1.0 if dispatcher.paused else 0.0)]
+
+    async def in_progress() -> Reading:
+        return [((), float(len(dispatcher.inflight)))]
+
+    async def backlog() -> Reading:
+        return [((), float(sink.backlog))]
+
+    m = metrics
+    m.gauge(
+        "callback_dialer_queue_depth",
+        "Open callbacks by category and state.",
+        ("category", "state"),
+        depth,
+    )
+    m.gauge(
+        "callback_dialer_oldest_waiting_seconds",
+        "Age of the oldest open callback, from its first missed call.",
+        (),
+        oldest,
+    )
+    m.gauge("callback_dialer_ami_connected", "1 while logged in to Asterisk.", (), ami_up)
+    m.gauge("callback_dialer_redis_reachable", "1 while Redis answers.", (), redis_up)
+    m.gauge("callback_dialer_dispatch_paused", "1 while dispatching is paused.", (), paused)
+    m.gauge(
+        "callback_dialer_callbacks_in_progress",
+        "Callback attempts being made.",
+        (),
+        in_progress,
+    )
+    m.gauge("callback_dialer_facts_waiting", "Missed/served facts not yet in Redis.", (), backlog)
+
+
+def _register_side_job_gauges(metrics: Metrics, jobs_admin: _JobsAdminLink) -> None:
+    async def job_counts() -> Any:
+        try:
+            return await asyncio.to_thread(lambda: jobs_admin.get().counts())
+        except Exception as exc:  # no series rather than a failed scrape
+            log.debug("side job counts not readable", error=str(exc))
+            return None
+
+    async def jobs() -> list[tuple[tuple[str, ...], float]]:
+        counts = await job_counts()
+        if counts is None:
+            return []
+        return [
+            ((state,), float(getattr(counts, state)))
+            for state in ("queued", "started", "scheduled", "failed")
+        ]
+
+    async def webhooks() -> list[tuple[tuple[str, ...], float]]:
+        counts = await job_counts()
+        if counts is None:
+            return []
+        return [
+            (("waiting",), float(counts.webhooks_waiting)),
+            (("parked",), float(counts.webhooks_parked)),
+        ]
+
+    metrics.gauge(
+        "callback_dialer_side_jobs",
+        "Side jobs (webhooks, SMS, reports) by state; "
+        "failed ones used all their tries and wait for a re-run.",
+        ("state",),
+        jobs,
+    )
+    metrics.gauge(
+        "callback_dialer_webhook_events",
+        "Webhook events waiting for delivery, and parked after a receiver refused them.",
+        ("state",),
+        webhooks,
+    )
+
+
+# ---------------------------------------------------------------------- what the web sees
 
 
 class _JobsAdminLink:
@@ -277,163 +517,51 @@ class DialerCommands:
         self._dispatcher.abort(callback_id, how)  # until queue notifications land
 
 
+# ---------------------------------------------------------------------- running
+
+
 class Dialer:
+    """The parts ``build_dialer`` made and connected, run together and stopped in order. The
+    parts are here to be read (tests, the demo); their connections are ``build_dialer``'s."""
+
     def __init__(
         self,
-        config: Config,
         *,
-        clock: Clock | None = None,
-        redis_url: str | None = None,
-        spool: Path | None = None,
+        config: Config,
+        clock: Clock,
+        metrics: Metrics,
+        redis: aioredis.Redis,
+        queue: CallbackQueue,
+        pipeline: Pipeline,
+        ami: AmiClient,
+        dispatcher: Dispatcher,
+        status: DialerStatus,
+        commands: DialerCommands,
+        jobs_admin: _JobsAdminLink,
+        web: WebServer | None,
+        jobs_bridge: JobsBridge | None,
     ) -> None:
         self.config = config
-        self.clock = clock or RealClock()
-        self.metrics = Metrics()
-        self.redis = aioredis.Redis.from_url(
-            redis_url or config.redis.url,
-            password=config.redis.password or None,
-            socket_timeout=config.redis.socket_timeout,
-            socket_connect_timeout=config.redis.socket_timeout,
-            health_check_interval=30,
-        )
-        self.queue = CallbackQueue(self.redis, config, self.clock)
-        self.pipeline: Pipeline = build_pipeline(
-            config,
-            self.clock,
-            self.queue,
-            spool=spool if spool is not None else Path(config.queue.spool_file),
-            on_applied=self._applied,
-            on_agent_change=self._agent_changed,
-            on_rest=self._rest_ends_at,
-            on_fact=self._observe,
-        )
-        self.ami = AmiClient(config.ami, self.pipeline.router, self.clock)
-        self.dispatcher = Dispatcher(
-            config,
-            self.clock,
-            self.queue,
-            self.pipeline.agents,
-            self.pipeline.tracker,
-            self.ami,
-            self.metrics,
-        )
-        self.pipeline.router.add(self.dispatcher)
-        self.jobs_admin = _JobsAdminLink(config)
-        self.status = DialerStatus(
-            config=config,
-            clock=self.clock,
-            metrics=self.metrics,
-            redis=self.redis,
-            queue=self.queue,
-            agents=self.pipeline.agents,
-            dispatcher=self.dispatcher,
-            ami=self.ami,
-            jobs_admin=self.jobs_admin,
-        )
-        self.commands = DialerCommands(
-            config=config, queue=self.queue, dispatcher=self.dispatcher, jobs_admin=self.jobs_admin
-        )
-        self.ami.on_ready("agents", lambda: resync_agents(self.ami, self.pipeline))
-        self.ami.on_ready("calls", lambda: resync_calls(self.ami, self.pipeline, self.clock))
-        self.ami.on_ready("dispatcher", self._ami_ready)
-        self.ami.on_lost(self.dispatcher.on_ami_lost)
-        self.extra: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-        self.jobs_bridge: Any = None
-        self.closers: list[Callable[[], Awaitable[Any]]] = []
+        self.clock = clock
+        self.metrics = metrics
+        self.redis = redis
+        self.queue = queue
+        self.pipeline = pipeline
+        self.ami = ami
+        self.dispatcher = dispatcher
+        self.status = status
+        self.commands = commands
+        self.web = web
+        self.jobs_bridge = jobs_bridge
+        self._jobs_admin = jobs_admin
         self._tasks = TaskSet("dialer", on_error=self._core_failed)
         self._stop = asyncio.Event()
         self.exit_code = 0
-        self._register_gauges()
-        _register_side_job_gauges(self.metrics, self.jobs_admin)
-
-    # ------------------------------------------------------------------ reactions
-
-    def _agent_changed(self, interface: str) -> None:
-        self.dispatcher.agent_changed(interface)
-
-    def _rest_ends_at(self, at: float) -> None:
-        self.dispatcher.rest_ends_at(at)
-
-    def _observe(self, fact: Fact) -> None:
-        if isinstance(fact, NotQueued):
-            self.metrics.not_queued.inc(fact.reason)
-
-    async def _applied(self, fact: Fact, result: Any) -> None:
-        if isinstance(fact, MissedCall) and isinstance(result, EnqueueResult):
-            if result.result != "duplicate":
-                self.metrics.missed_calls.inc(fact.category, fact.source.value)
-            self.commands.callback_ready("callback_ready")
-        elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
-            self.metrics.served.inc(fact.how)
-            if result.previous_state == "dialing":
-                self.commands.callback_closed(result.id, fact.how)
-
-    async def _ami_ready(self) -> None:
-        self.metrics.ami_reconnects.inc()
-        await self.dispatcher.on_ami_ready()
-
-    def _register_gauges(self) -> None:
-        async def depth() -> list[tuple[tuple[str, ...], float]]:
-            counts = await self.queue.counts()
-            out = []
-            for category in self.config.category_names():
-                for state in ("pending", "scheduled", "dialing"):
-                    out.append(((category, state), float(counts[state].get(category, 0))))
-            return out
-
-        async def oldest() -> list[tuple[tuple[str, ...], float]]:
-            since = await self.queue.oldest_waiting_since()
-            return [((), 0.0 if since is None else max(0.0, self.clock.now() - since))]
-
-        async def ami_up() -> list[tuple[tuple[str, ...], float]]:
-            return [((), 1.0 if self.ami.authenticated else 0.0)]
-
-        async def redis_up() -> list[tuple[tuple[str, ...], float]]:
-            return [((), 1.0 if await self.queue.ping() else 0.0)]
-
-        async def paused() -> list[tuple[tuple[str, ...], float]]:
-            return [((), 1.0 if self.dispatcher.paused else 0.0)]
-
-        async def in_progress() -> list[tuple[tuple[str, ...], float]]:
-            return [((), float(len(self.dispatcher.inflight)))]
-
-        async def backlog() -> list[tuple[tuple[str, ...], float]]:
-            return [((), float(self.pipeline.sink.backlog))]
-
-        m = self.metrics
-        m.gauge(
-            "callback_dialer_queue_depth",
-            "Open callbacks by category and state.",
-            ("category", "state"),
-            depth,
-        )
-        m.gauge(
-            "callback_dialer_oldest_waiting_seconds",
-            "Age of the oldest open callback, from its first missed call.",
-            (),
-            oldest,
-        )
-        m.gauge("callback_dialer_ami_connected", "1 while logged in to Asterisk.", (), ami_up)
-        m.gauge("callback_dialer_redis_reachable", "1 while Redis answers.", (), redis_up)
-        m.gauge("callback_dialer_dispatch_paused", "1 while dispatching is paused.", (), paused)
-        m.gauge(
-            "callback_dialer_callbacks_in_progress",
-            "Callback attempts being made.",
-            (),
-            in_progress,
-        )
-        m.gauge(
-            "callback_dialer_facts_waiting", "Missed/served facts not yet in Redis.", (), backlog
-        )
-
-    # ------------------------------------------------------------------ health
 
     async def health(self) -> tuple[bool, list[str]]:
         return await self.status.health()
 
-    # ------------------------------------------------------------------ running
-
-    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         return self._tasks.spawn(coro, name)
 
     def _core_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
@@ -449,11 +577,13 @@ class Dialer:
         self.pipeline.sink.load_spool()
         with contextlib.suppress(QueueUnavailable):
             await self.dispatcher.load_control()
-        self.spawn("sink", self.pipeline.sink.run())
-        self.spawn("ami", self.ami.run())
-        self.spawn("dispatcher", self.dispatcher.run())
-        for name, factory in self.extra:
-            self.spawn(name, factory())
+        self._spawn("sink", self.pipeline.sink.run())
+        self._spawn("ami", self.ami.run())
+        self._spawn("dispatcher", self.dispatcher.run())
+        if self.web is not None:
+            self._spawn("web", self.web.run())
+        if self.jobs_bridge is not None:
+            self._spawn("jobs-bridge", self.jobs_bridge.run())
         log.info(
             "dialer started",
             ami=f"{self.config.ami.host}:{self.config.ami.port}",
@@ -471,10 +601,13 @@ class Dialer:
         log.info("stopping: no new callbacks; finishing those in progress")
         await self.dispatcher.stop(drain_timeout=DRAIN_SECONDS)
         await self.pipeline.sink.close(timeout=5)
-        for closer in self.closers:
+        if self.web is not None:
             with contextlib.suppress(Exception):
-                await closer()
-        self.jobs_admin.close()
+                await self.web.close()
+        if self.jobs_bridge is not None:
+            with contextlib.suppress(Exception):
+                await self.jobs_bridge.close()
+        self._jobs_admin.close()
         await self.ami.close()
         await self._tasks.cancel_all()
         await self.redis.aclose()
@@ -498,10 +631,14 @@ async def run_dialer(
 ) -> int:
     """``callback-dialer run``: until SIGINT/SIGTERM."""
     configure_logging(config.logging)
-    dialer = Dialer(config, clock=clock, redis_url=redis_url, spool=spool)
-    if web and config.web.enabled:
-        attach_web(dialer)
-    attach_jobs(dialer)
+    dialer = build_dialer(
+        config,
+        clock=clock,
+        redis_url=redis_url,
+        spool=spool,
+        web=web and config.web.enabled,
+        jobs=True,
+    )
     install_signal_handlers(dialer)
     await dialer.start()
     try:
@@ -509,78 +646,3 @@ async def run_dialer(
     finally:
         await dialer.stop()
     return dialer.exit_code
-
-
-def attach_web(dialer: Dialer) -> Any:
-    """The status page in the dialer's own event loop; returns its server (``.url``,
-    ``.started``)."""
-    from .web.server import WebServer
-
-    server = WebServer(dialer.config, dialer.status, dialer.commands)
-    dialer.extra.append(("web", server.run))
-    dialer.closers.append(server.close)
-    return server
-
-
-def _register_side_job_gauges(metrics: Metrics, jobs_admin: _JobsAdminLink) -> None:
-    async def job_counts() -> Any:
-        try:
-            return await asyncio.to_thread(lambda: jobs_admin.get().counts())
-        except Exception as exc:  # no series rather than a failed scrape
-            log.debug("side job counts not readable", error=str(exc))
-            return None
-
-    async def jobs() -> list[tuple[tuple[str, ...], float]]:
-        counts = await job_counts()
-        if counts is None:
-            return []
-        return [
-            ((state,), float(getattr(counts, state)))
-            for state in ("queued", "started", "scheduled", "failed")
-        ]
-
-    async def webhooks() -> list[tuple[tuple[str, ...], float]]:
-        counts = await job_counts()
-        if counts is None:
-            return []
-        return [
-            (("waiting",), float(counts.webhooks_waiting)),
-            (("parked",), float(counts.webhooks_parked)),
-        ]
-
-    metrics.gauge(
-        "callback_dialer_side_jobs",
-        "Side jobs (webhooks, SMS, reports) by state; "
-        "failed ones used all their tries and wait for a re-run.",
-        ("state",),
-        jobs,
-    )
-    metrics.gauge(
-        "callback_dialer_webhook_events",
-        "Webhook events waiting for delivery, and parked after a receiver refused them.",
-        ("state",),
-        webhooks,
-    )
-
-
-def attach_jobs(dialer: Dialer) -> None:
-    """Side jobs (webhooks, SMS, reports): the bridge turns the queue's events into rq jobs
-    that `callback-dialer worker` runs, without blocking this loop."""
-    from .dispatch.estimate import estimate_minutes
-    from .jobs.bridge import JobsBridge
-
-    async def estimate(callback: Any) -> int:
-        return await estimate_minutes(
-            callback,
-            queue=dialer.queue,
-            agents=dialer.pipeline.agents,
-            config=dialer.config,
-            clock=dialer.clock,
-        )
-
-    bridge = JobsBridge(
-        dialer.redis, dialer.config, dialer.queue, dialer.clock, estimate_minutes=estimate
-    )
-    dialer.jobs_bridge = bridge
-    dialer.extra.append(("jobs-bridge", bridge.run))
-    dialer.closers.append(bridge.close)

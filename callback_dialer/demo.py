@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from simpbx.profile import load_profile
 from simpbx.simulation import Simulation
 
-from .app import Dialer, attach_jobs, attach_web
+from .app import build_dialer
 from .clock import ScaledClock
 from .config import Config, parse_config
 from .embedded_redis import EmbeddedRedisError, configured_or_embedded
@@ -178,9 +178,8 @@ async def run_demo(
         web_port=_free_port("127.0.0.1", port),
         folder=folder,
     )
-    dialer = Dialer(effective, clock=clock)
-    web = attach_web(dialer)
-    attach_jobs(dialer)
+    dialer = build_dialer(effective, clock=clock, web=True, jobs=True)
+    web = dialer.web
     ctx = multiprocessing.get_context("spawn")
     # Not a daemon: rq's worker forks a work horse per job, which daemons may not do.
     worker = ctx.Process(

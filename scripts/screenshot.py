@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from simpbx.amiserver import AmiServer  # noqa: E402
 from simpbx.wire import MemberView, queue_member_item  # noqa: E402
 
-from callback_dialer.app import Dialer, attach_web  # noqa: E402
+from callback_dialer.app import build_dialer  # noqa: E402
 from callback_dialer.clock import ManualClock  # noqa: E402
 from callback_dialer.config import parse_config  # noqa: E402
 from callback_dialer.embedded_redis import EmbeddedRedis  # noqa: E402
@@ -320,8 +320,9 @@ async def make(out: Path, lang: str, width: int) -> None:
     )
     start = (NOW - dt.timedelta(days=DAYS_BEFORE)).replace(hour=0, minute=0)
     clock = ManualClock(start.timestamp())
-    dialer = Dialer(config, clock=clock, spool=Path(folder.name) / "spool.jsonl")
-    server = attach_web(dialer)
+    dialer = build_dialer(config, clock=clock, spool=Path(folder.name) / "spool.jsonl", web=True)
+    server = dialer.web
+    assert server is not None
     try:
         day = Day(dialer.queue, clock, random.Random(20261124))
         for offset in range(DAYS_BEFORE, -1, -1):

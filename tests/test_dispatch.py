@@ -8,7 +8,7 @@ import pytest
 from simpbx.amiserver import AmiServer
 
 from callback_dialer.ami.frames import encode_message
-from callback_dialer.app import Dialer
+from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import Source, State
 
@@ -86,7 +86,7 @@ async def rig(captures, make_config, redis_url, tmp_path):
             **sections.pop("ami", {}),
         }
         config = make_config(ami=ami, dispatch=dispatch, **sections)
-        dialer = Dialer(
+        dialer = build_dialer(
             config,
             clock=ScaledClock(SPEED),
             redis_url=redis_at or redis_url,

@@ -11,7 +11,7 @@ import pytest
 from simpbx.amiserver import AmiServer, AmiSession
 
 from callback_dialer.ami.record import record
-from callback_dialer.app import Dialer
+from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.detect.replay import replay_capture
 
@@ -46,7 +46,7 @@ async def live(make_config, redis_url, tmp_path):
     ) -> tuple[AmiServer, Dialer]:
         server = server or await AmiServer(secret="s3cret").start()
         config = make_config(ami=ami_section(server), dispatch={"enabled": False})
-        dialer = Dialer(
+        dialer = build_dialer(
             config,
             clock=ScaledClock(SPEED),
             redis_url=redis or redis_url,

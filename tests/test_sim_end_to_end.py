@@ -15,7 +15,7 @@ from simpbx.model import CallerScript, CustomerResponse, FixedAgent, PbxSpec
 from simpbx.pbx import SimPbx
 
 from callback_dialer.ami.asterisk import DialStatus
-from callback_dialer.app import Dialer
+from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import State
 
@@ -53,7 +53,7 @@ async def rig(make_config, redis_url, tmp_path):
         dispatch={"wrapup_seconds": 5, "tick_seconds": 5},
         retry={"max_attempts": 3, "delays": ["10m"]},
     )
-    dialer = Dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "spool.jsonl")
+    dialer = build_dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "spool.jsonl")
     await dialer.start()
     await until(lambda: dialer.ami.authenticated and len(dialer.pipeline.agents.agents) == 3)
     yield pbx, dialer, ledger

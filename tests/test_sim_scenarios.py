@@ -12,7 +12,7 @@ from simpbx.clock import run_for
 from simpbx.pbx import SimPbx
 from simpbx.scenarios import SCENARIOS, play
 
-from callback_dialer.app import Dialer
+from callback_dialer.app import build_dialer
 from callback_dialer.clock import ManualClock, ScaledClock
 from callback_dialer.detect.replay import replay_capture
 
@@ -129,7 +129,7 @@ async def test_the_running_dialer_cannot_tell_the_simulator_from_the_capture(
         },
         dispatch={"enabled": False},
     )
-    dialer = Dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "spool.jsonl")
+    dialer = build_dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "spool.jsonl")
     await dialer.start()
     try:
         await until(lambda: dialer.ami.authenticated)

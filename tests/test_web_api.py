@@ -19,7 +19,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from rq import SimpleWorker
 
-from callback_dialer.app import Dialer, attach_web
+from callback_dialer.app import build_dialer
 from callback_dialer.clock import ManualClock
 from callback_dialer.config import ConfigError
 from callback_dialer.jobs.common import connect, rq_queue
@@ -837,13 +837,14 @@ async def test_redis_down_is_503_with_the_reason_never_a_traceback(make_config, 
             assert "Traceback" not in answer.text
 
 
-async def test_attach_serves_the_page_with_the_dialer_and_stop_ends_open_streams_properly(
+async def test_a_dialer_built_with_its_page_serves_it_and_stop_ends_open_streams_properly(
     make_config,
     tmp_path,
 ) -> None:
     config = make_config(web={"port": 0})
-    dialer = Dialer(config, clock=ManualClock(), spool=tmp_path / "s.jsonl")
-    server = attach_web(dialer)
+    dialer = build_dialer(config, clock=ManualClock(), spool=tmp_path / "s.jsonl", web=True)
+    server = dialer.web
+    assert server is not None
     await dialer.start()
     http = aiohttp.ClientSession()
     try:

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from simpbx.amiserver import AmiServer, AmiSession
 from simpbx.wire import MemberView, queue_member_item
 
-from callback_dialer.app import Dialer
+from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import Clock, ManualClock
 from callback_dialer.config import Config
 from callback_dialer.queue.keys import Keys
@@ -313,7 +313,7 @@ async def web_rig(
     pbx: AmiServer | None = None,
     start: bool = False,
 ) -> AsyncIterator[WebRig]:
-    dialer = Dialer(
+    dialer = build_dialer(
         config, clock=clock or ManualClock(), redis_url=redis_url or config.redis.url, spool=spool
     )
     app = WebApp(config, dialer.status, dialer.commands)
@@ -328,13 +328,10 @@ async def web_rig(
         for user in rig.users:
             await user.close()
         await server.close()
-        if rig.started:
-            # The peer never ends a call by itself: let attempts go instead of the drain wait.
-            for callback_id in list(dialer.dispatcher.inflight):
-                dialer.dispatcher.abort(callback_id, "test over")
-            await dialer.stop()
-        else:
-            await dialer.redis.aclose()
+        # The peer never ends a call by itself: let attempts go instead of the drain wait.
+        for callback_id in list(dialer.dispatcher.inflight):
+            dialer.dispatcher.abort(callback_id, "test over")
+        await dialer.stop()
         if pbx is not None:
             await pbx.stop()
 

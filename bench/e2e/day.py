@@ -206,14 +206,14 @@ async def connect_dialer(
     """The dialer process's side of the start: say ready, take the shared clock and the
     simulator's port, build the configured Dialer (not started) with every kicked decision's
     latency kept and every AMI event counted (``handled[0]``)."""
-    from callback_dialer.app import Dialer
+    from callback_dialer.app import build_dialer
 
     conn.send(("ready",))
     _, clock_spec = await asyncio.to_thread(conn.recv)
     clock = SharedClock(*clock_spec)
     _, port = await asyncio.to_thread(conn.recv)
     config = dialer_config(port, url, prefix, fifo=fifo, agents=agents, config_path=config_path)
-    dialer = Dialer(
+    dialer = build_dialer(
         config, clock=clock, redis_url=url, spool=Path(tempfile.mkdtemp()) / "spool.jsonl"
     )
     latency = RecordingHistogram(dialer.metrics.decision_latency)
