@@ -940,7 +940,9 @@ async def test_the_live_stream_masks_numbers_for_viewers(rig) -> None:
 
 async def test_the_live_stream_ends_when_the_session_expires(rig) -> None:
     user = rig.user()
-    cookie, _ = rig.web.authority.make_session("alice", now=time.time() - SESSION_SECONDS + 1.5)
+    cookie, _ = rig.web.sessions.authority.make_session(
+        "alice", now=time.time() - SESSION_SECONDS + 1.5
+    )
     user.http.cookie_jar.update_cookies(
         SimpleCookie(f"cbd_session={cookie}"), rig.server.make_url("/")
     )

@@ -14,17 +14,24 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..config import Config
 from ..jobs import reports as report_jobs
 from ..logs import get_logger
-from ..phone import Rejected, clean_name, is_e164
+from ..phone import NumberPolicy, Rejected, clean_name, is_e164
 from ..queue.models import FINISHED_STATES, OPEN_STATES, Callback, State
 from ..queue.store import ActionResult, QueueInputError
-from .auth import PRINCIPAL, SESSION_EXPIRES, Principal
+from .auth import SESSION_EXPIRES
+from .errors import ApiError, json_body, text_field
+from .live import LiveHub
 from .openapi import STATE_FILTERS
+from .pages import Pages
+from .sessions import Sessions, principal, require_supervisor
+from .sidejobs import SideJobsView
 from .stats import day_summary
+from .views import Views
 
 if TYPE_CHECKING:
-    from .server import WebApp
+    from .ports import Commands, StatusSource
 
 log = get_logger(__name__)
 
@@ -39,80 +46,30 @@ RECENT_FINISHED = 86400.0
 _CALLBACK_ID = re.compile(r"^cb-\d{1,18}$")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
-
-
-def principal(request: web.Request) -> Principal:
-    return request[PRINCIPAL]
-
-
-def require_supervisor(request: web.Request) -> Principal:
-    who = principal(request)
-    if not who.is_supervisor:
-        raise ApiError(403, "forbidden", f"{who.user} is a viewer; only supervisors may act")
-    return who
-
-
-async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """The request's JSON object with only ``allowed`` keys; an empty body is ``{}``."""
-    if not request.body_exists:
-        return {}
-    if request.content_type != "application/json":
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        )
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ApiError(
-            400,
-            "unknown_field",
-            f"unknown field {unknown[0]!r}; allowed: " + (", ".join(allowed) or "none"),
-        )
-    return data
-
-
-def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int) -> str:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise ApiError(400, "missing_field", f"{name} is required")
-        return ""
-    if not isinstance(value, str):
-        raise ApiError(400, "bad_field", f"{name} must be a string")
-    value = value.strip()
-    if required and not value:
-        raise ApiError(400, "missing_field", f"{name} must not be empty")
-    if len(value) > limit:
-        raise ApiError(
-            400, "too_long", f"{name} may have at most {limit} characters, got {len(value)}"
-        )
-    return value
-
-
 class Api:
-    def __init__(self, app: WebApp) -> None:
-        self.app = app
-        self.status = app.status
-        self.commands = app.commands
-        self.config = app.config
-        self.views = app.views
+    def __init__(
+        self,
+        config: Config,
+        status: StatusSource,
+        commands: Commands,
+        *,
+        views: Views,
+        pages: Pages,
+        sessions: Sessions,
+        side_jobs: SideJobsView,
+        hub: LiveHub,
+        openapi: dict[str, Any],
+    ) -> None:
+        self.config = config
+        self.status = status
+        self.commands = commands
+        self.views = views
+        self.pages = pages
+        self.sessions = sessions
+        self.side_jobs = side_jobs
+        self.hub = hub
+        self.document = openapi
+        self.numbers = NumberPolicy(config.phone)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -140,7 +97,7 @@ class Api:
         ]
 
     def masked(self, request: web.Request) -> bool:
-        return self.app.masked_for(principal(request))
+        return self.views.masked_for(principal(request))
 
     # ------------------------------------------------------------------ reading
 
@@ -152,9 +109,9 @@ class Api:
                 "role": who.role,
                 "can_act": who.is_supervisor,
                 "masked": self.masked(request),
-                "csrf_token": self.app.csrf_token_for(request),
+                "csrf_token": self.sessions.csrf_token_for(request),
                 "auth": self.config.web.auth,
-                "language": self.app.language(request),
+                "language": self.pages.language(request),
                 "timezone": self.config.hours.timezone,
                 "target_seconds": self.config.web.target,
                 "categories": self.views.categories(),
@@ -307,7 +264,7 @@ class Api:
         callback_id = self._callback_id(request)
         result = await self.commands.call_now(callback_id, who.actor)
         response = await self._action_response(request, result, callback_id, "be called now")
-        self.app.hub.poke()
+        self.hub.poke()
         return response
 
     async def cancel(self, request: web.Request) -> web.Response:
@@ -317,7 +274,7 @@ class Api:
         callback_id = self._callback_id(request)
         result = await self.commands.cancel(callback_id, reason, who.actor)
         response = await self._action_response(request, result, callback_id, "be cancelled")
-        self.app.hub.poke()
+        self.hub.poke()
         return response
 
     async def set_category(self, request: web.Request) -> web.Response:
@@ -330,7 +287,7 @@ class Api:
         except QueueInputError as exc:
             raise ApiError(400, "unknown_category", str(exc)) from None
         response = await self._action_response(request, result, callback_id, "change category")
-        self.app.hub.poke()
+        self.hub.poke()
         return response
 
     async def add_callback(self, request: web.Request) -> web.Response:
@@ -344,7 +301,7 @@ class Api:
             raise ApiError(
                 400, "bad_number", f"number must be in E.164 form like +79161234567, got {number!r}"
             )
-        checked = self.app.numbers.normalize(number)
+        checked = self.numbers.normalize(number)
         if isinstance(checked, Rejected):
             raise ApiError(
                 400,
@@ -365,7 +322,7 @@ class Api:
         except QueueInputError as exc:
             raise ApiError(400, "bad_input", str(exc)) from None
         cb = await self._callback_or_404(result.id)
-        self.app.hub.poke()
+        self.hub.poke()
         return web.json_response(
             {
                 "result": result.result,
@@ -391,7 +348,7 @@ class Api:
     # ------------------------------------------------------------------ side jobs
 
     async def jobs(self, request: web.Request) -> web.Response:
-        full, masked = await self.app.jobs_view()
+        full, masked = await self.side_jobs.jobs()
         return web.json_response(masked if self.masked(request) else full)
 
     async def _rerun(
@@ -402,7 +359,7 @@ class Api:
         await json_body(request, ())
         count = int(await run())
         log.info(what, count=count, by=principal(request).actor)
-        self.app.hub.poke()
+        self.hub.poke()
         return count
 
     async def rerun_failed(self, request: web.Request) -> web.Response:
@@ -426,7 +383,7 @@ class Api:
         return web.json_response({"rerun": count})
 
     async def list_reports(self, request: web.Request) -> web.Response:
-        return web.json_response({"reports": await self.app.reports(self.masked(request))})
+        return web.json_response({"reports": await self.side_jobs.reports(self.masked(request))})
 
     async def make_report(self, request: web.Request) -> web.Response:
         require_supervisor(request)
@@ -438,18 +395,18 @@ class Api:
             raise ApiError(400, "bad_day", str(exc)) from None
         files = await self.commands.make_report(day)
         log.info("report made on request", day=day, by=principal(request).actor)
-        self.app.hub.poke()
-        return web.json_response(self.app.report_entry(files), status=201)
+        self.hub.poke()
+        return web.json_response(self.side_jobs.report_entry(files), status=201)
 
     # ------------------------------------------------------------------ the rest
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        return await self.app.hub.stream(
+        return await self.hub.stream(
             request, self.masked(request), expires_at=request.get(SESSION_EXPIRES)
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(self.app.openapi)
+        return web.json_response(self.document)
 
 
 def _states(state: str | None) -> set[State]:

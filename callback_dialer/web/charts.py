@@ -2,14 +2,30 @@
 
 The page shows them as ``<img>``; an SVG loaded that way cannot run anything, and every text
 in it is escaped anyway (category labels come from the config, but a chart is no place to
-trust anything).
+trust anything). ``Charts`` serves them at ``/charts/hourly.svg`` and
+``/charts/categories.svg`` (``?day=&lang=``); the drawing functions take the numbers of
+``web.stats`` and the words of ``web.pages`` and know nothing of requests.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from ..config import Config
+from ..jobs.reports import check_day
+from .errors import ApiError
+from .pages import Pages
+from .stats import day_summary
+
+if TYPE_CHECKING:
+    from .ports import StatusSource
+
+CACHE_SECONDS = 3.0
 
 MISSED = "#d9822b"
 CALLED = "#2f7ed8"
@@ -163,3 +179,38 @@ def category_chart(stats: dict[str, Any], t: dict[str, str], lang: str) -> str:
             f'fill="{INK}">{row["missed"]} · {share * 100:.0f}%</text>'
         )
     return _svg(width, height, t["chart_categories"], body)
+
+
+class Charts:
+    def __init__(self, config: Config, status: StatusSource, pages: Pages) -> None:
+        self.config = config
+        self.status = status
+        self.pages = pages
+        self._cache: dict[tuple[str, bool], tuple[float, dict[str, Any]]] = {}
+
+    async def chart(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        lang = self.pages.language(request)
+        now = self.status.now()
+        day = request.query.get("day") or self.status.day_key(now)
+        try:
+            check_day(day)
+        except ValueError as exc:
+            raise ApiError(400, "bad_day", str(exc)) from None
+        stats = await self._stats(day, now, week=kind == "hourly")
+        t = self.pages.t(lang)
+        svg = hourly_chart(stats, t) if kind == "hourly" else category_chart(stats, t, lang)
+        return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
+
+    async def _stats(self, day: str, now: float, week: bool) -> dict[str, Any]:
+        """Every open page fetches both charts after each stats update: they share one
+        reading of the day for a few seconds instead of one each."""
+        key = (day, week)
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        stats = await day_summary(self.status, self.config, day, now, week=week)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic(), stats)
+        return stats

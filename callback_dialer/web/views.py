@@ -17,6 +17,7 @@ from ..phone import NumberPolicy
 from ..queue.models import Callback, HistoryEntry
 
 if TYPE_CHECKING:
+    from .auth import Principal
     from .ports import StatusSource
 
 _NUMBER_IN_TEXT = re.compile(r"\+?[1-9]\d{6,14}")
@@ -29,6 +30,10 @@ class Views:
         self.numbers = NumberPolicy(config.phone)
 
     # ------------------------------------------------------------------ masking
+
+    def masked_for(self, who: Principal) -> bool:
+        """Whether ``who`` sees numbers masked."""
+        return who.role == "viewer" and self.config.web.mask_numbers_for_viewers
 
     def number(self, number: str, masked: bool) -> str:
         if not masked:

@@ -1,0 +1,290 @@
+"""Who is asking and whether they meant it, on every request: the middlewares and sign-in/out.
+
+``web.auth`` makes and checks the tokens (passwords, session cookies, CSRF tokens); this module
+applies them to requests:
+
+- ``security`` (outermost) puts the strict headers on every answer, errors and redirects too
+  (a Content-Security-Policy allowing only our own scripts, so even text that slipped through
+  unescaped could not run), and gives a browser without one its CSRF seed cookie;
+- ``authenticate`` (innermost) names the principal (``[web] auth``: users, proxy or none),
+  sends whoever is unknown to sign in (401 under ``/api/``, ``/charts/``, ``/reports/``; the
+  sign-in page otherwise), refuses a change from another site and a change without the CSRF
+  token;
+- ``login`` / ``logout``: the password sign-in, by form (the page) or JSON (API clients),
+  throttled per address and user; both renew the CSRF seed.
+
+``principal`` and ``require_supervisor`` are what handlers ask of a request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from ..config import Config
+from ..logs import get_logger
+from .auth import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    CSRF_SEED,
+    CSRF_SEED_SECONDS,
+    PRINCIPAL,
+    ROTATE_SEED,
+    SESSION_COOKIE,
+    SESSION_EXPIRES,
+    SESSION_SECONDS,
+    Authority,
+    Principal,
+    new_csrf_seed,
+)
+from .errors import ApiError, Handler, json_body
+from .pages import Pages
+
+log = get_logger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sign-in and sign-out: browser forms whose CSRF token comes in the form (JSON sign-in needs
+# none: a page on another site cannot send a JSON body without our consent).
+FORM_PATHS = frozenset({"/login", "/logout"})
+# Paths anyone may fetch: the sign-in page and its assets, and what monitoring scrapes.
+PUBLIC_PATHS = frozenset(
+    {"/login", "/healthz", "/metrics", "/api/openapi.json", "/favicon.ico", "/favicon.svg"}
+)
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def require_supervisor(request: web.Request) -> Principal:
+    who = principal(request)
+    if not who.is_supervisor:
+        raise ApiError(403, "forbidden", f"{who.user} is a viewer; only supervisors may act")
+    return who
+
+
+class Sessions:
+    def __init__(self, config: Config, pages: Pages) -> None:
+        self.config = config
+        self.pages = pages
+        self.authority = Authority(config.web)
+
+    def csrf_token_for(self, request: web.Request) -> str:
+        who: Principal | None = request.get(PRINCIPAL)
+        return self.authority.csrf_token(who.user if who else "", request[CSRF_SEED])
+
+    # ------------------------------------------------------------------ middlewares
+
+    @web.middleware
+    async def security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Outermost: headers on every answer (errors and redirects too) and the CSRF seed
+        cookie for a browser that has none yet."""
+        seed = request.cookies.get(CSRF_COOKIE)
+        fresh_seed = not seed or len(seed) > 64
+        request[CSRF_SEED] = new_csrf_seed() if fresh_seed else seed
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            self._decorate(request, exc, fresh_seed)
+            raise
+        if not response.prepared:
+            self._decorate(request, response, fresh_seed)
+        return response
+
+    def _decorate(
+        self, request: web.Request, response: web.StreamResponse, fresh_seed: bool
+    ) -> None:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cache-Control", "no-store")
+        if fresh_seed or request.get(ROTATE_SEED):
+            response.set_cookie(
+                CSRF_COOKIE,
+                request[CSRF_SEED],
+                max_age=CSRF_SEED_SECONDS,
+                httponly=True,
+                samesite="Strict",
+                secure=_secure(request),
+                path="/",
+            )
+
+    @web.middleware
+    async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Innermost (inside ``json_errors``): who is asking, and is a change really meant."""
+        request[PRINCIPAL] = self._principal(request)
+        self._guard(request)
+        return await handler(request)
+
+    def _principal(self, request: web.Request) -> Principal | None:
+        mode = self.config.web.auth
+        if mode == "none":
+            return Principal(user="anonymous", role="supervisor")
+        if mode == "proxy":
+            return self.authority.proxy_principal(
+                request.headers.get(self.config.web.proxy_user_header)
+            )
+        cookie = request.cookies.get(SESSION_COOKIE)
+        who = self.authority.read_session(cookie)
+        if who is not None:
+            request[SESSION_EXPIRES] = self.authority.session_expires(cookie)
+        return who
+
+    def _guard(self, request: web.Request) -> None:
+        path = request.path
+        public = path in PUBLIC_PATHS or path.startswith("/static/")
+        if request[PRINCIPAL] is None and not public:
+            if self.config.web.auth == "proxy":
+                raise ApiError(
+                    401,
+                    "unauthenticated",
+                    "no user named by the reverse proxy "
+                    f"(header {self.config.web.proxy_user_header})",
+                )
+            if path.startswith(("/api/", "/charts/", "/reports/")):
+                raise ApiError(401, "unauthenticated", "sign in first (POST /login)")
+            raise web.HTTPFound("/login")
+        if request.method in SAFE_METHODS:
+            return
+        if not self._same_origin(request):
+            raise ApiError(403, "cross_site", "request from another site refused")
+        if path in FORM_PATHS:
+            return  # these read their form first, then check its token (form_csrf_ok)
+        who = request[PRINCIPAL]
+        if not self.authority.csrf_ok(
+            who.user if who else "",
+            request.cookies.get(CSRF_COOKIE),
+            request.headers.get(CSRF_HEADER),
+        ):
+            raise ApiError(
+                403,
+                "csrf",
+                f"CSRF token missing or wrong: send {CSRF_HEADER} "
+                "from GET /api/session (reload the page)",
+            )
+
+    def _same_origin(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser's cross-site request; the CSRF token decides
+        hosts = {request.host}
+        if self.config.web.auth == "proxy" and request.headers.get("X-Forwarded-Host"):
+            hosts.add(request.headers["X-Forwarded-Host"].split(",")[0].strip())
+        return urlsplit(origin).netloc in hosts
+
+    def form_csrf_ok(self, request: web.Request, form: Any) -> bool:
+        who = request[PRINCIPAL]
+        token = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
+        return self.authority.csrf_ok(
+            who.user if who else "",
+            request.cookies.get(CSRF_COOKIE),
+            token if isinstance(token, str) else None,
+        )
+
+    # ------------------------------------------------------------------ sign-in, sign-out
+
+    def _login_page(
+        self, request: web.Request, message: str = "", status: int = 200, user: str = ""
+    ) -> web.Response:
+        return self.pages.login_page(request, self.csrf_token_for(request), message, status, user)
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        if self.config.web.auth != "users":
+            raise web.HTTPFound("/")
+        return self._login_page(request)
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Form (the page) or JSON (API clients): user, password."""
+        if self.config.web.auth != "users":
+            raise ApiError(
+                404,
+                "no_login",
+                f"[web] auth is {self.config.web.auth!r}; there is no password sign-in",
+            )
+        as_json = request.content_type == "application/json"
+        if as_json:
+            data = await json_body(request, ("user", "password"))
+        else:
+            data = dict(await request.post())
+            if not self.form_csrf_ok(request, data):
+                raise ApiError(403, "csrf", "CSRF token missing or wrong (reload the page)")
+        user, password = data.get("user"), data.get("password")
+        if not isinstance(user, str) or not isinstance(password, str) or not user:
+            raise ApiError(400, "missing_field", "user and password are required")
+        user = user.strip()[:64]
+        address = request.remote or ""
+        t = self.pages.t(self.pages.language(request))
+        if self.authority.failures.blocked(address, user):
+            log.warning("sign-in refused: too many wrong passwords", user=user, address=address)
+            if as_json:
+                raise ApiError(429, "throttled", "too many wrong passwords; wait a few minutes")
+            return self._login_page(request, t["login_throttled"], 429, user)
+        who = await self.authority.check_password(user, password)
+        if who is None:
+            self.authority.failures.failed(address, user)
+            log.warning("sign-in failed", user=user, address=address)
+            if as_json:
+                raise ApiError(401, "bad_login", "wrong user name or password")
+            return self._login_page(request, t["login_wrong"], 401, user)
+        self.authority.failures.succeeded(address, user)
+        cookie, _ = self.authority.make_session(who.user)
+        log.info("signed in", user=who.user, role=who.role, address=address)
+        # A new seed at sign-in: a token learnt before cannot serve the new session.
+        request[ROTATE_SEED] = True
+        request[CSRF_SEED] = new_csrf_seed()
+        response: web.Response
+        if as_json:
+            response = web.json_response(
+                {
+                    "user": who.user,
+                    "role": who.role,
+                    "csrf_token": self.authority.csrf_token(who.user, request[CSRF_SEED]),
+                }
+            )
+        else:
+            response = _see_other("/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="Lax",
+            secure=_secure(request),
+            path="/",
+        )
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        form = (
+            dict(await request.post())
+            if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+            else {}
+        )
+        if not self.form_csrf_ok(request, form):
+            raise ApiError(403, "csrf", "CSRF token missing or wrong (reload the page)")
+        who = request[PRINCIPAL]
+        log.info("signed out", user=who.user if who else "")
+        request[ROTATE_SEED] = True
+        request[CSRF_SEED] = new_csrf_seed()
+        response = _see_other("/login" if self.config.web.auth == "users" else "/")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
+
+
+def _secure(request: web.Request) -> bool:
+    # Trusting the header only ever adds the Secure flag, which cannot weaken anything.
+    return request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+
+
+def _see_other(location: str) -> web.Response:
+    # A plain response (not the HTTPSeeOther exception) so cookies can be set on it.
+    return web.Response(status=303, headers={"Location": location})
