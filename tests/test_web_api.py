@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import json
@@ -30,13 +31,16 @@ from callback_dialer.web.auth import (
     hash_password,
     verify_password,
 )
+from callback_dialer.web.ports import Commands, StatusSource
 
+from .conftest import REPO
 from .test_jobs_support import purge_rq
 from .test_web_support import (
     DONE,
     HOSTILE_NAMES,
     NEW,
     SUPPORT,
+    Narrow,
     User,
     ami_section,
     missed,
@@ -699,6 +703,88 @@ async def test_hostile_names_come_back_verbatim_as_json_text_never_as_markup(rig
     # The page may run only our own script, so even a slip could not execute.
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+
+
+# --------------------------------------------------------------------------- the interfaces
+
+# What the web layer may import of the product: data types, config, the queue's errors and
+# result types, the report files, and nothing that runs the dialer.
+WEB_MAY_IMPORT = {
+    "callback_dialer.__version__",
+    "callback_dialer.config",
+    "callback_dialer.logs",
+    "callback_dialer.metrics",
+    "callback_dialer.phone",
+    "callback_dialer.queue.models",
+    "callback_dialer.queue.store",
+    "callback_dialer.jobs",
+    "callback_dialer.jobs.reports",
+    "callback_dialer.jobs.admin",
+}
+
+
+def web_imports() -> set[tuple[str, str]]:
+    """(file, module) for every module of the product or Redis a web module imports, at any
+    level (function bodies and TYPE_CHECKING blocks included)."""
+    found = set()
+    for path in sorted((REPO / "callback_dialer" / "web").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ["callback_dialer", "web"][: 3 - node.level]
+                    module = ".".join([*base, node.module] if node.module else base)
+                else:
+                    module = node.module or ""
+                names = [module] if node.module or not node.level else []
+                names += [f"{module}.{a.name}" for a in node.names if not node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in ("callback_dialer", "redis", "rq", "panoramisk"):
+                    found.add((path.name, name))
+    return found
+
+
+def test_the_web_imports_no_part_that_runs_the_dialer() -> None:
+    used = web_imports()
+    assert ("server.py", "callback_dialer.web.api") in used  # the check sees relative imports
+    outside = {
+        (file, name)
+        for file, name in used
+        if not name.startswith("callback_dialer.web") and name not in WEB_MAY_IMPORT
+    }
+    assert outside == set()
+
+
+async def test_the_page_sees_the_dialer_through_the_two_interfaces_and_no_further(
+    make_config, tmp_path
+) -> None:
+    dialer = build_dialer(make_config(), clock=ManualClock(), spool=tmp_path / "s.jsonl")
+    try:
+        status = Narrow(dialer.status, StatusSource)
+        assert status.now() == dialer.clock.now()
+        assert status.dispatch_state().paused is False
+        for reach in ("_dispatcher", "_queue", "_ami", "config"):
+            with pytest.raises(AttributeError, match=f"StatusSource has no '{reach}'"):
+                getattr(status, reach)
+        with pytest.raises(AttributeError, match="Commands has no '_dispatcher'"):
+            Narrow(dialer.commands, Commands)._dispatcher  # noqa: B018
+        # An implementation missing a member, or taking other parameters, is refused.
+        with pytest.raises(AssertionError, match=r"DialerCommands lacks StatusSource\."):
+            Narrow(dialer.commands, StatusSource)
+
+        class OtherPause:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(dialer.commands, name)
+
+            async def pause(self, who: str, reason: str) -> None: ...
+
+        with pytest.raises(AssertionError, match="pause does not take what Commands says"):
+            Narrow(OtherPause(), Commands)
+    finally:
+        await dialer.stop()
 
 
 # --------------------------------------------------------------------------- the document

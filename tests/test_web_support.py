@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Attempt, Source, Stage
 from callback_dialer.queue.store import CallbackQueue
 from callback_dialer.web.auth import hash_password
+from callback_dialer.web.ports import Commands, StatusSource
 from callback_dialer.web.server import WebApp
 
 PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
@@ -245,6 +247,42 @@ class User:
         return self.csrf
 
 
+# --------------------------------------------------------------------------- the interfaces
+
+
+def protocol_members(protocol: type) -> set[str]:
+    return {name for name in vars(protocol) if not name.startswith("_")}
+
+
+class Narrow:
+    """``target`` seen through ``protocol`` alone. Built only when ``target`` offers every
+    member with the protocol's parameters; afterwards anything else the web reaches for is an
+    AttributeError naming it. The rig serves the page through two of these, so every web test
+    proves the page needs nothing but ``StatusSource`` and ``Commands``."""
+
+    def __init__(self, target: Any, protocol: type) -> None:
+        members = protocol_members(protocol)
+        for name in sorted(members):
+            assert hasattr(target, name), (
+                f"{type(target).__name__} lacks {protocol.__name__}.{name}"
+            )
+            wanted = list(inspect.signature(getattr(protocol, name)).parameters.values())[1:]
+            offered = list(inspect.signature(getattr(target, name)).parameters.values())
+            assert [(p.name, p.kind) for p in offered] == [(p.name, p.kind) for p in wanted], (
+                f"{type(target).__name__}.{name} does not take what {protocol.__name__} says"
+            )
+        self._target = target
+        self._protocol = protocol
+        self._members = members
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._members:
+            raise AttributeError(
+                f"{self._protocol.__name__} has no {name!r}; the web may not use it"
+            )
+        return getattr(self._target, name)
+
+
 # --------------------------------------------------------------------------- the rig
 
 
@@ -316,7 +354,7 @@ async def web_rig(
     dialer = build_dialer(
         config, clock=clock or ManualClock(), redis_url=redis_url or config.redis.url, spool=spool
     )
-    app = WebApp(config, dialer.status, dialer.commands)
+    app = WebApp(config, Narrow(dialer.status, StatusSource), Narrow(dialer.commands, Commands))
     server = TestServer(app.build(), host="127.0.0.1")
     await server.start_server()
     rig = WebRig(dialer, server, app, pbx)
