@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from callback_dialer.clock import ManualClock
-from callback_dialer.queue.models import Attempt, Source, Stage, State
+from callback_dialer.queue.models import Attempt, DispatchControl, Source, Stage, State
 from callback_dialer.queue.store import CallbackQueue, QueueInputError, QueueUnavailable
 
 A = "+79161234567"
@@ -511,3 +511,54 @@ async def test_day_statistics_count_every_missed_call(queue: CallbackQueue, cloc
     await clock.advance(40)
     await queue.renew(claim, stage=Stage.RINGING_CUSTOMER, agent="a")
     assert await queue.time_to_callback(day) == [pytest.approx(70)]
+
+
+# ---------------------------------------------------------------- dispatch control
+
+
+async def test_the_dispatch_switch_is_saved_and_read_back_with_its_time(
+    queue: CallbackQueue, clock: ManualClock
+) -> None:
+    assert await queue.load_control() is None  # never saved: the config decides
+    await queue.save_control(
+        DispatchControl(paused=True, by="system", reason="originate_failures", alarm="3 failed")
+    )
+    assert await queue.load_control() == DispatchControl(
+        paused=True,
+        by="system",
+        reason="originate_failures",
+        alarm="3 failed",
+        at=pytest.approx(clock.now(), abs=0.001),
+    )
+    await clock.advance(60)
+    await queue.save_control(DispatchControl(paused=False, by="olga"))
+    assert await queue.load_control() == DispatchControl(
+        paused=False, by="olga", at=pytest.approx(clock.now(), abs=0.001)
+    )
+
+
+async def test_the_next_due_time_counts_only_callbacks_due_later(
+    queue: CallbackQueue, clock: ManualClock
+) -> None:
+    assert await queue.next_due_after(clock.now()) is None
+    for number, delay in ((A, 120.0), (B, 30.0)):
+        await missed(queue, number, "support", 60)
+        claim = await queue.claim(["support"], claimer="d")
+        await queue.release(claim, "test", not_before=clock.now() + delay)
+    now = clock.now()
+    assert await queue.next_due_after(now) == pytest.approx(now + 30, abs=0.001)
+    # Once the first is due (not yet promoted), the next one later is what counts.
+    assert await queue.next_due_after(now + 30) == pytest.approx(now + 120, abs=0.001)
+    assert await queue.next_due_after(now + 120) is None
+
+
+async def test_the_dispatch_switch_in_a_redis_outage_raises_a_clear_error(config, clock) -> None:
+    dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    queue = CallbackQueue(dead, config, clock)
+    with pytest.raises(QueueUnavailable, match="Redis unreachable"):
+        await queue.load_control()
+    with pytest.raises(QueueUnavailable, match="Redis unreachable"):
+        await queue.save_control(DispatchControl(paused=True, by="olga"))
+    with pytest.raises(QueueUnavailable, match="Redis unreachable"):
+        await queue.next_due_after(clock.now())
+    await dead.aclose()

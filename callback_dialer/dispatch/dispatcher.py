@@ -40,7 +40,7 @@ from ..hours import CallingHours
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
-from ..queue.models import Attempt, Callback, Claim, Stage
+from ..queue.models import Attempt, Callback, Claim, DispatchControl, Stage
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
 from .origination import OriginateInputError, OriginatePlan, plan_originate
@@ -179,27 +179,21 @@ class Dispatcher:
     async def load_control(self) -> None:
         """Pausing survives restarts: a supervisor's pause stays until they resume."""
         try:
-            raw = await self.queue.redis.hgetall(self.queue.keys.control())
-        except Exception as exc:  # Redis down at start: keep the config's choice
+            control = await self.queue.load_control()
+        except QueueUnavailable as exc:  # Redis down at start: keep the config's choice
             log.warning("dispatch control not readable; using config", error=str(exc))
             return
-        control = {k.decode(): v.decode() for k, v in raw.items()}
-        if "paused" in control:
-            self.paused = control["paused"] == "1"
-            self.paused_by = control.get("by", "")
-            self.paused_reason = control.get("reason", "")
-            self.alarm = control.get("alarm", "")
+        if control is not None:
+            self.paused = control.paused
+            self.paused_by = control.by
+            self.paused_reason = control.reason
+            self.alarm = control.alarm
 
     async def _save_control(self) -> None:
-        await self.queue.redis.hset(
-            self.queue.keys.control(),
-            mapping={
-                "paused": "1" if self.paused else "0",
-                "by": self.paused_by,
-                "reason": self.paused_reason,
-                "alarm": self.alarm,
-                "at": f"{self.clock.now():.3f}",
-            },
+        await self.queue.save_control(
+            DispatchControl(
+                paused=self.paused, by=self.paused_by, reason=self.paused_reason, alarm=self.alarm
+            )
         )
 
     async def pause(self, actor: str, reason: str = "") -> None:
@@ -266,12 +260,10 @@ class Dispatcher:
         # Only a callback falling due later is a reason to wake: one already due is promoted
         # by the next claim, which a free agent's kick brings. Waking for it would spin the
         # loop for as long as every agent is busy or dispatching is paused.
-        with contextlib.suppress(Exception):
-            due = await self.queue.redis.zrangebyscore(
-                self.queue.keys.scheduled(), f"({now!r}", "+inf", start=0, num=1, withscores=True
-            )
-            if due:
-                wake = min(wake, float(due[0][1]))
+        with contextlib.suppress(QueueUnavailable):
+            due = await self.queue.next_due_after(now)
+            if due is not None:
+                wake = min(wake, due)
         return max(wake, now)
 
     async def _wait_kick(self, until: float) -> None:

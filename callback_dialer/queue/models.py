@@ -191,6 +191,18 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DispatchControl:
+    """The dispatching switch: paused or not, by whom and why, and the alarm that paused it.
+    Kept in Redis so that a supervisor's pause outlives a restart of the dialer."""
+
+    paused: bool
+    by: str = ""
+    reason: str = ""
+    alarm: str = ""
+    at: float | None = None  # when it was saved (read back only; saving stamps the time)
+
+
+@dataclass(frozen=True, slots=True)
 class EnqueueResult:
     result: str  # created | merged | duplicate
     id: str

@@ -40,6 +40,7 @@ from .models import (
     Attempt,
     Callback,
     Claim,
+    DispatchControl,
     EnqueueResult,
     HistoryEntry,
     Source,
@@ -438,7 +439,47 @@ class CallbackQueue:
             },
         )
 
+    # ------------------------------------------------------------------ dispatch control
+
+    async def load_control(self) -> DispatchControl | None:
+        """The dispatching switch as last saved; None when it never was (the config decides)."""
+        raw = _decode(await self._call(self.redis.hgetall(self.keys.control())))
+        if "paused" not in raw:
+            return None
+        return DispatchControl(
+            paused=raw["paused"] == "1",
+            by=raw.get("by", ""),
+            reason=raw.get("reason", ""),
+            alarm=raw.get("alarm", ""),
+            at=float(raw["at"]) if raw.get("at") else None,
+        )
+
+    async def save_control(self, control: DispatchControl) -> None:
+        """Save the dispatching switch, stamped with the time now."""
+        await self._call(
+            self.redis.hset(
+                self.keys.control(),
+                mapping={
+                    "paused": "1" if control.paused else "0",
+                    "by": control.by,
+                    "reason": control.reason,
+                    "alarm": control.alarm,
+                    "at": f"{self.clock.now():.3f}",
+                },
+            )
+        )
+
     # ------------------------------------------------------------------ reading
+
+    async def next_due_after(self, after: float) -> float | None:
+        """When the first callback scheduled for later than ``after`` falls due (None: no
+        callback is). One already due does not count: the next claim promotes it."""
+        rows = await self._call(
+            self.redis.zrangebyscore(
+                self.keys.scheduled(), f"({after!r}", "+inf", start=0, num=1, withscores=True
+            )
+        )
+        return float(rows[0][1]) if rows else None
 
     async def get(self, callback_id: str) -> Callback | None:
         raw = await self._call(self.redis.hgetall(self.keys.callback(callback_id)))
