@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ami.asterisk import CALLBACK_ID_VAR, UNKNOWN_ID, DialStatus, OriginateReason
 from ..ami.client import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
 from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
@@ -40,35 +41,23 @@ from ..hours import CallingHours
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
-from ..queue.models import Attempt, Callback, Claim, DispatchControl, Stage
+from ..queue.models import Attempt as AttemptRecord
+from ..queue.models import Callback, Claim, DispatchControl, Stage
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
 from .origination import OriginateInputError, OriginatePlan, plan_originate
+from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
 
 log = get_logger(__name__)
 
-# OriginateResponse Reason codes (AST_CONTROL_*) for the leg Asterisk dialled first; 3 is
-# "still ringing when the Timeout ran out", i.e. no answer.
-REASON_FAILED, REASON_HANGUP, REASON_NO_ANSWER = 0, 1, 3
-REASON_ANSWERED, REASON_BUSY, REASON_CONGESTION = 4, 5, 8
-
+# What a failed dial of the customer (agent first) is called in the attempt log.
 CUSTOMER_DIAL_OUTCOMES = {
-    "BUSY": "busy",
-    "NOANSWER": "no_answer",
-    "CANCEL": "no_answer",
-    "CONGESTION": "congestion",
-    "CHANUNAVAIL": "unavailable",
+    DialStatus.BUSY: Reason.BUSY,
+    DialStatus.NOANSWER: Reason.NO_ANSWER,
+    DialStatus.CANCEL: Reason.NO_ANSWER,
+    DialStatus.CONGESTION: Reason.CONGESTION,
+    DialStatus.CHANUNAVAIL: Reason.UNAVAILABLE,
 }
-
-
-@dataclass
-class Outcome:
-    kind: str  # done | retry | release | fail
-    reason: str
-    talk: float = 0.0
-    cooldown: bool = False
-    not_before: float | None = None
-    streak: bool = False  # an outright failure, counted towards the alarm
 
 
 @dataclass
@@ -285,11 +274,9 @@ class Dispatcher:
                 now = self.clock.now()
                 for flight in list(self.inflight.values()):
                     if flight.stage == Stage.TALKING and flight.answered_at is not None:
-                        self._finish(
-                            flight, Outcome("done", "answered", talk=now - flight.answered_at)
-                        )
+                        self._finish(flight, Outcome.done(talk=now - flight.answered_at))
                     else:
-                        flight.aborted = "dialer_stopped"
+                        flight.aborted = Reason.DIALER_STOPPED
                         flight.changed.set()
                 _, pending = await asyncio.wait(pending, timeout=5)
             for task in pending:
@@ -346,7 +333,7 @@ class Dispatcher:
                     continue
                 if not self.agents.is_free(interface) or not self.can_dispatch()[0]:
                     # A queue call took the agent while we claimed: give it back unharmed.
-                    await self.queue.release(claim, "agent_busy")
+                    await self.queue.release(claim, Reason.AGENT_BUSY)
                     continue
                 self._start(claim, interface)
                 started += 1
@@ -413,7 +400,7 @@ class Dispatcher:
         try:
             number = self.numbers.parse_e164(cb.number)
         except ValueError:
-            return Outcome("fail", "invalid_number")
+            return Outcome.fail(Reason.INVALID_NUMBER)
         self._attempt_counter += 1
         try:
             plan = plan_originate(
@@ -427,7 +414,7 @@ class Dispatcher:
             )
         except OriginateInputError as exc:
             log_.error("originate refused by our own checks", error=str(exc))
-            return Outcome("release", "originate_invalid", streak=True)
+            return Outcome.release(Reason.ORIGINATE_INVALID, streak=True)
         flight.plan = plan
         flight.channel_ids = {plan.channel_id, plan.other_channel_id}
         for channel_id in flight.channel_ids:
@@ -444,7 +431,7 @@ class Dispatcher:
             return None
         if not self.agents.still_free_for(flight.agent, cb.id):
             # A queue call took the agent in this very instant: back, unharmed.
-            return Outcome("release", "agent_busy")
+            return Outcome.release(Reason.AGENT_BUSY)
         self._set_stage(flight, first_stage)
         flight.sent_at = time.perf_counter()
         if self._kicked_at is not None:
@@ -453,10 +440,10 @@ class Dispatcher:
         try:
             flight.action_id = await self.ami.originate(plan.fields)
         except AmiNotConnected:
-            return Outcome("release", "ami_down")
+            return Outcome.release(Reason.AMI_DOWN)
         except AmiActionFailed as exc:
             log_.warning("Asterisk refused the originate", error=str(exc))
-            return Outcome("release", "originate_refused", streak=True)
+            return Outcome.release(Reason.ORIGINATE_REFUSED, streak=True)
         except OriginateFateUnknown:
             flight.fate_unknown = True
             flight.lost_at = flight.lost_at or self.clock.now()
@@ -481,7 +468,7 @@ class Dispatcher:
                 # blip; the call itself goes on regardless.
                 try:
                     if not await self.queue.renew(flight.claim):
-                        flight.aborted = flight.aborted or "claim_lost"
+                        flight.aborted = flight.aborted or Reason.CLAIM_LOST
                         break
                     last_renew = now
                 except QueueUnavailable as exc:
@@ -498,18 +485,17 @@ class Dispatcher:
             # Only an attempt still waiting for the agent leg times out; a talking customer
             # keeps the claim for as long as the call lasts.
             if now >= deadline and flight.answered_at is None and not flight.customer_uid:
-                flight.outcome = Outcome(
-                    "release", "no_outcome", not_before=now + self.config.retry.delay_after(1)
+                flight.outcome = Outcome.release(
+                    Reason.NO_OUTCOME, not_before=now + self.config.retry.delay_after(1)
                 )
         if flight.aborted:
             await self._hang_up(flight)
-            if flight.aborted == "dialer_stopped":
-                return Outcome(
-                    "release",
-                    "dialer_stopped",
+            if flight.aborted == Reason.DIALER_STOPPED:
+                return Outcome.release(
+                    Reason.DIALER_STOPPED,
                     not_before=self.clock.now() + self.config.retry.delay_after(1),
                 )
-            return Outcome("abort", flight.aborted)
+            return Outcome.abort(flight.aborted)
         assert flight.outcome is not None
         return flight.outcome
 
@@ -522,7 +508,7 @@ class Dispatcher:
         alive = any(
             m.get("Uniqueid") in flight.channel_ids
             or m.get("Uniqueid") == flight.customer_uid
-            or f"CALLBACK_ID={flight.callback_id}" in m.getall("Variable")
+            or f"{CALLBACK_ID_VAR}={flight.callback_id}" in m.getall("Variable")
             for m in channels
         )
         if alive:
@@ -533,12 +519,11 @@ class Dispatcher:
             lost_at - flight.answered_at >= self.dispatch.min_talk_seconds
         ):
             # They talked long enough before we lost sight of the call.
-            return Outcome("done", "answered", talk=lost_at - flight.answered_at)
+            return Outcome.done(talk=lost_at - flight.answered_at)
         # Gone, or never created: we cannot know if the customer was reached. Wait before
         # trying again, so a call that did happen is not repeated at once.
-        return Outcome(
-            "release",
-            "outcome_unknown",
+        return Outcome.release(
+            Reason.OUTCOME_UNKNOWN,
             not_before=self.clock.now() + self.config.retry.delay_after(1),
         )
 
@@ -563,7 +548,7 @@ class Dispatcher:
 
     async def _channels_up(self) -> list[AmiMessage]:
         """Asterisk's channels now, each with its CALLBACK_ID variable (AMI ``Status``)."""
-        items = await self.ami.send_list({"Action": "Status", "Variables": "CALLBACK_ID"})
+        items = await self.ami.send_list({"Action": "Status", "Variables": CALLBACK_ID_VAR})
         return [m for m in items if m.event == "Status"]
 
     async def refresh_foreign_calls(self) -> None:
@@ -576,7 +561,7 @@ class Dispatcher:
         for item in channels:
             for value in item.getall("Variable"):
                 name, _, callback_id = str(value).partition("=")
-                if name == "CALLBACK_ID" and callback_id:
+                if name == CALLBACK_ID_VAR and callback_id:
                     ids.add(callback_id)
         ids -= set(self.inflight)
         try:
@@ -588,22 +573,21 @@ class Dispatcher:
         self.foreign_numbers = numbers
 
     async def _settle(self, flight: InFlight, outcome: Outcome, log_: Any) -> None:
-        if outcome.kind == "abort":
+        if outcome.kind is OutcomeKind.ABORT:
             log_.info("callback attempt abandoned", reason=outcome.reason)
             return
         now = self.clock.now()
-        counted = outcome.kind in ("done", "retry")
-        attempt = Attempt(
+        attempt = AttemptRecord(
             at=now,
             agent=flight.agent,
             outcome=outcome.reason,
             talk_seconds=outcome.talk,
-            counted=counted,
+            counted=outcome.kind.uses_attempt,
         )
         self.metrics.outcomes.inc(outcome.reason)
         if outcome.streak:
             self.failure_streak += 1
-        elif outcome.reason not in ("ami_down", "agent_busy"):
+        elif outcome.reason not in STREAK_NEUTRAL:
             self.failure_streak = 0
         result = await self._store_outcome(flight, outcome, attempt, log_)
         log_.info(
@@ -626,7 +610,7 @@ class Dispatcher:
             await self.pause("system", "originate_failures")
 
     async def _store_outcome(
-        self, flight: InFlight, outcome: Outcome, attempt: Attempt, log_: Any
+        self, flight: InFlight, outcome: Outcome, attempt: AttemptRecord, log_: Any
     ) -> Callback | None:
         """Write the outcome, waiting out a Redis outage. Giving up would let the lease lapse
         and the callback come back as if never made: a customer already talked to would be
@@ -635,15 +619,21 @@ class Dispatcher:
         delay = 0.5
         while True:
             try:
-                if outcome.kind == "done":
-                    return await self.queue.complete(flight.claim, attempt)
-                if outcome.kind == "retry":
-                    return await self.queue.retry(flight.claim, attempt)
-                if outcome.kind == "fail":
-                    return await self.queue.fail(flight.claim, outcome.reason, attempt)
-                return await self.queue.release(
-                    flight.claim, outcome.reason, attempt=attempt, not_before=outcome.not_before
-                )
+                match outcome.kind:
+                    case OutcomeKind.DONE:
+                        return await self.queue.complete(flight.claim, attempt)
+                    case OutcomeKind.RETRY:
+                        return await self.queue.retry(flight.claim, attempt)
+                    case OutcomeKind.FAIL:
+                        return await self.queue.fail(flight.claim, outcome.reason, attempt)
+                    case OutcomeKind.RELEASE:
+                        return await self.queue.release(
+                            flight.claim,
+                            outcome.reason,
+                            attempt=attempt,
+                            not_before=outcome.not_before,
+                        )
+                raise ValueError(f"an outcome of kind {outcome.kind} is never stored")
             except QueueUnavailable as exc:
                 log_.warning(
                     "queue unavailable; the outcome waits to be stored",
@@ -703,7 +693,7 @@ class Dispatcher:
             if flight is not None:
                 return flight
         if "ChanVariable" in fields:
-            callback_id = message.chanvars().get("CALLBACK_ID")
+            callback_id = message.chanvars().get(CALLBACK_ID_VAR)
             if callback_id:
                 return self.inflight.get(callback_id)
         return None
@@ -712,14 +702,14 @@ class Dispatcher:
         flight = self._by_action.get(message.get("ActionID"))
         if flight is None:
             return
-        reason = int(message.get("Reason") or 0) if message.get("Reason", "").isdigit() else 0
+        reason = _originate_reason(message.get("Reason", ""))
         flight.fate_unknown = False
         customer_first = flight.plan is not None and flight.plan.customer_first
-        if reason == REASON_ANSWERED:
+        if reason is OriginateReason.ANSWERED:
             self.failure_streak = 0
             self.metrics.originate_to_answer.observe(time.perf_counter() - flight.sent_at)
             uid = message.get("Uniqueid")
-            if uid and uid != "<unknown>":
+            if uid and uid != UNKNOWN_ID:
                 flight.channel_ids.add(uid)
                 self._by_channel[uid] = flight
             if customer_first:
@@ -729,24 +719,28 @@ class Dispatcher:
             return
         if customer_first:
             outcome = {
-                REASON_BUSY: "busy",
-                REASON_CONGESTION: "congestion",
-                REASON_HANGUP: "no_answer",
-                REASON_NO_ANSWER: "no_answer",
-            }.get(reason, "unavailable")
-            self._finish(flight, Outcome("retry", outcome))
-        elif reason == REASON_NO_ANSWER:
-            self._finish(flight, Outcome("release", "agent_no_answer", cooldown=True))
-        elif reason == REASON_BUSY:
-            self._finish(flight, Outcome("release", "agent_busy"))
-        elif reason == REASON_HANGUP:
-            self._finish(flight, Outcome("release", "agent_rejected", cooldown=True))
-        elif reason == REASON_CONGESTION:
-            self._finish(flight, Outcome("release", "agent_congestion", cooldown=True, streak=True))
+                OriginateReason.BUSY: Reason.BUSY,
+                OriginateReason.CONGESTION: Reason.CONGESTION,
+                OriginateReason.HANGUP: Reason.NO_ANSWER,
+                OriginateReason.NO_ANSWER: Reason.NO_ANSWER,
+            }.get(reason, Reason.UNAVAILABLE)
+            self._finish(flight, Outcome.retry(outcome))
+        elif reason is OriginateReason.NO_ANSWER:
+            self._finish(flight, Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
+        elif reason is OriginateReason.BUSY:
+            self._finish(flight, Outcome.release(Reason.AGENT_BUSY))
+        elif reason is OriginateReason.HANGUP:
+            self._finish(flight, Outcome.release(Reason.AGENT_REJECTED, cooldown=True))
+        elif reason is OriginateReason.CONGESTION:
+            self._finish(
+                flight, Outcome.release(Reason.AGENT_CONGESTION, cooldown=True, streak=True)
+            )
         else:
             # The agent's channel could not be created (phone unregistered?): that agent
             # rests so others are tried; failures across agents raise the alarm.
-            self._finish(flight, Outcome("release", "originate_failed", cooldown=True, streak=True))
+            self._finish(
+                flight, Outcome.release(Reason.ORIGINATE_FAILED, cooldown=True, streak=True)
+            )
 
     def _second_leg(self, message: AmiMessage) -> InFlight | None:
         """The attempt whose second leg (agent first: the customer) this dial is about.
@@ -788,17 +782,17 @@ class Dispatcher:
             return
         status = message.get("DialStatus")
         customer_first = flight.plan is not None and flight.plan.customer_first
-        if status == "ANSWER":
+        if status == DialStatus.ANSWER:
             flight.answered_at = self.clock.now()  # talk time counts from here
             self._set_stage(flight, Stage.TALKING)
             self._spawn_renew(flight)
             return
         if customer_first:
             # The customer answered but the reserved agent did not: not the customer's fault.
-            self._finish(flight, Outcome("release", "agent_no_answer", cooldown=True))
+            self._finish(flight, Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
         else:
             self._finish(
-                flight, Outcome("retry", CUSTOMER_DIAL_OUTCOMES.get(status, "failed_dial"))
+                flight, Outcome.retry(CUSTOMER_DIAL_OUTCOMES.get(status, Reason.FAILED_DIAL))
             )
 
     def on_hangup(self, message: AmiMessage) -> None:
@@ -811,13 +805,13 @@ class Dispatcher:
         if talking and flight.answered_at is not None:
             talk = self.clock.now() - flight.answered_at
             if talk >= self.dispatch.min_talk_seconds:
-                self._finish(flight, Outcome("done", "answered", talk=talk))
+                self._finish(flight, Outcome.done(talk=talk))
             else:
-                self._finish(flight, Outcome("retry", "short_call", talk=talk))
+                self._finish(flight, Outcome.retry(Reason.SHORT_CALL, talk=talk))
             return
         if customer_first:
             if flight.answered_at is not None:
-                self._finish(flight, Outcome("release", "customer_hung_up_waiting"))
+                self._finish(flight, Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING))
             return
         first_leg = flight.plan.channel_id if flight.plan else ""
         if (
@@ -837,7 +831,7 @@ class Dispatcher:
         async def check() -> None:
             await self.clock.sleep(1.0)
             if flight.outcome is None and not flight.customer_uid:
-                self._finish(flight, Outcome("release", "agent_hung_up"))
+                self._finish(flight, Outcome.release(Reason.AGENT_HUNG_UP))
 
         self._spawn(check(), f"agent-hangup-{flight.callback_id}")
 
@@ -847,7 +841,7 @@ class Dispatcher:
         async def renew() -> None:
             with contextlib.suppress(QueueUnavailable):
                 if not await self.queue.renew(flight.claim, stage=stage, agent=flight.agent):
-                    flight.aborted = flight.aborted or "claim_lost"
+                    flight.aborted = flight.aborted or Reason.CLAIM_LOST
                     flight.changed.set()
 
         self._spawn(renew(), f"renew-{flight.callback_id}")
@@ -877,3 +871,11 @@ class Dispatcher:
             }
             for f in sorted(self.inflight.values(), key=lambda f: f.started_at)
         ]
+
+
+def _originate_reason(text: str) -> OriginateReason | None:
+    """The ``Reason`` of an OriginateResponse; None for a value we do not know (failed)."""
+    try:
+        return OriginateReason(int(text)) if text.isdigit() else OriginateReason.FAILED
+    except ValueError:
+        return None
