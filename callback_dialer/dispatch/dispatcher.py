@@ -27,10 +27,9 @@ import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..ami.asterisk import CALLBACK_ID_VAR, UNKNOWN_ID, DialStatus, OriginateReason
+from ..ami.asterisk import CALLBACK_ID_VAR, DialStatus, OriginateReason
 from ..ami.client import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
 from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
@@ -45,7 +44,8 @@ from ..queue.models import Attempt as AttemptRecord
 from ..queue.models import Callback, Claim, DispatchControl, Stage
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
-from .origination import OriginateInputError, OriginatePlan, plan_originate
+from .attempt import Attempt, Attempts
+from .origination import OriginateInputError, plan_originate
 from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
 
 log = get_logger(__name__)
@@ -58,36 +58,6 @@ CUSTOMER_DIAL_OUTCOMES = {
     DialStatus.CONGESTION: Reason.CONGESTION,
     DialStatus.CHANUNAVAIL: Reason.UNAVAILABLE,
 }
-
-
-@dataclass
-class InFlight:
-    """One callback attempt being made; what the status page shows as 'in progress'."""
-
-    claim: Claim
-    agent: str
-    number: str
-    category: str
-    trunk: str
-    started_at: float
-    plan: OriginatePlan | None = None
-    stage: Stage = Stage.CLAIMED
-    stage_since: float = 0.0
-    action_id: str = ""
-    sent_at: float = 0.0  # perf_counter when the Originate was written
-    channel_ids: set[str] = field(default_factory=set)
-    customer_uid: str = ""
-    answered_at: float | None = None
-    outcome: Outcome | None = None
-    fate_unknown: bool = False  # the link dropped: events of this attempt may be lost
-    lost_at: float | None = None
-    aborted: str = ""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[Any] | None = None
-
-    @property
-    def callback_id(self) -> str:
-        return self.claim.callback.id
 
 
 class Dispatcher:
@@ -121,9 +91,7 @@ class Dispatcher:
         self.hours = CallingHours(config.hours)
         self.numbers = NumberPolicy(config.phone)
         self.name = name or f"dialer@{socket.gethostname()}"
-        self.inflight: dict[str, InFlight] = {}
-        self._by_action: dict[str, InFlight] = {}
-        self._by_channel: dict[str, InFlight] = {}
+        self.inflight = Attempts(clock)
         self._kick = asyncio.Event()
         self._kicked_at: float | None = None
         self._running = False
@@ -133,7 +101,6 @@ class Dispatcher:
         self.paused_reason = "dispatch.enabled = false" if self.paused else ""
         self.alarm = ""
         self.failure_streak = 0
-        self._attempt_counter = 0
         self._pass_lock = asyncio.Lock()
         self._side_tasks = TaskSet("dispatcher")
         self._attempts = TaskSet("dispatcher")
@@ -259,25 +226,25 @@ class Dispatcher:
         await wait_event(self._kick, self.clock, until - self.clock.now())
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop taking work, let attempts in flight finish for a while, then settle the rest:
+        """Stop taking work, let attempts in attempt finish for a while, then settle the rest:
         a customer already talking to an agent counts as called back; anything still ringing
         is hung up and goes back to the queue for later. Leaving claims to expire instead
         would let a restarted dialer call someone who is still on the phone with us."""
         self._accepting = False
         self._running = False
         self._kick.set()
-        tasks = [f.task for f in self.inflight.values() if f.task is not None]
+        tasks = list(self._attempts)
         if tasks:
             log.info("waiting for callbacks in progress", count=len(tasks))
             _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
             if pending:
                 now = self.clock.now()
-                for flight in list(self.inflight.values()):
-                    if flight.stage == Stage.TALKING and flight.answered_at is not None:
-                        self._finish(flight, Outcome.done(talk=now - flight.answered_at))
+                for attempt in list(self.inflight.values()):
+                    talk = attempt.talk_time(now)
+                    if talk is not None:
+                        attempt.finish(Outcome.done(talk=talk))
                     else:
-                        flight.aborted = Reason.DIALER_STOPPED
-                        flight.changed.set()
+                        attempt.abort(Reason.DIALER_STOPPED)
                 _, pending = await asyncio.wait(pending, timeout=5)
             for task in pending:
                 task.cancel()
@@ -343,8 +310,8 @@ class Dispatcher:
 
     def _open_trunks(self) -> list[str]:
         used: dict[str, int] = {}
-        for flight in self.inflight.values():
-            used[flight.trunk] = used.get(flight.trunk, 0) + 1
+        for attempt in self.inflight.values():
+            used[attempt.trunk] = used.get(attempt.trunk, 0) + 1
         return [t.name for t in self.dispatch.trunks if used.get(t.name, 0) < t.max_calls]
 
     def _busy_numbers(self) -> set[str]:
@@ -356,28 +323,18 @@ class Dispatcher:
 
     def _start(self, claim: Claim, interface: str) -> None:
         cb = claim.callback
-        now = self.clock.now()
-        flight = InFlight(
-            claim=claim,
-            agent=interface,
-            number=cb.number,
-            category=cb.category,
-            trunk=cb.trunk or self.dispatch.trunks[0].name,
-            started_at=now,
-            stage_since=now,
-        )
         self.agents.reserve(interface, cb.id)
-        self.inflight[cb.id] = flight
-        flight.task = self._attempts.spawn(self._attempt(flight), f"attempt-{cb.id}")
+        attempt = self.inflight.open(claim, interface, cb.trunk or self.dispatch.trunks[0].name)
+        self._attempts.spawn(self._attempt(attempt), f"attempt-{cb.id}")
 
     # ------------------------------------------------------------------ one attempt
 
-    async def _attempt(self, flight: InFlight) -> None:
-        log_ = log.bind(callback=flight.callback_id, agent=flight.agent, number=flight.number)
+    async def _attempt(self, attempt: Attempt) -> None:
+        log_ = log.bind(callback=attempt.callback_id, agent=attempt.agent, number=attempt.number)
         try:
-            outcome = await self._make_call(flight, log_)
+            outcome = await self._make_call(attempt, log_)
             if outcome is not None:
-                await self._settle(flight, outcome, log_)
+                await self._settle(attempt, outcome, log_)
         except QueueUnavailable as exc:
             # Before any call was placed: the lease runs out and the callback comes back.
             log_.error("queue unavailable before the call was placed", error=str(exc))
@@ -386,140 +343,131 @@ class Dispatcher:
         except Exception:
             log_.exception("callback attempt failed unexpectedly")
         finally:
-            self._forget(flight)
+            self.inflight.close(attempt)
             cooldown = (
                 self.dispatch.agent_cooldown
-                if (flight.outcome is not None and flight.outcome.cooldown)
+                if (attempt.outcome is not None and attempt.outcome.cooldown)
                 else 0.0
             )
-            self.agents.unreserve(flight.agent, cooldown=cooldown)
+            self.agents.unreserve(attempt.agent, cooldown=cooldown)
             self.kick("attempt_done")
 
-    async def _make_call(self, flight: InFlight, log_: Any) -> Outcome | None:
-        cb = flight.claim.callback
+    async def _make_call(self, attempt: Attempt, log_: Any) -> Outcome | None:
+        cb = attempt.claim.callback
         try:
             number = self.numbers.parse_e164(cb.number)
         except ValueError:
-            return Outcome.fail(Reason.INVALID_NUMBER)
-        self._attempt_counter += 1
+            return self._decide(attempt, Outcome.fail(Reason.INVALID_NUMBER))
         try:
             plan = plan_originate(
                 self.config,
                 callback_id=cb.id,
                 category=cb.category,
                 number=number,
-                interface=flight.agent,
-                trunk=flight.trunk,
+                interface=attempt.agent,
+                trunk=attempt.trunk,
                 attempt_no=cb.attempts + 1,
             )
         except OriginateInputError as exc:
             log_.error("originate refused by our own checks", error=str(exc))
-            return Outcome.release(Reason.ORIGINATE_INVALID, streak=True)
-        flight.plan = plan
-        flight.channel_ids = {plan.channel_id, plan.other_channel_id}
-        for channel_id in flight.channel_ids:
-            self._by_channel[channel_id] = flight
-        self._by_action[plan.action_id] = flight
-        self.tracker.mark_ours(*flight.channel_ids)
+            return self._decide(attempt, Outcome.release(Reason.ORIGINATE_INVALID, streak=True))
+        attempt.planned(plan)
+        self.tracker.mark_ours(*attempt.channel_ids)
         first_stage = Stage.RINGING_CUSTOMER if plan.customer_first else Stage.RINGING_AGENT
         # The last check before dialling: a callback closed meanwhile (the customer got
         # through, a supervisor cancelled) is never dialled.
-        if not await self.queue.renew(flight.claim, stage=first_stage, agent=flight.agent):
+        if not await self.queue.renew(attempt.claim, stage=first_stage, agent=attempt.agent):
             log_.info("callback closed while being claimed; not dialled")
             return None
-        if flight.aborted:
+        if attempt.aborted:
             return None
-        if not self.agents.still_free_for(flight.agent, cb.id):
+        if not self.agents.still_free_for(attempt.agent, cb.id):
             # A queue call took the agent in this very instant: back, unharmed.
-            return Outcome.release(Reason.AGENT_BUSY)
-        self._set_stage(flight, first_stage)
-        flight.sent_at = time.perf_counter()
+            return self._decide(attempt, Outcome.release(Reason.AGENT_BUSY))
+        attempt.dialling(first_stage)
         if self._kicked_at is not None:
-            self.metrics.decision_latency.observe(flight.sent_at - self._kicked_at)
+            self.metrics.decision_latency.observe(attempt.sent_at - self._kicked_at)
             self._kicked_at = None
         try:
-            flight.action_id = await self.ami.originate(plan.fields)
+            attempt.originated(await self.ami.originate(plan.fields))
         except AmiNotConnected:
-            return Outcome.release(Reason.AMI_DOWN)
+            return self._decide(attempt, Outcome.release(Reason.AMI_DOWN))
         except AmiActionFailed as exc:
             log_.warning("Asterisk refused the originate", error=str(exc))
-            return Outcome.release(Reason.ORIGINATE_REFUSED, streak=True)
+            return self._decide(attempt, Outcome.release(Reason.ORIGINATE_REFUSED, streak=True))
         except OriginateFateUnknown:
-            flight.fate_unknown = True
-            flight.lost_at = flight.lost_at or self.clock.now()
+            attempt.originate_unacknowledged()
             log_.warning(
                 "link lost with an originate unacknowledged; will reconcile, never re-send"
             )
         log_.info("callback dialling", stage=first_stage.value, action=plan.action_id)
-        return await self._await_outcome(flight)
+        return await self._await_outcome(attempt)
 
-    async def _await_outcome(self, flight: InFlight) -> Outcome:
+    async def _await_outcome(self, attempt: Attempt) -> Outcome:
         renew_every = max(1.0, self.config.queue.lease_seconds / 3)
         deadline = self.clock.now() + self.dispatch.originate_timeout
         last_renew = self.clock.now()
-        while flight.outcome is None and not flight.aborted:
-            flight.changed.clear()
-            await wait_event(flight.changed, self.clock, renew_every)
+        while not attempt.decided:
+            await attempt.wait_for_change(renew_every)
             now = self.clock.now()
-            if flight.outcome is not None or flight.aborted:
+            if attempt.decided:
                 break
             if now - last_renew >= renew_every:
                 # Renewing every third of the lease leaves room for a renewal lost to a Redis
                 # blip; the call itself goes on regardless.
                 try:
-                    if not await self.queue.renew(flight.claim):
-                        flight.aborted = flight.aborted or Reason.CLAIM_LOST
+                    if not await self.queue.renew(attempt.claim):
+                        attempt.abort(Reason.CLAIM_LOST)
                         break
                     last_renew = now
                 except QueueUnavailable as exc:
                     log.warning(
                         "could not renew a claim; will try again",
                         error=str(exc),
-                        callback=flight.callback_id,
+                        callback=attempt.callback_id,
                     )
-            if flight.fate_unknown and self.ami.authenticated:
-                outcome = await self._reconcile(flight)
+            if attempt.fate_unknown and self.ami.authenticated:
+                outcome = await self._reconcile(attempt)
                 if outcome is not None:
-                    flight.outcome = outcome
+                    attempt.finish(outcome)
                     break
-            # Only an attempt still waiting for the agent leg times out; a talking customer
-            # keeps the claim for as long as the call lasts.
-            if now >= deadline and flight.answered_at is None and not flight.customer_uid:
-                flight.outcome = Outcome.release(
-                    Reason.NO_OUTCOME, not_before=now + self.config.retry.delay_after(1)
+            if now >= deadline and attempt.first_leg_pending:
+                attempt.finish(
+                    Outcome.release(
+                        Reason.NO_OUTCOME, not_before=now + self.config.retry.delay_after(1)
+                    )
                 )
-        if flight.aborted:
-            await self._hang_up(flight)
-            if flight.aborted == Reason.DIALER_STOPPED:
+        if attempt.aborted:
+            await self._hang_up(attempt)
+            if attempt.aborted == Reason.DIALER_STOPPED:
                 return Outcome.release(
                     Reason.DIALER_STOPPED,
                     not_before=self.clock.now() + self.config.retry.delay_after(1),
                 )
-            return Outcome.abort(flight.aborted)
-        assert flight.outcome is not None
-        return flight.outcome
+            return Outcome.abort(attempt.aborted)
+        assert attempt.outcome is not None
+        return attempt.outcome
 
-    async def _reconcile(self, flight: InFlight) -> Outcome | None:
+    async def _reconcile(self, attempt: Attempt) -> Outcome | None:
         """After a reconnect: does a channel of this attempt exist? Never guess by dialling."""
         try:
             channels = await self._channels_up()
         except AmiError:
             return None
+        known = attempt.known_channels()
         alive = any(
-            m.get("Uniqueid") in flight.channel_ids
-            or m.get("Uniqueid") == flight.customer_uid
-            or f"{CALLBACK_ID_VAR}={flight.callback_id}" in m.getall("Variable")
+            m.get("Uniqueid") in known
+            or f"{CALLBACK_ID_VAR}={attempt.callback_id}" in m.getall("Variable")
             for m in channels
         )
         if alive:
-            flight.fate_unknown = False  # it exists: its events will tell the rest
+            attempt.still_up()
             return None
-        lost_at = flight.lost_at or self.clock.now()
-        if flight.answered_at is not None and (
-            lost_at - flight.answered_at >= self.dispatch.min_talk_seconds
-        ):
+        lost_at = attempt.lost_at or self.clock.now()
+        answered_at = attempt.answered_at
+        if answered_at is not None and lost_at - answered_at >= self.dispatch.min_talk_seconds:
             # They talked long enough before we lost sight of the call.
-            return Outcome.done(talk=lost_at - flight.answered_at)
+            return Outcome.done(talk=lost_at - answered_at)
         # Gone, or never created: we cannot know if the customer was reached. Wait before
         # trying again, so a call that did happen is not repeated at once.
         return Outcome.release(
@@ -530,18 +478,14 @@ class Dispatcher:
     def on_ami_lost(self) -> None:
         """Events of calls in progress may be lost while the link is down."""
         self.synced = False
-        now = self.clock.now()
-        for flight in self.inflight.values():
-            if flight.action_id or flight.fate_unknown:
-                flight.fate_unknown = True
-                flight.lost_at = flight.lost_at or now
+        for attempt in self.inflight.values():
+            attempt.link_lost()
 
     async def on_ami_ready(self) -> None:
-        """After a (re)connect: settle or keep following every attempt in flight, and learn
+        """After a (re)connect: settle or keep following every attempt in attempt, and learn
         which callback calls are up that no attempt of ours knows (a previous run's)."""
-        for flight in list(self.inflight.values()):
-            if flight.fate_unknown:
-                flight.changed.set()
+        for attempt in list(self.inflight.values()):
+            attempt.reconnected()
         await self.refresh_foreign_calls()
         self.synced = True
         self.kick("ami_ready")
@@ -572,14 +516,14 @@ class Dispatcher:
             log.info("callback calls up that this dialer did not start", count=len(numbers))
         self.foreign_numbers = numbers
 
-    async def _settle(self, flight: InFlight, outcome: Outcome, log_: Any) -> None:
+    async def _settle(self, attempt: Attempt, outcome: Outcome, log_: Any) -> None:
         if outcome.kind is OutcomeKind.ABORT:
             log_.info("callback attempt abandoned", reason=outcome.reason)
             return
         now = self.clock.now()
-        attempt = AttemptRecord(
+        record = AttemptRecord(
             at=now,
-            agent=flight.agent,
+            agent=attempt.agent,
             outcome=outcome.reason,
             talk_seconds=outcome.talk,
             counted=outcome.kind.uses_attempt,
@@ -589,7 +533,7 @@ class Dispatcher:
             self.failure_streak += 1
         elif outcome.reason not in STREAK_NEUTRAL:
             self.failure_streak = 0
-        result = await self._store_outcome(flight, outcome, attempt, log_)
+        result = await self._store_outcome(attempt, outcome, record, log_)
         log_.info(
             "callback attempt finished",
             outcome=outcome.reason,
@@ -610,27 +554,27 @@ class Dispatcher:
             await self.pause("system", "originate_failures")
 
     async def _store_outcome(
-        self, flight: InFlight, outcome: Outcome, attempt: AttemptRecord, log_: Any
+        self, attempt: Attempt, outcome: Outcome, record: AttemptRecord, log_: Any
     ) -> Callback | None:
         """Write the outcome, waiting out a Redis outage. Giving up would let the lease lapse
         and the callback come back as if never made: a customer already talked to would be
-        called again. The flight stays in flight meanwhile, so our own upkeep leaves its
+        called again. The attempt stays in flight meanwhile, so our own upkeep leaves its
         claim alone."""
         delay = 0.5
         while True:
             try:
                 match outcome.kind:
                     case OutcomeKind.DONE:
-                        return await self.queue.complete(flight.claim, attempt)
+                        return await self.queue.complete(attempt.claim, record)
                     case OutcomeKind.RETRY:
-                        return await self.queue.retry(flight.claim, attempt)
+                        return await self.queue.retry(attempt.claim, record)
                     case OutcomeKind.FAIL:
-                        return await self.queue.fail(flight.claim, outcome.reason, attempt)
+                        return await self.queue.fail(attempt.claim, outcome.reason, record)
                     case OutcomeKind.RELEASE:
                         return await self.queue.release(
-                            flight.claim,
+                            attempt.claim,
                             outcome.reason,
-                            attempt=attempt,
+                            attempt=record,
                             not_before=outcome.not_before,
                         )
                 raise ValueError(f"an outcome of kind {outcome.kind} is never stored")
@@ -653,69 +597,38 @@ class Dispatcher:
                     raise
                 delay = min(delay * 2, 10.0)
 
-    def _forget(self, flight: InFlight) -> None:
-        self.inflight.pop(flight.callback_id, None)
-        if flight.plan is not None:
-            self._by_action.pop(flight.plan.action_id, None)
-        for channel_id in (*flight.channel_ids, flight.customer_uid):
-            self._by_channel.pop(channel_id, None)
+    @staticmethod
+    def _decide(attempt: Attempt, outcome: Outcome) -> Outcome:
+        """An outcome reached before any event of the call: recorded on the attempt too."""
+        attempt.finish(outcome)
+        return outcome
 
-    def _set_stage(self, flight: InFlight, stage: Stage) -> None:
-        if flight.stage != stage:
-            flight.stage = stage
-            flight.stage_since = self.clock.now()
-
-    def _finish(self, flight: InFlight, outcome: Outcome) -> None:
-        if flight.outcome is None:
-            flight.outcome = outcome
-            flight.changed.set()
-
-    async def _hang_up(self, flight: InFlight) -> None:
-        for channel_id in sorted(flight.channel_ids):
+    async def _hang_up(self, attempt: Attempt) -> None:
+        for channel_id in sorted(attempt.channel_ids):
             with contextlib.suppress(AmiError):
                 await self.ami.send_action({"Action": "Hangup", "Channel": channel_id}, timeout=2)
 
     def abort(self, callback_id: str, reason: str) -> bool:
         """The callback was closed elsewhere (served, cancelled): stop its attempt."""
-        flight = self.inflight.get(callback_id)
-        if flight is None:
-            return False
-        flight.aborted = reason
-        flight.changed.set()
-        return True
+        attempt = self.inflight.get(callback_id)
+        return attempt is not None and attempt.abort(reason)
 
     # ------------------------------------------------------------------ AMI events
 
-    def _flight_for(self, message: AmiMessage) -> InFlight | None:
-        fields = message.fields
-        for key in ("Uniqueid", "DestUniqueid"):
-            flight = self._by_channel.get(fields.get(key, ""))
-            if flight is not None:
-                return flight
-        if "ChanVariable" in fields:
-            callback_id = message.chanvars().get(CALLBACK_ID_VAR)
-            if callback_id:
-                return self.inflight.get(callback_id)
-        return None
-
     def on_originate_response(self, message: AmiMessage) -> None:
-        flight = self._by_action.get(message.get("ActionID"))
-        if flight is None:
+        attempt = self.inflight.by_action(message.get("ActionID"))
+        if attempt is None:
             return
         reason = _originate_reason(message.get("Reason", ""))
-        flight.fate_unknown = False
-        customer_first = flight.plan is not None and flight.plan.customer_first
+        customer_first = attempt.plan is not None and attempt.plan.customer_first
         if reason is OriginateReason.ANSWERED:
             self.failure_streak = 0
-            self.metrics.originate_to_answer.observe(time.perf_counter() - flight.sent_at)
+            self.metrics.originate_to_answer.observe(time.perf_counter() - attempt.sent_at)
             uid = message.get("Uniqueid")
-            if uid and uid != UNKNOWN_ID:
-                flight.channel_ids.add(uid)
-                self._by_channel[uid] = flight
             if customer_first:
-                flight.answered_at = self.clock.now()  # the customer is on the line
-                self._set_stage(flight, Stage.RINGING_AGENT)
-            flight.changed.set()
+                attempt.customer_answered(uid)
+            else:
+                attempt.agent_answered(uid)
             return
         if customer_first:
             outcome = {
@@ -724,25 +637,21 @@ class Dispatcher:
                 OriginateReason.HANGUP: Reason.NO_ANSWER,
                 OriginateReason.NO_ANSWER: Reason.NO_ANSWER,
             }.get(reason, Reason.UNAVAILABLE)
-            self._finish(flight, Outcome.retry(outcome))
+            attempt.finish(Outcome.retry(outcome))
         elif reason is OriginateReason.NO_ANSWER:
-            self._finish(flight, Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
+            attempt.finish(Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
         elif reason is OriginateReason.BUSY:
-            self._finish(flight, Outcome.release(Reason.AGENT_BUSY))
+            attempt.finish(Outcome.release(Reason.AGENT_BUSY))
         elif reason is OriginateReason.HANGUP:
-            self._finish(flight, Outcome.release(Reason.AGENT_REJECTED, cooldown=True))
+            attempt.finish(Outcome.release(Reason.AGENT_REJECTED, cooldown=True))
         elif reason is OriginateReason.CONGESTION:
-            self._finish(
-                flight, Outcome.release(Reason.AGENT_CONGESTION, cooldown=True, streak=True)
-            )
+            attempt.finish(Outcome.release(Reason.AGENT_CONGESTION, cooldown=True, streak=True))
         else:
             # The agent's channel could not be created (phone unregistered?): that agent
             # rests so others are tried; failures across agents raise the alarm.
-            self._finish(
-                flight, Outcome.release(Reason.ORIGINATE_FAILED, cooldown=True, streak=True)
-            )
+            attempt.finish(Outcome.release(Reason.ORIGINATE_FAILED, cooldown=True, streak=True))
 
-    def _second_leg(self, message: AmiMessage) -> InFlight | None:
+    def _second_leg(self, message: AmiMessage) -> Attempt | None:
         """The attempt whose second leg (agent first: the customer) this dial is about.
 
         Only a dial made from the callback context counts: with Local channels as agents the
@@ -750,101 +659,94 @@ class Dispatcher:
         """
         if "Channel" not in message.fields:
             return None  # Asterisk's own dial of the first leg (the Originate's)
-        flight = self._flight_for(message)
-        if flight is None:
+        attempt = self.inflight.for_message(message)
+        if attempt is None:
             return None
         context = message.fields.get("Context")
         expected = (
             self.dispatch.agent_context
-            if flight.plan and flight.plan.customer_first
+            if attempt.plan and attempt.plan.customer_first
             else self.dispatch.context
         )
         if context is not None and context != expected:
             return None
-        return flight
+        return attempt
 
     def on_dial_begin(self, message: AmiMessage) -> None:
-        flight = self._second_leg(message)
-        if flight is None:
+        attempt = self._second_leg(message)
+        if attempt is None:
             return
         dest = message.get("DestUniqueid")
-        customer_first = flight.plan is not None and flight.plan.customer_first
-        if dest:
-            self._by_channel[dest] = flight
-            if not customer_first:
-                flight.customer_uid = dest
-        self._set_stage(flight, Stage.RINGING_AGENT if customer_first else Stage.RINGING_CUSTOMER)
-        self._spawn_renew(flight)
+        customer_first = attempt.plan is not None and attempt.plan.customer_first
+        if customer_first:
+            attempt.agent_ringing(dest)
+        else:
+            attempt.customer_ringing(dest)
+        self._spawn_renew(attempt)
 
     def on_dial_end(self, message: AmiMessage) -> None:
-        flight = self._second_leg(message)
-        if flight is None:
+        attempt = self._second_leg(message)
+        if attempt is None:
             return
         status = message.get("DialStatus")
-        customer_first = flight.plan is not None and flight.plan.customer_first
+        customer_first = attempt.plan is not None and attempt.plan.customer_first
         if status == DialStatus.ANSWER:
-            flight.answered_at = self.clock.now()  # talk time counts from here
-            self._set_stage(flight, Stage.TALKING)
-            self._spawn_renew(flight)
+            attempt.talking()
+            self._spawn_renew(attempt)
             return
         if customer_first:
             # The customer answered but the reserved agent did not: not the customer's fault.
-            self._finish(flight, Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
+            attempt.finish(Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
         else:
-            self._finish(
-                flight, Outcome.retry(CUSTOMER_DIAL_OUTCOMES.get(status, Reason.FAILED_DIAL))
-            )
+            attempt.finish(Outcome.retry(CUSTOMER_DIAL_OUTCOMES.get(status, Reason.FAILED_DIAL)))
 
     def on_hangup(self, message: AmiMessage) -> None:
         uid = message.get("Uniqueid")
-        flight = self._by_channel.get(uid)
-        if flight is None or flight.outcome is not None:
+        attempt = self.inflight.by_channel(uid)
+        if attempt is None or attempt.decided:
             return
-        customer_first = flight.plan is not None and flight.plan.customer_first
-        talking = flight.stage == Stage.TALKING
-        if talking and flight.answered_at is not None:
-            talk = self.clock.now() - flight.answered_at
+        customer_first = attempt.plan is not None and attempt.plan.customer_first
+        talk = attempt.talk_time(self.clock.now())
+        if talk is not None:
             if talk >= self.dispatch.min_talk_seconds:
-                self._finish(flight, Outcome.done(talk=talk))
+                attempt.finish(Outcome.done(talk=talk))
             else:
-                self._finish(flight, Outcome.retry(Reason.SHORT_CALL, talk=talk))
+                attempt.finish(Outcome.retry(Reason.SHORT_CALL, talk=talk))
             return
         if customer_first:
-            if flight.answered_at is not None:
-                self._finish(flight, Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING))
+            if attempt.answered_at is not None:
+                attempt.finish(Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING))
             return
-        first_leg = flight.plan.channel_id if flight.plan else ""
         if (
-            uid == first_leg
-            and not flight.customer_uid
-            and flight.action_id
-            and flight.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)
+            attempt.first_leg(uid)
+            and not attempt.customer_uid
+            and attempt.action_id
+            and attempt.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)
         ):
             # The agent leg ended before any customer dial: wait for the OriginateResponse
             # when it is still to come; if the agent answered and hung up, release.
-            self._spawn_agent_hangup_check(flight)
+            self._spawn_agent_hangup_check(attempt)
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._side_tasks.spawn(coro, name)
 
-    def _spawn_agent_hangup_check(self, flight: InFlight) -> None:
+    def _spawn_agent_hangup_check(self, attempt: Attempt) -> None:
         async def check() -> None:
             await self.clock.sleep(1.0)
-            if flight.outcome is None and not flight.customer_uid:
-                self._finish(flight, Outcome.release(Reason.AGENT_HUNG_UP))
+            if not attempt.second_leg_began:
+                attempt.finish(Outcome.release(Reason.AGENT_HUNG_UP))
 
-        self._spawn(check(), f"agent-hangup-{flight.callback_id}")
+        self._spawn(check(), f"agent-hangup-{attempt.callback_id}")
 
-    def _spawn_renew(self, flight: InFlight) -> None:
-        stage = flight.stage
+    def _spawn_renew(self, attempt: Attempt) -> None:
+        stage = attempt.stage
 
         async def renew() -> None:
             with contextlib.suppress(QueueUnavailable):
-                if not await self.queue.renew(flight.claim, stage=stage, agent=flight.agent):
-                    flight.aborted = flight.aborted or Reason.CLAIM_LOST
-                    flight.changed.set()
+                if not await self.queue.renew(attempt.claim, stage=stage, agent=attempt.agent):
+                    attempt.abort(Reason.CLAIM_LOST)
 
-        self._spawn(renew(), f"renew-{flight.callback_id}")
+        self._spawn(renew(), f"renew-{attempt.callback_id}")
 
     # ------------------------------------------------------------------ upkeep
 
@@ -858,19 +760,7 @@ class Dispatcher:
 
     def in_progress(self) -> list[dict[str, Any]]:
         now = self.clock.now()
-        return [
-            {
-                "id": f.callback_id,
-                "agent": f.agent,
-                "number": f.number,
-                "category": f.category,
-                "stage": f.stage.value,
-                "since": f.stage_since,
-                "started_at": f.started_at,
-                "duration": now - f.started_at,
-            }
-            for f in sorted(self.inflight.values(), key=lambda f: f.started_at)
-        ]
+        return [a.view(now) for a in sorted(self.inflight.values(), key=lambda a: a.started_at)]
 
 
 def _originate_reason(text: str) -> OriginateReason | None:
