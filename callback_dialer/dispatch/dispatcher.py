@@ -7,13 +7,13 @@ it claims the best ready callback among the categories that agent serves, within
 (in progress overall, per trunk), never for a number already on a call with us, and only in
 calling hours.
 
-One attempt, agent first (the default):
+One attempt (attempt.py holds its state; strategies.py says, for agent first or customer
+first, which leg is dialled first and what each answer from Asterisk means):
 
-    claim -> renew (ringing_agent; a callback closed meanwhile is never dialled)
-          -> Originate to the agent (Async, pre-assigned ChannelId, once, never re-sent)
-          -> OriginateResponse: Reason 4 the agent answered; the dialplan dials the customer
-          -> DialBegin/DialEnd from our channel (CALLBACK_ID) to the customer: ANSWER, BUSY, ...
-          -> the customer's Hangup: talk time -> done, or a short call -> retry
+    claim -> renew (the first stage; a callback closed meanwhile is never dialled)
+          -> Originate (Async, pre-assigned ChannelId, once, never re-sent)
+          -> OriginateResponse, DialBegin/DialEnd of the second leg, Hangup: an Outcome
+          -> the outcome stored on the callback (a Redis outage is waited out)
 
 The agent not answering, a queue call grabbing the agent in the same instant, an Originate that
 fails outright: the callback goes straight back, no customer attempt used; the agent who let it
@@ -41,23 +41,15 @@ from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
 from ..queue.models import Attempt as AttemptRecord
-from ..queue.models import Callback, Claim, DispatchControl, Stage
+from ..queue.models import Callback, Claim, DispatchControl
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
 from .attempt import Attempt, Attempts
 from .origination import OriginateInputError, plan_originate
 from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
+from .strategies import Recheck, strategy_for
 
 log = get_logger(__name__)
-
-# What a failed dial of the customer (agent first) is called in the attempt log.
-CUSTOMER_DIAL_OUTCOMES = {
-    DialStatus.BUSY: Reason.BUSY,
-    DialStatus.NOANSWER: Reason.NO_ANSWER,
-    DialStatus.CANCEL: Reason.NO_ANSWER,
-    DialStatus.CONGESTION: Reason.CONGESTION,
-    DialStatus.CHANUNAVAIL: Reason.UNAVAILABLE,
-}
 
 
 class Dispatcher:
@@ -90,6 +82,7 @@ class Dispatcher:
         self.metrics = metrics or Metrics()
         self.hours = CallingHours(config.hours)
         self.numbers = NumberPolicy(config.phone)
+        self.strategy = strategy_for(config.dispatch)  # agent first or customer first
         self.name = name or f"dialer@{socket.gethostname()}"
         self.inflight = Attempts(clock)
         self._kick = asyncio.Event()
@@ -361,6 +354,7 @@ class Dispatcher:
         try:
             plan = plan_originate(
                 self.config,
+                self.strategy,
                 callback_id=cb.id,
                 category=cb.category,
                 number=number,
@@ -373,7 +367,7 @@ class Dispatcher:
             return self._decide(attempt, Outcome.release(Reason.ORIGINATE_INVALID, streak=True))
         attempt.planned(plan)
         self.tracker.mark_ours(*attempt.channel_ids)
-        first_stage = Stage.RINGING_CUSTOMER if plan.customer_first else Stage.RINGING_AGENT
+        first_stage = self.strategy.first_stage
         # The last check before dialling: a callback closed meanwhile (the customer got
         # through, a supervisor cancelled) is never dialled.
         if not await self.queue.renew(attempt.claim, stage=first_stage, agent=attempt.agent):
@@ -620,42 +614,18 @@ class Dispatcher:
         if attempt is None:
             return
         reason = _originate_reason(message.get("Reason", ""))
-        customer_first = attempt.plan is not None and attempt.plan.customer_first
         if reason is OriginateReason.ANSWERED:
             self.failure_streak = 0
             self.metrics.originate_to_answer.observe(time.perf_counter() - attempt.sent_at)
-            uid = message.get("Uniqueid")
-            if customer_first:
-                attempt.customer_answered(uid)
-            else:
-                attempt.agent_answered(uid)
-            return
-        if customer_first:
-            outcome = {
-                OriginateReason.BUSY: Reason.BUSY,
-                OriginateReason.CONGESTION: Reason.CONGESTION,
-                OriginateReason.HANGUP: Reason.NO_ANSWER,
-                OriginateReason.NO_ANSWER: Reason.NO_ANSWER,
-            }.get(reason, Reason.UNAVAILABLE)
-            attempt.finish(Outcome.retry(outcome))
-        elif reason is OriginateReason.NO_ANSWER:
-            attempt.finish(Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
-        elif reason is OriginateReason.BUSY:
-            attempt.finish(Outcome.release(Reason.AGENT_BUSY))
-        elif reason is OriginateReason.HANGUP:
-            attempt.finish(Outcome.release(Reason.AGENT_REJECTED, cooldown=True))
-        elif reason is OriginateReason.CONGESTION:
-            attempt.finish(Outcome.release(Reason.AGENT_CONGESTION, cooldown=True, streak=True))
+            self.strategy.first_leg_answered(attempt, message.get("Uniqueid"))
         else:
-            # The agent's channel could not be created (phone unregistered?): that agent
-            # rests so others are tried; failures across agents raise the alarm.
-            attempt.finish(Outcome.release(Reason.ORIGINATE_FAILED, cooldown=True, streak=True))
+            attempt.finish(self.strategy.first_leg_failed(reason))
 
     def _second_leg(self, message: AmiMessage) -> Attempt | None:
-        """The attempt whose second leg (agent first: the customer) this dial is about.
+        """The attempt whose second leg this dial is about.
 
-        Only a dial made from the callback context counts: with Local channels as agents the
-        ;2 half dialling the agent's phone is ours too, but it is the agent, not the customer.
+        Only a dial made from the mode's second-leg context counts: with Local channels as
+        agents the ;2 half dialling the agent's phone is ours too, but it is not that leg.
         """
         if "Channel" not in message.fields:
             return None  # Asterisk's own dial of the first leg (the Originate's)
@@ -663,12 +633,7 @@ class Dispatcher:
         if attempt is None:
             return None
         context = message.fields.get("Context")
-        expected = (
-            self.dispatch.agent_context
-            if attempt.plan and attempt.plan.customer_first
-            else self.dispatch.context
-        )
-        if context is not None and context != expected:
+        if context is not None and context != self.strategy.second_leg_context:
             return None
         return attempt
 
@@ -676,12 +641,7 @@ class Dispatcher:
         attempt = self._second_leg(message)
         if attempt is None:
             return
-        dest = message.get("DestUniqueid")
-        customer_first = attempt.plan is not None and attempt.plan.customer_first
-        if customer_first:
-            attempt.agent_ringing(dest)
-        else:
-            attempt.customer_ringing(dest)
+        self.strategy.second_leg_ringing(attempt, message.get("DestUniqueid"))
         self._spawn_renew(attempt)
 
     def on_dial_end(self, message: AmiMessage) -> None:
@@ -689,54 +649,33 @@ class Dispatcher:
         if attempt is None:
             return
         status = message.get("DialStatus")
-        customer_first = attempt.plan is not None and attempt.plan.customer_first
         if status == DialStatus.ANSWER:
             attempt.talking()
             self._spawn_renew(attempt)
-            return
-        if customer_first:
-            # The customer answered but the reserved agent did not: not the customer's fault.
-            attempt.finish(Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True))
         else:
-            attempt.finish(Outcome.retry(CUSTOMER_DIAL_OUTCOMES.get(status, Reason.FAILED_DIAL)))
+            attempt.finish(self.strategy.second_leg_failed(status))
 
     def on_hangup(self, message: AmiMessage) -> None:
         uid = message.get("Uniqueid")
         attempt = self.inflight.by_channel(uid)
         if attempt is None or attempt.decided:
             return
-        customer_first = attempt.plan is not None and attempt.plan.customer_first
-        talk = attempt.talk_time(self.clock.now())
-        if talk is not None:
-            if talk >= self.dispatch.min_talk_seconds:
-                attempt.finish(Outcome.done(talk=talk))
-            else:
-                attempt.finish(Outcome.retry(Reason.SHORT_CALL, talk=talk))
-            return
-        if customer_first:
-            if attempt.answered_at is not None:
-                attempt.finish(Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING))
-            return
-        if (
-            attempt.first_leg(uid)
-            and not attempt.customer_uid
-            and attempt.action_id
-            and attempt.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)
-        ):
-            # The agent leg ended before any customer dial: wait for the OriginateResponse
-            # when it is still to come; if the agent answered and hung up, release.
-            self._spawn_agent_hangup_check(attempt)
+        verdict = self.strategy.hung_up(attempt, uid, self.clock.now())
+        if isinstance(verdict, Recheck):
+            self._spawn_recheck(attempt, verdict)
+        elif verdict is not None:
+            attempt.finish(verdict)
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._side_tasks.spawn(coro, name)
 
-    def _spawn_agent_hangup_check(self, attempt: Attempt) -> None:
+    def _spawn_recheck(self, attempt: Attempt, recheck: Recheck) -> None:
         async def check() -> None:
-            await self.clock.sleep(1.0)
+            await self.clock.sleep(recheck.after)
             if not attempt.second_leg_began:
-                attempt.finish(Outcome.release(Reason.AGENT_HUNG_UP))
+                attempt.finish(recheck.outcome)
 
-        self._spawn(check(), f"agent-hangup-{attempt.callback_id}")
+        self._spawn(check(), f"recheck-{attempt.callback_id}")
 
     def _spawn_renew(self, attempt: Attempt) -> None:
         stage = attempt.stage

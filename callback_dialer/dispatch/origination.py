@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..config import Config
 from ..phone import PhoneNumber, is_e164
@@ -21,6 +23,15 @@ _SAFE_VALUE = re.compile(r"^[^\r\n\x00]*$")
 
 class OriginateInputError(ValueError):
     pass
+
+
+class FirstLeg(Protocol):
+    """What the mode decides (strategies.py): the leg Asterisk dials first."""
+
+    def first_leg(self, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        """The Originate's fields for that leg from ``values`` (interface, extension, digits,
+        e164, national, nsn, category, label, exten), and the variables it adds."""
+        ...
 
 
 def extension_of(interface: str) -> str:
@@ -35,11 +46,11 @@ class OriginatePlan:
     channel_id: str  # Uniqueid of the first channel Asterisk creates for the attempt
     other_channel_id: str  # Uniqueid of the ;2 half of a Local channel
     action_id: str
-    customer_first: bool
 
 
 def plan_originate(
     config: Config,
+    leg: FirstLeg,
     *,
     callback_id: str,
     category: str,
@@ -79,25 +90,9 @@ def plan_originate(
         f"CALLBACK_CATEGORY={category}",
         f"CALLBACK_TRUNK={trunk}",
     ]
-    if dispatch.mode == "agent_first":
-        fields: dict[str, str | list[str]] = {
-            "Channel": dispatch.agent_channel.format_map(values),
-            "Context": dispatch.context,
-            "Exten": exten,
-            "Priority": str(dispatch.priority),
-            "CallerID": dispatch.caller_id.format_map(values),
-            "Timeout": str(int(dispatch.agent_ring_seconds * 1000)),
-        }
-    else:
-        variables.append(f"CALLBACK_AGENT={values['interface']}")
-        fields = {
-            "Channel": dispatch.customer_channel.format_map(values),
-            "Context": dispatch.agent_context,
-            "Exten": values["extension"],
-            "Priority": "1",
-            "CallerID": dispatch.caller_id.format_map(values),
-            "Timeout": str(int(dispatch.customer_ring_seconds * 1000)),
-        }
+    leg_fields, leg_variables = leg.first_leg(values)
+    variables.extend(leg_variables)
+    fields: dict[str, str | list[str]] = dict(leg_fields)
     fields.update(
         {
             "Variable": variables,
@@ -116,5 +111,4 @@ def plan_originate(
         channel_id=channel_id,
         other_channel_id=other_id,
         action_id=action_id,
-        customer_first=dispatch.mode != "agent_first",
     )

@@ -1,0 +1,208 @@
+"""Agent first or customer first: which leg an attempt dials first, and what Asterisk's answers
+mean in each mode. Chosen once from ``[dispatch] mode`` (``strategy_for``); the dispatcher
+asks the strategy instead of testing the mode.
+
+Agent first (the default): the Originate rings the agent (``agent_channel``); when they
+answer, the dialplan in ``context`` dials the customer. An unanswered agent or a failed
+Originate costs the customer nothing: the callback goes back and the agent rests. The
+customer's DialEnd decides a retry; the customer's Hangup ends the talk.
+
+    OriginateResponse Reason 4 (agent answered) -> DialBegin (customer ringing, ``context``)
+    -> DialEnd ANSWER (talking) -> Hangup: talked long enough -> done, else retry
+
+Customer first: the Originate dials the customer (``customer_channel``); when they answer,
+the dialplan in ``agent_context`` rings the agent named by CALLBACK_AGENT. A customer who did
+not answer uses an attempt; an agent who did not answer does not.
+
+    OriginateResponse Reason 4 (customer answered, waiting) -> DialBegin (agent ringing,
+    ``agent_context``) -> DialEnd ANSWER (talking) -> Hangup: done or retry
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..ami.asterisk import DialStatus, OriginateReason
+from ..config import DispatchConfig
+from ..queue.models import Stage
+from .attempt import Attempt
+from .outcome import Outcome, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """Decide ``outcome`` after ``after`` seconds, unless the attempt was decided or its second
+    leg began meanwhile (an event still on its way may tell better)."""
+
+    after: float
+    outcome: Outcome
+
+
+class Strategy(ABC):
+    name: str
+    first_stage: Stage  # the stage while Asterisk dials the first leg
+
+    def __init__(self, dispatch: DispatchConfig) -> None:
+        self.dispatch = dispatch
+
+    @property
+    @abstractmethod
+    def second_leg_context(self) -> str:
+        """The dialplan context whose Dial is the second leg (a dial elsewhere, such as a Local
+        agent's ;2 half ringing the phone, is not)."""
+
+    @abstractmethod
+    def first_leg(self, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        """The Originate's fields for the leg Asterisk dials first, and variables it adds."""
+
+    @abstractmethod
+    def first_leg_answered(self, attempt: Attempt, uid: str) -> None:
+        """OriginateResponse Reason 4: the first leg is up (``uid`` its channel)."""
+
+    @abstractmethod
+    def first_leg_failed(self, reason: OriginateReason | None) -> Outcome:
+        """Any other OriginateResponse (None: a Reason we do not know)."""
+
+    @abstractmethod
+    def second_leg_ringing(self, attempt: Attempt, uid: str) -> None:
+        """DialBegin of the second leg (``uid`` the dialled channel)."""
+
+    @abstractmethod
+    def second_leg_failed(self, status: str) -> Outcome:
+        """DialEnd of the second leg with any DialStatus but ANSWER."""
+
+    def hung_up(self, attempt: Attempt, uid: str, now: float) -> Outcome | Recheck | None:
+        """Hangup of a channel of the attempt, which is not decided yet."""
+        talk = attempt.talk_time(now)
+        if talk is not None:
+            if talk >= self.dispatch.min_talk_seconds:
+                return Outcome.done(talk=talk)
+            return Outcome.retry(Reason.SHORT_CALL, talk=talk)
+        return self._hung_up_before_talk(attempt, uid)
+
+    @abstractmethod
+    def _hung_up_before_talk(self, attempt: Attempt, uid: str) -> Outcome | Recheck | None: ...
+
+
+# What a failed dial of the customer is called in the attempt log.
+CUSTOMER_DIAL_OUTCOMES = {
+    DialStatus.BUSY: Reason.BUSY,
+    DialStatus.NOANSWER: Reason.NO_ANSWER,
+    DialStatus.CANCEL: Reason.NO_ANSWER,
+    DialStatus.CONGESTION: Reason.CONGESTION,
+    DialStatus.CHANUNAVAIL: Reason.UNAVAILABLE,
+}
+
+# What an OriginateResponse dialling the agent first means; any other Reason (0, or one we
+# do not know) means the agent's channel could not be created (phone unregistered?): that
+# agent rests so others are tried, and failures across agents raise the alarm.
+AGENT_LEG_OUTCOMES = {
+    OriginateReason.NO_ANSWER: Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True),
+    OriginateReason.BUSY: Outcome.release(Reason.AGENT_BUSY),
+    OriginateReason.HANGUP: Outcome.release(Reason.AGENT_REJECTED, cooldown=True),
+    OriginateReason.CONGESTION: Outcome.release(
+        Reason.AGENT_CONGESTION, cooldown=True, streak=True
+    ),
+}
+AGENT_LEG_FAILED = Outcome.release(Reason.ORIGINATE_FAILED, cooldown=True, streak=True)
+
+# What an OriginateResponse dialling the customer first means; anything else: unavailable.
+CUSTOMER_LEG_OUTCOMES = {
+    OriginateReason.BUSY: Reason.BUSY,
+    OriginateReason.CONGESTION: Reason.CONGESTION,
+    OriginateReason.HANGUP: Reason.NO_ANSWER,
+    OriginateReason.NO_ANSWER: Reason.NO_ANSWER,
+}
+
+
+class AgentFirst(Strategy):
+    name = "agent_first"
+    first_stage = Stage.RINGING_AGENT
+
+    @property
+    def second_leg_context(self) -> str:
+        return self.dispatch.context
+
+    def first_leg(self, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        d = self.dispatch
+        fields = {
+            "Channel": d.agent_channel.format_map(values),
+            "Context": d.context,
+            "Exten": values["exten"],
+            "Priority": str(d.priority),
+            "CallerID": d.caller_id.format_map(values),
+            "Timeout": str(int(d.agent_ring_seconds * 1000)),
+        }
+        return fields, []
+
+    def first_leg_answered(self, attempt: Attempt, uid: str) -> None:
+        attempt.agent_answered(uid)
+
+    def first_leg_failed(self, reason: OriginateReason | None) -> Outcome:
+        return AGENT_LEG_OUTCOMES.get(reason, AGENT_LEG_FAILED)
+
+    def second_leg_ringing(self, attempt: Attempt, uid: str) -> None:
+        attempt.customer_ringing(uid)
+
+    def second_leg_failed(self, status: str) -> Outcome:
+        return Outcome.retry(CUSTOMER_DIAL_OUTCOMES.get(status, Reason.FAILED_DIAL))
+
+    def _hung_up_before_talk(self, attempt: Attempt, uid: str) -> Outcome | Recheck | None:
+        if (
+            attempt.first_leg(uid)
+            and not attempt.second_leg_began
+            and attempt.action_id
+            and attempt.stage in (Stage.RINGING_AGENT, Stage.CLAIMED)
+        ):
+            # The agent leg ended before any customer dial: wait for the OriginateResponse
+            # when it is still to come; if the agent answered and hung up, release.
+            return Recheck(after=1.0, outcome=Outcome.release(Reason.AGENT_HUNG_UP))
+        return None
+
+
+class CustomerFirst(Strategy):
+    name = "customer_first"
+    first_stage = Stage.RINGING_CUSTOMER
+
+    @property
+    def second_leg_context(self) -> str:
+        return self.dispatch.agent_context
+
+    def first_leg(self, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        d = self.dispatch
+        fields = {
+            "Channel": d.customer_channel.format_map(values),
+            "Context": d.agent_context,
+            "Exten": values["extension"],
+            "Priority": "1",
+            "CallerID": d.caller_id.format_map(values),
+            "Timeout": str(int(d.customer_ring_seconds * 1000)),
+        }
+        return fields, [f"CALLBACK_AGENT={values['interface']}"]
+
+    def first_leg_answered(self, attempt: Attempt, uid: str) -> None:
+        attempt.customer_answered(uid)
+
+    def first_leg_failed(self, reason: OriginateReason | None) -> Outcome:
+        return Outcome.retry(CUSTOMER_LEG_OUTCOMES.get(reason, Reason.UNAVAILABLE))
+
+    def second_leg_ringing(self, attempt: Attempt, uid: str) -> None:
+        attempt.agent_ringing(uid)
+
+    def second_leg_failed(self, status: str) -> Outcome:
+        # The customer answered but the reserved agent did not: not the customer's fault.
+        return Outcome.release(Reason.AGENT_NO_ANSWER, cooldown=True)
+
+    def _hung_up_before_talk(self, attempt: Attempt, uid: str) -> Outcome | Recheck | None:
+        if attempt.answered_at is not None:
+            return Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING)
+        return None
+
+
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (AgentFirst, CustomerFirst)}
+
+
+def strategy_for(dispatch: DispatchConfig) -> Strategy:
+    return STRATEGIES[dispatch.mode](dispatch)
