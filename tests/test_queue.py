@@ -9,7 +9,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from callback_dialer.clock import ManualClock
-from callback_dialer.queue.models import Attempt, DispatchControl, Source, Stage, State
+from callback_dialer.queue.models import (
+    Attempt,
+    DispatchControl,
+    QueueChange,
+    Source,
+    Stage,
+    State,
+)
 from callback_dialer.queue.store import CallbackQueue, QueueInputError, QueueUnavailable
 
 A = "+79161234567"
@@ -562,3 +569,114 @@ async def test_the_dispatch_switch_in_a_redis_outage_raises_a_clear_error(config
     with pytest.raises(QueueUnavailable, match="Redis unreachable"):
         await queue.next_due_after(clock.now())
     await dead.aclose()
+
+
+# ---------------------------------------------------------------- listeners
+
+
+@pytest.fixture
+def changes(queue: CallbackQueue) -> list[QueueChange]:
+    told: list[QueueChange] = []
+    queue.on_change(told.append)
+    return told
+
+
+async def test_every_write_that_may_make_a_callback_ready_tells_the_listeners(
+    queue: CallbackQueue, clock: ManualClock, changes: list[QueueChange]
+) -> None:
+    a = await missed(queue, A, "support", 60, call_id="c1")
+    await missed(queue, A, "support", 30, call_id="c2")  # merged
+    await missed(queue, A, "support", 30, call_id="c2")  # the same call again: nothing new
+    await queue.set_category(a, "billing", actor="olga")
+    manual = await queue.add_manual(B, "support", actor="olga")
+    claim = await queue.claim(["support"], claimer="d")
+    assert claim is not None and claim.callback.id == manual.id
+    await queue.release(claim, "agent_busy")
+    assert changes == [
+        QueueChange(a, "created", State.PENDING),
+        QueueChange(a, "merged", State.PENDING),
+        QueueChange(a, "category_changed", State.PENDING),
+        QueueChange(manual.id, "created", State.PENDING),
+        QueueChange(manual.id, "released", State.PENDING, previous_state=State.DIALING),
+    ]
+    assert all(c.ready and not c.closed for c in changes)
+
+
+async def test_a_callback_due_later_tells_when_and_call_now_makes_it_ready(
+    queue: CallbackQueue, clock: ManualClock, changes: list[QueueChange]
+) -> None:
+    a = await missed(queue, A, "support", 60)
+    claim = await queue.claim(["support"], claimer="d")
+    await queue.retry(claim, Attempt(at=clock.now(), agent="PJSIP/101", outcome="busy"))
+    await queue.call_now(a, actor="olga")
+    await queue.schedule(a, clock.now() + 600, actor="olga")
+    due = clock.now() + 300  # retry.delays[0]
+    assert changes[1:] == [
+        QueueChange(a, "retry", State.SCHEDULED, previous_state=State.DIALING, due_at=due),
+        QueueChange(a, "call_now", State.PENDING),
+        QueueChange(a, "scheduled", State.SCHEDULED, due_at=clock.now() + 600),
+    ]
+    assert [c.ready for c in changes[1:]] == [False, True, False]
+
+
+async def test_a_missed_call_outside_calling_hours_tells_its_opening(
+    make_config, redis_client
+) -> None:
+    config = make_config(hours={"timezone": "Europe/Moscow", "weekly": {"tue": ["09:00-21:00"]}})
+    clock = ManualClock(start=1795462200.0)  # Monday 22:30 Moscow: open Tuesday 09:00
+    queue = CallbackQueue(redis_client, config, clock)
+    told: list[QueueChange] = []
+    queue.on_change(told.append)
+    a = await missed(queue, A, "support", 60)
+    assert told == [QueueChange(a, "created", State.SCHEDULED, due_at=1795500000.0)]
+
+
+async def test_closing_a_callback_tells_the_listeners_what_it_was(
+    queue: CallbackQueue, clock: ManualClock, changes: list[QueueChange]
+) -> None:
+    served = await missed(queue, A, "support", 60)
+    cancelled = await missed(queue, B, "new_connection", 60)
+    done = await missed(queue, C, "billing", 60)
+    dialling = await queue.claim(["support"], claimer="d")
+    assert dialling is not None and dialling.callback.id == served
+    await queue.resolve_number(A, "served_inbound")
+    await queue.cancel(cancelled, "wrong number", actor="olga")
+    talked = await queue.claim(["billing"], claimer="d")
+    await queue.complete(talked, Attempt(at=clock.now(), agent="PJSIP/101", outcome="answered"))
+    assert changes[3:] == [
+        QueueChange(served, "served_inbound", State.DONE, previous_state=State.DIALING),
+        QueueChange(cancelled, "cancelled", State.CANCELLED, previous_state=State.PENDING),
+        QueueChange(done, "done", State.DONE, previous_state=State.DIALING),
+    ]
+    assert all(c.closed for c in changes[3:])
+
+
+async def test_writes_that_change_nothing_tell_nobody(
+    queue: CallbackQueue, clock: ManualClock, changes: list[QueueChange]
+) -> None:
+    a = await missed(queue, A, "support", 60)
+    stale = await queue.claim(["support"], claimer="d")
+    await queue.cancel(a, "asked by email", actor="olga")
+    del changes[:]
+    assert (await queue.call_now(a, actor="olga")).result == "not_open"
+    assert (await queue.call_now("cb-999", actor="olga")).result == "not_found"
+    assert await queue.release(stale, "agent_busy") is None  # the claim is worthless now
+    assert not (await queue.resolve_number(A)).closed
+    assert changes == []
+
+
+async def test_a_failing_listener_neither_loses_the_write_nor_silences_the_others(
+    queue: CallbackQueue,
+) -> None:
+    def broken(change: QueueChange) -> None:
+        raise RuntimeError("listener bug")
+
+    told: list[QueueChange] = []
+    stop = queue.on_change(broken)  # first in line
+    queue.on_change(told.append)
+    a = await missed(queue, A, "support", 60)
+    assert (await queue.get(a)).state == State.PENDING
+    assert [c.id for c in told] == [a]
+    stop()
+    await queue.call_now(a, actor="olga")
+    assert [c.event for c in told] == ["created", "call_now"]

@@ -191,6 +191,27 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueChange:
+    """A write to the queue that may concern a dispatcher, as told to the queue's listeners:
+    a callback that may be dispatchable now, one due later, or one just closed."""
+
+    id: str
+    event: str  # what happened, as the history says: created, merged, call_now, cancelled, ...
+    state: State  # the callback's state after the write
+    previous_state: State | None = None  # set by the writes that close a callback
+    due_at: float | None = None  # scheduled: when it becomes ready
+
+    @property
+    def ready(self) -> bool:
+        """Ready now: a free agent may take it at once."""
+        return self.state is State.PENDING
+
+    @property
+    def closed(self) -> bool:
+        return not self.state.is_open
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchControl:
     """The dispatching switch: paused or not, by whom and why, and the alarm that paused it.
     Kept in Redis so that a supervisor's pause outlives a restart of the dialer."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -33,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..clock import Clock
 from ..config import Config
 from ..hours import CallingHours
+from ..logs import get_logger
 from ..phone import is_e164
 from .keys import Keys, lua_prelude
 from .models import (
@@ -43,10 +45,15 @@ from .models import (
     DispatchControl,
     EnqueueResult,
     HistoryEntry,
+    QueueChange,
     Source,
     Stage,
     State,
 )
+
+log = get_logger(__name__)
+
+QueueListener = Callable[[QueueChange], None]
 
 _SCRIPTS = ("enqueue", "claim", "renew", "settle", "resolve", "manual", "housekeeping")
 
@@ -98,6 +105,29 @@ class CallbackQueue:
         self._scripts = {
             name: redis.register_script(prelude + _load_script(name)) for name in _SCRIPTS
         }
+        self._listeners: list[QueueListener] = []
+
+    # ------------------------------------------------------------------ listeners
+
+    def on_change(self, listener: QueueListener) -> Callable[[], None]:
+        """Tell ``listener`` of every write that may make a callback dispatchable now (a new or
+        merged missed call, call now, a category change, a manual add, a release), that
+        schedules one for later, or that closes one (served, cancelled, settled). It runs
+        synchronously once the write is stored, so it must not block; a listener that raises
+        is logged and the write stands. Returns the function that unsubscribes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _changed(self, change: QueueChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("a queue listener failed", callback=change.id, change=change.event)
+
+    def _changed_to(self, cb: Callback, event: str, previous_state: State | None = None) -> None:
+        due_at = cb.next_at if cb.state is State.SCHEDULED else None
+        self._changed(QueueChange(cb.id, event, cb.state, previous_state, due_at))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -181,6 +211,10 @@ class CallbackQueue:
             "now": now,
         }
         out = await self._run("enqueue", payload)
+        if out["result"] in ("created", "merged"):
+            state = State(out["state"])
+            due_at = float(out["next_at"]) if state is State.SCHEDULED else None
+            self._changed(QueueChange(out["id"], out["result"], state, due_at=due_at))
         return EnqueueResult(result=out["result"], id=out.get("id", ""))
 
     def trunk_for(self, number: str) -> str:
@@ -278,7 +312,9 @@ class CallbackQueue:
         )
         if out["result"] != "ok":
             return None
-        return Callback.from_redis(out["callback"])
+        cb = Callback.from_redis(out["callback"])
+        self._changed_to(cb, event or state.value, previous_state=State.DIALING)
+        return cb
 
     async def complete(self, claim: Claim, attempt: Attempt) -> Callback | None:
         """The customer talked to an agent: done. None when the claim was lost meanwhile."""
@@ -360,13 +396,19 @@ class CallbackQueue:
         out = await self._run("resolve", {"number": number, "reason": reason, "actor": "pbx"})
         if out["result"] != "closed":
             return ResolveResult(closed=False)
+        self._changed(
+            QueueChange(out["id"], reason, State.DONE, previous_state=State(out["previous_state"]))
+        )
         return ResolveResult(closed=True, id=out["id"], previous_state=out["previous_state"])
 
     # ------------------------------------------------------------------ supervisor actions
 
-    async def _manual(self, payload: dict[str, Any]) -> ActionResult:
+    async def _manual(self, payload: dict[str, Any], event: str) -> ActionResult:
         out = await self._run("manual", payload)
         cb = Callback.from_redis(out["callback"]) if out.get("callback") else None
+        if out["result"] == "ok" and cb is not None:
+            previous = out.get("previous_state")
+            self._changed_to(cb, event, State(previous) if previous else None)
         return ActionResult(
             ok=out["result"] == "ok",
             result=out["result"],
@@ -378,7 +420,8 @@ class CallbackQueue:
         if not reason.strip():
             raise QueueInputError("a reason is required to cancel a callback")
         return await self._manual(
-            {"op": "cancel", "id": callback_id, "reason": reason.strip()[:200], "actor": actor}
+            {"op": "cancel", "id": callback_id, "reason": reason.strip()[:200], "actor": actor},
+            "cancelled",
         )
 
     async def set_category(self, callback_id: str, category: str, actor: str) -> ActionResult:
@@ -390,11 +433,12 @@ class CallbackQueue:
                 "category": category,
                 "weights": self._weights,
                 "actor": actor,
-            }
+            },
+            "category_changed",
         )
 
     async def call_now(self, callback_id: str, actor: str) -> ActionResult:
-        return await self._manual({"op": "call_now", "id": callback_id, "actor": actor})
+        return await self._manual({"op": "call_now", "id": callback_id, "actor": actor}, "call_now")
 
     async def schedule(
         self, callback_id: str, due_at: float, actor: str, reason: str = ""
@@ -406,7 +450,8 @@ class CallbackQueue:
                 "due_at": due_at,
                 "actor": actor,
                 "reason": reason,
-            }
+            },
+            "scheduled",
         )
 
     async def add_manual(

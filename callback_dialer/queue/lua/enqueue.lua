@@ -58,7 +58,7 @@ if id then
     end
     redis.call('ZADD', K.age(), fmt(first), id)
     log_missed(id, '1')
-    return cjson.encode({result = 'merged', id = id})
+    return cjson.encode({result = 'merged', id = id, state = r.state, next_at = r.next_at})
   end
 end
 
@@ -85,4 +85,4 @@ index(r)
 save(r)
 record_change(r, 'created', P.source, {missed_at = missed_at})
 log_missed(id, '0')
-return cjson.encode({result = 'created', id = id})
+return cjson.encode({result = 'created', id = id, state = r.state, next_at = r.next_at})
