@@ -42,7 +42,7 @@ from .jobs.bridge import JobsBridge
 from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
-from .queue.models import Callback, EnqueueResult, HistoryEntry, State
+from .queue.models import Callback, EnqueueResult, HistoryEntry
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
 from .web.ports import DispatchState, SideJobs
@@ -79,14 +79,14 @@ def build_dialer(
         health_check_interval=30,
     )
     queue = CallbackQueue(redis, config, clock)
-    # Detection reports to the dispatcher and the commands, which are made below from its own
+    # Detection reports to the dispatcher, which is made below from its own
     # parts: these callbacks look them up when called (after build_dialer), not now.
     pipeline = build_pipeline(
         config,
         clock,
         queue,
         spool=spool if spool is not None else Path(config.queue.spool_file),
-        on_applied=lambda fact, result: _applied(fact, result, metrics, commands),
+        on_applied=lambda fact, result: _applied(fact, result, metrics),
         on_agent_change=lambda interface: dispatcher.agent_changed(interface),
         on_rest=lambda at: dispatcher.rest_ends_at(at),
         on_fact=lambda fact: _observe(fact, metrics),
@@ -155,16 +155,13 @@ def _observe(fact: Fact, metrics: Metrics) -> None:
         metrics.not_queued.inc(fact.reason)
 
 
-async def _applied(fact: Fact, result: Any, metrics: Metrics, commands: DialerCommands) -> None:
-    """A fact is in Redis: count it, and tell the dispatcher what it changed."""
+async def _applied(fact: Fact, result: Any, metrics: Metrics) -> None:
+    """A fact is in Redis: count it. (The dispatcher hears what it changed from the queue.)"""
     if isinstance(fact, MissedCall) and isinstance(result, EnqueueResult):
         if result.result != "duplicate":
             metrics.missed_calls.inc(fact.category, fact.source.value)
-        commands.callback_ready("callback_ready")
     elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
         metrics.served.inc(fact.how)
-        if result.previous_state == "dialing":
-            commands.callback_closed(result.id, fact.how)
 
 
 async def _ami_ready(metrics: Metrics, dispatcher: Dispatcher) -> None:
@@ -463,30 +460,19 @@ class DialerCommands:
         self._jobs_admin = jobs_admin
 
     async def call_now(self, callback_id: str, actor: str) -> ActionResult:
-        result = await self._queue.call_now(callback_id, actor)
-        if result.ok:
-            self.callback_ready("call_now")
-        return result
+        return await self._queue.call_now(callback_id, actor)
 
     async def cancel(self, callback_id: str, reason: str, actor: str) -> ActionResult:
-        result = await self._queue.cancel(callback_id, reason, actor)
-        if result.ok and result.previous_state == State.DIALING.value:
-            # Its call is under way: hang it up rather than let the agent reach the customer.
-            self.callback_closed(callback_id, "cancelled")
-        return result
+        # A call under way is hung up by the dispatcher, which hears of the cancel from the queue.
+        return await self._queue.cancel(callback_id, reason, actor)
 
     async def set_category(self, callback_id: str, category: str, actor: str) -> ActionResult:
-        result = await self._queue.set_category(callback_id, category, actor)
-        if result.ok:
-            self.callback_ready("category_changed")
-        return result
+        return await self._queue.set_category(callback_id, category, actor)
 
     async def add_manual(
         self, number: str, category: str, actor: str, *, name: str, note: str
     ) -> EnqueueResult:
-        result = await self._queue.add_manual(number, category, actor, name=name, note=note)
-        self.callback_ready("manual")
-        return result
+        return await self._queue.add_manual(number, category, actor, name=name, note=note)
 
     async def pause(self, actor: str, reason: str) -> None:
         await self._dispatcher.pause(actor, reason)
@@ -506,15 +492,6 @@ class DialerCommands:
 
     async def make_report(self, day: str) -> ReportFiles:
         return await asyncio.to_thread(generate_report, self._config, day)
-
-    # ---- waking the dispatcher: the queue does not tell it yet that a write made a callback
-    # ready or closed one being called. The one place that does it for the queue's writers.
-
-    def callback_ready(self, reason: str) -> None:
-        self._dispatcher.kick(reason)  # until queue notifications land
-
-    def callback_closed(self, callback_id: str, how: str) -> None:
-        self._dispatcher.abort(callback_id, how)  # until queue notifications land
 
 
 # ---------------------------------------------------------------------- running

@@ -337,7 +337,6 @@ async def make(out: Path, lang: str, width: int) -> None:
             if dialer.ami.authenticated and dialer.pipeline.agents.agents:
                 break
             await asyncio.sleep(0.05)
-        dialer.dispatcher.kick("screenshot")  # until queue notifications land
         await shoot(server.url, out, lang, width)
     finally:
         for callback_id in list(dialer.dispatcher.inflight):

@@ -35,8 +35,7 @@ class Rig:
             missed_at=self.clock.now() - ago,
             call_id=f"test-{number}-{ago}",
         )
-        self.dialer.dispatcher.kick("test")
-        return result.id
+        return result.id  # nobody kicks the dispatcher: the queue tells it
 
     def originates(self) -> list:
         return self.server.actions_named("Originate")
@@ -585,3 +584,56 @@ async def test_a_callback_call_left_up_by_a_previous_run_is_not_dialled_again(ri
     assert r.originates() == []
     still_up.clear()  # that call ended; the next look notices
     await until(lambda: len(r.originates()) == 1, timeout=5)
+
+
+# ---------------------------------------------------------------- the queue's news
+
+
+async def test_a_missed_call_wakes_the_dispatcher_without_anyone_kicking_it(rig) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"tick_seconds": 600})
+    await asyncio.sleep(0.1)  # the dispatcher looked, found nothing and sleeps for a tick
+    cb = await r.missed("+79161230001", "new_connection")
+    # A tick would be 600 s (12 s here); the news of the write is at once.
+    await until(lambda: r.originates(), timeout=60 / SPEED)
+    assert r.originates()[0].getall("Variable")[0] == f"CALLBACK_ID={cb}"
+
+
+async def test_call_now_from_the_page_dials_a_waiting_callback_at_once(rig) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"tick_seconds": 600})
+    cb = await r.missed("+79161230001", "new_connection")
+    claim = await r.queue.claim(["new_connection"], claimer="test")
+    await r.queue.release(claim, "test", not_before=r.clock.now() + 3600)
+    await asyncio.sleep(0.2)
+    assert r.originates() == []
+    # What the page's "call now" does: one queue write, no call to the dispatcher.
+    await r.queue.call_now(cb, actor="web:olga")
+    await until(lambda: r.originates(), timeout=60 / SPEED)
+    assert r.originates()[0].getall("Variable")[0] == f"CALLBACK_ID={cb}"
+
+
+@pytest.mark.parametrize("closed_by", ["cancelled", "served_inbound"])
+async def test_a_callback_closed_while_being_dialled_has_its_call_hung_up(rig, closed_by) -> None:
+    r = await rig({"101": ["sales"]})
+    r.pbx.default_outcome = "customer_no_answer"  # the customer's phone rings for a while
+    cb = await r.missed("+79161230001", "new_connection")
+    attempts = r.dialer.dispatcher.inflight
+    await until(
+        lambda: cb in attempts and attempts[cb].stage.value == "ringing_customer", timeout=5
+    )
+    # A supervisor cancels it on the page, or the customer gets through on their own: a
+    # queue write, and nothing else is told.
+    if closed_by == "cancelled":
+        await r.queue.cancel(cb, "asked by email", actor="web:olga")
+    else:
+        await r.queue.resolve_number("+79161230001", "served_inbound")
+    await until(lambda: cb not in attempts, timeout=2)
+    hung_up = {m.get("Channel") for m in r.server.actions_named("Hangup")}
+    assert any(channel.startswith(f"cbd-{cb}-") for channel in hung_up)
+    await asyncio.sleep(60 / SPEED)  # past the recorded customer's ringing
+    final = await r.state_of(cb)
+    assert (final.state.value, final.attempts) == (
+        "cancelled" if closed_by == "cancelled" else "done",
+        0,
+    )
+    assert r.dialer.metrics.outcomes.values == {}  # abandoned: no outcome of its own
+    assert len(r.originates()) == 1

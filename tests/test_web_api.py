@@ -627,7 +627,6 @@ async def test_agents_and_calls_in_progress_come_from_the_live_dialer(
     async with web_rig(config, spool=tmp_path / "s.jsonl", pbx=pbx, start=True) as rig:
         alice = await rig.signed_in("alice")
         cb = await missed(rig.queue, NEW, "new_connection", 60, name="Ivan")
-        rig.dialer.dispatcher.kick("test")  # until queue notifications land
         deadline = time.monotonic() + 5
         while True:
             flights = (await alice.get("/api/in-progress")).json()["in_progress"]

@@ -69,7 +69,6 @@ async def rig(make_config, tmp_path) -> AsyncIterator[WebRig]:
     async with web_rig(config, spool=tmp_path / "spool.jsonl", pbx=pbx) as r:
         r.ids = await seed_day(r.queue, r.dialer.clock)
         await r.start()
-        r.dialer.dispatcher.kick("test")  # until queue notifications land
         yield r
 
 

@@ -41,7 +41,7 @@ from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
 from ..queue.models import Attempt as AttemptRecord
-from ..queue.models import Callback, Claim, DispatchControl
+from ..queue.models import Callback, Claim, DispatchControl, QueueChange, State
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
 from .attempt import Attempt, Attempts
@@ -107,6 +107,7 @@ class Dispatcher:
         self.last_error = ""
         self._planned_wake: float | None = None
         self._looked_at = 0.0  # when the last pass listed the free agents
+        queue.on_change(self._queue_changed)
 
     # ------------------------------------------------------------------ control
 
@@ -120,10 +121,25 @@ class Dispatcher:
         self.kick("agent_free")
 
     def rest_ends_at(self, at: float) -> None:
-        """An agent's wrap-up or cool-down began and ends at ``at``. The loop's sleep was
-        planned before; without a look now it would notice the agent up to a tick late."""
+        """An agent's wrap-up or cool-down began and ends at ``at``."""
+        self._replan(at)
+
+    def _replan(self, at: float) -> None:
+        """Something may become possible at ``at``. The loop's sleep was planned before;
+        without a look now it would notice up to a tick late."""
         if self._planned_wake is None or at < self._planned_wake:
             self._kick.set()  # re-plan only: not a decision to time
+
+    def _queue_changed(self, change: QueueChange) -> None:
+        """The queue's own news, so that no writer has to remember the dispatcher: a callback
+        ready now is a decision to make, one due later may fall before the planned wake, and
+        one closed while being dialled (served, cancelled) is a call to hang up."""
+        if change.ready:
+            self.kick(change.event)
+        elif change.due_at is not None:
+            self._replan(change.due_at)
+        elif change.closed and change.previous_state is State.DIALING:
+            self.abort(change.id, change.event)
 
     async def load_control(self) -> None:
         """Pausing survives restarts: a supervisor's pause stays until they resume."""
