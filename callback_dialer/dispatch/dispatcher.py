@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..ami.asterisk import CALLBACK_ID_VAR, DialStatus, OriginateReason
-from ..ami.client import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, OriginateFateUnknown
+from ..ami.client import AmiClient, AmiError
 from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
 from ..config import Config
@@ -45,8 +45,8 @@ from ..queue.models import Callback, Claim, DispatchControl, QueueChange, State
 from ..queue.store import CallbackQueue, QueueUnavailable
 from ..tasks import TaskSet
 from .attempt import Attempt, Attempts
-from .origination import OriginateInputError, plan_originate
 from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
+from .runner import AttemptRunner
 from .strategies import Recheck, strategy_for
 
 log = get_logger(__name__)
@@ -107,6 +107,16 @@ class Dispatcher:
         self.last_error = ""
         self._planned_wake: float | None = None
         self._looked_at = 0.0  # when the last pass listed the free agents
+        self.runner = AttemptRunner(
+            config,
+            clock,
+            queue,
+            agents,
+            tracker,
+            ami,
+            self.strategy,
+            on_dialling=self._dialling,
+        )
         queue.on_change(self._queue_changed)
 
     # ------------------------------------------------------------------ control
@@ -116,6 +126,12 @@ class Dispatcher:
         if self._kicked_at is None:
             self._kicked_at = time.perf_counter()
         self._kick.set()
+
+    def _dialling(self, attempt: Attempt) -> None:
+        """The Originate is being written: the decision the last kick asked for is made."""
+        if self._kicked_at is not None:
+            self.metrics.decision_latency.observe(attempt.sent_at - self._kicked_at)
+            self._kicked_at = None
 
     def agent_changed(self, interface: str) -> None:
         self.kick("agent_free")
@@ -140,6 +156,11 @@ class Dispatcher:
             self._replan(change.due_at)
         elif change.closed and change.previous_state is State.DIALING:
             self.abort(change.id, change.event)
+
+    def abort(self, callback_id: str, reason: str) -> bool:
+        """The callback was closed elsewhere (served, cancelled): stop its attempt."""
+        attempt = self.inflight.get(callback_id)
+        return attempt is not None and attempt.abort(reason)
 
     async def load_control(self) -> None:
         """Pausing survives restarts: a supervisor's pause stays until they resume."""
@@ -235,7 +256,7 @@ class Dispatcher:
         await wait_event(self._kick, self.clock, until - self.clock.now())
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop taking work, let attempts in attempt finish for a while, then settle the rest:
+        """Stop taking work, let attempts in flight finish for a while, then settle the rest:
         a customer already talking to an agent counts as called back; anything still ringing
         is hung up and goes back to the queue for later. Leaving claims to expire instead
         would let a restarted dialer call someone who is still on the phone with us."""
@@ -325,7 +346,7 @@ class Dispatcher:
 
     def _busy_numbers(self) -> set[str]:
         return (
-            {f.number for f in self.inflight.values()}
+            {a.number for a in self.inflight.values()}
             | set(self.tracker.active_numbers())
             | self.foreign_numbers
         )
@@ -341,12 +362,14 @@ class Dispatcher:
     async def _attempt(self, attempt: Attempt) -> None:
         log_ = log.bind(callback=attempt.callback_id, agent=attempt.agent, number=attempt.number)
         try:
-            outcome = await self._make_call(attempt, log_)
+            try:
+                outcome = await self.runner.call(attempt, log_)
+            except QueueUnavailable as exc:
+                # Before any call was placed: the lease runs out and the callback comes back.
+                log_.error("queue unavailable before the call was placed", error=str(exc))
+                return
             if outcome is not None:
                 await self._settle(attempt, outcome, log_)
-        except QueueUnavailable as exc:
-            # Before any call was placed: the lease runs out and the callback comes back.
-            log_.error("queue unavailable before the call was placed", error=str(exc))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -360,171 +383,6 @@ class Dispatcher:
             )
             self.agents.unreserve(attempt.agent, cooldown=cooldown)
             self.kick("attempt_done")
-
-    async def _make_call(self, attempt: Attempt, log_: Any) -> Outcome | None:
-        cb = attempt.claim.callback
-        try:
-            number = self.numbers.parse_e164(cb.number)
-        except ValueError:
-            return self._decide(attempt, Outcome.fail(Reason.INVALID_NUMBER))
-        try:
-            plan = plan_originate(
-                self.config,
-                self.strategy,
-                callback_id=cb.id,
-                category=cb.category,
-                number=number,
-                interface=attempt.agent,
-                trunk=attempt.trunk,
-                attempt_no=cb.attempts + 1,
-            )
-        except OriginateInputError as exc:
-            log_.error("originate refused by our own checks", error=str(exc))
-            return self._decide(attempt, Outcome.release(Reason.ORIGINATE_INVALID, streak=True))
-        attempt.planned(plan)
-        self.tracker.mark_ours(*attempt.channel_ids)
-        first_stage = self.strategy.first_stage
-        # The last check before dialling: a callback closed meanwhile (the customer got
-        # through, a supervisor cancelled) is never dialled.
-        if not await self.queue.renew(attempt.claim, stage=first_stage, agent=attempt.agent):
-            log_.info("callback closed while being claimed; not dialled")
-            return None
-        if attempt.aborted:
-            return None
-        if not self.agents.still_free_for(attempt.agent, cb.id):
-            # A queue call took the agent in this very instant: back, unharmed.
-            return self._decide(attempt, Outcome.release(Reason.AGENT_BUSY))
-        attempt.dialling(first_stage)
-        if self._kicked_at is not None:
-            self.metrics.decision_latency.observe(attempt.sent_at - self._kicked_at)
-            self._kicked_at = None
-        try:
-            attempt.originated(await self.ami.originate(plan.fields))
-        except AmiNotConnected:
-            return self._decide(attempt, Outcome.release(Reason.AMI_DOWN))
-        except AmiActionFailed as exc:
-            log_.warning("Asterisk refused the originate", error=str(exc))
-            return self._decide(attempt, Outcome.release(Reason.ORIGINATE_REFUSED, streak=True))
-        except OriginateFateUnknown:
-            attempt.originate_unacknowledged()
-            log_.warning(
-                "link lost with an originate unacknowledged; will reconcile, never re-send"
-            )
-        log_.info("callback dialling", stage=first_stage.value, action=plan.action_id)
-        return await self._await_outcome(attempt)
-
-    async def _await_outcome(self, attempt: Attempt) -> Outcome:
-        renew_every = max(1.0, self.config.queue.lease_seconds / 3)
-        deadline = self.clock.now() + self.dispatch.originate_timeout
-        last_renew = self.clock.now()
-        while not attempt.decided:
-            await attempt.wait_for_change(renew_every)
-            now = self.clock.now()
-            if attempt.decided:
-                break
-            if now - last_renew >= renew_every:
-                # Renewing every third of the lease leaves room for a renewal lost to a Redis
-                # blip; the call itself goes on regardless.
-                try:
-                    if not await self.queue.renew(attempt.claim):
-                        attempt.abort(Reason.CLAIM_LOST)
-                        break
-                    last_renew = now
-                except QueueUnavailable as exc:
-                    log.warning(
-                        "could not renew a claim; will try again",
-                        error=str(exc),
-                        callback=attempt.callback_id,
-                    )
-            if attempt.fate_unknown and self.ami.authenticated:
-                outcome = await self._reconcile(attempt)
-                if outcome is not None:
-                    attempt.finish(outcome)
-                    break
-            if now >= deadline and attempt.first_leg_pending:
-                attempt.finish(
-                    Outcome.release(
-                        Reason.NO_OUTCOME, not_before=now + self.config.retry.delay_after(1)
-                    )
-                )
-        if attempt.aborted:
-            await self._hang_up(attempt)
-            if attempt.aborted == Reason.DIALER_STOPPED:
-                return Outcome.release(
-                    Reason.DIALER_STOPPED,
-                    not_before=self.clock.now() + self.config.retry.delay_after(1),
-                )
-            return Outcome.abort(attempt.aborted)
-        assert attempt.outcome is not None
-        return attempt.outcome
-
-    async def _reconcile(self, attempt: Attempt) -> Outcome | None:
-        """After a reconnect: does a channel of this attempt exist? Never guess by dialling."""
-        try:
-            channels = await self._channels_up()
-        except AmiError:
-            return None
-        known = attempt.known_channels()
-        alive = any(
-            m.get("Uniqueid") in known
-            or f"{CALLBACK_ID_VAR}={attempt.callback_id}" in m.getall("Variable")
-            for m in channels
-        )
-        if alive:
-            attempt.still_up()
-            return None
-        lost_at = attempt.lost_at or self.clock.now()
-        answered_at = attempt.answered_at
-        if answered_at is not None and lost_at - answered_at >= self.dispatch.min_talk_seconds:
-            # They talked long enough before we lost sight of the call.
-            return Outcome.done(talk=lost_at - answered_at)
-        # Gone, or never created: we cannot know if the customer was reached. Wait before
-        # trying again, so a call that did happen is not repeated at once.
-        return Outcome.release(
-            Reason.OUTCOME_UNKNOWN,
-            not_before=self.clock.now() + self.config.retry.delay_after(1),
-        )
-
-    def on_ami_lost(self) -> None:
-        """Events of calls in progress may be lost while the link is down."""
-        self.synced = False
-        for attempt in self.inflight.values():
-            attempt.link_lost()
-
-    async def on_ami_ready(self) -> None:
-        """After a (re)connect: settle or keep following every attempt in attempt, and learn
-        which callback calls are up that no attempt of ours knows (a previous run's)."""
-        for attempt in list(self.inflight.values()):
-            attempt.reconnected()
-        await self.refresh_foreign_calls()
-        self.synced = True
-        self.kick("ami_ready")
-
-    async def _channels_up(self) -> list[AmiMessage]:
-        """Asterisk's channels now, each with its CALLBACK_ID variable (AMI ``Status``)."""
-        items = await self.ami.send_list({"Action": "Status", "Variables": CALLBACK_ID_VAR})
-        return [m for m in items if m.event == "Status"]
-
-    async def refresh_foreign_calls(self) -> None:
-        try:
-            channels = await self._channels_up()
-        except AmiError as exc:
-            log.warning("could not list callback calls in progress", error=str(exc))
-            return
-        ids: set[str] = set()
-        for item in channels:
-            for value in item.getall("Variable"):
-                name, _, callback_id = str(value).partition("=")
-                if name == CALLBACK_ID_VAR and callback_id:
-                    ids.add(callback_id)
-        ids -= set(self.inflight)
-        try:
-            numbers = frozenset(cb.number for cb in await self.queue.get_many(sorted(ids)))
-        except QueueUnavailable:
-            return
-        if numbers != self.foreign_numbers:
-            log.info("callback calls up that this dialer did not start", count=len(numbers))
-        self.foreign_numbers = numbers
 
     async def _settle(self, attempt: Attempt, outcome: Outcome, log_: Any) -> None:
         if outcome.kind is OutcomeKind.ABORT:
@@ -607,21 +465,43 @@ class Dispatcher:
                     raise
                 delay = min(delay * 2, 10.0)
 
-    @staticmethod
-    def _decide(attempt: Attempt, outcome: Outcome) -> Outcome:
-        """An outcome reached before any event of the call: recorded on the attempt too."""
-        attempt.finish(outcome)
-        return outcome
+    # ------------------------------------------------------------------ the AMI link
 
-    async def _hang_up(self, attempt: Attempt) -> None:
-        for channel_id in sorted(attempt.channel_ids):
-            with contextlib.suppress(AmiError):
-                await self.ami.send_action({"Action": "Hangup", "Channel": channel_id}, timeout=2)
+    def on_ami_lost(self) -> None:
+        """Events of calls in progress may be lost while the link is down."""
+        self.synced = False
+        for attempt in self.inflight.values():
+            attempt.link_lost()
 
-    def abort(self, callback_id: str, reason: str) -> bool:
-        """The callback was closed elsewhere (served, cancelled): stop its attempt."""
-        attempt = self.inflight.get(callback_id)
-        return attempt is not None and attempt.abort(reason)
+    async def on_ami_ready(self) -> None:
+        """After a (re)connect: settle or keep following every attempt in flight, and learn
+        which callback calls are up that no attempt of ours knows (a previous run's)."""
+        for attempt in list(self.inflight.values()):
+            attempt.reconnected()
+        await self.refresh_foreign_calls()
+        self.synced = True
+        self.kick("ami_ready")
+
+    async def refresh_foreign_calls(self) -> None:
+        try:
+            channels = await self.runner.channels_up()
+        except AmiError as exc:
+            log.warning("could not list callback calls in progress", error=str(exc))
+            return
+        ids: set[str] = set()
+        for item in channels:
+            for value in item.getall("Variable"):
+                name, _, callback_id = str(value).partition("=")
+                if name == CALLBACK_ID_VAR and callback_id:
+                    ids.add(callback_id)
+        ids -= set(self.inflight)
+        try:
+            numbers = frozenset(cb.number for cb in await self.queue.get_many(sorted(ids)))
+        except QueueUnavailable:
+            return
+        if numbers != self.foreign_numbers:
+            log.info("callback calls up that this dialer did not start", count=len(numbers))
+        self.foreign_numbers = numbers
 
     # ------------------------------------------------------------------ AMI events
 
