@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
 from ..config import Config
 from ..phone import PhoneNumber, is_e164
 
@@ -86,8 +87,8 @@ def plan_originate(
     other_id = f"{channel_id}-2"
     action_id = f"cbd-originate-{callback_id}-{attempt_no}-{token}"
     variables = [
-        f"CALLBACK_ID={callback_id}",
-        f"CALLBACK_CATEGORY={category}",
+        f"{CALLBACK_ID_VAR}={callback_id}",
+        f"{CATEGORY_VAR}={category}",
         f"CALLBACK_TRUNK={trunk}",
     ]
     leg_fields, leg_variables = leg.first_leg(values)
