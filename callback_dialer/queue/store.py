@@ -14,6 +14,10 @@ for a lease. ``renew`` extends it while the call runs; ``settle`` ends it (done,
 failed). A lease that runs out (the dialer died) puts the callback back, ready, with its history
 saying so. A claim's token is the only key to settle it: a callback closed meanwhile ("served")
 or reclaimed after an expired lease cannot be touched by the old holder.
+
+News: every write that makes a callback ready, schedules it or closes it is told to the
+queue's listeners (``on_change``) as a frozen ``QueueChange``, so no writer has to remember
+who else must know (the dispatcher wakes for a ready callback, hangs up a closed one).
 """
 
 from __future__ import annotations
