@@ -1,8 +1,10 @@
 """Turning the queue into calls: a free agent and the best callback they may serve, at once.
 
-Decisions are event-driven: an agent becoming free, a callback becoming ready, an attempt
-ending all ``kick`` the dispatcher, which decides immediately; a slow tick and timers for the
-next wrap-up end or due callback are the safety net. For each free agent (longest idle first)
+Decisions are event-driven: an agent becoming free, a callback becoming ready (the queue
+tells its listeners of every such write, whoever made it), an attempt ending all ``kick`` the
+dispatcher, which decides immediately; a slow tick and timers for the next wrap-up end or due
+callback are the safety net. A callback closed while being dialled (served, cancelled) has
+its attempt aborted the same way, by the queue's news. For each free agent (longest idle first)
 it claims the best ready callback among the categories that agent serves, within the limits
 (in progress overall, per trunk), never for a number already on a call with us, and only in
 calling hours.
