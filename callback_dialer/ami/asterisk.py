@@ -143,6 +143,48 @@ CHANNEL_STATE_DESC = {
 # that could not be created), and for a caller ID or connected line nobody set.
 UNKNOWN_ID = "<unknown>"
 
+# ast_escape_c: how Asterisk writes text of a channel snapshot on the AMI wire (CallerIDName,
+# ConnectedLineName, ChanVariable values of channel events). Other fields (QueueEntry of a
+# QueueStatus, DBGetTree values, OriginateResponse's CallerIDName) are sent as they are.
+_C_ESCAPES = {
+    "\a": "a",
+    "\b": "b",
+    "\f": "f",
+    "\n": "n",
+    "\r": "r",
+    "\t": "t",
+    "\v": "v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "?": "?",
+}
+_C_ESCAPE_TABLE = str.maketrans({raw: "\\" + code for raw, code in _C_ESCAPES.items()})
+_C_UNESCAPES = {code: raw for raw, code in _C_ESCAPES.items()}
+
+
+def escape_c(text: str) -> str:
+    """Text as Asterisk's ast_escape_c writes it into a channel event."""
+    return text.translate(_C_ESCAPE_TABLE)
+
+
+def unescape_c(text: str) -> str:
+    """The text a channel event's ``\\"`` / ``\\\\`` / ... sequences stand for (ast_escape_c
+    undone); a backslash before anything else is kept as it came."""
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    chars = iter(text)
+    for ch in chars:
+        if ch != "\\":
+            out.append(ch)
+            continue
+        code = next(chars, "")
+        raw = _C_UNESCAPES.get(code)
+        out.append(raw if raw is not None else "\\" + code)
+    return "".join(out)
+
+
 # Channel variables our dialplan sets and manager.conf's channelvars brings on every event.
 CATEGORY_VAR = "CALLBACK_CATEGORY"
 CALLBACK_ID_VAR = "CALLBACK_ID"

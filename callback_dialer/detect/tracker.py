@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
+from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR, unescape_c
 from ..ami.frames import AmiMessage
 from ..config import Config
 from ..logs import get_logger
@@ -78,7 +78,7 @@ def _var(message: AmiMessage, name: str) -> str | None:
     prefix = name + "="
     for item in values:
         if item.startswith(prefix):
-            return item[len(prefix) :]
+            return unescape_c(item[len(prefix) :])
     return None
 
 
@@ -201,7 +201,9 @@ class CallTracker:
             call.number = number if isinstance(number, PhoneNumber) else None
         name = fields.get("CallerIDName")
         if name is not None:
-            cleaned = clean_name(name)
+            # Channel events carry the name C-escaped (Иван \"Ваня\"): store what the caller
+            # is called, not how the wire spelled it.
+            cleaned = clean_name(unescape_c(name))
             if cleaned:
                 call.name = cleaned
         if "ChanVariable" in fields:

@@ -31,6 +31,7 @@ from callback_dialer.ami.asterisk import (
     DialStatus,
     HangupCause,
     OriginateReason,
+    escape_c,
 )
 
 Pairs = list[tuple[str, str]]
@@ -104,9 +105,10 @@ def channel_block(ch: ChannelView, prefix: str = "") -> Pairs:
         (prefix + "ChannelState", str(ch.state)),
         (prefix + "ChannelStateDesc", _state_desc(ch.state)),
         (prefix + "CallerIDNum", ch.caller_num),
-        (prefix + "CallerIDName", ch.caller_name),
+        # A channel snapshot's texts go out C-escaped, as Asterisk's ast_escape_c writes them.
+        (prefix + "CallerIDName", escape_c(ch.caller_name)),
         (prefix + "ConnectedLineNum", ch.connected_num),
-        (prefix + "ConnectedLineName", ch.connected_name),
+        (prefix + "ConnectedLineName", escape_c(ch.connected_name)),
         (prefix + "Language", ch.language),
         (prefix + "AccountCode", ch.accountcode),
         (prefix + "Context", ch.context),
@@ -115,7 +117,7 @@ def channel_block(ch: ChannelView, prefix: str = "") -> Pairs:
         (prefix + "Uniqueid", ch.uniqueid),
         (prefix + "Linkedid", ch.linkedid),
     ]
-    pairs.extend((prefix + "ChanVariable", f"{k}={v}") for k, v in ch.chanvars())
+    pairs.extend((prefix + "ChanVariable", f"{k}={escape_c(v)}") for k, v in ch.chanvars())
     return pairs
 
 
