@@ -217,6 +217,7 @@ async def run_demo(
             embedded.stop()
         else:
             await _delete_prefix(redis_url, key_prefix)
+            await asyncio.to_thread(_forget_rq, effective)
     return dialer.exit_code
 
 
@@ -228,6 +229,17 @@ async def _first_of(*awaitables: Awaitable[Any]) -> None:
     finally:
         for future in futures:
             future.cancel()
+
+
+def _forget_rq(config: Config) -> None:
+    """The side jobs' rq keys: rq names them itself (``rq:...``), outside our key prefix."""
+    from .jobs.common import connect, forget_rq_keys
+
+    conn = connect(config, socket_timeout=config.redis.socket_timeout)
+    try:
+        forget_rq_keys(config, conn)
+    finally:
+        conn.close()
 
 
 async def _delete_prefix(url: str, prefix: str) -> None:

@@ -71,9 +71,24 @@ def stop_demo(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, err
 
 
+def demo_rq_traces(client: redis.Redis) -> set[bytes]:
+    """rq keys, and members of rq's global sets, that carry a demo's prefix."""
+    found = set(client.scan_iter(match="rq:*demo-*", count=1000))
+    for shared in ("rq:queues", "rq:workers"):
+        found.update(
+            b"%s %s" % (shared.encode(), m) for m in client.smembers(shared) if b"demo-" in m
+        )
+    return found
+
+
 def test_the_demo_misses_calls_and_calls_them_back(tmp_path, redis_url) -> None:
     config = tmp_path / "demo.toml"
     config.write_text(f'[redis]\nurl = "{redis_url}"\n[hours.weekly]\n{ALL_WEEK}\n')
+    client = redis.Redis.from_url(redis_url)
+    # rq names its keys itself (rq:queue:..., rq:job:<id>, rq:worker:<name>): ours carry the
+    # demo's prefix in the queue name, the job ids and the worker's name.
+    rq_before = demo_rq_traces(client)
+    client.close()
     process = start_demo(config, "--speed", "200", "--agents", "3", "--seed", "7")
     try:
         url = wait_for_url(process)
@@ -95,8 +110,10 @@ def test_the_demo_misses_calls_and_calls_them_back(tmp_path, redis_url) -> None:
     assert "Traceback" not in err, err[-3000:]
     client = redis.Redis.from_url(redis_url)
     leftovers = list(client.scan_iter(match="{demo-*", count=1000))
+    rq_after = demo_rq_traces(client)
     client.close()
     assert leftovers == []  # the throwaway data went with the demo
+    assert rq_after - rq_before == set()  # and so did its side jobs' rq keys
 
 
 @pytest.mark.skipif(

@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from rq import Queue, Retry
@@ -57,9 +61,49 @@ def connect(config: Config, socket_timeout: float | None = None) -> redis.Redis:
     )
 
 
+class _OurQueue(Queue):
+    """rq's Queue, with job ids that start with our key prefix (``Keys.rq_id_prefix``), so that
+    every rq key of an installation can be told apart from another's in a shared Redis."""
+
+    id_prefix = ""
+
+    def create_job(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("job_id"):
+            kwargs["job_id"] = f"{self.id_prefix}-{uuid.uuid4().hex}"
+        return super().create_job(*args, **kwargs)
+
+
 def rq_queue(config: Config, connection: redis.Redis) -> Queue:
-    name = Keys(config.redis.key_prefix).rq_queue_name(config.jobs.queue_name)
-    return Queue(name, connection=connection)
+    keys = Keys(config.redis.key_prefix)
+    queue = _OurQueue(keys.rq_queue_name(config.jobs.queue_name), connection=connection)
+    queue.id_prefix = keys.rq_id_prefix()
+    return queue
+
+
+def rq_worker_name(config: Config) -> str:
+    """A worker name that carries our prefix too (rq keeps ``rq:worker:<name>``)."""
+    return f"{Keys(config.redis.key_prefix).rq_id_prefix()}-{socket.gethostname()}-{os.getpid()}"
+
+
+def forget_rq_keys(config: Config, connection: redis.Redis) -> int:
+    """Delete every rq key of this installation: its queue's keys and registries (named after
+    the queue), its jobs, results and workers (named with ``rq_id_prefix``), and their entries
+    in rq's global sets. For a throwaway installation (the demo) when it ends; returns how many
+    keys went."""
+    keys = Keys(config.redis.key_prefix)
+    marks = (keys.rq_queue_name(config.jobs.queue_name), keys.rq_id_prefix() + "-")
+    doomed: set[bytes] = set()
+    for mark in marks:
+        glob = re.sub(r"([*?\[\]\\])", r"\\\1", mark)
+        doomed.update(connection.scan_iter(match=f"rq:*{glob}*", count=1000))
+    for shared in ("rq:queues", "rq:workers"):
+        members = [m for m in connection.smembers(shared) if any(k.encode() in m for k in marks)]
+        if members:
+            connection.srem(shared, *members)
+    found = sorted(doomed)
+    for i in range(0, len(found), 500):
+        connection.delete(*found[i : i + 500])
+    return len(found)
 
 
 def retry_policy(jobs: JobsConfig) -> Retry | None:

@@ -15,7 +15,14 @@ from rq import Worker
 
 from ..config import Config, ConfigError
 from ..logs import configure_logging, get_logger
-from .common import check_jobs_config, connect, display_url, rq_queue, set_worker_config
+from .common import (
+    check_jobs_config,
+    connect,
+    display_url,
+    rq_queue,
+    rq_worker_name,
+    set_worker_config,
+)
 from .reports import schedule_daily_report
 
 
@@ -37,7 +44,7 @@ def run_worker(config: Config, burst: bool = False) -> int:
     queue = rq_queue(config, conn)
     if config.reports.enabled:
         schedule_daily_report(config, conn)
-    worker = Worker([queue], connection=conn)
+    worker = Worker([queue], connection=conn, name=rq_worker_name(config))
     log.info(
         "worker_started",
         queue=queue.name,

@@ -8,6 +8,8 @@ never spelled twice.
 
 from __future__ import annotations
 
+import re
+
 # name -> suffix after "{prefix}:"; "%s" marks the one variable part.
 _LAYOUT: dict[str, str] = {
     "callback": "cb:%s",  # hash: one callback
@@ -114,6 +116,12 @@ class Keys:
     def rq_queue_name(self, name: str) -> str:
         # rq builds its own keys from this name; it stays recognisable as ours.
         return f"{self.prefix}:{_LAYOUT['rq_prefix']}:{name}"
+
+    def rq_id_prefix(self) -> str:
+        """The start of our rq job ids and worker names. rq names a job's keys after its id
+        (``rq:job:<id>``, ``rq:results:<id>``) and allows only letters, digits, ``_`` and ``-``
+        in it, so the prefix is spelled with those: every rq key of ours then carries it."""
+        return re.sub(r"[^A-Za-z0-9_-]", "-", self.prefix)
 
     def pattern(self) -> str:
         """A SCAN pattern for every key of this installation (tests use it to clean up)."""
