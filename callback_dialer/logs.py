@@ -6,6 +6,7 @@ through the same renderer, so one stream holds everything in one format.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 from typing import Any
@@ -22,6 +23,13 @@ _LEVELS = {
 }
 
 
+def _timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """ISO 8601 local time WITH its UTC offset (2026-12-01T09:30:42.617+03:00): a line read
+    beside Asterisk's logs, in another zone or across a DST change, still says when it was."""
+    event["timestamp"] = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+    return event
+
+
 def _renderer(fmt: str, stream: Any) -> Any:
     use_console = fmt == "console" or (fmt == "auto" and getattr(stream, "isatty", lambda: False)())
     if use_console:
@@ -35,7 +43,7 @@ def configure_logging(config: LoggingConfig, stream: Any = None) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=False),
+        _timestamp,
     ]
     structlog.configure(
         processors=[
