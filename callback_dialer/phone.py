@@ -2,13 +2,25 @@
 
 Only the ``e164`` of a ``PhoneNumber`` (digits with a leading ``+``) ever reaches the queue, an
 AMI action, a dialplan string or a log line. Display names are cleaned of control characters and
-cut short; pages escape them on output.
+cut short, and so are the notes and reasons people type (``clean_text``): no control, format
+(bidi overrides, zero-width) or unassigned characters survive, so nothing stored can reorder a
+page, break a spreadsheet or hide a number. Pages escape text on output.
+
+``mask_numbers`` hides every number-shaped run in free text (a name, a note, a reason): digits
+in any script (``٩``, ``９``, ``⁹``, ``⑨``) with the separators people write between them
+(spaces, dashes, dots, brackets, slashes, invisible characters), six digits or more. A run
+the policy reads as a phone number is shown as the number column shows it to the same viewer
+(``+7••••••••21``); any other run keeps only its last two digits. A plain date (2026-11-23,
+23.11.2026) stays.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
+import functools
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -166,3 +178,95 @@ def clean_name(raw: str | None, limit: int = 64) -> str:
     if text.lower() in _NAME_UNKNOWN:
         return ""
     return text[:limit]
+
+
+# Line breaks and tabs become spaces (words must not run together); every other control,
+# format (bidi overrides, zero-width joiners), private-use, surrogate or unassigned character
+# goes. Zl/Zp (U+2028, U+2029) are separators, not controls, but break lines all the same.
+_AS_SPACE = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+
+
+def clean_text(raw: str | None, limit: int | None = None) -> str:
+    """Free text someone typed (a note, a reason) fit to store and show: on one line, without
+    control, format or unassigned characters, stripped, at most ``limit`` characters."""
+    if not raw:
+        return ""
+    if raw.isprintable():  # the usual case, at C speed
+        text = raw
+    else:
+        text = "".join(
+            " " if ch in _AS_SPACE else ch
+            for ch in raw
+            if ch in _AS_SPACE or ch == " " or unicodedata.category(ch)[0] != "C"
+        )
+        text = re.sub(" {2,}", " ", text)
+    text = text.strip()
+    return text[:limit] if limit is not None else text
+
+
+MASK = "\u2022"
+_PLUS = "+\uff0b\u207a\u208a"
+# Fewer digits than this are no subscriber's number (extensions, amounts, counts, times).
+MASK_MIN_DIGITS = 6
+
+
+@functools.cache
+def _number_run() -> re.Pattern[str]:
+    # Digits beyond \d: superscripts, subscripts, circled and parenthesised ones (category
+    # No). Built once, on first use (a pass over the code points takes a tenth of a second).
+    extra = "".join(
+        re.escape(chr(c))
+        for c in range(sys.maxunicode + 1)
+        if not chr(c).isdecimal() and unicodedata.digit(chr(c), None) is not None
+    )
+    digit = f"[\\d{extra}]"
+    # What people and carriers write between digits, invisible characters included (text
+    # stored before cleaning may hold them).
+    sep = (
+        f"[{_PLUS}\\s\\-\u2010-\u2015\u2212\ufe58\ufe63\uff0d().\\[\\]/\\\\_\u00b7\u00ad"
+        "\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    )
+    start = f"(?:[{_PLUS}]{sep}*|[(\\[])?"
+    return re.compile(f"{start}{digit}(?:{sep}*{digit})*")
+
+
+# A date written out starting a run stays (2026-11-23 10:00, 23.11.2026).
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?!\d)|(\d{2})[./](\d{2})[./](\d{4})(?!\d)", re.ASCII)
+
+
+def _is_date(match: re.Match[str]) -> bool:
+    y, m, d = (match.group(1), match.group(2), match.group(3))
+    if y is None:
+        y, m, d = match.group(6), match.group(5), match.group(4)
+    try:
+        dt.date(int(y), int(m), int(d))
+    except ValueError:
+        return False
+    return True
+
+
+def _digits(text: str) -> str:
+    return "".join(str(d) for ch in text if (d := unicodedata.digit(ch, None)) is not None)
+
+
+def mask_numbers(text: str, policy: NumberPolicy | None = None) -> str:
+    """``text`` with every number-shaped run masked (see the module's docstring)."""
+    if not text:
+        return text
+
+    def hide(match: re.Match[str]) -> str:
+        found = match.group(0)
+        date = _DATE.match(found)
+        if date is not None and _is_date(date):
+            return found[: date.end()] + _number_run().sub(hide, found[date.end() :])
+        digits = _digits(found)
+        if len(digits) < MASK_MIN_DIGITS:
+            return found
+        if policy is not None:
+            plus = found[0] in _PLUS
+            number = policy.normalize(("+" if plus else "") + digits)
+            if isinstance(number, PhoneNumber):
+                return number.masked()
+        return MASK * (len(digits) - 2) + digits[-2:]
+
+    return _number_run().sub(hide, text)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from callback_dialer.config import PhoneConfig
-from callback_dialer.phone import NumberPolicy, Rejected, Rejection, clean_name, is_e164
+from callback_dialer.phone import (
+    NumberPolicy,
+    Rejected,
+    Rejection,
+    clean_name,
+    clean_text,
+    is_e164,
+    mask_numbers,
+)
 
 policy = NumberPolicy(PhoneConfig(blocklist=("+7800*", "+74950000000")))
 
@@ -106,3 +116,51 @@ def test_names_lose_control_characters_and_placeholders() -> None:
     assert clean_name("<unknown>") == ""
     assert clean_name("Жанна Дарк") == "Жанна Дарк"
     assert len(clean_name("x" * 500)) == 64
+
+
+def test_typed_text_loses_controls_and_bidi_but_keeps_its_words() -> None:
+    assert clean_text("called\r\nback\x00 by\u202e email\u2028ok\u200b!") == (
+        "called back by email ok!"
+    )
+    assert clean_text("Клиент   написал в чат") == "Клиент   написал в чат"  # typed as is
+    assert clean_text("\u202e\u200f \x07") == ""
+    assert clean_text("x" * 300, 200) == "x" * 200
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("+79031234567", "+7••••••••67"),
+        ("позвоните +7 (903) 765-43-21 срочно", "позвоните +7••••••••21 срочно"),
+        ("8 926 000-11-22", "+7••••••••22"),
+        ("(916) 123-45-67", "+7••••••••67"),
+        ("8.916.123.45.67", "+7••••••••67"),
+        ("+7_916_123_45_67", "+7••••••••67"),
+        ("+7 916 123 45 67 или 8-916-765-43-21", "+7••••••••67 или +7••••••••21"),
+        # Digits of other scripts, full-width, superscript, with invisible characters between.
+        ("٨٩١٦١٢٣٤٥٦٧", "+7••••••••67"),
+        ("＋７ ９１６ １２３ ４５ ６７", "+7••••••••67"),
+        ("⁸⁹¹⁶¹²³⁴⁵⁶⁷", "+7••••••••67"),
+        ("+7\u200b916\u202e123\u00ad4567", "+7••••••••67"),
+        # Not a phone number, but number-shaped: only the last two digits stay.
+        ("76-43-21", "••••21"),
+        ("contract 123456", "contract ••••56"),
+        # Short numbers, dates and times are no subscriber's number.
+        ("agent 101, queue 400, 12345", "agent 101, queue 400, 12345"),
+        ("after 2026-11-23 10:00 or 24.11.2026", "after 2026-11-23 10:00 or 24.11.2026"),
+        ("1234-56-78", "••••••78"),  # not a real date
+    ],
+)
+def test_anything_number_shaped_is_masked(text: str, shown: str) -> None:
+    assert mask_numbers(text, policy) == shown
+
+
+@given(st.text(alphabet="0123456789 -()+.", min_size=1, max_size=40))
+def test_no_six_digits_in_a_row_survive_masking(text: str) -> None:
+    shown = mask_numbers(text, policy)
+    digits_in_runs = re.findall(r"[\d][\d \-().+]*", shown)
+    for run in digits_in_runs:
+        assert sum(ch.isdigit() for ch in run) < 6 or re.fullmatch(r"\d{4}-\d{2}-\d{2}", run), (
+            text,
+            shown,
+        )
