@@ -679,6 +679,108 @@ async def test_a_viewer_sees_masked_numbers_and_a_supervisor_whole_ones(rig) -> 
     assert (session["role"], session["masked"], session["can_act"]) == ("viewer", True, False)
 
 
+# A run of six digits or more, whatever stands between them: what masking must leave none of.
+NUMBER_SHAPED = re.compile(r"\d(?:[\s\-().\[\]/_+]*\d){5,}")
+
+
+def texts(value: Any) -> list[str]:
+    """Every string in a JSON value (numbers such as timestamps are not text)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in [k, *texts(v)]]
+    if isinstance(value, list):
+        return [t for v in value for t in texts(v)]
+    return []
+
+
+def number_shaped(value: Any) -> list[str]:
+    """The texts holding a number (a day like 2026-11-23 is not one)."""
+    return [t for t in texts(value) if NUMBER_SHAPED.search(re.sub(r"\d{4}-\d{2}-\d{2}", "", t))]
+
+
+async def test_a_viewer_sees_nothing_number_shaped_in_names_notes_reasons_or_history(
+    rig,
+) -> None:
+    alice = await rig.signed_in("alice")
+    victor = await rig.signed_in("victor")
+    named = await missed(rig.queue, "+79031234567", "support", 90, name="+79031234567")
+    noted = await alice.post(
+        "/api/callbacks",
+        {
+            "number": "+79161239999",
+            "category": "billing",
+            "name": "8 (916) 123-99-99",
+            "note": "перезвонить на +7 (903) 765-43-21 или 8 926 000-11-22",
+        },
+    )
+    assert noted.status == 201, noted.text
+    cancelled = await alice.post(
+        f"/api/callbacks/{rig.ids['support']}/cancel",
+        {"reason": "просил звонить на 8-916-555-44-33, не на этот"},
+    )
+    assert cancelled.status == 200, cancelled.text
+    await alice.post("/api/dispatch/pause", {"reason": "клиент ٨٩١٦١٢٣٤٥٦٧ жалуется"})
+    day = rig.queue.hours.day_key(rig.dialer.clock.now())
+    paths = [
+        "/api/callbacks",
+        "/api/callbacks?state=waiting",
+        "/api/callbacks?state=finished",
+        f"/api/callbacks?day={day}",
+        f"/api/callbacks/{named}",
+        f"/api/callbacks/{noted.json()['callback']['id']}",
+        f"/api/callbacks/{rig.ids['support']}",
+        "/api/in-progress",
+        "/api/agents",
+        "/api/dispatch",
+        "/api/stats",
+    ]
+    for path in paths:
+        seen = (await victor.get(path)).json()
+        assert number_shaped(seen) == [], path
+    # The supervisor sees it all, so the check above looks where the numbers are.
+    whole = [number_shaped((await alice.get(path)).json()) for path in paths]
+    assert any("+79031234567" in t for found in whole for t in found)
+    assert any("8-916-555-44-33" in t for found in whole for t in found)
+    assert any("765-43-21" in t for found in whole for t in found)
+    detail = (await victor.get(f"/api/callbacks/{noted.json()['callback']['id']}")).json()
+    assert detail["callback"]["name"] == "+7••••••••99"
+    assert detail["callback"]["note"] == "перезвонить на +7••••••••21 или +7••••••••22"
+    async with victor.http.get(rig.base + "/api/stream") as stream:
+        events = await read_events(stream, lambda ev: {"snapshot", "stats"} <= {k for k, _ in ev})
+    assert number_shaped([data for _, data in events]) == []
+    assert "+7••••••••67" in json.dumps(snapshots(events)[0], ensure_ascii=False)
+
+
+async def test_notes_and_reasons_lose_control_and_bidi_characters_before_they_are_stored(
+    rig,
+) -> None:
+    alice = await rig.signed_in("alice")
+    added = await alice.post(
+        "/api/callbacks",
+        {"number": "+79161239999", "category": "billing", "note": "line one\r\nline\u202e two\x00"},
+    )
+    assert added.status == 201, added.text
+    cb = await rig.queue.get(added.json()["callback"]["id"])
+    assert cb.note == "line one line two"
+    answer = await alice.post(
+        f"/api/callbacks/{cb.id}/cancel", {"reason": "\u202eemail\r\n\u0000 from client"}
+    )
+    assert answer.status == 200, answer.text
+    assert (await rig.queue.get(cb.id)).reason == "email from client"
+    assert (await rig.queue.history(cb.id))[-1].reason == "email from client"
+    before = rig.redis_dump()
+    assert_error(
+        await alice.post(f"/api/callbacks/{rig.ids['new']}/cancel", {"reason": "\u202e\r\n\x00"}),
+        400,
+        "missing_field",
+        "reason",
+    )
+    assert rig.redis_dump() == before
+    await alice.post("/api/dispatch/pause", {"reason": "lunch\u202e\n"})
+    assert (await alice.get("/api/dispatch")).json()["paused_reason"] == "lunch"
+
+
 async def test_numbers_are_whole_for_viewers_when_masking_is_off(make_config, tmp_path) -> None:
     config = users_config(make_config, tmp_path, web={"mask_numbers_for_viewers": False})
     async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:

@@ -222,15 +222,16 @@ class Api:
         )
 
     async def agents(self, request: web.Request) -> web.Response:
-        return web.json_response({"agents": self.views.agents()})
+        return web.json_response({"agents": self.views.agents(self.masked(request))})
 
     async def stats(self, request: web.Request) -> web.Response:
         now = self.status.now()
         day = self._day_param(request) or self.status.day_key(now)
-        return web.json_response(await day_summary(self.status, self.config, day, now))
+        summary = await day_summary(self.status, self.config, day, now)
+        return web.json_response(self.views.stats(summary, self.masked(request)))
 
     async def dispatch(self, request: web.Request) -> web.Response:
-        return web.json_response(self.views.dispatch())
+        return web.json_response(self.views.dispatch(self.masked(request)))
 
     # ------------------------------------------------------------------ actions
 
@@ -337,13 +338,13 @@ class Api:
         data = await json_body(request, ("reason",))
         reason = text_field(data, "reason", required=False, limit=MAX_REASON)
         await self.commands.pause(who.actor, reason)
-        return web.json_response(self.views.dispatch())
+        return web.json_response(self.views.dispatch(self.masked(request)))
 
     async def resume(self, request: web.Request) -> web.Response:
         who = require_supervisor(request)
         await json_body(request, ())
         await self.commands.resume(who.actor)
-        return web.json_response(self.views.dispatch())
+        return web.json_response(self.views.dispatch(self.masked(request)))
 
     # ------------------------------------------------------------------ side jobs
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..logs import get_logger
+from ..phone import clean_text
 from ..queue.store import QueueUnavailable
 
 log = get_logger(__name__)
@@ -87,6 +88,8 @@ async def json_body(request: web.Request, allowed: tuple[str, ...]) -> dict[str,
 
 
 def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int) -> str:
+    """A text field, cleaned (``phone.clean_text``: one line, no control or bidi characters)
+    before it is checked, so what is stored is what was checked."""
     value = data.get(name)
     if value is None:
         if required:
@@ -94,7 +97,7 @@ def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int) -
         return ""
     if not isinstance(value, str):
         raise ApiError(400, "bad_field", f"{name} must be a string")
-    value = value.strip()
+    value = clean_text(value)
     if required and not value:
         raise ApiError(400, "missing_field", f"{name} must not be empty")
     if len(value) > limit:

@@ -171,7 +171,8 @@ class LiveHub:
             stats = await day_summary(
                 self.status, self.config, self.status.day_key(clock_now), clock_now
             )
-            self._offer("stats", stats, stats)
+            masked_stats = self.views.stats(stats, self.config.web.mask_numbers_for_viewers)
+            self._offer("stats", stats, masked_stats)
         except QueueUnavailable as exc:
             log.debug("stats not readable", error=str(exc))
         try:
@@ -213,7 +214,7 @@ class LiveHub:
             "now": raw["now"],
             "clock_rate": views.clock_rate(),
             "day": self.status.day_key(raw["now"]),
-            "dispatch": views.dispatch(),
+            "dispatch": views.dispatch(masked),
             "health": {
                 "ami": ami_up,
                 "ami_error": ami_error,
@@ -226,7 +227,7 @@ class LiveHub:
             "waiting_total": sum(counts.get("pending", {}).values())
             + sum(counts.get("scheduled", {}).values()),
             "in_progress": views.in_progress(raw["flights"], raw["dialing"], masked),
-            "agents": views.agents(),
+            "agents": views.agents(masked),
             "counts": counts,
         }
 

@@ -46,8 +46,14 @@ class SideJobsView:
             "reports": [self.report_entry(r) for r in jobs.reports],
         }
         masked = json.loads(json.dumps(full))
-        for row in masked["failed"] + masked["parked"]:
-            row["error"] = self.views.text(row["error"], True)
+        for row in masked["failed"]:
+            for key in ("description", "error"):
+                row[key] = self.views.text(row[key], True)
+        for row in masked["receivers"]:
+            row["url"] = self.views.text(row["url"], True)
+        for row in masked["parked"]:
+            for key in ("url", "error"):
+                row[key] = self.views.text(row[key], True)
         masked["reports"] = self.reports_for(full["reports"], masked=True)
         return full, masked
 

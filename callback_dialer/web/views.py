@@ -2,25 +2,26 @@
 says so.
 
 Numbers are only ever shown as E.164 (``+79161234567``) or, to a viewer with
-``[web] mask_numbers_for_viewers``, masked (``+7•••••••••67``). Free text that may carry a
-number someone typed (a note, a gateway's error message) is masked the same way for them.
-Names are returned as the raw text they are; the page puts them in with ``textContent``.
+``[web] mask_numbers_for_viewers``, masked (``+7•••••••••67``). Every free text is masked the
+same way for them (``phone.mask_numbers``: anything number-shaped, however it is spelled):
+caller names (a PBX often sends the number as the name), notes, cancel and pause reasons,
+who did it, history details, agents' pause reasons, side jobs' errors. Text is also cleaned of
+control and bidi characters on the way out (``phone.clean_text``), so a record stored before
+the input was cleaned cannot reorder the page either. Otherwise text is returned as the raw
+text it is; the page puts it in with ``textContent``.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..phone import NumberPolicy
+from ..phone import NumberPolicy, clean_text, mask_numbers
 from ..queue.models import Callback, HistoryEntry
 
 if TYPE_CHECKING:
     from .auth import Principal
     from .ports import StatusSource
-
-_NUMBER_IN_TEXT = re.compile(r"\+?[1-9]\d{6,14}")
 
 
 class Views:
@@ -44,22 +45,30 @@ class Views:
             return "+" + "•" * max(0, len(number) - 1)
 
     def text(self, text: str, masked: bool) -> str:
-        if not masked or not text:
-            return text
+        """Free text as shown: cleaned, and with every number-shaped run masked for viewers."""
+        shown = clean_text(text)
+        return mask_numbers(shown, self.numbers) if masked and shown else shown
 
-        def hide(match: re.Match[str]) -> str:
-            found = match.group(0)
-            return self.number(found if found.startswith("+") else "+" + found, True)
-
-        return _NUMBER_IN_TEXT.sub(hide, text)
+    def detail(self, value: Any, masked: bool) -> Any:
+        """A history entry's details, every text in them shown as ``text`` shows it."""
+        if isinstance(value, str):
+            return self.text(value, masked)
+        if isinstance(value, dict):
+            return {k: self.detail(v, masked) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.detail(v, masked) for v in value]
+        return value
 
     # ------------------------------------------------------------------ callbacks
 
     def callback(self, cb: Callback, masked: bool, position: int | None = None) -> dict[str, Any]:
         out = cb.to_public()
         out["number"] = self.number(cb.number, masked)
+        out["name"] = self.text(cb.name, masked)
         out["note"] = self.text(cb.note, masked)
         out["reason"] = self.text(cb.reason, masked)  # a supervisor's cancel reason is free text
+        out["agent"] = self.text(cb.agent, masked)
+        out["attempt_log"] = self.detail(out["attempt_log"], masked)
         out["first_dialed_at"] = cb.first_dialed_at
         out["day"] = cb.day
         if position is not None:
@@ -73,8 +82,8 @@ class Views:
                 "event": e.event,
                 "state": e.state,
                 "reason": self.text(e.reason, masked),
-                "actor": e.actor,
-                "detail": e.detail,
+                "actor": self.text(e.actor, masked),
+                "detail": self.detail(e.detail, masked),
             }
             for e in entries
         ]
@@ -83,14 +92,14 @@ class Views:
         self, flights: list[dict[str, Any]], dialing: list[Callback], masked: bool
     ) -> list[dict[str, Any]]:
         """Attempts this dialer is making, and callbacks another dialer holds (by lease)."""
-        names = {cb.id: cb.name for cb in dialing}
-        agent_names = {a.interface: a.name for a in self.status.agents()}
+        names = {cb.id: self.text(cb.name, masked) for cb in dialing}
+        agent_names = {a.interface: self.text(a.name, masked) for a in self.status.agents()}
         out = []
         for f in flights:
             out.append(
                 {
                     "id": f["id"],
-                    "agent": f["agent"],
+                    "agent": self.text(f["agent"], masked),
                     "agent_name": agent_names.get(f["agent"], ""),
                     "number": self.number(f["number"], masked),
                     "name": names.get(f["id"], ""),
@@ -107,10 +116,10 @@ class Views:
             out.append(
                 {
                     "id": cb.id,
-                    "agent": cb.agent,
+                    "agent": self.text(cb.agent, masked),
                     "agent_name": agent_names.get(cb.agent, ""),
                     "number": self.number(cb.number, masked),
-                    "name": cb.name,
+                    "name": names.get(cb.id, ""),
                     "category": cb.category,
                     "stage": cb.stage or "claimed",
                     "since": cb.updated_at,
@@ -119,30 +128,51 @@ class Views:
             )
         return out
 
+    def stats(self, summary: dict[str, Any], masked: bool) -> dict[str, Any]:
+        """A day's numbers as shown: why callbacks failed is the one text among them."""
+        if not masked:
+            return summary
+
+        def reasons(counts: dict[str, int]) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for reason, count in counts.items():
+                shown = self.text(reason, True)
+                out[shown] = out.get(shown, 0) + count
+            return out
+
+        return {
+            **summary,
+            "failed_by_reason": reasons(summary["failed_by_reason"]),
+            "by_category": [
+                {**row, "failed_by_reason": reasons(row["failed_by_reason"])}
+                for row in summary["by_category"]
+            ],
+        }
+
     # ------------------------------------------------------------------ the rest
 
-    def agents(self) -> list[dict[str, Any]]:
+    def agents(self, masked: bool) -> list[dict[str, Any]]:
         return [
             {
-                "interface": a.interface,
-                "name": a.name,
+                "interface": self.text(a.interface, masked),
+                "name": self.text(a.name, masked),
                 "state": a.state,
-                "paused_reason": a.paused_reason,
+                "paused_reason": self.text(a.paused_reason, masked),
                 "queues": list(a.queues),
                 "categories": list(a.categories),
                 "since": a.since,
-                "reserved_for": a.reserved_for,
+                "reserved_for": self.text(a.reserved_for, masked),
             }
             for a in self.status.agents()
         ]
 
-    def dispatch(self) -> dict[str, Any]:
+    def dispatch(self, masked: bool) -> dict[str, Any]:
         d = self.status.dispatch_state()
         return {
             "paused": d.paused,
-            "paused_by": d.paused_by,
-            "paused_reason": d.paused_reason,
-            "alarm": d.alarm,
+            "paused_by": self.text(d.paused_by, masked),
+            "paused_reason": self.text(d.paused_reason, masked),
+            "alarm": self.text(d.alarm, masked),
             "dispatching": d.dispatching,
             "blocked_by": d.blocked_by,
         }
