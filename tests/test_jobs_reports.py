@@ -210,6 +210,70 @@ async def test_the_xlsx_holds_the_same_tables_with_real_types(config, redis_clie
     assert [c.value for c in book["By hour"][26]][:2] == ["total", 6]
 
 
+HOSTILE_TEXT = "called back\r\n\u0000\u202e by email\x0b\x1f"
+
+
+async def test_stored_text_with_control_and_bidi_characters_never_breaks_a_report(
+    config, redis_client
+) -> None:
+    # Stored straight into the queue, as a record written before the API cleaned its input.
+    clock = ManualClock(start=START)
+    queue = CallbackQueue(redis_client, config, clock)
+    name = "\u202e=HYPERLINK(1)\x00"
+    first = await queue.add_missed(
+        number=A, category="support", source=Source.ABANDON, missed_at=clock.now(), name=name
+    )
+    await queue.cancel(first.id, HOSTILE_TEXT, actor="web:alice")
+    manual = await queue.add_manual(B, "billing", "web:alice", note="note\x07 with\u2028 breaks")
+    files = reports.generate_report(config, DAY)
+    rows = {r["callback_id"]: r for r in read_csv(files.missed_csv)}
+    assert rows[first.id]["reason"] == "called back by email"
+    # Cleaned before the formula check: the invisible character cannot hide the "=".
+    assert rows[first.id]["name"] == "'=HYPERLINK(1)"
+    assert rows[manual.id]["note"] == "note with breaks"
+    book = load_workbook(files.xlsx)
+    header = [c.value for c in book["Missed calls"][1]]
+    cells = {
+        row[header.index("callback_id")]: dict(zip(header, row, strict=True))
+        for row in book["Missed calls"].iter_rows(min_row=2, values_only=True)
+    }
+    assert cells[first.id]["reason"] == "called back by email"
+    assert cells[first.id]["name"] == "=HYPERLINK(1)"  # a text cell: never a formula
+    assert cells[manual.id]["note"] == "note with breaks"
+
+
+async def test_a_report_that_cannot_be_written_leaves_the_day_s_files_as_they_were(
+    config, redis_client, monkeypatch
+) -> None:
+    clock = ManualClock(start=START)
+    queue = CallbackQueue(redis_client, config, clock)
+    await seed_day(queue, clock)
+    files = reports.generate_report(config, DAY)
+    before = {p: p.read_bytes() for p in files.paths()}
+    await queue.add_missed(
+        number="+79169998877", category="other", source=Source.ABANDON, missed_at=clock.now()
+    )
+
+    def broken(tmp, report):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reports, "_write_xlsx", broken)
+    with pytest.raises(OSError, match="disk full"):
+        reports.generate_report(config, DAY)
+    # No new CSV beside the old XLSX, no half-written file left behind.
+    assert {p: p.read_bytes() for p in files.paths()} == before
+    assert sorted(p.name for p in files.missed_csv.parent.iterdir()) == sorted(
+        p.name for p in files.paths()
+    )
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1970-01-07", "9999-12-31", "２０２６-11-23"])
+def test_a_day_no_report_can_be_about_is_refused_with_the_range(day) -> None:
+    with pytest.raises(ValueError, match="day must be a date"):
+        reports.check_day(day)
+    assert reports.check_day("1971-01-01") == "1971-01-01"
+
+
 async def test_reports_are_listed_and_only_our_files_can_be_fetched(
     config, redis_client, tmp_path
 ) -> None:

@@ -1204,6 +1204,35 @@ async def test_reports_are_made_listed_and_downloaded_by_supervisors_only(rig, t
         assert_error(await alice.get(f"/reports/{bad}"), 404, "not_found")
 
 
+async def test_a_report_is_made_even_when_a_stored_reason_holds_control_characters(
+    rig,
+) -> None:
+    # As the issue found it: a reason stored with \r\n, NUL and a bidi override made the
+    # XLSX writer fail (500) and left yesterday's file listed.
+    await rig.queue.cancel(rig.ids["new"], "dup\r\n\u0000\u202e licate", actor="web:alice")
+    alice = await rig.signed_in("alice")
+    day = rig.queue.hours.day_key(rig.dialer.clock.now())
+    made = await alice.post("/api/reports", {"day": day})
+    assert made.status == 201, made.text
+    xlsx = next(f for f in made.json()["files"] if f["kind"] == "xlsx")
+    assert xlsx["bytes"] > 0
+    csv = await alice.get(f"/reports/callbacks-{day}.csv")
+    assert "dup licate" in csv.text and "\u202e" not in csv.text
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1970-01-01", "2026-02-30"])
+async def test_an_impossible_day_is_400_on_every_path_that_takes_one(rig, day) -> None:
+    alice = await rig.signed_in("alice")
+    for path in (
+        f"/api/stats?day={day}",
+        f"/api/callbacks?day={day}",
+        f"/charts/hourly.svg?day={day}",
+        f"/charts/categories.svg?day={day}",
+    ):
+        assert_error(await alice.get(path), 400, "bad_day", day)
+    assert_error(await alice.post("/api/reports", {"day": day}), 400, "bad_day", day)
+
+
 # --------------------------------------------------------------------------- charts
 
 

@@ -16,6 +16,10 @@ working directory):
 
 CSV files are UTF-8 with a byte order mark (Excel then shows Cyrillic names correctly). Text
 that a spreadsheet would run as a formula (starting with = + - @) is written as plain text.
+Stored text is written cleaned (``phone.clean_text``: no control, bidi or other invisible
+characters), so no name, note or reason can make a report fail (the XLSX format forbids
+control characters) or reorder a cell. The files of a day are replaced together: all new, or,
+when anything fails, all as they were.
 Every function here is synchronous (Redis and file I/O): call them from async code through
 ``asyncio.to_thread``.
 """
@@ -40,13 +44,16 @@ from rq.job import Job
 from ..config import Config
 from ..hours import CallingHours
 from ..logs import get_logger
-from ..phone import is_e164
+from ..phone import clean_text, is_e164
 from ..queue.keys import Keys
 from ..queue.models import Callback
 from .common import connect, retry_policy, rq_queue, worker_config
 
 REPORT_JOB_TIMEOUT = 900
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+# Days a report or a page can be about: a week before one stays a real date, and every
+# timestamp of one fits the platform's clock.
+FIRST_DAY, LAST_DAY = dt.date(1971, 1, 1), dt.date(9998, 12, 31)
 _FILE = re.compile(r"^callbacks-(\d{4}-\d{2}-\d{2})(-categories|-hours)?\.(csv|xlsx)$")
 _LIVE = {b"queued", b"started", b"scheduled", b"deferred"}
 
@@ -67,6 +74,7 @@ MISSED_COLUMNS: tuple[tuple[str, str], ...] = (
         "failed, cancelled, waiting, in_progress, or unknown (record expired)",
     ),
     ("reason", "why it failed or was cancelled: busy, no_answer, expired, a supervisor's note"),
+    ("note", "the note typed when the callback was added by hand"),
     ("attempts", "customer attempts made so far"),
     ("first_call_at", "local time our first call to the customer started ringing"),
     (
@@ -125,13 +133,19 @@ class Report:
 
 
 def check_day(day: str) -> str:
-    """``day`` itself when it is a real date written YYYY-MM-DD; ValueError otherwise."""
+    """``day`` itself when it is a real date written YYYY-MM-DD, from 1971 to 9998; ValueError
+    otherwise."""
     try:
         if not _DAY.match(day):
             raise ValueError
-        dt.date.fromisoformat(day)
+        date = dt.date.fromisoformat(day)
     except (ValueError, TypeError):
         raise ValueError(f"day must be a date like 2026-11-23, got {day!r}") from None
+    if not FIRST_DAY <= date <= LAST_DAY:
+        raise ValueError(
+            f"day must be a date from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}, "
+            f"got {day!r}"
+        )
     return day
 
 
@@ -187,6 +201,7 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
                 "callback_id": e.get("callback", ""),
                 "fate": fate(cb),
                 "reason": cb.reason if cb and cb.state.value in ("failed", "cancelled") else "",
+                "note": cb.note if cb else "",
                 "attempts": cb.attempts if cb else None,
                 "first_call_at": local(first_call),
                 "minutes_to_first_call": (
@@ -291,44 +306,45 @@ def _cell_text(value: Any) -> str:
         return ""
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    text = str(value)
+    if not isinstance(value, str):
+        return str(value)
+    # Cleaned first: an invisible character in front must not hide a formula from the check.
+    text = clean_text(value)
     # A cell starting like a formula would run in the reader's spreadsheet (CSV injection);
     # caller names come from strangers. E.164 numbers start with + and are safe.
-    if (
-        isinstance(value, str)
-        and text[:1] in ("=", "+", "-", "@", "\t", "\r")
-        and not is_e164(text)
-    ):
+    if text[:1] in ("=", "+", "-", "@") and not is_e164(text):
         return "'" + text
     return text
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    # Write beside the target and rename: a download never gets half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+def _write_together(writes: list[tuple[Path, Any]]) -> None:
+    """Write every file beside its target, then rename them all: a download never gets half
+    a file, and when one cannot be written none is replaced (no stale file beside new ones)."""
+    done: list[tuple[str, Path]] = []
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        for path, write in writes:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            done.append((tmp, path))
+            write(Path(tmp))
+        for tmp, path in done:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in done:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _write_csv(path: Path, columns: Iterable[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
+def _write_csv(tmp: Path, columns: Iterable[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
     names = [name for name, _ in columns]
-
-    def write(tmp: Path) -> None:
-        with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(names)
-            for row in rows:
-                writer.writerow([_cell_text(row.get(n)) for n in names])
-
-    _atomic_write(path, write)
+    with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([_cell_text(row.get(n)) for n in names])
 
 
-def _write_xlsx(path: Path, report: Report) -> None:
+def _write_xlsx(tmp: Path, report: Report) -> None:
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
@@ -349,6 +365,8 @@ def _write_xlsx(path: Path, report: Report) -> None:
             for col, name in enumerate(names, start=1):
                 cell = sheet.cell(row=sheet.max_row, column=col)
                 value = row.get(name)
+                if isinstance(value, str):
+                    value = clean_text(value)  # the format refuses control characters
                 cell.value = value
                 if isinstance(value, str):
                     cell.data_type = "s"  # never a formula, whatever the text starts with
@@ -357,8 +375,7 @@ def _write_xlsx(path: Path, report: Report) -> None:
         sheet.freeze_panes = "A2"
         for col, name in enumerate(names, start=1):
             sheet.column_dimensions[get_column_letter(col)].width = max(10, len(name) + 2)
-
-    _atomic_write(path, lambda tmp: book.save(tmp))
+    book.save(tmp)
 
 
 def files_for(config: Config, day: str) -> ReportFiles:
@@ -375,11 +392,14 @@ def files_for(config: Config, day: str) -> ReportFiles:
 def write_report(config: Config, report: Report) -> ReportFiles:
     files = files_for(config, report.day)
     files.missed_csv.parent.mkdir(parents=True, exist_ok=True)
-    _write_csv(files.missed_csv, MISSED_COLUMNS, report.missed)
-    _write_csv(files.categories_csv, CATEGORY_COLUMNS, report.categories)
-    _write_csv(files.hours_csv, HOUR_COLUMNS, report.hours)
+    writes: list[tuple[Path, Any]] = [
+        (files.missed_csv, lambda tmp: _write_csv(tmp, MISSED_COLUMNS, report.missed)),
+        (files.categories_csv, lambda tmp: _write_csv(tmp, CATEGORY_COLUMNS, report.categories)),
+        (files.hours_csv, lambda tmp: _write_csv(tmp, HOUR_COLUMNS, report.hours)),
+    ]
     if files.xlsx is not None:
-        _write_xlsx(files.xlsx, report)
+        writes.append((files.xlsx, lambda tmp: _write_xlsx(tmp, report)))
+    _write_together(writes)
     return files
 
 
