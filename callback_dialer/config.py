@@ -6,11 +6,13 @@ list indexes) and what is allowed. Secrets may come from the environment instead
 - ``CALLBACK_DIALER_AMI_SECRET``      overrides ``ami.secret``
 - ``CALLBACK_DIALER_REDIS_PASSWORD``  overrides ``redis.password``
 - ``CALLBACK_DIALER_WEB_SECRET``      overrides ``web.session_secret``
+- ``CALLBACK_DIALER_METRICS_TOKEN``   overrides ``web.metrics_token``
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -35,6 +37,7 @@ from pydantic import (
 ENV_AMI_SECRET = "CALLBACK_DIALER_AMI_SECRET"
 ENV_REDIS_PASSWORD = "CALLBACK_DIALER_REDIS_PASSWORD"
 ENV_WEB_SECRET = "CALLBACK_DIALER_WEB_SECRET"
+ENV_METRICS_TOKEN = "CALLBACK_DIALER_METRICS_TOKEN"
 
 DEFAULT_CONFIG_PATH = Path("config/dialer.toml")
 
@@ -399,6 +402,11 @@ class WebUser(Strict):
     password_hash: str = ""
 
 
+_HOST_NAME = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+# What anyone who can reach the port may read without signing in.
+PublicPath = Literal["healthz", "metrics", "openapi"]
+
+
 class WebConfig(Strict):
     enabled: StrictBool = True
     host: str = "127.0.0.1"
@@ -409,12 +417,28 @@ class WebConfig(Strict):
     auth: Literal["users", "proxy", "none"] = "users"
     proxy_user_header: str = "X-Forwarded-User"
     proxy_default_role: Literal["viewer", "supervisor"] = "viewer"
+    # Addresses (or networks) of the reverse proxies in front of the page: only their
+    # X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and user header are believed.
+    trusted_proxies: tuple[str, ...] = ()
+    # Host names the page answers to (a foreign Host is refused: DNS rebinding); "*.example.com"
+    # for its subdomains. Empty: the listen address and localhost.
+    allowed_hosts: tuple[str, ...] = ()
     users: tuple[WebUser, ...] = ()
     # Signs sessions and CSRF tokens; random at each start when empty (everyone logs in again).
     session_secret: str = ""
+    # A session ends after this long without a request or an open page, and this long after
+    # sign-in whatever happens.
+    session_idle: Duration = 3600.0
+    session_max: Duration = 57600.0
+    # Open to anyone who can reach the port; the others need a sign-in or the metrics token.
+    public: tuple[PublicPath, ...] = ("healthz", "metrics", "openapi")
+    # A bearer token that opens /metrics, /healthz and /api/openapi.json (e.g. for Prometheus).
+    metrics_token: str = ""
     mask_numbers_for_viewers: StrictBool = True
-    # "Called back within the target" on the page and in the reports.
+    # "Called back within the target" on the page and in the reports; below target_share of
+    # the callbacks called within it, the page shows the figure in red.
     target: Duration = 900.0
+    target_share: float = Field(0.8, ge=0, le=1)
 
     @field_validator("users")
     @classmethod
@@ -423,6 +447,55 @@ class WebConfig(Strict):
         if len(set(names)) != len(names):
             raise ValueError("user names must be unique")
         return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+                ) from None
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for entry in v:
+            host = entry.strip().lower().rstrip(".")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            if host != "*" and not _HOST_NAME.fullmatch(host):
+                try:
+                    host = str(ipaddress.ip_address(host))
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not a host name, an IP address, *.domain or * "
+                        "(no port, no scheme)"
+                    ) from None
+            out.append(host)
+        return tuple(out)
+
+    @field_validator("session_idle", "session_max")
+    @classmethod
+    def _session_time(cls, v: float) -> float:
+        if v < 60:
+            raise ValueError("must be at least a minute")
+        return v
+
+    @model_validator(mode="after")
+    def _web(self) -> WebConfig:
+        if self.session_max < self.session_idle:
+            raise ValueError("web.session_max must not be below web.session_idle")
+        if self.auth == "proxy" and not self.trusted_proxies:
+            raise ValueError(
+                'web.trusted_proxies: with auth = "proxy" the user header is believed only '
+                'from the reverse proxy; name its address, e.g. ["127.0.0.1"]'
+            )
+        return self
 
 
 class WebhookConfig(Strict):
@@ -731,6 +804,7 @@ def _with_env_secrets(data: dict[str, Any]) -> dict[str, Any]:
         (ENV_AMI_SECRET, "ami", "secret"),
         (ENV_REDIS_PASSWORD, "redis", "password"),
         (ENV_WEB_SECRET, "web", "session_secret"),
+        (ENV_METRICS_TOKEN, "web", "metrics_token"),
     ):
         value = os.environ.get(env)
         if value:

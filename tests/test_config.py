@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from callback_dialer.config import Config, ConfigError, load_config, parse_config
+from callback_dialer.web.auth import hash_password
 
 from .conftest import REPO
 
@@ -59,6 +61,21 @@ def problems(data: dict) -> list[str]:
             "webhooks[0].events: unknown event 'exploded'",
         ),
         ({"sms": {"enabled": True}}, "sms.url must be an http(s) URL"),
+        (
+            {"web": {"trusted_proxies": ["10.0.0.0/8", "proxy.local"]}},
+            "web.trusted_proxies: 'proxy.local' is not an IP address or network",
+        ),
+        (
+            {"web": {"allowed_hosts": ["https://callbacks.example.net:8080"]}},
+            "web.allowed_hosts: 'https://callbacks.example.net:8080' is not a host name",
+        ),
+        ({"web": {"auth": "proxy"}}, 'web.trusted_proxies: with auth = "proxy" the user header'),
+        (
+            {"web": {"session_idle": "2h", "session_max": "1h"}},
+            "web.session_max must not be below web.session_idle",
+        ),
+        ({"web": {"public": ["metrics", "admin"]}}, "web.public[1]: must be one of 'healthz'"),
+        ({"web": {"target_share": 1.5}}, "web.target_share: must be at most 1"),
     ],
 )
 def test_each_fault_is_one_line_naming_the_key_and_what_is_allowed(data, expected) -> None:
@@ -70,9 +87,23 @@ def test_each_fault_is_one_line_naming_the_key_and_what_is_allowed(data, expecte
 def test_secrets_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("CALLBACK_DIALER_AMI_SECRET", "s3cret")
     monkeypatch.setenv("CALLBACK_DIALER_REDIS_PASSWORD", "pw")
+    monkeypatch.setenv("CALLBACK_DIALER_METRICS_TOKEN", "scrape-me")
     config = parse_config({"ami": {"secret": "in-file"}})
     assert config.ami.secret == "s3cret"
     assert config.redis.password == "pw"
+    assert config.web.metrics_token == "scrape-me"
+
+
+def test_the_shipped_file_shows_a_password_hash_as_hash_password_writes_it() -> None:
+    shown = re.search(r'password_hash = "([^"]+)"', SHIPPED.read_text("utf-8")).group(1)
+    made = hash_password("an example password")
+    # The same scheme and parameters: the example is what the command prints, abridged.
+    assert shown.removesuffix("...") == made[: len(shown) - 3]
+
+
+def test_allowed_hosts_are_kept_in_one_spelling() -> None:
+    config = parse_config({"web": {"allowed_hosts": ["Callbacks.Example.NET.", "[::1]", "*"]}})
+    assert config.web.allowed_hosts == ("callbacks.example.net", "::1", "*")
 
 
 def test_durations_read_as_seconds() -> None:

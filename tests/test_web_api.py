@@ -259,6 +259,7 @@ async def test_behind_a_proxy_the_header_names_the_user_and_config_the_role(
         web={
             "auth": "proxy",
             "proxy_user_header": "X-Remote-User",
+            "trusted_proxies": ["127.0.0.1"],
             "users": [{"name": "alice", "role": "supervisor"}],
         }
     )

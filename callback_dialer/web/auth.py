@@ -58,17 +58,17 @@ _KEY_BYTES = 32
 _USER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
-def _request_key(name: str, kind: type) -> Any:
+def request_key(name: str, kind: type) -> Any:
     # Typed keys where aiohttp has them (3.13+ warns about plain strings); strings before.
     factory = getattr(web, "RequestKey", None)
     return factory(name, kind) if factory is not None else name
 
 
 # What the middlewares leave on a request for the handlers.
-PRINCIPAL = _request_key("principal", object)  # Principal | None
-CSRF_SEED = _request_key("csrf_seed", str)
-ROTATE_SEED = _request_key("rotate_seed", bool)
-SESSION_EXPIRES = _request_key("session_expires", float)
+PRINCIPAL = request_key("principal", object)  # Principal | None
+CSRF_SEED = request_key("csrf_seed", str)
+ROTATE_SEED = request_key("rotate_seed", bool)
+SESSION_EXPIRES = request_key("session_expires", float)
 
 
 def _b64(data: bytes) -> str:

@@ -40,8 +40,9 @@ from .auth import (
     Principal,
     new_csrf_seed,
 )
-from .errors import ApiError, Handler, json_body
+from .errors import ApiError, Handler, error_response, json_body
 from .pages import Pages
+from .peers import Peers
 
 log = get_logger(__name__)
 
@@ -74,6 +75,7 @@ class Sessions:
     def __init__(self, config: Config, pages: Pages) -> None:
         self.config = config
         self.pages = pages
+        self.peers = Peers(config.web)
         self.authority = Authority(config.web)
 
     def csrf_token_for(self, request: web.Request) -> str:
@@ -84,8 +86,23 @@ class Sessions:
 
     @web.middleware
     async def security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Outermost: headers on every answer (errors and redirects too) and the CSRF seed
-        cookie for a browser that has none yet."""
+        """Outermost: a foreign Host refused (DNS rebinding), headers on every answer (errors
+        and redirects too) and the CSRF seed cookie for a browser that has none yet."""
+        if not self.peers.host_allowed(request):
+            host = self.peers.host(request)
+            log.warning(
+                "request for a foreign host refused",
+                host=host[:100],
+                address=self.peers.client_address(request),
+            )
+            refused = error_response(
+                421,
+                "unknown_host",
+                f"this server does not answer to the host {host[:100]!r} "
+                "(allowed: [web] allowed_hosts)",
+            )
+            self._decorate(request, refused, fresh_seed=False)
+            return refused
         seed = request.cookies.get(CSRF_COOKIE)
         fresh_seed = not seed or len(seed) > 64
         request[CSRF_SEED] = new_csrf_seed() if fresh_seed else seed
@@ -114,7 +131,7 @@ class Sessions:
                 max_age=CSRF_SEED_SECONDS,
                 httponly=True,
                 samesite="Strict",
-                secure=_secure(request),
+                secure=self.peers.secure(request),
                 path="/",
             )
 
@@ -130,6 +147,9 @@ class Sessions:
         if mode == "none":
             return Principal(user="anonymous", role="supervisor")
         if mode == "proxy":
+            # Only the reverse proxy may name the user: from anyone else the header is ignored.
+            if not self.peers.via_proxy(request):
+                return None
             return self.authority.proxy_principal(
                 request.headers.get(self.config.web.proxy_user_header)
             )
@@ -144,6 +164,13 @@ class Sessions:
         public = path in PUBLIC_PATHS or path.startswith("/static/")
         if request[PRINCIPAL] is None and not public:
             if self.config.web.auth == "proxy":
+                if not self.peers.via_proxy(request):
+                    raise ApiError(
+                        401,
+                        "unauthenticated",
+                        "sign in through the reverse proxy (this address is not one of "
+                        "[web] trusted_proxies)",
+                    )
                 raise ApiError(
                     401,
                     "unauthenticated",
@@ -176,10 +203,8 @@ class Sessions:
         origin = request.headers.get("Origin")
         if origin is None:
             return True  # not a browser's cross-site request; the CSRF token decides
-        hosts = {request.host}
-        if self.config.web.auth == "proxy" and request.headers.get("X-Forwarded-Host"):
-            hosts.add(request.headers["X-Forwarded-Host"].split(",")[0].strip())
-        return urlsplit(origin).netloc in hosts
+        # The Host is one we answer to (checked first), so naming it proves the page is ours.
+        return urlsplit(origin).netloc.lower() == self.peers.host(request).lower()
 
     def form_csrf_ok(self, request: web.Request, form: Any) -> bool:
         who = request[PRINCIPAL]
@@ -221,7 +246,7 @@ class Sessions:
         if not isinstance(user, str) or not isinstance(password, str) or not user:
             raise ApiError(400, "missing_field", "user and password are required")
         user = user.strip()[:64]
-        address = request.remote or ""
+        address = self.peers.client_address(request)
         t = self.pages.t(self.pages.language(request))
         if self.authority.failures.blocked(address, user):
             log.warning("sign-in refused: too many wrong passwords", user=user, address=address)
@@ -258,7 +283,7 @@ class Sessions:
             max_age=SESSION_SECONDS,
             httponly=True,
             samesite="Lax",
-            secure=_secure(request),
+            secure=self.peers.secure(request),
             path="/",
         )
         return response
@@ -278,11 +303,6 @@ class Sessions:
         response = _see_other("/login" if self.config.web.auth == "users" else "/")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
-
-
-def _secure(request: web.Request) -> bool:
-    # Trusting the header only ever adds the Secure flag, which cannot weaken anything.
-    return request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
 
 
 def _see_other(location: str) -> web.Response:
