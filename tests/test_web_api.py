@@ -148,7 +148,7 @@ async def test_a_wrong_password_gets_no_session_and_the_right_one_a_safe_cookie(
     assert (session["user"], session["role"], session["can_act"]) == ("alice", "supervisor", True)
 
 
-async def test_five_wrong_passwords_lock_that_user_out_for_a_while(rig) -> None:
+async def test_five_wrong_passwords_make_the_next_try_wait(rig) -> None:
     alice = rig.user("alice")
     for _ in range(5):
         assert (await alice.login("guess-guess")).status == 401

@@ -3,8 +3,16 @@ parallel, stolen cookies, and what monitoring may read. Real HTTP, a real Redis.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+
+from callback_dialer.web.auth import CheckGate, SignInBusy
+
 from .test_web_api import assert_error
-from .test_web_support import NEW, missed, users_config, web_rig
+from .test_web_support import NEW, User, missed, users_config, web_rig
 
 REBIND = "rebind.attacker.example"
 
@@ -116,3 +124,157 @@ async def test_a_trusted_proxy_names_the_client_address_and_the_scheme(
         )
         assert answer.status == 200, answer.text
         assert not answer.cookies["cbd_session"]["secure"]  # not said by a proxy we trust
+
+
+# --------------------------------------------------------------------------- guessing
+
+
+class FakeTime:
+    """The throttle's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def rig(make_config, tmp_path):
+    config = users_config(make_config, tmp_path)
+    async with web_rig(config, spool=tmp_path / "spool.jsonl") as r:
+        r.time = FakeTime()
+        r.web.sessions.authority.throttle.clock = r.time
+        yield r
+
+
+async def guess_at_once(user: User, count: int, password: str = "not-the-password") -> Counter:
+    answers = await asyncio.gather(*(user.login(password) for _ in range(count)))
+    return Counter(a.status for a in answers)
+
+
+async def test_hundreds_of_wrong_passwords_sent_at_once_are_refused_after_the_fifth(rig) -> None:
+    # The issue: 300 sent together all got 401, because each was counted after its check.
+    statuses = await guess_at_once(rig.user("alice"), 300)
+    assert statuses == Counter({429: 295, 401: 5})
+    assert rig.web.sessions.authority.gate.peak <= rig.web.sessions.authority.gate.size
+    text = (await rig.user().get("/metrics")).text
+    assert 'callback_dialer_sign_ins_total{result="throttled"} 295' in text
+    assert "callback_dialer_password_checks_in_flight 0" in text
+
+
+async def test_after_a_flood_the_right_password_waits_seconds_not_a_lock_out(rig) -> None:
+    await guess_at_once(rig.user("alice"), 300)
+    alice = rig.user("alice")
+    refused = await alice.login()
+    assert_error(refused, 429, "throttled", "15 s")
+    assert refused.headers["Retry-After"] == "15"
+    rig.time.now += 15
+    assert (await alice.login()).status == 200
+
+
+async def test_each_wrong_password_past_the_free_ones_doubles_the_wait_up_to_15_minutes(
+    rig,
+) -> None:
+    mallory = rig.user("alice")
+    for _ in range(5):
+        assert (await mallory.login("guess")).status == 401
+    waits = []
+    for _ in range(8):
+        refused = await mallory.login("guess")
+        assert refused.status == 429
+        waits.append(int(refused.headers["Retry-After"]))
+        rig.time.now += waits[-1]
+        assert (await mallory.login("guess")).status == 401  # checked once the wait is over
+    assert waits == [15, 30, 60, 120, 240, 480, 900, 900]
+
+
+async def test_a_browser_that_signed_in_before_is_not_kept_out_by_others_guessing(rig) -> None:
+    alice = rig.user("alice")
+    assert (await alice.login()).status == 200
+    assert (await alice.post("/logout")).status == 303
+    # Someone else at the same address (a NAT, a proxy) floods her name.
+    assert (await guess_at_once(rig.user("alice"), 100))[429] == 95
+    assert (await alice.login()).status == 200  # her own browser, her own bucket
+    # A forged device cookie or victor's does not open alice's bucket to a guesser.
+    victor = rig.user("victor")
+    assert (await victor.login()).status == 200
+    device = victor.http.cookie_jar.filter_cookies(rig.server.make_url("/login"))["cbd_device"]
+    guesser = rig.user("alice")
+    guesser.http.cookie_jar.update_cookies(
+        {"cbd_device": device.value}, rig.server.make_url("/login")
+    )
+    assert_error(await guesser.login("guess"), 429, "throttled")
+    forged = rig.user("alice")
+    forged.http.cookie_jar.update_cookies(
+        {"cbd_device": "eyJ1IjoiYWxpY2UiLCJkIjoieCJ9.AAAA"}, rig.server.make_url("/login")
+    )
+    assert_error(await forged.login("guess"), 429, "throttled")
+
+
+async def test_other_source_addresses_do_not_give_five_fresh_tries_each(rig) -> None:
+    # The issue: 127.0.0.2 ... 7 gave five more tries each. The user's own bucket ends that.
+    statuses: Counter = Counter()
+    for i in range(2, 8):
+        statuses += await guess_at_once(rig.user("alice", f"127.0.0.{i}"), 20)
+    assert statuses[401] == 10 and statuses[429] == 110
+    # Victor is not kept out by alice's guessers.
+    assert (await rig.user("victor", "127.0.0.2").login()).status == 200
+
+
+async def test_forwarded_for_from_an_untrusted_peer_cannot_spread_the_guesses(rig) -> None:
+    mallory = rig.user("alice")
+    answers = await asyncio.gather(
+        *(
+            mallory.request(
+                "POST",
+                "/login",
+                json_body={"user": "alice", "password": "guess"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            )
+            for i in range(200)
+        )
+    )
+    assert Counter(a.status for a in answers) == Counter({429: 195, 401: 5})
+
+
+async def test_behind_a_trusted_proxy_each_client_address_counts_apart(
+    make_config, tmp_path
+) -> None:
+    config = users_config(make_config, tmp_path, web={"trusted_proxies": ["127.0.0.1"]})
+    async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
+
+        async def from_(address: str, password: str) -> int:
+            answer = await rig.user("victor").request(
+                "POST",
+                "/login",
+                json_body={"user": "victor", "password": password},
+                headers={"X-Forwarded-For": f"6.6.6.6, {address}"},
+            )
+            return answer.status
+
+        assert [await from_("192.0.2.10", "guess") for _ in range(6)] == [401] * 5 + [429]
+        # Victor at another desk behind the same proxy is not refused for them.
+        assert await from_("192.0.2.20", "victor-password-1") == 200
+        # The spoofed leftmost entry is not what is counted: the guesser is still refused.
+        assert await from_("192.0.2.10", "guess") == 429
+
+
+async def test_password_checks_run_two_at_a_time_and_a_flood_beyond_the_line_is_told_to_wait() -> (
+    None
+):
+    gate = CheckGate(size=2, waiting=32)
+    release = threading.Event()
+
+    def slow(value: int) -> int:
+        release.wait(5)
+        return value
+
+    tasks = [asyncio.ensure_future(gate.run(slow, i)) for i in range(40)]
+    await asyncio.sleep(0.2)
+    assert gate.in_flight == 2
+    release.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(r, SignInBusy) for r in results) == 6
+    assert sorted(r for r in results if isinstance(r, int)) == list(range(34))
+    assert gate.peak == 2 and gate.in_flight == 0

@@ -194,10 +194,14 @@ class Answer:
 class User:
     """One browser or API client: its own cookies, its CSRF token once it asked for it."""
 
-    def __init__(self, base: str, name: str = "") -> None:
+    def __init__(self, base: str, name: str = "", address: str = "") -> None:
         self.base = base
         self.name = name
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        # ``address``: connect from it (any of 127.0.0.0/8 is this machine), as another host.
+        connector = aiohttp.TCPConnector(local_addr=(address, 0)) if address else None
+        self.http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector
+        )
         self.csrf = ""
 
     async def close(self) -> None:
@@ -313,8 +317,8 @@ class WebRig:
     def base(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
-    def user(self, name: str = "") -> User:
-        user = User(self.base, name)
+    def user(self, name: str = "", address: str = "") -> User:
+        user = User(self.base, name, address)
         self.users.append(user)
         return user
 

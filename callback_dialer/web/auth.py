@@ -14,6 +14,13 @@ with a key derived from ``[web] session_secret`` (random at each start when empt
 looked up in the config on every request, so a user removed or demoted loses access at once.
 Cookie flags: HttpOnly, SameSite=Lax, Path=/, Secure when the request came over HTTPS.
 
+Guessing (``LoginThrottle``, ``CheckGate``): every try is counted before its password is
+checked, in buckets per (address, user), per user and per address; past a bucket's free wrong
+passwords each try waits longer (15 s doubling to 15 min), which slows a guesser to a few
+tries an hour but never locks the user out. A browser holding the user's device cookie (given
+at sign-in) has a bucket of its own. At most two scrypt checks run at once, a few dozen wait,
+and the rest are told to come back, so a flood costs the machine neither memory nor cores.
+
 CSRF: every request that changes something (POST) must carry ``X-CSRF-Token`` (the page's
 JavaScript and API clients) or a ``csrf_token`` form field (the login form). The token is
 ``base64url(HMAC-SHA256(key, user | seed))`` where ``seed`` is a random value in the
@@ -30,6 +37,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -43,6 +51,8 @@ from aiohttp import web
 from ..config import ConfigError, WebConfig
 
 SESSION_COOKIE = "cbd_session"
+DEVICE_COOKIE = "cbd_device"
+DEVICE_SECONDS = 180 * 86400
 CSRF_COOKIE = "cbd_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -155,6 +165,7 @@ class Authority:
         # Separate keys: a session signature can never pass as a CSRF token or the reverse.
         self._session_key = hmac.new(master, b"callback-dialer session", "sha256").digest()
         self._csrf_key = hmac.new(master, b"callback-dialer csrf", "sha256").digest()
+        self._device_key = hmac.new(master, b"callback-dialer device", "sha256").digest()
         self.users = {u.name: u for u in web.users}
         if web.auth == "users":
             bad = [u.name for u in web.users if not is_password_hash(u.password_hash)]
@@ -167,7 +178,14 @@ class Authority:
                         for name in bad
                     ],
                 )
-        self.failures = LoginThrottle()
+        self.throttle = LoginThrottle()
+        self.gate = CheckGate()
+        # Unknown names are checked against a hash of the same strength as the users' own, so
+        # the answer's timing does not tell who exists.
+        self._dummy_params = next(
+            (parsed[:3] for u in web.users if (parsed := _parse_hash(u.password_hash))),
+            (_SCRYPT_N, _SCRYPT_R, _SCRYPT_P),
+        )
 
     # ---- sessions
 
@@ -211,14 +229,45 @@ class Authority:
         except (ValueError, KeyError, TypeError):
             return None
 
+    def throttle_key(self, user: str) -> str:
+        """The name a try is counted under: unknown names share one (none can sign in)."""
+        return user if user in self.users else "?"
+
     async def check_password(self, user: str, password: str) -> Principal | None:
+        """The user when the password is theirs; None otherwise. At most ``gate.size`` checks
+        run at once; SignInBusy when too many wait."""
         entry = self.users.get(user)
         # Hash even for an unknown user, so the answer time does not tell who exists.
-        stored = entry.password_hash if entry is not None else _dummy_hash()
-        ok = await asyncio.to_thread(verify_password, password, stored)
+        stored = entry.password_hash if entry is not None else None
+        ok = await self.gate.run(self._verify, password, stored)
         if not ok or entry is None:
             return None
         return Principal(user=user, role=entry.role)
+
+    def _verify(self, password: str, stored: str | None) -> bool:
+        return verify_password(password, stored or _dummy_hash(*self._dummy_params))
+
+    # ---- devices
+
+    def device_cookie(self, user: str) -> str:
+        """A new device cookie: this browser signed in as ``user``."""
+        body = _b64(json.dumps({"u": user, "d": secrets.token_urlsafe(12)}).encode("utf-8"))
+        return f"{body}.{_b64(hmac.new(self._device_key, body.encode(), 'sha256').digest())}"
+
+    def device_of(self, value: str | None, user: str) -> str:
+        """The device id in a device cookie of ``user``; "" when there is none, it is forged
+        or another user's."""
+        if not value or value.count(".") != 1 or len(value) > 400:
+            return ""
+        body, signature = value.split(".")
+        expected = _b64(hmac.new(self._device_key, body.encode(), "sha256").digest())
+        if not hmac.compare_digest(signature, expected):
+            return ""
+        try:
+            data = json.loads(_unb64(body))
+            return str(data["d"]) if data["u"] == user else ""
+        except (ValueError, KeyError, TypeError):
+            return ""
 
     # ---- reverse proxy
 
@@ -246,41 +295,166 @@ def new_csrf_seed() -> str:
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def _dummy_hash(n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P) -> str:
     # A valid hash of a random password: checking against it costs what a real check costs.
-    return hash_password(secrets.token_urlsafe(12))
+    return hash_password(secrets.token_urlsafe(12), n=n, r=r, p=p)
+
+
+# --------------------------------------------------------------------------- guessing
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Wrong passwords one kind of bucket takes before each further try must wait."""
+
+    kind: str
+    free: int
+
+
+PAIR = Limit("pair", 5)  # one address guessing one user
+USER = Limit("user", 10)  # one user, from any address (a guesser with many addresses)
+ADDRESS = Limit("address", 20)  # one address, any user (spraying; an office behind NAT)
+DEVICE = Limit("device", 5)  # a browser this user signed in with before (its own bucket)
+FIRST_DELAY = 15.0
+MAX_DELAY = 900.0
+FORGET_AFTER = 3600.0  # a bucket without a wrong password for this long starts afresh
+
+
+def delay_after(failures: int, free: int) -> float:
+    """The wait before the next try after ``failures`` wrong passwords: none within the free
+    ones, then 15 s, doubling to at most 15 minutes. Never a lock-out: once the wait is over,
+    the right password gets in."""
+    if failures < free:
+        return 0.0
+    return min(MAX_DELAY, FIRST_DELAY * 2 ** (failures - free))
+
+
+@dataclass(slots=True)
+class _Bucket:
+    limit: Limit
+    failures: int = 0
+    last: float = 0.0
+    until: float = 0.0
+
+    def charge(self, now: float) -> None:
+        self.failures += 1
+        self.last = now
+        self.until = now + delay_after(self.failures, self.limit.free)
+
+    def uncharge(self) -> None:
+        self.failures = max(0, self.failures - 1)
+        self.until = self.last + delay_after(self.failures, self.limit.free)
+
+
+class LoginTicket:
+    """One try let through: already counted as a wrong password (so tries sent together are
+    counted before any of them is checked); ``succeeded`` takes that back."""
+
+    def __init__(self, throttle: LoginThrottle, buckets: list[tuple[tuple[str, ...], _Bucket]]):
+        self._throttle = throttle
+        self._buckets = buckets
+
+    def succeeded(self) -> None:
+        for key, bucket in self._buckets:
+            if bucket.limit in (PAIR, DEVICE):
+                self._throttle.forget(key)  # this guesser was the user after all
+            else:
+                bucket.uncharge()  # others' guesses still count
+
+    def not_checked(self) -> None:
+        """The password was never checked (the sign-in was busy): nothing counts."""
+        for _, bucket in self._buckets:
+            bucket.uncharge()
 
 
 class LoginThrottle:
-    """At most ``limit`` wrong passwords per (address, user) within ``window`` seconds; the
-    table is bounded so a flood of names cannot grow it without end."""
+    """Wrong passwords counted per (address, user), per user, per address, and per browser
+    that signed in before; each beyond its free ones makes the next try wait longer
+    (``delay_after``). A try is counted when it starts, not when its slow check ends: three
+    hundred sent at once get the same answer as three hundred sent one after the other.
 
-    def __init__(self, limit: int = 5, window: float = 900.0, size: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
+    A browser holding a device cookie of this user (given at its last sign-in) is counted in a
+    bucket of its own instead, so nobody else's guessing can keep the user out of it. Unknown
+    user names share one bucket (they can never sign in), and IPv6 addresses count by /64 (one
+    host holds them all), so the table stays small; it is bounded anyway."""
+
+    def __init__(self, *, clock: Any = time.monotonic, size: int = 20_000) -> None:
+        self.clock = clock
         self.size = size
-        self._seen: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._buckets: OrderedDict[tuple[str, ...], _Bucket] = OrderedDict()
 
-    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
-        times = [t for t in self._seen.get(key, []) if now - t < self.window]
-        if times:
-            self._seen[key] = times
+    @staticmethod
+    def _network(address: str) -> str:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if ip.version == 6:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip)
+
+    def _bucket(self, key: tuple[str, ...], limit: Limit, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None or now - bucket.last > FORGET_AFTER:
+            bucket = _Bucket(limit)
+            self._buckets[key] = bucket
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.size:
+            self._buckets.popitem(last=False)
+        return bucket
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        self._buckets.pop(key, None)
+
+    def begin(self, address: str, user: str, device: str = "") -> LoginTicket | float:
+        """A ticket for one try, or how many seconds to wait before the next one."""
+        now = self.clock()
+        if device:
+            keys = [(("device", device), DEVICE)]
         else:
-            self._seen.pop(key, None)
-        return times
+            net = self._network(address)
+            keys = [
+                (("pair", net, user), PAIR),
+                (("user", user), USER),
+                (("address", net), ADDRESS),
+            ]
+        buckets = [(key, self._bucket(key, limit, now)) for key, limit in keys]
+        wait = max(bucket.until - now for _, bucket in buckets)
+        if wait > 0:
+            return wait
+        for _, bucket in buckets:
+            bucket.charge(now)
+        return LoginTicket(self, buckets)
 
-    def blocked(self, address: str, user: str, now: float | None = None) -> bool:
-        return len(self._recent((address, user), now or time.time())) >= self.limit
 
-    def failed(self, address: str, user: str, now: float | None = None) -> None:
-        now = now or time.time()
-        key = (address, user)
-        times = self._recent(key, now)
-        times.append(now)
-        self._seen[key] = times
-        self._seen.move_to_end(key)
-        while len(self._seen) > self.size:
-            self._seen.popitem(last=False)
+class SignInBusy(Exception):
+    """More sign-ins wait for a password check than may; try again in a moment."""
 
-    def succeeded(self, address: str, user: str) -> None:
-        self._seen.pop((address, user), None)
+
+class CheckGate:
+    """At most ``size`` password checks at once (each holds 32 MiB and a core for about a
+    tenth of a second), at most ``waiting`` more in line; the rest are told to come back."""
+
+    def __init__(self, size: int = 2, waiting: int = 32) -> None:
+        self.size = size
+        self.waiting = waiting
+        self._slots = asyncio.Semaphore(size)
+        self._queued = 0
+        self.in_flight = 0
+        self.peak = 0
+
+    async def run(self, check: Any, *args: Any) -> Any:
+        if self._queued >= self.waiting:
+            raise SignInBusy()
+        self._queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._queued -= 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            return await asyncio.to_thread(check, *args)
+        finally:
+            self.in_flight -= 1
+            self._slots.release()

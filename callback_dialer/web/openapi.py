@@ -556,9 +556,17 @@ def build_openapi(config: Config) -> dict[str, Any]:
                 "post": {
                     "summary": 'Sign in ([web] auth = "users")',
                     "security": [{}],
-                    "description": "Sets the session cookie. Five wrong passwords for one user "
-                    "from one address within 15 minutes lock that pair out for "
-                    "the rest of the 15 minutes (429).",
+                    "description": (
+                        "Sets the session cookie (and a device cookie: this browser signed in "
+                        "before). Every try is counted when it starts, per address and user, "
+                        "per user and per address; past five wrong passwords (ten for a user "
+                        "from anywhere, twenty from one address) each try must wait longer "
+                        "than the last: 15 s, doubling up to 15 min (429 with Retry-After), "
+                        "never a lock-out. A browser holding this user's device cookie is "
+                        "counted on its own, so others' guessing cannot keep it out. At most "
+                        "two passwords are checked at once; when many more wait, 503 with "
+                        "Retry-After."
+                    ),
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -578,7 +586,14 @@ def build_openapi(config: Config) -> dict[str, Any]:
                         ),
                         "400": _err("user or password missing"),
                         "401": _err("Wrong user name or password."),
-                        "429": _err("Too many wrong passwords; wait."),
+                        "429": _json(
+                            _obj(
+                                {"error": S, "message": S, "retry_after": I},
+                                required=["error", "message"],
+                            ),
+                            "Too many wrong passwords: wait retry_after seconds.",
+                        ),
+                        "503": _err("Too many sign-ins wait for a password check; try again."),
                     },
                 }
             },

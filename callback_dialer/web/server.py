@@ -78,6 +78,13 @@ class WebApp:
             (),
             self._stream_count,
         )
+        self._checks = Gauge(
+            "callback_dialer_password_checks_in_flight",
+            "Password checks (scrypt) running right now; bounded, so guessing cannot "
+            "exhaust the machine.",
+            (),
+            self._checks_in_flight,
+        )
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -115,9 +122,17 @@ class WebApp:
     async def _stream_count(self) -> list[tuple[tuple[str, ...], float]]:
         return [((), float(self.hub.watchers))]
 
+    async def _checks_in_flight(self) -> list[tuple[tuple[str, ...], float]]:
+        return [((), float(self.sessions.authority.gate.in_flight))]
+
     async def metrics(self, request: web.Request) -> web.Response:
-        # The page's own number after the dialer's: its open streams.
-        text = await self.status.metrics_text() + "\n".join(await self._streams.render()) + "\n"
+        # The page's own numbers after the dialer's: open streams, sign-ins.
+        own = [
+            *await self._streams.render(),
+            *await self._checks.render(),
+            *self.sessions.sign_ins.render(),
+        ]
+        text = await self.status.metrics_text() + "\n".join(own) + "\n"
         return web.Response(
             text=text,
             content_type="text/plain",

@@ -18,6 +18,8 @@ applies them to requests:
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,19 +27,24 @@ from aiohttp import web
 
 from ..config import Config
 from ..logs import get_logger
+from ..metrics import Counter
 from .auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
     CSRF_SEED,
     CSRF_SEED_SECONDS,
+    DEVICE_COOKIE,
+    DEVICE_SECONDS,
     PRINCIPAL,
     ROTATE_SEED,
     SESSION_COOKIE,
     SESSION_EXPIRES,
     SESSION_SECONDS,
     Authority,
+    LoginTicket,
     Principal,
+    SignInBusy,
     new_csrf_seed,
 )
 from .errors import ApiError, Handler, error_response, json_body
@@ -77,6 +84,11 @@ class Sessions:
         self.pages = pages
         self.peers = Peers(config.web)
         self.authority = Authority(config.web)
+        self.sign_ins = Counter(
+            "callback_dialer_sign_ins_total",
+            "Password sign-ins by result: ok, wrong, throttled (told to wait), busy.",
+            ("result",),
+        )
 
     def csrf_token_for(self, request: web.Request) -> str:
         who: Principal | None = request.get(PRINCIPAL)
@@ -248,19 +260,57 @@ class Sessions:
         user = user.strip()[:64]
         address = self.peers.client_address(request)
         t = self.pages.t(self.pages.language(request))
-        if self.authority.failures.blocked(address, user):
-            log.warning("sign-in refused: too many wrong passwords", user=user, address=address)
+        authority = self.authority
+        device = authority.device_of(request.cookies.get(DEVICE_COOKIE), user)
+        # Counted before the slow check: tries sent at once cannot all pass the limit.
+        ticket = authority.throttle.begin(address, authority.throttle_key(user), device)
+        if not isinstance(ticket, LoginTicket):
+            wait = math.ceil(ticket)
+            self.sign_ins.inc("throttled")
+            log.warning(
+                "sign-in refused: too many wrong passwords",
+                user=user,
+                address=address,
+                wait=wait,
+                known_device=bool(device),
+            )
+            headers = {"Retry-After": str(wait)}
             if as_json:
-                raise ApiError(429, "throttled", "too many wrong passwords; wait a few minutes")
-            return self._login_page(request, t["login_throttled"], 429, user)
-        who = await self.authority.check_password(user, password)
+                raise web.HTTPTooManyRequests(
+                    text=json.dumps(
+                        {
+                            "error": "throttled",
+                            "message": f"too many wrong passwords; try again in {wait} s",
+                            "retry_after": wait,
+                        }
+                    ),
+                    content_type="application/json",
+                    headers=headers,
+                )
+            page = self._login_page(request, t["login_throttled"].format(seconds=wait), 429, user)
+            page.headers.update(headers)
+            return page
+        try:
+            who = await authority.check_password(user, password)
+        except SignInBusy:
+            ticket.not_checked()
+            self.sign_ins.inc("busy")
+            log.warning("sign-in refused: too many password checks waiting", address=address)
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps(
+                    {"error": "busy", "message": "sign-in is busy; try again in a second"}
+                ),
+                content_type="application/json",
+                headers={"Retry-After": "1"},
+            ) from None
         if who is None:
-            self.authority.failures.failed(address, user)
+            self.sign_ins.inc("wrong")
             log.warning("sign-in failed", user=user, address=address)
             if as_json:
                 raise ApiError(401, "bad_login", "wrong user name or password")
             return self._login_page(request, t["login_wrong"], 401, user)
-        self.authority.failures.succeeded(address, user)
+        ticket.succeeded()
+        self.sign_ins.inc("ok")
         cookie, _ = self.authority.make_session(who.user)
         log.info("signed in", user=who.user, role=who.role, address=address)
         # A new seed at sign-in: a token learnt before cannot serve the new session.
@@ -286,6 +336,17 @@ class Sessions:
             secure=self.peers.secure(request),
             path="/",
         )
+        if not device:
+            # This browser's own bucket from now on: others' guessing cannot keep it out.
+            response.set_cookie(
+                DEVICE_COOKIE,
+                authority.device_cookie(who.user),
+                max_age=DEVICE_SECONDS,
+                httponly=True,
+                samesite="Strict",
+                secure=self.peers.secure(request),
+                path="/login",
+            )
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
