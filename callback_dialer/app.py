@@ -42,10 +42,11 @@ from .jobs.bridge import JobsBridge
 from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .queue.keys import Keys
 from .queue.models import Callback, EnqueueResult, HistoryEntry
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
-from .web.ports import DispatchState, SideJobs
+from .web.ports import DispatchState, SideJobs, StoredSession
 from .web.server import WebServer
 
 log = get_logger(__name__)
@@ -108,6 +109,7 @@ def build_dialer(
     commands = DialerCommands(
         config=config, queue=queue, dispatcher=dispatcher, jobs_admin=jobs_admin
     )
+    sessions = RedisSessions(redis, queue.keys, keep=config.web.session_max)
 
     pipeline.router.add(dispatcher)
     ami.on_ready("agents", lambda: resync_agents(ami, pipeline))
@@ -142,7 +144,8 @@ def build_dialer(
         status=status,
         commands=commands,
         jobs_admin=jobs_admin,
-        web=WebServer(config, status, commands) if web else None,
+        sessions=sessions,
+        web=WebServer(config, status, commands, sessions) if web else None,
         jobs_bridge=bridge,
     )
 
@@ -443,6 +446,80 @@ class DialerStatus:
         return await asyncio.to_thread(report_file, self._config, name)
 
 
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'seen', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisSessions:
+    """The web's ``SessionStore`` in Redis: a hash per session that expires when unused, and
+    a set per user naming theirs (for signing out everywhere)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, keep: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._keep = max(1, int(keep))  # a user's set outlives their longest session
+        self._touch = redis.register_script(_TOUCH)
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
+
+    async def open_session(self, digest: str, user: str, now: float, ttl: float) -> None:
+        key, mine = self._keys.session(digest), self._keys.user_sessions(user)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"user": user, "created": repr(now), "seen": repr(now)})
+        pipe.expire(key, max(1, int(ttl)))
+        pipe.sadd(mine, digest)
+        pipe.expire(mine, self._keep)
+        await self._call(pipe.execute())
+
+    async def session(self, digest: str) -> StoredSession | None:
+        raw = await self._call(self._redis.hgetall(self._keys.session(digest)))
+        fields = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        try:
+            return StoredSession(fields["user"], float(fields["created"]), float(fields["seen"]))
+        except (KeyError, ValueError):
+            return None
+
+    async def touch_session(self, digest: str, now: float, ttl: float) -> None:
+        await self._call(
+            self._touch(keys=[self._keys.session(digest)], args=[repr(now), max(1, int(ttl))])
+        )
+
+    async def end_session(self, digest: str, user: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._keys.session(digest))
+        pipe.srem(self._keys.user_sessions(user), digest)
+        await self._call(pipe.execute())
+
+    async def end_sessions_of(self, user: str) -> int:
+        mine = self._keys.user_sessions(user)
+
+        async def end_all(pipe: Any) -> int:
+            digests = [d.decode() if isinstance(d, bytes) else d for d in await pipe.smembers(mine)]
+            pipe.multi()
+            for digest in digests:
+                pipe.delete(self._keys.session(digest))
+            pipe.delete(mine)
+            results = await pipe.execute()
+            return sum(int(r) for r in results[:-1])
+
+        # WATCHed: a session opened while we read the set is ended too, or we read again.
+        return int(
+            await self._call(self._redis.transaction(end_all, mine, value_from_callable=True))
+        )
+
+
 class DialerCommands:
     """The web's ``Commands``: what a supervisor asks, handed to the part that does it."""
 
@@ -515,6 +592,7 @@ class Dialer:
         status: DialerStatus,
         commands: DialerCommands,
         jobs_admin: _JobsAdminLink,
+        sessions: RedisSessions,
         web: WebServer | None,
         jobs_bridge: JobsBridge | None,
     ) -> None:
@@ -528,6 +606,7 @@ class Dialer:
         self.dispatcher = dispatcher
         self.status = status
         self.commands = commands
+        self.sessions = sessions
         self.web = web
         self.jobs_bridge = jobs_bridge
         self._jobs_admin = jobs_admin

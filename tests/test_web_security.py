@@ -11,7 +11,7 @@ import pytest
 
 from callback_dialer.web.auth import CheckGate, SignInBusy
 
-from .test_web_api import assert_error
+from .test_web_api import assert_error, read_events
 from .test_web_support import NEW, User, missed, users_config, web_rig
 
 REBIND = "rebind.attacker.example"
@@ -278,3 +278,98 @@ async def test_password_checks_run_two_at_a_time_and_a_flood_beyond_the_line_is_
     assert sum(isinstance(r, SignInBusy) for r in results) == 6
     assert sorted(r for r in results if isinstance(r, int)) == list(range(34))
     assert gate.peak == 2 and gate.in_flight == 0
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def copy_cookies(rig, source: User, name: str = "") -> User:
+    """Another client holding the same cookies: a stolen or copied session."""
+    thief = rig.user(name)
+    url = rig.server.make_url("/")
+    for cookie in source.http.cookie_jar:
+        thief.http.cookie_jar.update_cookies({cookie.key: cookie.value}, url)
+    thief.csrf = source.csrf
+    return thief
+
+
+async def test_a_cookie_copied_before_sign_out_is_worthless_after_it(rig) -> None:
+    alice = await rig.signed_in("alice")
+    thief = copy_cookies(rig, alice)
+    assert (await thief.get("/api/session")).json()["role"] == "supervisor"
+    rig.web.hub.recheck = 0.2
+    async with thief.http.get(rig.base + "/api/stream") as stream:
+        await read_events(stream, lambda ev: bool(ev))
+        out = await alice.post("/logout")
+        assert out.status == 303
+        # The open page of the copied cookie is told too, not just its next request.
+        events = await read_events(stream, lambda ev: ev[-1][0] == "expired", timeout=3)
+    assert events[-1] == ("expired", {})
+    assert_error(await thief.get("/api/session"), 401, "unauthenticated")
+    before = rig.redis_dump()
+    assert_error(await thief.post("/api/dispatch/pause", {"reason": "x"}), 401, "unauthenticated")
+    assert rig.redis_dump() == before and not rig.dialer.dispatcher.paused
+
+
+async def test_sign_out_everywhere_ends_every_session_of_that_user_only(rig) -> None:
+    laptop, phone = await rig.signed_in("alice"), await rig.signed_in("alice")
+    victor = await rig.signed_in("victor")
+    form = await laptop.request(
+        "POST", "/logout", data={"csrf_token": laptop.csrf, "everywhere": "1"}
+    )
+    assert form.status == 303 and form.headers["Location"] == "/login"
+    for device in (laptop, phone):
+        assert_error(await device.get("/api/session"), 401, "unauthenticated")
+    assert (await victor.get("/api/session")).status == 200
+
+
+async def test_a_supervisor_ends_another_user_s_sessions_and_a_viewer_may_not(rig) -> None:
+    alice = await rig.signed_in("alice")
+    victor, victor_phone = await rig.signed_in("victor"), await rig.signed_in("victor")
+    assert_error(await victor.post("/api/sessions/end", {"user": "alice"}), 403, "forbidden")
+    assert_error(await alice.post("/api/sessions/end", {"user": "mallory"}), 404, "not_found")
+    ended = await alice.post("/api/sessions/end", {"user": "victor"})
+    assert (ended.status, ended.json()) == (200, {"user": "victor", "ended": 2})
+    for device in (victor, victor_phone):
+        assert_error(await device.get("/api/session"), 401, "unauthenticated")
+    assert (await alice.get("/api/session")).status == 200
+
+
+async def test_a_session_ends_when_idle_and_after_its_longest_life_however_busy(rig) -> None:
+    web = rig.config.web
+    book = rig.web.sessions.book
+    book.clock = rig.time
+    idle = rig.user("alice")
+    await idle.login()
+    busy = rig.user("alice")
+    await busy.login()
+    started = rig.time.now
+    rig.time.now += web.session_idle - 30
+    assert (await busy.get("/api/session")).status == 200  # used: idle time starts again
+    rig.time.now += 60
+    assert_error(await idle.get("/api/session"), 401, "unauthenticated")
+    while rig.time.now + web.session_idle / 2 < started + web.session_max:
+        rig.time.now += web.session_idle / 2
+        assert (await busy.get("/api/session")).status == 200
+    rig.time.now = started + web.session_max
+    assert_error(await busy.get("/api/session"), 401, "unauthenticated")
+
+
+async def test_without_redis_an_open_session_keeps_the_page_and_sign_in_says_why_not(
+    make_config, tmp_path, own_redis
+) -> None:
+    config = users_config(
+        make_config, tmp_path, redis={"url": own_redis.url, "socket_timeout": 0.5}
+    )
+    async with web_rig(config, spool=tmp_path / "s.jsonl", redis_url=own_redis.url) as rig:
+        alice = await rig.signed_in("alice")
+        ended = await rig.signed_in("alice")
+        assert (await ended.post("/logout")).status == 303
+        own_redis.stop()
+        session = await alice.get("/api/session")
+        assert session.status == 200 and session.json()["user"] == "alice"
+        assert_error(await alice.get("/api/callbacks"), 503, "redis_unavailable")
+        # Signed out here while Redis was away: still ended.
+        copy = copy_cookies(rig, ended)
+        assert_error(await copy.get("/api/session"), 401, "unauthenticated")
+        assert_error(await rig.user("victor").login(), 503, "redis_unavailable", "sign-in")

@@ -27,7 +27,7 @@ from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Attempt, Source, Stage
 from callback_dialer.queue.store import CallbackQueue
 from callback_dialer.web.auth import hash_password
-from callback_dialer.web.ports import Commands, StatusSource
+from callback_dialer.web.ports import Commands, SessionStore, StatusSource
 from callback_dialer.web.server import WebApp
 
 PASSWORDS = {"alice": "alice-password-1", "victor": "victor-password-1"}
@@ -261,8 +261,9 @@ def protocol_members(protocol: type) -> set[str]:
 class Narrow:
     """``target`` seen through ``protocol`` alone. Built only when ``target`` offers every
     member with the protocol's parameters; afterwards anything else the web reaches for is an
-    AttributeError naming it. The rig serves the page through two of these, so every web test
-    proves the page needs nothing but ``StatusSource`` and ``Commands``."""
+    AttributeError naming it. The rig serves the page through three of these, so every web
+    test proves the page needs nothing but ``StatusSource``, ``Commands`` and
+    ``SessionStore``."""
 
     def __init__(self, target: Any, protocol: type) -> None:
         members = protocol_members(protocol)
@@ -358,7 +359,12 @@ async def web_rig(
     dialer = build_dialer(
         config, clock=clock or ManualClock(), redis_url=redis_url or config.redis.url, spool=spool
     )
-    app = WebApp(config, Narrow(dialer.status, StatusSource), Narrow(dialer.commands, Commands))
+    app = WebApp(
+        config,
+        Narrow(dialer.status, StatusSource),
+        Narrow(dialer.commands, Commands),
+        Narrow(dialer.sessions, SessionStore),
+    )
     server = TestServer(app.build(), host="127.0.0.1")
     await server.start_server()
     rig = WebRig(dialer, server, app, pbx)

@@ -37,6 +37,8 @@ _LAYOUT: dict[str, str] = {
     "webhook_job": "webhooks:%s:job",  # string per receiver: rq job id now delivering its outbox
     "webhook_lock": "webhooks:%s:lock",  # string per receiver: held by the one worker delivering
     "report_job": "reports:job",  # string: rq job id of the next scheduled daily report
+    "session": "session:%s",  # hash per status-page session (by cookie digest): user, times
+    "user_sessions": "sessions:%s",  # set per web user: digests of their open sessions
 }
 
 
@@ -138,6 +140,12 @@ class Keys:
 
     def report_job(self) -> str:
         return self._k("report_job")
+
+    def session(self, digest: str) -> str:
+        return self._k("session", digest)
+
+    def user_sessions(self, user: str) -> str:
+        return self._k("user_sessions", user)
 
 
 def lua_prelude() -> str:

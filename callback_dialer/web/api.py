@@ -20,12 +20,11 @@ from ..logs import get_logger
 from ..phone import NumberPolicy, Rejected, clean_name, is_e164
 from ..queue.models import FINISHED_STATES, OPEN_STATES, Callback, State
 from ..queue.store import ActionResult, QueueInputError
-from .auth import SESSION_EXPIRES
 from .errors import ApiError, json_body, text_field
 from .live import LiveHub
 from .openapi import STATE_FILTERS
 from .pages import Pages
-from .sessions import Sessions, principal, require_supervisor
+from .sessions import Sessions, principal, require_supervisor, session_of
 from .sidejobs import SideJobsView
 from .stats import day_summary
 from .views import Views
@@ -92,6 +91,7 @@ class Api:
             web.post("/api/webhooks/rerun-parked", self.rerun_parked),
             web.get("/api/reports", self.list_reports),
             web.post("/api/reports", self.make_report),
+            web.post("/api/sessions/end", self.end_sessions),
             web.get("/api/stream", self.stream),
             web.get("/api/openapi.json", self.openapi),
         ]
@@ -399,11 +399,36 @@ class Api:
         self.hub.poke()
         return web.json_response(self.side_jobs.report_entry(files), status=201)
 
+    # ------------------------------------------------------------------ sessions
+
+    async def end_sessions(self, request: web.Request) -> web.Response:
+        """Sign a user out everywhere (default: yourself), e.g. after a laptop went missing."""
+        who = require_supervisor(request)
+        data = await json_body(request, ("user",))
+        user = text_field(data, "user", required=False, limit=64) or who.user
+        book = self.sessions.book
+        if book is None:
+            raise ApiError(
+                404,
+                "no_sessions",
+                f"[web] auth is {self.config.web.auth!r}; the page keeps no sessions",
+            )
+        if user not in book.users:
+            raise ApiError(404, "not_found", f"no user {user!r} in [web] users")
+        ended = await book.end_all(user)
+        log.info("sessions ended", user=user, sessions=ended, by=who.actor)
+        return web.json_response({"user": user, "ended": ended})
+
     # ------------------------------------------------------------------ the rest
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
+        session = session_of(request)
         return await self.hub.stream(
-            request, self.masked(request), expires_at=request.get(SESSION_EXPIRES)
+            request,
+            self.masked(request),
+            expires_at=session.ends_at if session is not None else None,
+            # Signed out elsewhere, or ended by a supervisor: the open page learns it soon.
+            still_valid=lambda: self.sessions.still_signed_in(request),
         )
 
     async def openapi(self, request: web.Request) -> web.Response:

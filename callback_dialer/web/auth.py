@@ -8,11 +8,16 @@ scrypt from the standard library, a 16-byte random salt, a 32-byte key; ``n=2**1
 by default (32 MiB and about a tenth of a second per check, so guessing is slow). The
 parameters travel in the line, so stronger ones later still verify old hashes.
 
-Sessions ([web] auth = "users"): a cookie ``cbd_session`` holding
-``base64url(JSON {"u": user, "sid": random, "exp": epoch}) . base64url(HMAC-SHA256)``, signed
-with a key derived from ``[web] session_secret`` (random at each start when empty). The role is
-looked up in the config on every request, so a user removed or demoted loses access at once.
-Cookie flags: HttpOnly, SameSite=Lax, Path=/, Secure when the request came over HTTPS.
+Sessions ([web] auth = "users", ``SessionBook``): kept on the server (the ``SessionStore``,
+Redis), so signing out ends one for good; the cookie ``cbd_session`` holds only a random
+256-bit token, and the store names the session by the token's SHA-256, so a copy of Redis
+holds no usable cookie. A session ends ``[web] session_idle`` after its last use (an open
+page uses it) and ``[web] session_max`` after sign-in whatever happens; "sign out everywhere"
+ends all of a user's. The role is looked up in the config on every request, so a user removed
+or demoted loses access at once. While Redis cannot be read, a session this process saw valid
+within the idle time stays valid (the page keeps showing what it can), and one signed out
+meanwhile stays ended here until Redis can be told. Cookie flags: HttpOnly, SameSite=Lax,
+Path=/, Secure when the request came over HTTPS.
 
 Guessing (``LoginThrottle``, ``CheckGate``): every try is counted before its password is
 checked, in buckets per (address, user), per user and per address; past a bucket's free wrong
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -44,11 +50,15 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..config import ConfigError, WebConfig
+from ..queue.store import QueueUnavailable
+
+if TYPE_CHECKING:
+    from .ports import SessionStore
 
 SESSION_COOKIE = "cbd_session"
 DEVICE_COOKIE = "cbd_device"
@@ -56,8 +66,6 @@ DEVICE_SECONDS = 180 * 86400
 CSRF_COOKIE = "cbd_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
-# A working day and then some: the page is opened in the morning and left open.
-SESSION_SECONDS = 24 * 3600
 CSRF_SEED_SECONDS = 30 * 86400
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
@@ -78,7 +86,7 @@ def request_key(name: str, kind: type) -> Any:
 PRINCIPAL = request_key("principal", object)  # Principal | None
 CSRF_SEED = request_key("csrf_seed", str)
 ROTATE_SEED = request_key("rotate_seed", bool)
-SESSION_EXPIRES = request_key("session_expires", float)
+SESSION = request_key("session", object)  # Session | None (users mode)
 
 
 def _b64(data: bytes) -> str:
@@ -156,14 +164,14 @@ class Principal:
 
 
 class Authority:
-    """Issues and checks sessions and CSRF tokens for one [web] configuration."""
+    """Checks passwords and issues device cookies and CSRF tokens for one [web]
+    configuration."""
 
     def __init__(self, web: WebConfig, secret: str | None = None) -> None:
         self.web = web
         raw = (secret if secret is not None else web.session_secret) or ""
         master = raw.encode("utf-8") if raw else secrets.token_bytes(32)
-        # Separate keys: a session signature can never pass as a CSRF token or the reverse.
-        self._session_key = hmac.new(master, b"callback-dialer session", "sha256").digest()
+        # Separate keys: a device cookie can never pass as a CSRF token or the reverse.
         self._csrf_key = hmac.new(master, b"callback-dialer csrf", "sha256").digest()
         self._device_key = hmac.new(master, b"callback-dialer device", "sha256").digest()
         self.users = {u.name: u for u in web.users}
@@ -186,48 +194,6 @@ class Authority:
             (parsed[:3] for u in web.users if (parsed := _parse_hash(u.password_hash))),
             (_SCRYPT_N, _SCRYPT_R, _SCRYPT_P),
         )
-
-    # ---- sessions
-
-    def make_session(self, user: str, now: float | None = None) -> tuple[str, str]:
-        """A signed session cookie value for ``user`` and its session id."""
-        sid = secrets.token_urlsafe(16)
-        payload = json.dumps(
-            {"u": user, "sid": sid, "exp": int((now or time.time()) + SESSION_SECONDS)},
-            separators=(",", ":"),
-        ).encode("utf-8")
-        body = _b64(payload)
-        return f"{body}.{self._sign(body)}", sid
-
-    def _sign(self, body: str) -> str:
-        return _b64(hmac.new(self._session_key, body.encode("ascii"), "sha256").digest())
-
-    def read_session(self, value: str | None, now: float | None = None) -> Principal | None:
-        """The user of a session cookie, or None (missing, forged, expired, user gone)."""
-        if not value or value.count(".") != 1:
-            return None
-        body, signature = value.split(".")
-        if not hmac.compare_digest(signature, self._sign(body)):
-            return None
-        try:
-            data = json.loads(_unb64(body))
-            user, sid, exp = str(data["u"]), str(data["sid"]), float(data["exp"])
-        except (ValueError, KeyError, TypeError):
-            return None
-        # Sessions age in real time even when the dialer's clock runs faster (demo).
-        if exp < (now or time.time()):
-            return None
-        entry = self.users.get(user)
-        if entry is None:
-            return None
-        return Principal(user=user, role=entry.role, sid=sid)
-
-    def session_expires(self, value: str | None) -> float | None:
-        try:
-            body = (value or "").split(".")[0]
-            return float(json.loads(_unb64(body))["exp"])
-        except (ValueError, KeyError, TypeError):
-            return None
 
     def throttle_key(self, user: str) -> str:
         """The name a try is counted under: unknown names share one (none can sign in)."""
@@ -298,6 +264,130 @@ def new_csrf_seed() -> str:
 def _dummy_hash(n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P) -> str:
     # A valid hash of a random password: checking against it costs what a real check costs.
     return hash_password(secrets.token_urlsafe(12), n=n, r=r, p=p)
+
+
+# --------------------------------------------------------------------------- sessions
+
+# A session's last use is written down at most this often (an open page reads it every few
+# seconds; Redis need not hear of each).
+TOUCH_EVERY = 60.0
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_REMEMBERED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    principal: Principal
+    created: float
+    ends_at: float  # session_max after sign-in
+
+
+@dataclass(slots=True)
+class _Seen:
+    user: str
+    created: float
+    checked: float
+
+
+class SessionBook:
+    """The signed-in sessions of one page, in its ``SessionStore`` (see the module docstring)."""
+
+    def __init__(self, web: WebConfig, store: SessionStore, *, clock: Any = time.time) -> None:
+        self.web = web
+        self.store = store
+        self.clock = clock
+        self.users = {u.name: u for u in web.users}
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()  # for when Redis is away
+        self._ended: OrderedDict[str, str] = OrderedDict()  # ended here, store not told yet
+
+    @staticmethod
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+    def _remember(self, digest: str, seen: _Seen) -> None:
+        self._seen[digest] = seen
+        self._seen.move_to_end(digest)
+        while len(self._seen) > _REMEMBERED:
+            self._seen.popitem(last=False)
+
+    async def open(self, user: str, now: float | None = None) -> str:
+        """A new session of ``user``; its cookie token. ``QueueUnavailable`` without Redis."""
+        token = secrets.token_urlsafe(32)
+        at = self.clock() if now is None else now
+        digest = self.digest(token)
+        await self.store.open_session(digest, user, at, self.web.session_idle)
+        self._remember(digest, _Seen(user, at, at))
+        return token
+
+    async def read(self, token: str | None) -> Session | None:
+        """The session of a cookie token, or None: unknown, ended, idle too long, too old, or
+        its user no longer in the config."""
+        if not token or not _TOKEN.fullmatch(token):
+            return None
+        digest = self.digest(token)
+        if digest in self._ended:
+            await self._tell_ended(digest)
+            return None
+        now = self.clock()
+        idle, most = self.web.session_idle, self.web.session_max
+        try:
+            stored = await self.store.session(digest)
+        except QueueUnavailable:
+            seen = self._seen.get(digest)
+            if seen is None or now - seen.checked >= idle or now - seen.created >= most:
+                return None
+            return self._session(digest, seen.user, seen.created)
+        if stored is None:
+            self._seen.pop(digest, None)
+            return None
+        if now - stored.created >= most or now - stored.seen >= idle:
+            await self.end(digest, stored.user)
+            return None
+        if now - stored.seen >= TOUCH_EVERY:
+            with contextlib.suppress(QueueUnavailable):
+                await self.store.touch_session(digest, now, min(idle, stored.created + most - now))
+        self._remember(digest, _Seen(stored.user, stored.created, now))
+        return self._session(digest, stored.user, stored.created)
+
+    def _session(self, digest: str, user: str, created: float) -> Session | None:
+        entry = self.users.get(user)
+        if entry is None:
+            return None
+        return Session(
+            Principal(user=user, role=entry.role, sid=digest),
+            created,
+            created + self.web.session_max,
+        )
+
+    async def _tell_ended(self, digest: str) -> None:
+        user = self._ended.get(digest, "")
+        try:
+            await self.store.end_session(digest, user)
+        except QueueUnavailable:
+            return
+        self._ended.pop(digest, None)
+
+    async def end(self, digest: str, user: str) -> None:
+        """End one session: at once here, in the store as soon as it answers."""
+        self._seen.pop(digest, None)
+        self._ended[digest] = user
+        while len(self._ended) > _REMEMBERED:
+            self._ended.popitem(last=False)
+        await self._tell_ended(digest)
+
+    async def end_all(self, user: str) -> int:
+        """End every session of ``user``, everywhere; how many the store had.
+        ``QueueUnavailable`` when it cannot be told (those this process knows end anyway)."""
+        known = [d for d, seen in self._seen.items() if seen.user == user]
+        try:
+            ended = await self.store.end_sessions_of(user)
+        except QueueUnavailable:
+            for digest in known:
+                await self.end(digest, user)
+            raise
+        for digest in known:
+            self._seen.pop(digest, None)
+        return ended
 
 
 # --------------------------------------------------------------------------- guessing

@@ -18,7 +18,8 @@ A version is sent only when its content changed. Messages (``event:`` names):
 - ``jobs``: failed side jobs, parked webhook events and the reports on disk;
 - ``ping``: every ``heartbeat`` seconds, so the page notices a dead link and reconnects.
 
-A stream ends when its session expires; the browser's reconnect then learns it must log in.
+A stream ends when its session expires or is ended (signed out here or elsewhere, checked
+every ``recheck`` seconds); the browser's reconnect then learns it must sign in again.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class LiveHub:
         tick: float = 1.0,
         stats_every: float = 10.0,
         heartbeat: float = 15.0,
+        recheck: float = 5.0,
     ) -> None:
         self.config = config
         self.status = status
@@ -79,6 +81,7 @@ class LiveHub:
         self.tick = tick
         self.stats_every = stats_every
         self.heartbeat = heartbeat
+        self.recheck = recheck
         self.messages: dict[str, Message] = {}
         self._content: dict[str, str] = {}
         self._version = 0
@@ -271,7 +274,11 @@ class LiveHub:
             self._has_watchers.clear()
 
     async def stream(
-        self, request: web.Request, masked: bool, expires_at: float | None = None
+        self,
+        request: web.Request,
+        masked: bool,
+        expires_at: float | None = None,
+        still_valid: Callable[[], Awaitable[bool]] | None = None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
@@ -283,12 +290,21 @@ class LiveHub:
         await response.prepare(request)
         self._join()
         sent: dict[str, int] = {}
+        checked = written = time.monotonic()
         try:
             await response.write(b"retry: 3000\n\n")
             while not self._closing:
                 # Taken before sending: a change published while we write is not missed.
                 changed = self._changed
-                if expires_at is not None and time.time() >= expires_at:
+                over = expires_at is not None and time.time() >= expires_at
+                if (
+                    not over
+                    and still_valid is not None
+                    and (time.monotonic() - checked >= self.recheck)
+                ):
+                    checked = time.monotonic()
+                    over = not await still_valid()
+                if over:
                     await response.write(b"event: expired\ndata: {}\n\n")
                     break
                 for kind, message in list(self.messages.items()):
@@ -296,16 +312,19 @@ class LiveHub:
                         sent[kind] = message.version
                         text = message.masked if masked else message.full
                         await response.write(f"event: {kind}\ndata: {text}\n\n".encode())
-                wait = self.heartbeat
-                if expires_at is not None:
-                    wait = max(0.0, min(wait, expires_at - time.time()))
-                try:
-                    await asyncio.wait_for(changed.wait(), wait)
-                except TimeoutError:
-                    if expires_at is not None and time.time() >= expires_at:
-                        continue
+                        written = time.monotonic()
+                if time.monotonic() - written >= self.heartbeat:
                     ping = _dumps({"now": self.status.now()})
                     await response.write(f"event: ping\ndata: {ping}\n\n".encode())
+                    written = time.monotonic()
+                # Until the next change, ping, session check or the session's end.
+                wait = self.heartbeat - (time.monotonic() - written)
+                if still_valid is not None:
+                    wait = min(wait, self.recheck - (time.monotonic() - checked))
+                if expires_at is not None:
+                    wait = min(wait, expires_at - time.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), max(0.0, wait))
         except (ConnectionError, RuntimeError):
             pass  # the browser went away; it reconnects by itself
         finally:

@@ -369,7 +369,9 @@ def build_openapi(config: Config) -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "The status page's own API. Sign in as on the page: with [web] auth = "
-                f'"users", POST /login (form or JSON) sets the `{SESSION_COOKIE}` cookie; '
+                f'"users", POST /login (form or JSON) sets the `{SESSION_COOKIE}` cookie '
+                "(a session kept on the server: POST /logout ends it for good; it also ends "
+                "after [web] session_idle unused and session_max after sign-in); "
                 'with "proxy", the reverse proxy names the user in '
                 f'`{config.web.proxy_user_header}`; with "none" everyone is a supervisor.\n\n'
                 f"Every POST needs the `{CSRF_HEADER}` header: take `csrf_token` from "
@@ -535,6 +537,17 @@ def build_openapi(config: Config) -> dict[str, Any]:
                     body=_obj({"day": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}}),
                 ),
             },
+            "/api/sessions/end": _post(
+                "Sign a user out everywhere",
+                _obj({"user": S, "ended": I}),
+                body=_obj({"user": {"type": "string", "maxLength": 64}}, required=[]),
+                errors={"404": _err("No such user, or [web] auth keeps no sessions.")},
+                description=(
+                    "Ends every session of `user` (default: you) on every dialer serving the "
+                    "page: their cookies stop working at once and open pages are told within "
+                    "seconds. Supervisors only."
+                ),
+            ),
             "/api/stream": {
                 "get": {
                     "summary": "Live updates (server-sent events)",

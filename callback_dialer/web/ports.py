@@ -1,11 +1,12 @@
 """All the web layer may know of the running dialer: what it reads, and what it may ask for.
 
 The page, the JSON API, the live stream and /metrics read through ``StatusSource`` and change
-things only through ``Commands``. The composition (``callback_dialer.app.build``) implements
-both by delegating to the parts, so the web never walks the object graph: it cannot name the
-dispatcher, the agent book, the AMI client or the Redis client, and those can change shape
-without the page noticing. The tests serve the page through proxies that expose exactly these
-members, so a handler reaching for anything else fails there.
+things only through ``Commands``; signed-in sessions live in a ``SessionStore``. The
+composition (``callback_dialer.app.build_dialer``) implements them by delegating to the parts,
+so the web never walks the object graph: it cannot name the dispatcher, the agent book, the AMI
+client or the Redis client, and those can change shape without the page noticing. The tests
+serve the page through proxies that expose exactly these members, so a handler reaching for
+anything else fails there.
 
 Queue reads raise ``QueueUnavailable`` when Redis does not answer, as the queue does; the page
 turns that into a 503 naming the reason.
@@ -147,6 +148,34 @@ class StatusSource(Protocol):
 
     async def report_file(self, name: str) -> Path | None:
         """The report file called ``name``, or None (only our own file names)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A signed-in session as kept: whose, and when (real epoch seconds) it was opened and
+    last used."""
+
+    user: str
+    created: float
+    seen: float
+
+
+class SessionStore(Protocol):
+    """Sessions of the status page, kept where every dialer serving it sees them (Redis), so
+    signing out ends a session everywhere at once. Sessions are named by a digest of their
+    cookie, never by the cookie itself. A session not used for ``ttl`` seconds disappears by
+    itself. ``QueueUnavailable`` when the store does not answer."""
+
+    async def open_session(self, digest: str, user: str, now: float, ttl: float) -> None: ...
+    async def session(self, digest: str) -> StoredSession | None: ...
+    async def touch_session(self, digest: str, now: float, ttl: float) -> None:
+        """Mark the session used at ``now``, to live ``ttl`` more; nothing if it is gone."""
+        ...
+
+    async def end_session(self, digest: str, user: str) -> None: ...
+    async def end_sessions_of(self, user: str) -> int:
+        """End every session of ``user``; how many there were."""
         ...
 
 

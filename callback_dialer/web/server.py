@@ -1,6 +1,7 @@
 """The status page server: aiohttp in the dialer's own event loop; the parts put together.
 
-``WebApp(config, status, commands)`` makes one of each part and routes every path to it;
+``WebApp(config, status, commands, sessions)`` makes one of each part and routes every path to
+it (``sessions``, the ``SessionStore``, is needed for [web] auth = "users");
 ``make_app`` returns the aiohttp application without listening (tests);
 ``WebServer`` is the listening side the dialer runs with its other parts (on ``[web]
 host:port`` until cancelled) and closes when it stops (the live streams end, then the
@@ -44,7 +45,7 @@ from .sidejobs import SideJobsView
 from .views import Views
 
 if TYPE_CHECKING:
-    from .ports import Commands, StatusSource
+    from .ports import Commands, SessionStore, StatusSource
 
 log = get_logger(__name__)
 
@@ -52,12 +53,18 @@ log = get_logger(__name__)
 class WebApp:
     """One of each part of the page, for one dialer, and the routes to them."""
 
-    def __init__(self, config: Config, status: StatusSource, commands: Commands) -> None:
+    def __init__(
+        self,
+        config: Config,
+        status: StatusSource,
+        commands: Commands,
+        sessions: SessionStore | None = None,
+    ) -> None:
         self.config = config
         self.status = status
         self.views = Views(config, status)
         self.pages = Pages(config)
-        self.sessions = Sessions(config, self.pages)
+        self.sessions = Sessions(config, self.pages, sessions)
         self.side_jobs = SideJobsView(config, status, self.views)
         self.charts = Charts(config, status, self.pages)
         self.hub = LiveHub(config, status, self.views, jobs=self.side_jobs.jobs)
@@ -145,16 +152,27 @@ class WebApp:
         return web.json_response({"ok": ok, "problems": problems}, status=200 if ok else 503)
 
 
-def make_app(config: Config, status: StatusSource, commands: Commands) -> web.Application:
-    return WebApp(config, status, commands).build()
+def make_app(
+    config: Config,
+    status: StatusSource,
+    commands: Commands,
+    sessions: SessionStore | None = None,
+) -> web.Application:
+    return WebApp(config, status, commands, sessions).build()
 
 
 class WebServer:
     """The listening side: ``run`` serves until cancelled, ``close`` stops it."""
 
-    def __init__(self, config: Config, status: StatusSource, commands: Commands) -> None:
+    def __init__(
+        self,
+        config: Config,
+        status: StatusSource,
+        commands: Commands,
+        sessions: SessionStore | None = None,
+    ) -> None:
         self.config = config
-        self.web = WebApp(config, status, commands)
+        self.web = WebApp(config, status, commands, sessions)
         self.app = self.web.build()
         self.runner: web.AppRunner | None = None
         self.url = ""

@@ -11,7 +11,8 @@ applies them to requests:
   sign-in page otherwise), refuses a change from another site and a change without the CSRF
   token;
 - ``login`` / ``logout``: the password sign-in, by form (the page) or JSON (API clients),
-  throttled per address and user; both renew the CSRF seed.
+  throttled (``auth.LoginThrottle``); sign-out ends the session on the server (``everywhere=1``:
+  every session of that user); both renew the CSRF seed.
 
 ``principal`` and ``require_supervisor`` are what handlers ask of a request.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from aiohttp import web
 from ..config import Config
 from ..logs import get_logger
 from ..metrics import Counter
+from ..queue.store import QueueUnavailable
 from .auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -38,18 +40,22 @@ from .auth import (
     DEVICE_SECONDS,
     PRINCIPAL,
     ROTATE_SEED,
+    SESSION,
     SESSION_COOKIE,
-    SESSION_EXPIRES,
-    SESSION_SECONDS,
     Authority,
     LoginTicket,
     Principal,
+    Session,
+    SessionBook,
     SignInBusy,
     new_csrf_seed,
 )
 from .errors import ApiError, Handler, error_response, json_body
 from .pages import Pages
 from .peers import Peers
+
+if TYPE_CHECKING:
+    from .ports import SessionStore
 
 log = get_logger(__name__)
 
@@ -78,12 +84,20 @@ def require_supervisor(request: web.Request) -> Principal:
     return who
 
 
+def session_of(request: web.Request) -> Session | None:
+    """The signed-in session asking ([web] auth = "users"), or None."""
+    return request.get(SESSION)
+
+
 class Sessions:
-    def __init__(self, config: Config, pages: Pages) -> None:
+    def __init__(self, config: Config, pages: Pages, store: SessionStore | None) -> None:
         self.config = config
         self.pages = pages
         self.peers = Peers(config.web)
         self.authority = Authority(config.web)
+        if config.web.auth == "users" and store is None:
+            raise ValueError('[web] auth = "users" needs a session store')
+        self.book = SessionBook(config.web, store) if store is not None else None
         self.sign_ins = Counter(
             "callback_dialer_sign_ins_total",
             "Password sign-ins by result: ok, wrong, throttled (told to wait), busy.",
@@ -150,11 +164,11 @@ class Sessions:
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Innermost (inside ``json_errors``): who is asking, and is a change really meant."""
-        request[PRINCIPAL] = self._principal(request)
+        request[PRINCIPAL] = await self._principal(request)
         self._guard(request)
         return await handler(request)
 
-    def _principal(self, request: web.Request) -> Principal | None:
+    async def _principal(self, request: web.Request) -> Principal | None:
         mode = self.config.web.auth
         if mode == "none":
             return Principal(user="anonymous", role="supervisor")
@@ -165,11 +179,16 @@ class Sessions:
             return self.authority.proxy_principal(
                 request.headers.get(self.config.web.proxy_user_header)
             )
-        cookie = request.cookies.get(SESSION_COOKIE)
-        who = self.authority.read_session(cookie)
-        if who is not None:
-            request[SESSION_EXPIRES] = self.authority.session_expires(cookie)
-        return who
+        assert self.book is not None
+        session = await self.book.read(request.cookies.get(SESSION_COOKIE))
+        request[SESSION] = session
+        return session.principal if session is not None else None
+
+    async def still_signed_in(self, request: web.Request) -> bool:
+        """The request's session is still open (for a stream that outlives its request)."""
+        if self.book is None:
+            return True
+        return await self.book.read(request.cookies.get(SESSION_COOKIE)) is not None
 
     def _guard(self, request: web.Request) -> None:
         path = request.path
@@ -310,8 +329,14 @@ class Sessions:
                 raise ApiError(401, "bad_login", "wrong user name or password")
             return self._login_page(request, t["login_wrong"], 401, user)
         ticket.succeeded()
+        assert self.book is not None
+        try:
+            cookie = await self.book.open(who.user)
+        except QueueUnavailable as exc:
+            raise ApiError(
+                503, "redis_unavailable", f"sign-in needs Redis, which does not answer: {exc}"
+            ) from None
         self.sign_ins.inc("ok")
-        cookie, _ = self.authority.make_session(who.user)
         log.info("signed in", user=who.user, role=who.role, address=address)
         # A new seed at sign-in: a token learnt before cannot serve the new session.
         request[ROTATE_SEED] = True
@@ -330,7 +355,7 @@ class Sessions:
         response.set_cookie(
             SESSION_COOKIE,
             cookie,
-            max_age=SESSION_SECONDS,
+            max_age=int(self.config.web.session_max),
             httponly=True,
             samesite="Lax",
             secure=self.peers.secure(request),
@@ -358,6 +383,14 @@ class Sessions:
         if not self.form_csrf_ok(request, form):
             raise ApiError(403, "csrf", "CSRF token missing or wrong (reload the page)")
         who = request[PRINCIPAL]
+        session = session_of(request)
+        everywhere = form.get("everywhere") == "1"
+        if session is not None and self.book is not None:
+            # Ended on the server: a copy of the cookie is worth nothing from now on.
+            await self.book.end(session.principal.sid, session.principal.user)
+            if everywhere:
+                ended = await self.book.end_all(session.principal.user)
+                log.info("signed out everywhere", user=session.principal.user, sessions=ended)
         log.info("signed out", user=who.user if who else "")
         request[ROTATE_SEED] = True
         request[CSRF_SEED] = new_csrf_seed()
