@@ -373,3 +373,42 @@ async def test_without_redis_an_open_session_keeps_the_page_and_sign_in_says_why
         copy = copy_cookies(rig, ended)
         assert_error(await copy.get("/api/session"), 401, "unauthenticated")
         assert_error(await rig.user("victor").login(), 503, "redis_unavailable", "sign-in")
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+async def test_metrics_health_and_the_api_document_can_be_closed_to_all_but_a_token(
+    make_config, tmp_path
+) -> None:
+    config = users_config(
+        make_config, tmp_path, web={"public": [], "metrics_token": "s3cr3t-scrape"}
+    )
+    async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
+        anyone = rig.user()
+        viewer = await rig.signed_in("victor")
+        for path in ("/metrics", "/healthz", "/api/openapi.json"):
+            assert_error(await anyone.get(path), 401, "unauthenticated", "metrics_token")
+            for wrong in ("Bearer nope", "s3cr3t-scrape", "Bearer s3cr3t-scrape2", "Basic x"):
+                refused = await anyone.get(path, headers={"Authorization": wrong})
+                assert_error(refused, 401, "unauthenticated")
+            scraper = await anyone.get(path, headers={"Authorization": "Bearer s3cr3t-scrape"})
+            assert scraper.status in (200, 503), (path, scraper.text)  # 503: health says why
+            assert (await viewer.get(path)).status in (200, 503)
+        # The token opens these three and nothing else.
+        bearer = {"Authorization": "Bearer s3cr3t-scrape"}
+        assert_error(await anyone.get("/api/callbacks", headers=bearer), 401, "unauthenticated")
+
+
+async def test_each_monitoring_path_is_opened_or_closed_on_its_own(make_config, tmp_path) -> None:
+    config = users_config(make_config, tmp_path, web={"public": ["healthz"]})
+    async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
+        anyone = rig.user()
+        assert (await anyone.get("/healthz")).status == 503  # open: says AMI is down
+        assert_error(await anyone.get("/metrics"), 401, "unauthenticated")
+        # No token configured: an empty bearer opens nothing.
+        assert_error(
+            await anyone.get("/metrics", headers={"Authorization": "Bearer "}),
+            401,
+            "unauthenticated",
+        )

@@ -396,6 +396,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
                 "proxy": {"type": "apiKey", "in": "header", "name": config.web.proxy_user_header},
+                "metrics_token": {"type": "http", "scheme": "bearer"},
             },
         },
         "security": [{"session": []}, {"proxy": []}, {}],
@@ -613,7 +614,12 @@ def build_openapi(config: Config) -> dict[str, Any]:
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",
-                    "security": [{}],
+                    "description": (
+                        "Open to anyone unless [web] public leaves out openapi; then it "
+                        "needs a sign-in or Authorization: Bearer <[web] metrics_token> "
+                        "(as /metrics and /healthz do when they are left out)."
+                    ),
+                    "security": [{}, {"session": []}, {"metrics_token": []}],
                     "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
                 }
             },

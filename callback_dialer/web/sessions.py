@@ -19,6 +19,7 @@ applies them to requests:
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 from typing import TYPE_CHECKING, Any
@@ -63,10 +64,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sign-in and sign-out: browser forms whose CSRF token comes in the form (JSON sign-in needs
 # none: a page on another site cannot send a JSON body without our consent).
 FORM_PATHS = frozenset({"/login", "/logout"})
-# Paths anyone may fetch: the sign-in page and its assets, and what monitoring scrapes.
-PUBLIC_PATHS = frozenset(
-    {"/login", "/healthz", "/metrics", "/api/openapi.json", "/favicon.ico", "/favicon.svg"}
-)
+# Paths anyone may fetch: the sign-in page and its assets.
+PUBLIC_PATHS = frozenset({"/login", "/favicon.ico", "/favicon.svg"})
+# What monitoring reads: open to anyone when named in [web] public, else to those signed in and
+# to the bearer of [web] metrics_token.
+MONITORING_PATHS = {"healthz": "/healthz", "metrics": "/metrics", "openapi": "/api/openapi.json"}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -98,6 +100,8 @@ class Sessions:
         if config.web.auth == "users" and store is None:
             raise ValueError('[web] auth = "users" needs a session store')
         self.book = SessionBook(config.web, store) if store is not None else None
+        self.open_paths = PUBLIC_PATHS | {MONITORING_PATHS[name] for name in config.web.public}
+        self.monitoring = frozenset(MONITORING_PATHS.values())
         self.sign_ins = Counter(
             "callback_dialer_sign_ins_total",
             "Password sign-ins by result: ok, wrong, throttled (told to wait), busy.",
@@ -190,9 +194,25 @@ class Sessions:
             return True
         return await self.book.read(request.cookies.get(SESSION_COOKIE)) is not None
 
+    def _token_ok(self, request: web.Request) -> bool:
+        token = self.config.web.metrics_token
+        given = request.headers.get("Authorization", "")
+        return bool(token) and hmac.compare_digest(
+            given.encode("utf-8"), f"Bearer {token}".encode()
+        )
+
     def _guard(self, request: web.Request) -> None:
         path = request.path
-        public = path in PUBLIC_PATHS or path.startswith("/static/")
+        public = path in self.open_paths or path.startswith("/static/")
+        if request[PRINCIPAL] is None and path in self.monitoring and not public:
+            if self._token_ok(request):
+                return  # GET only: nothing else is routed there
+            raise ApiError(
+                401,
+                "unauthenticated",
+                f"{path} is not public ([web] public): sign in, or send "
+                "Authorization: Bearer <[web] metrics_token>",
+            )
         if request[PRINCIPAL] is None and not public:
             if self.config.web.auth == "proxy":
                 if not self.peers.via_proxy(request):
