@@ -58,6 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     config = _load(args) if args.config else None
+    if config is not None:
+        from .demo import demo_conflicts
+
+        problems = demo_conflicts(config)
+        if problems:
+            raise ConfigError(f"{args.config} (for the demo)", problems)
     traffic = Path(args.traffic) if args.traffic else None
     try:
         from simpbx.profile import ProfileError, load_profile
@@ -147,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port",
         type=int,
-        default=8080,
-        help="status page port (default 8080; another free one if taken)",
+        default=None,
+        help="status page port (default: the file's [web] port, else 8080; another free one "
+        "if taken)",
     )
     p.add_argument(
         "--agents", type=int, default=None, help="simulated agents (default: the traffic profile's)"

@@ -72,6 +72,25 @@ def _worker_main(config_data: dict[str, Any]) -> None:
         run_worker(config)
 
 
+def demo_conflicts(config: Config) -> list[str]:
+    """What in the file the demo cannot honour, one line each naming the key and why; empty
+    when it can run with everything the file says."""
+    defaults = Config()
+    problems = []
+    if config.redis.key_prefix != defaults.redis.key_prefix:
+        problems.append(
+            f"redis.key_prefix = {config.redis.key_prefix!r}: the demo fills a throwaway "
+            "queue with simulated calls and deletes it when it stops, so it never uses a real "
+            "queue's prefix; leave key_prefix out of the file for the demo"
+        )
+    if config.queue.spool_file != defaults.queue.spool_file:
+        problems.append(
+            f"queue.spool_file = {config.queue.spool_file!r}: a real dialer would replay the "
+            "demo's simulated calls from it; leave spool_file out of the file for the demo"
+        )
+    return problems
+
+
 def demo_config(
     base: Config | None,
     *,
@@ -80,7 +99,16 @@ def demo_config(
     ami_port: int,
     web_port: int,
     folder: Path,
+    embedded: bool = False,
 ) -> Config:
+    """The demo's configuration: the file's (``base``), except what must be the demo's own:
+    the PBX is the simulator, and the queue (key prefix) and the spool are throwaway ones.
+    Everything else the file says is kept: [web] (sign-in, users, host), [reports] folder,
+    calling hours, categories, dispatching. What the file leaves at the defaults the demo
+    fills in: with no [[web.users]] everyone is a supervisor, on this machine only; reports go
+    to the demo's folder. ``demo_conflicts`` refuses a file naming its own key prefix or spool.
+    """
+    defaults = Config()
     data = base.model_dump(mode="python") if base is not None else {}
     data["ami"] = {
         **data.get("ami", {}),
@@ -89,23 +117,16 @@ def demo_config(
         "username": "dialer",
         "secret": DEMO_SECRET,
     }
-    data["redis"] = {
-        **data.get("redis", {}),
-        "url": redis_url,
-        "key_prefix": key_prefix,
-        "password": "",
-    }
-    # Everyone is a supervisor, on this machine only.
-    data["web"] = {
-        **data.get("web", {}),
-        "enabled": True,
-        "host": "127.0.0.1",
-        "port": web_port,
-        "auth": "none",
-        "users": (),
-    }
+    data["redis"] = {**data.get("redis", {}), "url": redis_url, "key_prefix": key_prefix}
+    if embedded:
+        data["redis"]["password"] = ""  # the demo's own redis-server has none
     data["queue"] = {**data.get("queue", {}), "spool_file": str(folder / "spool.jsonl")}
-    data["reports"] = {**data.get("reports", {}), "folder": str(folder / "reports")}
+    if base is None or (base.web.auth == "users" and not base.web.users):
+        # Nobody to sign in as: everyone is a supervisor, on this machine only.
+        data["web"] = {**data.get("web", {}), "host": "127.0.0.1", "auth": "none"}
+    data["web"] = {**data.get("web", {}), "enabled": True, "port": web_port}
+    if base is None or base.reports.folder == defaults.reports.folder:
+        data["reports"] = {**data.get("reports", {}), "folder": str(folder / "reports")}
     if base is None:
         # Every day of the simulated week is a working day, so the demo never sits idle.
         data["hours"] = {
@@ -119,11 +140,29 @@ def demo_config(
     return parse_config(data, "demo")
 
 
+def _notes(base: Config | None, effective: Config) -> list[str]:
+    """What the demo took from the file, and what it did not, for its greeting."""
+    if base is None:
+        return []
+    web = effective.web
+    notes = []
+    if web.auth == "users":
+        notes.append("sign in as one of the file's users: " + ", ".join(u.name for u in web.users))
+    elif web.auth == "proxy":
+        notes.append("sign-in through the reverse proxy named in [web] trusted_proxies")
+    elif base.web.auth == "users":
+        notes.append("the file names no [[web.users]]: everyone is a supervisor, on this machine")
+    notes.append(f"reports in {Path(effective.reports.folder).resolve()}")
+    if base.ami != Config().ami:
+        notes.append("[ami] of the file is not used: the PBX is the simulator")
+    return notes
+
+
 async def run_demo(
     config: Config | None,
     *,
     speed: float = 30.0,
-    port: int = 8080,
+    port: int | None = None,
     agents: int | None = None,
     seed: int | None = None,
     traffic: Path | None = None,
@@ -170,13 +209,17 @@ async def run_demo(
         port=0,
         secret=DEMO_SECRET,
     )
+    wanted = port if port is not None else (config.web.port if config is not None else 8080)
+    keeps_web = config is not None and not (config.web.auth == "users" and not config.web.users)
+    host = config.web.host if config is not None and keeps_web else "127.0.0.1"
     effective = demo_config(
         config,
         redis_url=redis_url,
         key_prefix=key_prefix,
         ami_port=sim.port,
-        web_port=_free_port("127.0.0.1", port),
+        web_port=_free_port(host, wanted),
         folder=folder,
+        embedded=embedded is not None,
     )
     dialer = build_dialer(effective, clock=clock, web=True, jobs=True)
     web = dialer.web
@@ -193,10 +236,12 @@ async def run_demo(
         if web is not None:
             await _first_of(web.started.wait(), dialer.wait())
         url = web.url if web is not None else ""
+        notes = "".join(f"  {note}.\n" for note in _notes(config, effective))
         print(
             f"\ncallback-dialer demo: status page {url}\n"
             f"  a simulated call centre ({len(sim.pbx.agents)} agents) and a simulated "
             f"day from {DAY_START:%H:%M}, {speed:g}x real time; Redis: {where}.\n"
+            f"{notes}"
             "  Ctrl-C to stop.\n",
             flush=True,
         )
