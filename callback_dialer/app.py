@@ -354,6 +354,9 @@ class DialerStatus:
     async def callback(self, callback_id: str) -> Callback | None:
         return await self._queue.get(callback_id)
 
+    async def callbacks_of(self, number: str) -> list[Callback]:
+        return await self._queue.for_number(number)
+
     async def history(self, callback_id: str) -> list[HistoryEntry]:
         return await self._queue.history(callback_id)
 

@@ -10,6 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -446,31 +447,64 @@ async def test_an_empty_or_too_long_cancel_reason_is_400_and_nothing_changes(rig
     assert rig.redis_dump() == before
 
 
-async def test_a_number_not_in_e164_or_blocked_is_400_and_nothing_changes(rig) -> None:
+@pytest.mark.parametrize(
+    "spelling",
+    ["89161239999", "+7 916 123 99 99", "8 (916) 123-99-99", "9161239999", "+79161239999"],
+)
+async def test_add_by_hand_takes_any_spelling_the_phone_policy_takes(rig, spelling) -> None:
+    alice = await rig.signed_in("alice")
+    answer = await alice.post("/api/callbacks", {"number": spelling, "category": "support"})
+    assert answer.status == 201, answer.text
+    assert (await rig.queue.get(answer.json()["callback"]["id"])).number == "+79161239999"
+
+
+async def test_a_number_the_policy_refuses_is_400_naming_why_and_nothing_changes(rig) -> None:
     alice = await rig.signed_in("alice")
     before = rig.redis_dump()
-    for bad in (
-        "89161234567",
-        "+7 916 123 45 67",
-        "hello",
-        "+7916",
-        "+0123456789",
-        "",
-        "+79161234567;Local/1@evil",
+    for bad, why in (
+        ("hello", "not a number"),
+        ("+7916", "too short"),
+        ("102", "internal"),
+        ("anonymous", "anonymous"),
+        ("", "must not be empty"),
+        ("+79161234567;Local/1@evil", "not a number"),
+        ("+79161234567\r\nAction: Originate", "not a number"),
+        (BLOCKED, "blocked"),
     ):
         answer = await alice.post("/api/callbacks", {"number": bad, "category": "support"})
         assert answer.status == 400, (bad, answer.text)
-        assert "number" in answer.json()["message"]
-    assert_error(
-        await alice.post("/api/callbacks", {"number": BLOCKED, "category": "support"}),
-        400,
-        "bad_number",
-        "blocked",
-    )
+        assert "number" in answer.json()["message"] and why in answer.json()["message"], bad
     assert_error(
         await alice.post("/api/callbacks", {"category": "support"}), 400, "missing_field", "number"
     )
     assert rig.redis_dump() == before
+
+
+async def test_every_callback_of_a_number_is_found_in_any_spelling_finished_ones_too(rig) -> None:
+    alice = await rig.signed_in("alice")
+    victor = await rig.signed_in("victor")
+    # DONE's callback is finished; a new missed call opens a second one for the same number.
+    again = await missed(rig.queue, DONE, "support", 10)
+    for spelling in (
+        "+79161230004",
+        "8 916 123-00-04",
+        "(916) 123 00 04",
+        "８９１６１２３０００４",
+    ):
+        found = (await alice.get(f"/api/callbacks?number={quote(spelling)}")).json()
+        assert [(c["id"], c["state"]) for c in found["callbacks"]] == [
+            (again, "pending"),
+            (rig.ids["done"], "done"),
+        ], spelling
+    seen = (await victor.get("/api/callbacks?number=89161230004")).json()["callbacks"]
+    assert {c["number"] for c in seen} == {"+7••••••••04"}
+    only_done = await alice.get("/api/callbacks?number=89161230004&state=finished")
+    assert [c["id"] for c in only_done.json()["callbacks"]] == [rig.ids["done"]]
+    assert (await alice.get("/api/callbacks?number=+79160000000")).json()["count"] == 0
+    assert_error(await alice.get("/api/callbacks?number=hello"), 400, "bad_number", "not a number")
+    # Its history, even finished: every step and who took it.
+    detail = (await alice.get(f"/api/callbacks/{rig.ids['done']}")).json()
+    assert [h["event"] for h in detail["history"]] == ["created", "claimed", "stage", "done"]
 
 
 async def test_malformed_bodies_are_refused_with_a_message_and_nothing_changes(rig) -> None:

@@ -15,6 +15,7 @@ _LAYOUT: dict[str, str] = {
     "callback": "cb:%s",  # hash: one callback
     "history": "cb:%s:history",  # stream: every change of one callback
     "open": "open",  # hash: E.164 number -> id of its open callback
+    "number": "number:%s",  # zset per E.164 number: ids of its callbacks -> when created
     "ready": "ready:%s",  # zset per category: id -> priority score (lower goes first)
     "scheduled": "scheduled",  # zset: id -> time it becomes ready
     "leases": "leases",  # zset: id -> time its claim runs out
@@ -63,6 +64,9 @@ class Keys:
 
     def open(self) -> str:
         return self._k("open")
+
+    def number(self, number: str) -> str:
+        return self._k("number", number)
 
     def ready(self, category: str) -> str:
         return self._k("ready", category)

@@ -552,6 +552,20 @@ class CallbackQueue:
         cb = await self.get(callback_id.decode() if isinstance(callback_id, bytes) else callback_id)
         return cb if cb and cb.state.is_open else None
 
+    async def for_number(self, number: str, limit: int = 100) -> list[Callback]:
+        """The callbacks of ``number`` (E.164), open and finished, newest first."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrange(self.keys.number(number), 0, limit - 1)
+        pipe.hget(self.keys.open(), number)  # one made before numbers were indexed
+        ids, open_id = await self._call(pipe.execute())
+        found = [i.decode() if isinstance(i, bytes) else i for i in ids]
+        if open_id:
+            open_id = open_id.decode() if isinstance(open_id, bytes) else open_id
+            if open_id not in found:
+                found.append(open_id)
+        callbacks = await self.get_many(found)
+        return sorted(callbacks, key=lambda cb: cb.created_at, reverse=True)[:limit]
+
     async def history(self, callback_id: str) -> list[HistoryEntry]:
         rows = await self._call(self.redis.xrange(self.keys.history(callback_id)))
         out = []

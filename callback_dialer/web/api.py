@@ -17,7 +17,7 @@ from aiohttp import web
 from ..config import Config
 from ..jobs import reports as report_jobs
 from ..logs import get_logger
-from ..phone import NumberPolicy, Rejected, clean_name, is_e164
+from ..phone import NumberPolicy, Rejected, clean_name
 from ..queue.models import FINISHED_STATES, OPEN_STATES, Callback, State
 from ..queue.store import ActionResult, QueueInputError
 from .errors import ApiError, json_body, text_field
@@ -42,7 +42,7 @@ MAX_LIMIT = 1000
 RECENT_FINISHED = 86400.0
 # The queue names callbacks cb-<n>; anything else cannot exist, and must never become part
 # of a Redis key (an id like "1:history" would address another record).
-_CALLBACK_ID = re.compile(r"^cb-\d{1,18}$")
+_CALLBACK_ID = re.compile(r"^cb-\d{1,18}$", re.ASCII)
 
 
 class Api:
@@ -156,7 +156,13 @@ class Api:
         limit = int(raw_limit)
         wanted = _states(state)
         positioned = False
-        if day is not None:
+        number = self._number_param(request)
+        if number is not None:
+            # Any spelling of the number finds every callback it had, finished ones too.
+            found = await self.status.callbacks_of(number)
+            if day is not None:
+                found = [cb for cb in found if cb.day == day]
+        elif day is not None:
             found = sorted(await self.status.day_callbacks(day), key=lambda c: c.first_missed)
         else:
             found = []
@@ -185,6 +191,25 @@ class Api:
             for i, cb in enumerate(chosen[:limit])
         ]
         return web.json_response({"callbacks": out, "count": len(out)})
+
+    def _number_param(self, request: web.Request) -> str | None:
+        raw = request.query.get("number")
+        if raw is None:
+            return None
+        return self._number(raw[:64])
+
+    def _number(self, raw: str) -> str:
+        """The E.164 number of any spelling the phone policy accepts (89161234567,
+        +7 916 123-45-67, (916) 1234567); a 400 naming the reason otherwise."""
+        checked = self.numbers.normalize(raw)
+        if isinstance(checked, Rejected):
+            raise ApiError(
+                400,
+                "bad_number",
+                f"number {raw!r} is refused: {checked.reason.value.replace('_', ' ')} "
+                "(write it as you would dial it, e.g. +7 916 123-45-67 or 89161234567)",
+            )
+        return checked.e164
 
     def _callback_id(self, request: web.Request) -> str:
         callback_id = request.match_info["id"]
@@ -298,17 +323,7 @@ class Api:
         category = text_field(data, "category", required=True, limit=64)
         name = text_field(data, "name", required=False, limit=MAX_NAME)
         note = text_field(data, "note", required=False, limit=MAX_NOTE)
-        if not is_e164(number):
-            raise ApiError(
-                400, "bad_number", f"number must be in E.164 form like +79161234567, got {number!r}"
-            )
-        checked = self.numbers.normalize(number)
-        if isinstance(checked, Rejected):
-            raise ApiError(
-                400,
-                "bad_number",
-                f"number {number} is refused: {checked.reason.value.replace('_', ' ')}",
-            )
+        e164 = self._number(number)
         if category not in self.config.category_names():
             raise ApiError(
                 400,
@@ -318,7 +333,7 @@ class Api:
             )
         try:
             result = await self.commands.add_manual(
-                checked.e164, category, who.actor, name=clean_name(name, MAX_NAME), note=note
+                e164, category, who.actor, name=clean_name(name, MAX_NAME), note=note
             )
         except QueueInputError as exc:
             raise ApiError(400, "bad_input", str(exc)) from None

@@ -426,6 +426,15 @@ def build_openapi(config: Config) -> dict[str, Any]:
                         },
                         day_param,
                         {
+                            "name": "number",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                            "description": "Every callback this number had, open and "
+                            "finished, newest first; any spelling the phone policy accepts "
+                            "(89161234567, +7 916 123-45-67).",
+                        },
+                        {
                             "name": "limit",
                             "in": "query",
                             "required": False,
@@ -437,7 +446,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
                             },
                         },
                     ],
-                    errors={"400": _err("Unknown state or category, bad day or limit.")},
+                    errors={"400": _err("Unknown state or category, bad day, number or limit.")},
                     description=(
                         "With `day`: the callbacks first missed that day, in the order of "
                         "their first missed call. Without: open callbacks from the live queue "
@@ -453,8 +462,10 @@ def build_openapi(config: Config) -> dict[str, Any]:
                         {
                             "number": {
                                 "type": "string",
-                                "pattern": r"^\+[1-9]\d{6,14}$",
-                                "description": "E.164",
+                                "maxLength": 32,
+                                "description": "Any spelling the phone policy accepts: "
+                                "+79161234567, 89161234567, +7 916 123-45-67; stored as "
+                                "E.164.",
                             },
                             "category": {"enum": categories},
                             "name": {"type": "string", "maxLength": 64},

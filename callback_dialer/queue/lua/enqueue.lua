@@ -77,6 +77,11 @@ if P.due_at ~= nil and P.due_at ~= '' then
   r.next_at = fmt(tonumber(P.due_at))
 end
 redis.call('HSET', K.open(), P.number, id)
+-- Every callback a number ever had, for finding them by number (the page's search); kept as
+-- long as the oldest of them can be.
+redis.call('ZADD', K.number(P.number), fmt(NOW), id)
+redis.call('ZREMRANGEBYSCORE', K.number(P.number), '-inf', fmt(NOW - 2 * KEEP))
+redis.call('EXPIRE', K.number(P.number), 2 * KEEP)
 redis.call('ZADD', K.age(), r.first_missed, id)
 redis.call('ZADD', K.day(P.day), r.first_missed, id)
 redis.call('EXPIRE', K.day(P.day), KEEP)
