@@ -363,6 +363,9 @@ class DialerStatus:
     async def counts(self) -> dict[str, dict[str, int]]:
         return await self._queue.counts()
 
+    async def oldest_waiting_since(self) -> float | None:
+        return await self._queue.oldest_waiting_since()
+
     async def day_callbacks(self, day: str) -> list[Callback]:
         return await self._queue.day_callbacks(day)
 

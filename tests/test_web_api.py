@@ -833,6 +833,64 @@ async def test_hostile_names_come_back_verbatim_as_json_text_never_as_markup(rig
     assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
 
 
+# --------------------------------------------------------------------------- the words
+
+
+STATIC = REPO / "callback_dialer" / "web" / "static"
+# Every word the history can hold (the queue's scripts and settle calls), and what the
+# dispatcher says when it cannot dispatch.
+HISTORY_EVENTS = [
+    "created",
+    "merged",
+    "claimed",
+    "stage",
+    "due",
+    "lease_expired",
+    "cancelled",
+    "category_changed",
+    "call_now",
+    "scheduled",
+    "done",
+    "failed",
+    "retry",
+    "released",
+    "served_inbound",
+    "served_outbound",
+]
+NOT_DISPATCHING = ("paused", "stopping", "ami_down", "resyncing", "outside_calling_hours")
+
+
+def test_every_word_the_page_can_show_is_in_both_languages() -> None:
+    from callback_dialer.dispatch.outcome import Reason
+    from callback_dialer.web.openapi import AGENT_STATES, STAGES, STATES
+
+    strings = json.loads((STATIC / "i18n.json").read_text("utf-8"))
+    assert set(strings["en"]) == set(strings["ru"])
+    script = (STATIC / "app.js").read_text("utf-8")
+    page = (STATIC / "index.html").read_text("utf-8")
+    used = set(re.findall(r"\bt(?:Or)?\(\s*\"([a-z0-9_]*[a-z0-9])\"", script))
+    used |= set(re.findall(r'data-i18n(?:-placeholder|-title)?="([a-z0-9_]+)"', page))
+    families = {
+        "state_": STATES,
+        "stage_": STAGES,
+        "agent_": AGENT_STATES,
+        "blocked_": NOT_DISPATCHING,
+        "event_": HISTORY_EVENTS,
+        "source_": [s.value for s in Source],
+        "reason_": [r.value for r in Reason] + ["expired", "lease_expired", "due"],
+        "actor_": ["system", "dispatcher", "pbx", "config", "anonymous"],
+    }
+    for prefix, values in families.items():
+        assert prefix in script, prefix  # the page does look these up
+        used |= {prefix + v for v in values}
+    assert sorted(k for k in used if k not in strings["ru"]) == []
+    # Translated, not copied: a Russian string holding an English word is a leftover.
+    english = [
+        k for k in used if re.search(r"[A-Za-z]{3}", re.sub(r"\{\w+\}", "", strings["ru"][k]))
+    ]
+    assert sorted(english) == ["redis_down", "redis_ok"]  # "Redis" is a name
+
+
 # --------------------------------------------------------------------------- the interfaces
 
 # What the web layer may import of the product: data types, config, the queue's errors and

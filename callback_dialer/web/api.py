@@ -114,6 +114,7 @@ class Api:
                 "language": self.pages.language(request),
                 "timezone": self.config.hours.timezone,
                 "target_seconds": self.config.web.target,
+                "target_share": self.config.web.target_share,
                 "categories": self.views.categories(),
             }
         )

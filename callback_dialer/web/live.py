@@ -201,11 +201,16 @@ class LiveHub:
             "error": "",
         }
         try:
-            raw["waiting"], raw["dialing"], raw["counts"] = await asyncio.gather(
-                s.waiting(WAITING_LIMIT), s.dialing(), s.counts()
+            (
+                raw["waiting"],
+                raw["dialing"],
+                raw["counts"],
+                raw["oldest"],
+            ) = await asyncio.gather(
+                s.waiting(WAITING_LIMIT), s.dialing(), s.counts(), s.oldest_waiting_since()
             )
         except QueueUnavailable as exc:
-            raw.update(waiting=[], dialing=[], counts={}, error=str(exc))
+            raw.update(waiting=[], dialing=[], counts={}, oldest=None, error=str(exc))
         return raw
 
     def _render(self, raw: dict[str, Any], masked: bool) -> dict[str, Any]:
@@ -229,6 +234,9 @@ class LiveHub:
             ],
             "waiting_total": sum(counts.get("pending", {}).values())
             + sum(counts.get("scheduled", {}).values()),
+            # The caller who has waited longest (being called or not): the figure a supervisor
+            # holds against the target.
+            "oldest_waiting_since": raw["oldest"],
             "in_progress": views.in_progress(raw["flights"], raw["dialing"], masked),
             "agents": views.agents(masked),
             "counts": counts,

@@ -294,6 +294,7 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "language": {"enum": ["en", "ru"]},
                 "timezone": S,
                 "target_seconds": N,
+                "target_share": N,
                 "categories": _arr(_obj({"name": {"enum": categories}, "label": S, "label_ru": S})),
             }
         ),
@@ -344,6 +345,7 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "health": _obj({"ami": B, "ami_error": S, "redis": B, "redis_error": S}),
                 "waiting": _arr(_ref("Callback")),
                 "waiting_total": I,
+                "oldest_waiting_since": N_OR_NULL,
                 "in_progress": _arr(_ref("InProgress")),
                 "agents": _arr(_ref("Agent")),
                 "counts": {"type": "object", "additionalProperties": COUNTS},

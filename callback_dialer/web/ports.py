@@ -103,6 +103,10 @@ class StatusSource(Protocol):
         """Open callbacks by state, then category."""
         ...
 
+    async def oldest_waiting_since(self) -> float | None:
+        """The first missed call of the oldest open callback (None: none is open)."""
+        ...
+
     async def day_callbacks(self, day: str) -> list[Callback]:
         """The callbacks first missed on ``day``."""
         ...

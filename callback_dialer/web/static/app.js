@@ -13,7 +13,8 @@
     session: null, strings: {}, lang: "en",
     snapshot: null, received: 0, stats: null, jobs: null, dayStats: null,
     es: null, backoff: 1, retryTimer: null, lastMessage: 0,
-    knownIds: null, deferWaiting: false, cancelId: null,
+    knownIds: null, cancelId: null, categoryFor: null,
+    search: null,
   };
   const WATCHDOG_MS = 45000;
   const $ = (id) => document.getElementById(id);
@@ -91,22 +92,87 @@
     return fmt(kind).format(new Date(ts * 1000));
   }
 
+  function fmtDateTime(ts) {
+    // History and search: always the date too, in the page's language (01.12, 10:42).
+    if (ts === null || ts === undefined) return "—";
+    return fmt("datetime").format(new Date(ts * 1000));
+  }
+
+  // A duration never breaks across lines: "1 h 38 min" is one figure.
+  const NBSP = "\u00a0";
   function fmtDuration(seconds) {
     if (seconds === null || seconds === undefined) return "—";
     const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return t("seconds_short", { n: s });
-    const m = Math.floor(s / 60);
-    if (m < 60) return t("minutes_short", { n: m });
-    return t("hours_short", { h: Math.floor(m / 60), m: m % 60 });
+    let text;
+    if (s < 60) text = t("seconds_short", { n: s });
+    else if (s < 3600) text = t("minutes_short", { n: Math.floor(s / 60) });
+    else text = t("hours_short", { h: Math.floor(s / 3600), m: Math.floor(s / 60) % 60 });
+    return text.split(" ").join(NBSP);
+  }
+
+  // Days (YYYY-MM-DD inside) are written as the page's language writes them: 01.12.2026 in
+  // Russian, 2026-12-01 in English (no 12/01 that reads two ways).
+  function fmtDay(iso) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+    if (!m) return iso || "";
+    return S.lang === "ru" ? m[3] + "." + m[2] + "." + m[1] : iso;
+  }
+
+  function parseDay(text) {
+    const value = (text || "").trim();
+    let y, mo, d, m;
+    if ((m = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(value))) [y, mo, d] = [m[1], m[2], m[3]];
+    else if ((m = /^(\d{1,2})\.(\d{1,2})\.(\d{4})$/.exec(value))) [d, mo, y] = [m[1], m[2], m[3]];
+    else if ((m = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec(value))) {
+      [d, mo, y] = S.lang === "ru" ? [m[1], m[2], m[3]] : [m[2], m[1], m[3]];
+    } else return null;
+    const date = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
+    if (date.getUTCFullYear() !== Number(y) || date.getUTCMonth() !== Number(mo) - 1 || date.getUTCDate() !== Number(d)) return null;
+    return date.toISOString().slice(0, 10);
+  }
+
+  function shiftDay(iso, days) {
+    const date = new Date(iso + "T00:00:00Z");
+    date.setUTCDate(date.getUTCDate() + days);
+    return date.toISOString().slice(0, 10);
+  }
+
+  function setDay(input, iso) {
+    input.dataset.iso = iso;
+    input.value = fmtDay(iso);
+  }
+
+  function dayOf(input) {
+    const iso = parseDay(input.value);
+    if (iso) input.dataset.iso = iso;
+    return iso;
+  }
+
+  // Who did it, in words: people by name, the program's own parts by what they are.
+  function actorLabel(actor) {
+    if (!actor) return "";
+    if (actor === "web:anonymous") return t("actor_anonymous");
+    if (actor.startsWith("web:")) return actor.slice(4);
+    return tOr("actor_" + actor, actor);
+  }
+
+  // How near the oldest caller is to the target: "" within, "near" past 3/4 of it, "late".
+  function targetClass(since) {
+    const target = S.session?.target_seconds || 0;
+    if (!target) return "";
+    const waited = serverNow() - since;
+    return waited >= target ? "late" : waited >= target * 0.75 ? "near" : "";
   }
 
   function fmtShare(value) {
     return value === null || value === undefined ? "—" : Math.round(value * 100) + "%";
   }
 
-  function age(since) {
+  function age(since, againstTarget) {
     // Updated every second by tick(); the server's clock may run faster (demo).
-    return el("span", { className: "age", dataset: { since: String(since) } },
+    const data = { since: String(since) };
+    if (againstTarget) data.target = "1";
+    return el("span", { className: "age" + (againstTarget ? " " + targetClass(since) : ""), dataset: data },
       fmtDuration(serverNow() - since));
   }
 
@@ -163,12 +229,22 @@
     for (const node of document.querySelectorAll("[data-i18n-placeholder]")) {
       node.setAttribute("placeholder", t(node.dataset.i18nPlaceholder));
     }
+    for (const node of document.querySelectorAll("[data-i18n-title]")) {
+      node.setAttribute("title", t(node.dataset.i18nTitle));
+      node.setAttribute("aria-label", t(node.dataset.i18nTitle));
+    }
+    for (const input of document.querySelectorAll("input.field-day")) {
+      if (input.dataset.iso) input.value = fmtDay(input.dataset.iso);
+      input.setAttribute("placeholder", fmtDay("2026-11-23"));
+    }
     for (const button of document.querySelectorAll("[data-lang]")) {
       button.classList.toggle("on", button.dataset.lang === S.lang);
       button.setAttribute("aria-pressed", button.dataset.lang === S.lang ? "true" : "false");
     }
     fillCategorySelect($("add-form").elements.category);
+    if (S.conn) setConn(...S.conn);
     renderAll();
+    if (S.search) renderSearch();
   }
 
   function setLanguage(lang) {
@@ -217,16 +293,29 @@
     pill($("health-redis"), h.redis ? t("redis_ok") : t("redis_down"), h.redis ? "ok" : "bad");
     $("health-redis").title = h.redis_error || "";
     const d = snap.dispatch;
+    const why = tOr("blocked_" + d.blocked_by, d.blocked_by);
     if (d.paused) {
-      pill($("dispatch"), t("dispatch_paused", { by: d.paused_by || "?" }) + (d.paused_reason ? ": " + d.paused_reason : ""), "warn");
+      pill($("dispatch"), t("dispatch_paused", { by: actorLabel(d.paused_by) || "?" }) + (d.paused_reason ? ": " + d.paused_reason : ""), "bad");
     } else if (!d.dispatching) {
-      pill($("dispatch"), t("dispatch_blocked", { why: tOr("blocked_" + d.blocked_by, d.blocked_by) }), "warn");
+      pill($("dispatch"), t("dispatch_blocked", { why }), "warn");
     } else {
       pill($("dispatch"), t("dispatch_on"), "ok");
     }
+    // Paused: a banner across the page, the rows marked as held (nobody is called back).
+    const banner = $("paused-banner");
+    document.body.classList.toggle("is-paused", !!d.paused);
+    document.body.classList.toggle("is-held", !d.dispatching);
+    show(banner, !d.dispatching);
+    banner.classList.toggle("paused", !!d.paused);
+    $("held-title").textContent = d.paused ? t("paused_banner") : t("blocked_banner", { why });
+    $("held-detail").textContent = d.paused
+      ? t("paused_by", { by: actorLabel(d.paused_by) || "?" }) + (d.paused_reason ? ": " + d.paused_reason : "") + "."
+      : "";
+    show($("banner-resume"), !!d.paused && canAct());
     const button = $("pause-btn");
     show(button, canAct());
     button.textContent = d.paused ? t("resume") : t("pause");
+    button.classList.toggle("danger", !d.paused);
     button.dataset.paused = d.paused ? "1" : "";
     const alarm = $("alarm");
     alarm.textContent = d.alarm ? t("alarm") + ": " + d.alarm : "";
@@ -242,45 +331,60 @@
     return el("span", { className: "tag" + (index >= 0 ? " cat-" + (index % 4) : "") }, categoryLabel(name));
   }
 
+  // Narrow screens show each row as a card; every cell names its column there.
+  function labelCells(row, keys) {
+    [...row.cells].forEach((cell, i) => { if (keys[i]) cell.dataset.label = t(keys[i]); });
+    return row;
+  }
+  const WAITING_LABELS = ["col_pos", "col_category", "col_number", "col_name_note", "col_waiting_since",
+    "col_missed", "col_attempts", "col_next", "col_state", ""];
+
+  function nameCell(name, note) {
+    return el("td", { className: "name", title: name + (note ? " — " + note : "") },
+      el("span", { className: "who-name" }, name),
+      note ? el("span", { className: "note" }, note) : null);
+  }
+
   function renderWaiting() {
     const body = $("waiting-body");
     const snap = S.snapshot;
     if (!snap) return;
-    // A supervisor in the middle of choosing a category keeps their dropdown.
-    if (body.contains(document.activeElement) && document.activeElement.tagName === "SELECT") {
-      S.deferWaiting = true;
-      return;
-    }
-    S.deferWaiting = false;
     const previous = S.knownIds;
     S.knownIds = new Set(snap.waiting.map((c) => c.id));
     $("waiting-count").textContent = t("waiting_count", { shown: snap.waiting.length, total: snap.waiting_total });
     if (!snap.waiting.length) { body.replaceChildren(emptyRow(10)); return; }
+    const d = snap.dispatch;
+    const held = !d.dispatching;
+    $("waiting").classList.toggle("held", held);
     body.replaceChildren(...snap.waiting.map((cb) => {
-      const next = cb.state === "scheduled" && cb.next_at ? fmtTime(cb.next_at)
+      // While nobody is called back no row may say "now": it says why it waits.
+      let next = cb.state === "scheduled" && cb.next_at ? fmtTime(cb.next_at)
         : cb.state === "pending" ? t("now") : "—";
+      let state = t("state_" + cb.state);
+      if (held && cb.state !== "dialing") {
+        next = d.paused ? t("next_paused") : tOr("blocked_" + d.blocked_by, d.blocked_by);
+        if (cb.state === "pending") state = t("on_hold");
+      }
       const actions = el("td", { className: "actions" });
       if (canAct()) {
-        const select = el("select", { dataset: { act: "category", id: cb.id }, "aria-label": t("change_category") });
-        fillCategorySelect(select, cb.category);
         actions.append(
           el("button", { type: "button", className: "small act", dataset: { act: "call-now", id: cb.id } }, t("call_now")),
           el("button", { type: "button", className: "small", dataset: { act: "cancel", id: cb.id, number: cb.number } }, t("cancel")),
-          select);
+          el("button", { type: "button", className: "small", dataset: { act: "category", id: cb.id, category: cb.category } }, t("change_category")));
       }
       actions.append(el("button", { type: "button", className: "small", dataset: { act: "history", id: cb.id } }, t("history")));
       const row = el("tr", { dataset: { id: cb.id }, className: previous && !previous.has(cb.id) ? "fresh" : "" },
         el("td", { className: "num" }, cb.position ?? ""),
         el("td", {}, categoryTag(cb.category), cb.pinned ? el("span", { className: "tag pinned" }, t("pinned")) : null),
         el("td", { className: "number" }, cb.number),
-        el("td", { className: "name", title: cb.name }, cb.name),
-        el("td", {}, fmtTime(cb.first_missed), age(cb.first_missed)),
+        nameCell(cb.name, cb.note),
+        el("td", {}, fmtTime(cb.first_missed), age(cb.first_missed, true)),
         el("td", { className: "num" }, cb.missed_count),
         el("td", { className: "num" }, cb.attempts),
-        el("td", {}, next),
-        el("td", { className: "state-" + cb.state }, t("state_" + cb.state)),
+        el("td", { className: held ? "held-next" : "" }, next),
+        el("td", { className: "state-" + (held && cb.state === "pending" ? "held" : cb.state) }, state),
         actions);
-      return row;
+      return labelCells(row, WAITING_LABELS);
     }));
   }
 
@@ -289,13 +393,14 @@
     if (!snap) return;
     const body = $("in-progress-body");
     if (!snap.in_progress.length) { body.replaceChildren(emptyRow(6)); return; }
-    body.replaceChildren(...snap.in_progress.map((f) => el("tr", { dataset: { id: f.id } },
+    body.replaceChildren(...snap.in_progress.map((f) => labelCells(el("tr", { dataset: { id: f.id } },
       el("td", { title: f.agent }, f.agent_name || f.agent),
       el("td", { className: "number" }, f.number),
       el("td", { className: "name", title: f.name }, f.name),
       el("td", {}, categoryTag(f.category)),
       el("td", {}, t("stage_" + f.stage)),
-      el("td", {}, age(f.started_at)))));
+      el("td", {}, age(f.started_at))),
+    ["col_agent", "col_number", "col_name", "col_category", "col_stage", "col_duration"])));
   }
 
   function renderAgents() {
@@ -303,43 +408,65 @@
     if (!snap) return;
     const body = $("agents-body");
     if (!snap.agents.length) { body.replaceChildren(emptyRow(5)); return; }
-    body.replaceChildren(...snap.agents.map((a) => el("tr", {},
+    body.replaceChildren(...snap.agents.map((a) => labelCells(el("tr", {},
       el("td", { title: a.interface }, a.name || a.interface),
       el("td", { className: "agent-" + a.state }, t("agent_" + a.state)),
       el("td", {}, age(a.since)),
       el("td", {}, a.paused_reason || ""),
-      el("td", {}, a.categories.map((c) => categoryTag(c))))));
+      el("td", {}, a.categories.map((c) => categoryTag(c)))),
+    ["col_agent", "col_state", "col_since", "col_paused_reason", "col_categories"])));
   }
 
-  function tile(label, value, sub) {
-    return el("div", { className: "tile" },
+  function tile(label, value, sub, kind, id) {
+    return el("div", { className: "tile" + (kind ? " " + kind : ""), id },
       el("div", { className: "value" }, value),
       el("div", { className: "label" }, label),
       sub ? el("div", { className: "sub" }, sub) : null);
   }
 
+  function withinKind(share) {
+    if (share === null || share === undefined) return "";
+    return share < (S.session?.target_share ?? 0.8) ? "bad" : "good";
+  }
+
   function tilesFor(stats) {
     const ttc = stats.time_to_callback;
     const within = stats.within_target;
+    const finished = stats.called_back + stats.failed;
+    const aim = fmtShare(S.session?.target_share ?? 0.8);
     return [
       tile(t("missed_calls"), stats.missed.total),
       tile(t("called_back"), stats.called_back),
-      tile(t("success_rate"), fmtShare(stats.success_rate)),
+      tile(t("success_rate"), fmtShare(stats.success_rate),
+        finished ? t("success_sub", { called: stats.called_back, finished }) : ""),
       tile(t("ttc_median"), fmtDuration(ttc.median_seconds)),
       tile(t("ttc_p90"), fmtDuration(ttc.p90_seconds)),
       tile(t("within_target", { target: fmtDuration(stats.target_seconds) }), fmtShare(within.share),
-        within.of ? within.count + " / " + within.of : ""),
+        within.of ? t("within_sub", { count: within.count, of: within.of, aim }) : "", withinKind(within.share)),
       tile(t("failed"), stats.failed),
       tile(t("served_own"), stats.served_inbound + stats.served_outbound),
       tile(t("still_open"), stats.open),
     ];
   }
 
+  // The caller who has waited longest, against the target: the figure a supervisor acts on.
+  function oldestTile() {
+    const since = S.snapshot?.oldest_waiting_since;
+    const target = fmtDuration(S.session?.target_seconds);
+    if (since === null || since === undefined) {
+      return tile(t("oldest_waiting"), "—", t("target_is", { target }), "good", "oldest-tile");
+    }
+    const node = tile(t("oldest_waiting"), fmtDuration(serverNow() - since), t("target_is", { target }),
+      targetClass(since) === "late" ? "bad" : targetClass(since) === "near" ? "warn" : "good", "oldest-tile");
+    node.querySelector(".value").dataset.since = String(since);
+    return node;
+  }
+
   function renderTiles() {
     const box = $("today-tiles");
-    if (!S.stats) return;
-    box.replaceChildren(...tilesFor(S.stats));
-    $("today-day").textContent = S.stats.day;
+    if (!S.stats && !S.snapshot) return;
+    box.replaceChildren(oldestTile(), ...(S.stats ? tilesFor(S.stats) : []));
+    if (S.stats) $("today-day").textContent = fmtDay(S.stats.day);
   }
 
   function statRow(cells) {
@@ -350,7 +477,7 @@
     if (!stats) { box.replaceChildren(); return; }
     const version = box.dataset.version || "0";
     const query = "?day=" + encodeURIComponent(stats.day) + "&lang=" + S.lang + "&v=" + version;
-    const categories = el("table", {},
+    const categories = el("table", { className: "figures" },
       el("thead", {}, el("tr", {}, [
         "col_category", "col_count", "col_callbacks", "col_called_back", "col_failed",
         "col_served", "col_open", "col_median", "col_within",
@@ -372,7 +499,7 @@
         el("img", { src: "/charts/hourly.svg" + query, alt: t("chart_hourly"), width: 760, height: 270 }),
         el("img", { src: "/charts/categories.svg" + query, alt: t("chart_categories") })),
       el("div", { className: "stat-tables" },
-        el("div", {}, el("h3", {}, t("by_category")), categories),
+        el("div", { className: "wide" }, el("h3", {}, t("by_category")), categories),
         el("div", {}, el("h3", {}, t("by_source")), list(sources, "source_")),
         el("div", {}, el("h3", {}, t("failed_why")), list(reasons, "reason_"))),
       el("p", { className: "help" }, t("stats_help")));
@@ -411,12 +538,28 @@
   function tick() {
     for (const node of document.querySelectorAll(".age[data-since]")) {
       node.textContent = fmtDuration(serverNow() - Number(node.dataset.since));
+      if (node.dataset.target) {
+        const kind = targetClass(Number(node.dataset.since));
+        node.classList.toggle("near", kind === "near");
+        node.classList.toggle("late", kind === "late");
+      }
+    }
+    const oldest = $("oldest-tile");
+    const value = oldest?.querySelector(".value[data-since]");
+    if (value) {
+      const since = Number(value.dataset.since);
+      value.textContent = fmtDuration(serverNow() - since);
+      const kind = targetClass(since);
+      oldest.classList.toggle("bad", kind === "late");
+      oldest.classList.toggle("warn", kind === "near");
+      oldest.classList.toggle("good", !kind);
     }
   }
 
   // ---------------------------------------------------------------- live updates
 
   function setConn(kind, seconds) {
+    S.conn = [kind, seconds];  // said again when the language changes
     const node = $("conn");
     if (kind === "live") pill(node, t("conn_live"), "ok");
     else if (kind === "connecting") pill(node, t("conn_connecting"), "warn");
@@ -441,9 +584,9 @@
       S.received = Date.now();
       // The day pickers start at the PBX's today (not the browser's, nor UTC's).
       for (const form of [$("day-form"), $("report-form")]) {
-        if (!form.elements.day.value) form.elements.day.value = S.snapshot.day;
+        if (!form.elements.day.dataset.iso) setDay(form.elements.day, S.snapshot.day);
       }
-      renderHeader(); renderWaiting(); renderInProgress(); renderAgents();
+      renderHeader(); renderWaiting(); renderInProgress(); renderAgents(); renderTiles();
     });
     es.addEventListener("stats", (e) => {
       onMessage();
@@ -488,14 +631,89 @@
 
   // ---------------------------------------------------------------- actions
 
+  // A reason is a code of the program (an outcome, a source, a stage) or a person's words.
+  function reasonText(event, reason) {
+    if (!reason) return "";
+    if (event === "created" || event === "merged") return tOr("source_" + reason, reason);
+    if (event === "stage") return tOr("stage_" + reason, reason);
+    return tOr("reason_" + reason, reason);
+  }
+
+  function historyDetail(h) {
+    const d = h.detail || {};
+    const parts = [];
+    if (h.event === "category_changed" && d.from !== undefined) {
+      parts.push(categoryLabel(d.from) + " → " + categoryLabel(d.to));
+    } else {
+      const reason = reasonText(h.event, h.reason);
+      if (reason && !(h.event === reason)) parts.push(reason);
+    }
+    if (h.event === "merged" && d.category) parts.push(categoryLabel(d.category));
+    if (d.previous_state) parts.push(t("was_state", { state: tOr("state_" + d.previous_state, d.previous_state) }));
+    if (d.agent) parts.push(t("agent_is", { agent: d.agent }));
+    const attempt = d.attempt;
+    if (attempt && typeof attempt === "object") {
+      if (attempt.outcome && attempt.outcome !== h.reason) parts.push(tOr("reason_" + attempt.outcome, attempt.outcome));
+      if (attempt.talk_seconds) parts.push(t("talked", { duration: fmtDuration(attempt.talk_seconds) }));
+    }
+    if (d.next_at) parts.push(t("next_try", { time: fmtDateTime(Number(d.next_at)) }));
+    return parts.join("; ");
+  }
+
   function openHistory(id) {
     api("GET", "/api/callbacks/" + encodeURIComponent(id)).then((data) => {
-      $("history-title").textContent = t("history_title", { id: id + " · " + data.callback.number + (data.callback.name ? " · " + data.callback.name : "") });
-      $("history-body").replaceChildren(...data.history.map((h) => el("tr", {},
-        el("td", {}, fmtTime(h.at)), el("td", {}, h.event), el("td", {}, tOr("state_" + h.state, h.state)),
-        el("td", {}, h.reason), el("td", {}, h.actor))));
+      const cb = data.callback;
+      $("history-title").textContent = t("history_title", { id: id + " · " + cb.number + (cb.name ? " · " + cb.name : "") });
+      const note = $("history-note");
+      note.textContent = cb.note ? t("note_is", { note: cb.note }) : "";
+      show(note, !!cb.note);
+      $("history-body").replaceChildren(...data.history.map((h) => labelCells(el("tr", {},
+        el("td", { className: "nowrap" }, fmtDateTime(h.at)),
+        el("td", {}, tOr("event_" + h.event, h.event)),
+        el("td", {}, tOr("state_" + h.state, h.state)),
+        el("td", {}, historyDetail(h)),
+        el("td", {}, actorLabel(h.actor))),
+      ["col_time", "col_event", "col_state", "col_details", "col_actor"])));
       $("history-dialog").showModal();
     }).catch((e) => notice(t("error", { message: e.message }), true));
+  }
+
+  // ---------------------------------------------------------------- finding a callback
+
+  async function onSearchSubmit(event) {
+    event.preventDefault();
+    const number = $("search-form").elements.number.value.trim();
+    const result = $("search-result");
+    result.classList.remove("error");
+    try {
+      const data = await api("GET", "/api/callbacks?number=" + encodeURIComponent(number));
+      S.search = { number, callbacks: data.callbacks };
+      renderSearch();
+    } catch (e) {
+      if (e.status === 401) { sessionOver(); return; }
+      S.search = null;
+      show($("search-results"), false);
+      result.textContent = t("error", { message: e.message });
+      result.classList.add("error");
+    }
+  }
+
+  function renderSearch() {
+    const { number, callbacks } = S.search;
+    const result = $("search-result");
+    result.classList.remove("error");
+    result.textContent = callbacks.length ? t("search_found", { count: callbacks.length }) : t("search_none", { number });
+    show($("search-results"), callbacks.length > 0);
+    $("search-body").replaceChildren(...callbacks.map((cb) => labelCells(el("tr", { dataset: { id: cb.id } },
+      el("td", {}, cb.id),
+      el("td", { className: "number" }, cb.number),
+      el("td", { className: "state-" + cb.state }, t("state_" + cb.state)),
+      el("td", {}, categoryTag(cb.category)),
+      el("td", { className: "nowrap" }, fmtDateTime(cb.first_missed)),
+      el("td", { className: "nowrap" }, fmtDateTime(cb.closed_at)),
+      nameCell(reasonText("", cb.reason), cb.note),
+      el("td", { className: "actions" }, el("button", { type: "button", className: "small", dataset: { act: "history", id: cb.id } }, t("history")))),
+    ["col_id", "col_number", "col_state", "col_category", "col_first_missed", "col_closed", "col_reason_note", ""])));
   }
 
   function onWaitingClick(event) {
@@ -510,16 +728,35 @@
       $("cancel-error").textContent = "";
       $("cancel-form").elements.reason.value = "";
       $("cancel-dialog").showModal();
+    } else if (button.dataset.act === "category") {
+      openCategory(id, button.dataset.category);
     } else if (button.dataset.act === "history") {
       openHistory(id);
     }
   }
 
-  function onWaitingChange(event) {
-    const select = event.target.closest("select[data-act=category]");
-    if (!select) return;
-    act("POST", "/api/callbacks/" + encodeURIComponent(select.dataset.id) + "/category",
-      { category: select.value }).catch(() => {}).finally(() => select.blur());
+  function openCategory(id, current) {
+    S.categoryFor = { id, current };
+    $("category-title").textContent = t("category_title", { id });
+    $("category-now").textContent = t("category_now", { category: categoryLabel(current) });
+    $("category-error").textContent = "";
+    fillCategorySelect($("category-form").elements.category, current);
+    $("category-dialog").showModal();
+  }
+
+  async function onCategorySubmit(event) {
+    event.preventDefault();
+    const { id, current } = S.categoryFor || {};
+    const category = $("category-form").elements.category.value;
+    if (!id) return;
+    if (category === current) { $("category-error").textContent = t("category_same"); return; }
+    try {
+      await api("POST", "/api/callbacks/" + encodeURIComponent(id) + "/category", { category });
+      $("category-dialog").close();
+    } catch (e) {
+      if (e.status === 401) { sessionOver(); return; }
+      $("category-error").textContent = t("error", { message: e.message });
+    }
   }
 
   async function onCancelSubmit(event) {
@@ -567,10 +804,32 @@
     } catch (e) { /* shown by act() */ }
   }
 
+  function dayOrSay(form, result) {
+    const day = dayOf(form.elements.day);
+    if (!day) {
+      result.textContent = t("day_bad", { example: fmtDay("2026-11-23") });
+      result.classList.add("error");
+    }
+    return day;
+  }
+
+  function onDayStep(event) {
+    const button = event.target.closest("button[data-day-step]");
+    if (!button) return;
+    const form = button.form;
+    const input = form.elements.day;
+    const day = dayOf(input) || input.dataset.iso || S.snapshot?.day;
+    if (!day) return;
+    setDay(input, shiftDay(day, Number(button.dataset.dayStep)));
+    if (form.id === "day-form") form.requestSubmit();
+  }
+
   async function onDaySubmit(event) {
     event.preventDefault();
-    const day = $("day-form").elements.day.value;
     const result = $("day-result");
+    result.classList.remove("error");
+    const day = dayOrSay($("day-form"), result);
+    if (!day) return;
     try {
       S.dayStats = await api("GET", "/api/stats?day=" + encodeURIComponent(day));
       result.textContent = "";
@@ -585,11 +844,13 @@
 
   async function onReportSubmit(event) {
     event.preventDefault();
-    const day = $("report-form").elements.day.value;
     const result = $("report-result");
+    result.classList.remove("error");
+    const day = dayOrSay($("report-form"), result);
+    if (!day) return;
     try {
       await act("POST", "/api/reports", { day }, result);
-      result.textContent = t("report_made", { day });
+      result.textContent = t("report_made", { day: fmtDay(day) });
     } catch (e) { /* shown by act() */ }
   }
 
@@ -625,8 +886,12 @@
       button.addEventListener("click", () => setLanguage(button.dataset.lang));
     }
     $("waiting-body").addEventListener("click", onWaitingClick);
-    $("waiting-body").addEventListener("change", onWaitingChange);
-    $("waiting-body").addEventListener("focusout", () => { if (S.deferWaiting) setTimeout(renderWaiting, 0); });
+    $("search-body").addEventListener("click", onWaitingClick);
+    $("search-form").addEventListener("submit", onSearchSubmit);
+    $("category-form").addEventListener("submit", onCategorySubmit);
+    $("category-close").addEventListener("click", () => $("category-dialog").close());
+    $("banner-resume").addEventListener("click", () => act("POST", "/api/dispatch/resume").catch(() => {}));
+    for (const form of [$("day-form"), $("report-form")]) form.addEventListener("click", onDayStep);
     $("cancel-form").addEventListener("submit", onCancelSubmit);
     $("cancel-close").addEventListener("click", () => $("cancel-dialog").close());
     $("pause-btn").addEventListener("click", onPauseClick);
