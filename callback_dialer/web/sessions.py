@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -102,6 +103,7 @@ class Sessions:
         self.book = SessionBook(config.web, store) if store is not None else None
         self.open_paths = PUBLIC_PATHS | {MONITORING_PATHS[name] for name in config.web.public}
         self.monitoring = frozenset(MONITORING_PATHS.values())
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}
         self.sign_ins = Counter(
             "callback_dialer_sign_ins_total",
             "Password sign-ins by result: ok, wrong, throttled (told to wait), busy.",
@@ -257,6 +259,28 @@ class Sessions:
         # The Host is one we answer to (checked first), so naming it proves the page is ours.
         return urlsplit(origin).netloc.lower() == self.peers.host(request).lower()
 
+    def _log_refusal(self, address: str, user: str, wait: int, device: bool) -> None:
+        """One line a minute per guesser, however fast they guess: a flood must not fill the
+        log (the refusals are counted in /metrics all the same)."""
+        now = time.monotonic()
+        key = (address, user)
+        last, refused = self._refusals.get(key, (-1e9, 0))
+        if now - last < 60:
+            self._refusals[key] = (last, refused + 1)
+            return
+        self._refusals.pop(key, None)
+        self._refusals[key] = (now, 0)
+        while len(self._refusals) > 10_000:
+            self._refusals.pop(next(iter(self._refusals)))
+        log.warning(
+            "sign-in refused: too many wrong passwords",
+            user=user,
+            address=address,
+            wait=wait,
+            known_device=device,
+            refused_since_last=refused,
+        )
+
     def form_csrf_ok(self, request: web.Request, form: Any) -> bool:
         who = request[PRINCIPAL]
         token = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
@@ -306,13 +330,7 @@ class Sessions:
         if not isinstance(ticket, LoginTicket):
             wait = math.ceil(ticket)
             self.sign_ins.inc("throttled")
-            log.warning(
-                "sign-in refused: too many wrong passwords",
-                user=user,
-                address=address,
-                wait=wait,
-                known_device=bool(device),
-            )
+            self._log_refusal(address, authority.throttle_key(user), wait, bool(device))
             headers = {"Retry-After": str(wait)}
             if as_json:
                 raise web.HTTPTooManyRequests(
