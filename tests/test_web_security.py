@@ -41,6 +41,20 @@ async def test_a_foreign_host_is_refused_before_anything_so_a_rebinding_page_get
         )
         assert_error(paused, 421, "unknown_host")
         assert not rig.dialer.dispatcher.paused
+        # Spellings that only look local are not.
+        for host in (
+            f"127.0.0.1.nip.io:{port}",
+            "127.1",
+            "2130706433",
+            f"localhost:{port}@{REBIND}",
+            f"{REBIND}, 127.0.0.1",
+            "127.0.0.1:abc",
+            "[::1]evil",
+            "",
+        ):
+            assert_error(
+                await attacker.get("/healthz", headers={"Host": host}), 421, "unknown_host"
+            )
         # The names a person uses on this machine still work.
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
             assert (await attacker.get("/api/session", headers={"Host": host})).status == 200

@@ -49,9 +49,15 @@ def host_name(host: str) -> str:
     """The name in a Host header, without the port, lower case: ``[::1]:8080`` -> ``::1``."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
+        end = host.find("]")
+        rest = host[end + 1 :] if end > 0 else "?"
+        # Only "[v6]" or "[v6]:port": anything else stays whole, and is no host we answer to.
+        return host[1:end] if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else host
     if host.count(":") == 1:
-        host = host.split(":", 1)[0]
+        name, port = host.split(":", 1)
+        if not port.isdigit():
+            return host
+        host = name
     return host.rstrip(".")
 
 
