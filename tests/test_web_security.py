@@ -426,3 +426,16 @@ async def test_each_monitoring_path_is_opened_or_closed_on_its_own(make_config, 
             401,
             "unauthenticated",
         )
+
+
+async def test_without_sign_in_an_open_page_is_never_told_its_session_ended(
+    make_config, tmp_path
+) -> None:
+    async with web_rig(make_config(), spool=tmp_path / "s.jsonl") as rig:  # auth = "none"
+        rig.web.hub.recheck = 0.05
+        rig.web.hub.heartbeat = 0.1
+        anyone = await rig.signed_in("")
+        async with anyone.http.get(rig.base + "/api/stream") as stream:
+            events = await read_events(stream, lambda ev: sum(k == "ping" for k, _ in ev) >= 3)
+        assert "expired" not in {kind for kind, _ in events}
+        assert_error(await anyone.post("/api/sessions/end", {}), 404, "no_sessions")

@@ -423,7 +423,7 @@ class Api:
         data = await json_body(request, ("user",))
         user = text_field(data, "user", required=False, limit=64) or who.user
         book = self.sessions.book
-        if book is None:
+        if book is None or self.config.web.auth != "users":
             raise ApiError(
                 404,
                 "no_sessions",
@@ -444,7 +444,7 @@ class Api:
             self.masked(request),
             expires_at=session.ends_at if session is not None else None,
             # Signed out elsewhere, or ended by a supervisor: the open page learns it soon.
-            still_valid=lambda: self.sessions.still_signed_in(request),
+            still_valid=(lambda: self.sessions.still_signed_in(request)) if session else None,
         )
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -371,6 +371,9 @@ class Sessions:
         try:
             cookie = await self.book.open(who.user)
         except QueueUnavailable as exc:
+            log.error("sign-in impossible: Redis does not answer", user=user, error=str(exc))
+            if not as_json:
+                return self._login_page(request, t["login_unavailable"], 503, user)
             raise ApiError(
                 503, "redis_unavailable", f"sign-in needs Redis, which does not answer: {exc}"
             ) from None
