@@ -485,6 +485,22 @@ class RedisSessions:
         pipe.sadd(mine, digest)
         pipe.expire(mine, self._keep)
         await self._call(pipe.execute())
+        await self._prune(mine)
+
+    async def _prune(self, mine: str) -> None:
+        """Forget the user's sessions that ran out by themselves (their hash expired), so the
+        set of someone who signs in every day does not grow for ever."""
+        digests = [
+            d.decode() if isinstance(d, bytes) else d
+            for d in await self._call(self._redis.smembers(mine))
+        ]
+        pipe = self._redis.pipeline(transaction=False)
+        for digest in digests:
+            pipe.exists(self._keys.session(digest))
+        alive = await self._call(pipe.execute()) if digests else []
+        gone = [d for d, there in zip(digests, alive, strict=True) if not there]
+        if gone:
+            await self._call(self._redis.srem(mine, *gone))
 
     async def session(self, digest: str) -> StoredSession | None:
         raw = await self._call(self._redis.hgetall(self._keys.session(digest)))
@@ -517,6 +533,7 @@ class RedisSessions:
             for digest in digests:
                 pipe.delete(self._keys.session(digest))
             pipe.delete(mine)
+            # Run here for the count; the transaction's own execute then has nothing left.
             results = await pipe.execute()
             return sum(int(r) for r in results[:-1])
 

@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 
 import pytest
+import redis
 
 from callback_dialer.web.auth import CheckGate, SignInBusy
 
@@ -439,3 +440,20 @@ async def test_without_sign_in_an_open_page_is_never_told_its_session_ended(
             events = await read_events(stream, lambda ev: sum(k == "ping" for k, _ in ev) >= 3)
         assert "expired" not in {kind for kind, _ in events}
         assert_error(await anyone.post("/api/sessions/end", {}), 404, "no_sessions")
+
+
+async def test_sessions_that_ran_out_by_themselves_leave_no_trace_in_redis(rig) -> None:
+    store = rig.dialer.sessions
+    for _ in range(3):
+        await rig.signed_in("alice")
+    # Their hashes expire (idle); the user's set must not keep them for ever.
+    client = redis.Redis.from_url(rig.config.redis.url)
+    try:
+        mine = rig.queue.keys.user_sessions("alice")
+        for digest in client.smembers(mine):
+            client.delete(rig.queue.keys.session(digest.decode()))
+        await rig.signed_in("alice")
+        assert len(client.smembers(mine)) == 1
+    finally:
+        client.close()
+    assert await store.end_sessions_of("alice") == 1
