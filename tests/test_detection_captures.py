@@ -20,7 +20,7 @@ from callback_dialer.queue.models import Source, State
 from callback_dialer.queue.store import CallbackQueue
 
 from .conftest import REPO
-from .helpers.captures import load, replace_in_raw, rewrite
+from .helpers.captures import caller_channel, load, replace_in_raw, rewrite
 
 pytestmark = pytest.mark.captures
 
@@ -98,11 +98,12 @@ def rel(fact, start: float = 1_795_345_800.0):
 
 
 async def test_abandon_in_queue_whole_outcome(captures, config, queue) -> None:
-    facts, _ = await facts_of(captures / "abandon_in_queue.jsonl", config, queue)
+    path = captures / "abandon_in_queue.jsonl"
+    facts, _ = await facts_of(path, config, queue)
     assert [rel(f) for f in facts] == [
         (
             "missed",
-            "1795345802.1",
+            caller_channel(path, "+79161234561").uniqueid,
             "+79161234561",
             "Ivan Petrov",
             "new_connection",
@@ -114,15 +115,18 @@ async def test_abandon_in_queue_whole_outcome(captures, config, queue) -> None:
 
 
 async def test_answered_by_agent_is_served_not_missed(captures, config, queue) -> None:
-    facts, pipeline = await facts_of(captures / "answered_by_agent.jsonl", config, queue)
+    path = captures / "answered_by_agent.jsonl"
+    facts, pipeline = await facts_of(path, config, queue)
+    call_id = caller_channel(path, "89161234562").uniqueid
     assert [rel(f) for f in facts] == [
-        ("served", "served_inbound", "+79161234562", "1795345815.2", 1.21, "Local/102@agents/n"),
+        ("served", "served_inbound", "+79161234562", call_id, 1.21, "Local/102@agents/n"),
     ]
     assert pipeline.tracker.snapshot() == ()
 
 
 async def test_queue_timeout_abandon_is_not_the_end_of_the_call(captures, config, queue) -> None:
     path = captures / "queue_timeout.jsonl"
+    caller = caller_channel(path, "+79261234567")
     clock = ManualClock(1_795_345_800.0)
     pipeline = build_pipeline(config, clock, queue)
     facts: list = []
@@ -131,27 +135,26 @@ async def test_queue_timeout_abandon_is_not_the_end_of_the_call(captures, config
     # Feed up to and including QueueCallerAbandon: the caller is still on the line.
     records = [r for r in load(path) if r["dir"] == "in"]
     cut = next(i for i, r in enumerate(records) if "QueueCallerAbandon" in r["raw"])
-    newchannel = next(r for r in records if r["raw"].startswith("Event: Newchannel"))
     for r in records[: cut + 1]:
         stream.feed(r["raw"].encode(), 1_795_345_800.0 + r["t"])
     assert facts == []
     assert pipeline.tracker.snapshot() == (
         CallSnapshot(
-            call_id="1795345852.7",
-            channel="IAX2/carrier-16269",
+            call_id=caller.uniqueid,
+            channel=caller.name,
             number="+79261234567",
             category="billing",
             queues=("support",),
             in_queue=True,
             connected=False,
             callback_requested="",
-            started_at=1_795_345_800.0 + newchannel["t"],
+            started_at=1_795_345_800.0 + caller.created,
         ),
     )
     for r in records[cut + 1 :]:
         stream.feed(r["raw"].encode(), 1_795_345_800.0 + r["t"])
     assert [rel(f) for f in facts] == [
-        ("missed", "1795345852.7", "+79261234567", "", "billing", "timeout", 7.21, "support"),
+        ("missed", caller.uniqueid, "+79261234567", "", "billing", "timeout", 7.21, "support"),
     ]
 
 
@@ -271,14 +274,18 @@ async def test_unusable_caller_ids_are_counted_never_queued(
 ) -> None:
     config = make_config(phone={"blocklist": ["+7800*"]})
     queue = CallbackQueue(redis_client, config, ManualClock())
-    path = rewrite(
-        captures / "abandon_in_queue.jsonl",
-        tmp_path / "anon.jsonl",
-        replace_in_raw("+79161234561", caller_id),
-    )
+    recorded = captures / "abandon_in_queue.jsonl"
+    caller = caller_channel(recorded, "+79161234561")
+    assert caller.hung_up is not None
+    path = rewrite(recorded, tmp_path / "anon.jsonl", replace_in_raw("+79161234561", caller_id))
     facts, _ = await facts_of(path, config, queue)
+    # Counted when the call ended: at the Hangup, to the recording's 0.1 ms.
     assert facts == [
-        NotQueued(call_id="1795345802.1", reason=reason, at=pytest.approx(1_795_345_800.0 + 9.4624))
+        NotQueued(
+            call_id=caller.uniqueid,
+            reason=reason,
+            at=pytest.approx(1_795_345_800.0 + caller.hung_up, abs=1e-4),
+        )
     ]
     assert await queue.waiting() == []
 
@@ -287,8 +294,10 @@ async def test_a_call_shorter_than_min_call_seconds_is_not_queued(
     captures, make_config, queue, tmp_path
 ) -> None:
     config = make_config(detection={"min_call_seconds": 5})
-    facts, _ = await facts_of(captures / "hangup_in_ivr.jsonl", config, queue)
-    assert [rel(f) for f in facts] == [("not_queued", "1795345833.5", "too_short")]
+    path = captures / "hangup_in_ivr.jsonl"
+    facts, _ = await facts_of(path, config, queue)
+    call_id = caller_channel(path, "84951234563").uniqueid
+    assert [rel(f) for f in facts] == [("not_queued", call_id, "too_short")]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OPEN))
