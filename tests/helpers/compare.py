@@ -144,6 +144,41 @@ def _chanvar(m: AmiMessage, name: str) -> str:
     return ""
 
 
+def queue_bridge_race_settled(messages: Iterable[AmiMessage]) -> list[AmiMessage]:
+    """``messages`` with each AgentComplete put before the BRIDGEPEER clearings it raced.
+
+    When a queue call's bridge breaks up, Asterisk clears BRIDGEPEER on both channels (VarSet
+    with an empty Value, from the bridging thread) while app_queue, on the caller's thread,
+    sends AgentComplete: the same instant from two threads, so recordings of the same call
+    show either order (answered_by_agent: after AgentComplete in ../shared/ami-captures, before
+    it in tests/fixtures). Only that is settled: an AgentComplete moves back over the empty
+    BRIDGEPEER VarSets of its own two channels (Channel, DestChannel) that directly precede it,
+    skipping only events of no channel (DeviceStateChange, QueueMemberStatus); every other
+    event of those channels, and every other order, stays as recorded."""
+    out = list(messages)
+    for i in range(len(out)):
+        if out[i].event != "AgentComplete":
+            continue
+        own = {out[i].get("Channel"), out[i].get("DestChannel")} - {""}
+        to = i
+        for j in range(i - 1, -1, -1):
+            m = out[j]
+            if "Channel" not in m.fields:
+                continue
+            if (
+                m.event == "VarSet"
+                and m.get("Variable") == "BRIDGEPEER"
+                and m.get("Value") == ""
+                and m.get("Channel") in own
+            ):
+                to = j
+                continue
+            break
+        if to < i:
+            out.insert(to, out.pop(i))
+    return out
+
+
 def originate_responses(messages: Iterable[AmiMessage]) -> dict[str, tuple[str, str, bool]]:
     """ActionID -> (Response, Reason, whether Uniqueid names a channel)."""
     return {
