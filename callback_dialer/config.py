@@ -343,7 +343,9 @@ class DispatchConfig(Strict):
     # What the agent's phone shows: {category}, {label}, {digits}, {e164}, {national}.
     caller_id: str = '"Callback {label}" <{digits}>'
     # Customer first: Channel dials the customer; on answer Context/Exten rings the agent.
-    customer_channel: str = "Local/{exten}@callback-customer"
+    # "/n": without it Asterisk optimizes the Local pair away once the agent answers, and both
+    # of our channels hang up while the customer goes on talking (a short call, called again).
+    customer_channel: str = "Local/{exten}@callback-customer/n"
     agent_context: str = "callback-agent"
     agent_ring_seconds: Duration = 15.0
     customer_ring_seconds: Duration = 30.0
@@ -370,6 +372,23 @@ class DispatchConfig(Strict):
         if len(set(names)) != len(names):
             raise ValueError("trunk names must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _customer_local_stays(self) -> DispatchConfig:
+        # The dialer follows the call by the channels its Originate created. Asterisk replaces
+        # an optimizable Local pair by a direct bridge once the agent answers, and hangs both
+        # of those channels up while the customer talks on: the call would look over at once
+        # and the customer would be called again.
+        channel = self.customer_channel
+        if self.mode == "customer_first" and channel.lower().startswith("local/"):
+            options = channel.split("/", 2)[2] if channel.count("/") >= 2 else ""
+            if "n" not in options:
+                raise ValueError(
+                    f"customer_channel {channel!r} needs the /n option (e.g. "
+                    '"Local/{exten}@callback-customer/n"): without it Asterisk optimizes the '
+                    "Local channel away when the agent answers and the dialer loses the call"
+                )
+        return self
 
     @field_validator("agent_channel", "exten", "caller_id", "customer_channel")
     @classmethod

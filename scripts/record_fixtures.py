@@ -73,7 +73,7 @@ def customer_first_dialplan() -> str:
     """The customer-first contexts of ``callback-dialer dialplan``, for the lab's IAX2 trunk.
 
     Rendered from the project's defaults ([dispatch] customer_channel
-    ``Local/{exten}@callback-customer``, agent_context ``callback-agent``); the one change is
+    ``Local/{exten}@callback-customer/n``, agent_context ``callback-agent``); the one change is
     the customer's Dial string: ``PJSIP/${EXTEN}@${CALLBACK_TRUNK}`` becomes
     ``IAX2/${CALLBACK_TRUNK}/${EXTEN}`` (the lab's trunk is the IAX2 peer ``carrier``, which the
     Originates name in CALLBACK_TRUNK)."""

@@ -76,6 +76,15 @@ def problems(data: dict) -> list[str]:
         ),
         ({"web": {"public": ["metrics", "admin"]}}, "web.public[1]: must be one of 'healthz'"),
         ({"web": {"target_share": 1.5}}, "web.target_share: must be at most 1"),
+        (
+            {
+                "dispatch": {
+                    "mode": "customer_first",
+                    "customer_channel": "Local/{exten}@callback-customer",
+                }
+            },
+            "customer_channel 'Local/{exten}@callback-customer' needs the /n option",
+        ),
     ],
 )
 def test_each_fault_is_one_line_naming_the_key_and_what_is_allowed(data, expected) -> None:

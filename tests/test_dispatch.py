@@ -460,7 +460,7 @@ async def test_customer_first_dials_the_customer_and_names_the_agent(rig) -> Non
     await until(lambda: r.originates())
     sent = r.originates()[0]
     assert (sent.get("Channel"), sent.get("Context"), sent.get("Exten")) == (
-        "Local/79161230001@callback-customer",
+        "Local/79161230001@callback-customer/n",
         "callback-agent",
         "101",
     )

@@ -261,7 +261,7 @@ def test_each_mode_dials_its_own_first_leg(make_config) -> None:
     assert sent == {
         "agent_first": ("Local/101@agents", "callback-outbound", "79161230001", "15000", []),
         "customer_first": (
-            "Local/79161230001@callback-customer",
+            "Local/79161230001@callback-customer/n",
             "callback-agent",
             "101",
             "30000",

@@ -94,7 +94,9 @@ exten => _X.,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXT
  same => n,Hangup()
 
 ; Customer first ([dispatch] mode = "customer_first"): the Originate's Channel is
-; Local/<number>@callback-customer, which dials the customer ...
+; Local/<number>@callback-customer/n, which dials the customer ("/n": the Local pair must
+; stay, or Asterisk optimizes it away when the agent answers and the dialer's channels
+; hang up in the middle of the call) ...
 [callback-customer]
 exten => _X.,1,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
  same => n,Dial(PJSIP/${{EXTEN}}@${{CALLBACK_TRUNK}},{int(d.customer_ring_seconds)})
