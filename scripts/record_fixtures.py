@@ -69,6 +69,16 @@ REPO = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- the lab
 
 
+def find_kit() -> Path | None:
+    """``shared/asterisk-lab`` beside the checkout or beside any folder above it (a worktree
+    may sit deeper than ../), as the tests find ``shared/ami-captures``."""
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "asterisk-lab"
+        if (candidate / "up.sh").is_file():
+            return candidate
+    return None
+
+
 def customer_first_dialplan() -> str:
     """The customer-first contexts of ``callback-dialer dialplan``, for the lab's IAX2 trunk.
 
@@ -714,8 +724,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kit",
         type=Path,
-        default=REPO.parent / "shared" / "asterisk-lab",
-        help="the lab's scripts and configs (default: ../shared/asterisk-lab)",
+        default=find_kit(),
+        help="the lab's scripts and configs (default: shared/asterisk-lab beside the checkout "
+        "or beside a folder above it)",
     )
     parser.add_argument(
         "--out",
@@ -733,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         help="only these (default: all, in order): " + ", ".join(s.name for s in SCENARIOS),
     )
     args = parser.parse_args(argv)
+    if args.kit is None or not (args.kit / "up.sh").is_file():
+        parser.error(f"no lab kit (up.sh) at {args.kit}; name it with --kit")
     unknown = set(args.scenarios) - {s.name for s in SCENARIOS}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
