@@ -120,6 +120,42 @@ def test_customer_first_a_failed_customer_leg_uses_an_attempt(make_config, reaso
     assert decided.kind.uses_attempt
 
 
+def test_customer_first_reason_0_for_a_created_channel_waits_for_its_dial_to_say_why(
+    make_config,
+) -> None:
+    # Asterisk 22 reports a busy, congested or unanswered Local customer leg as Reason 0 with
+    # our ChannelId (tests/fixtures/customer_first.jsonl); <unknown> means nothing was dialled.
+    config = make_config(dispatch={"mode": "customer_first"})
+    strategy = CustomerFirst(config.dispatch)
+    unavailable = Outcome.retry(Reason.UNAVAILABLE)
+    assert strategy.first_leg_failed(OriginateReason.FAILED, "cbd-cb-7-1-abcdef") == Recheck(
+        after=1.0, outcome=unavailable
+    )
+    assert strategy.first_leg_failed(OriginateReason.FAILED, "<unknown>") == unavailable
+    assert strategy.first_leg_failed(OriginateReason.BUSY, "cbd-cb-7-1-abcdef") == (
+        Outcome.retry(Reason.BUSY)
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        (DialStatus.BUSY, Reason.BUSY),
+        (DialStatus.CONGESTION, Reason.CONGESTION),
+        (DialStatus.NOANSWER, Reason.NO_ANSWER),
+        (DialStatus.CHANUNAVAIL, Reason.UNAVAILABLE),
+        ("TORTURE", Reason.FAILED_DIAL),
+    ],
+)
+def test_the_first_legs_own_dial_ending_is_the_customers_outcome_only_customer_first(
+    make_config, status, why
+) -> None:
+    customer_first = make_config(dispatch={"mode": "customer_first"}).dispatch
+    assert CustomerFirst(customer_first).first_leg_dial_ended(status) == Outcome.retry(why)
+    # Agent first the first leg is the agent's: its OriginateResponse Reason decides.
+    assert AgentFirst(make_config().dispatch).first_leg_dial_ended(status) is None
+
+
 def test_agent_first_the_agent_answering_keeps_ringing_the_agent_stage(book, config) -> None:
     strategy = AgentFirst(config.dispatch)
     attempt = planned(book, config, strategy)

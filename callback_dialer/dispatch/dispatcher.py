@@ -517,7 +517,11 @@ class Dispatcher:
             self.metrics.originate_to_answer.observe(time.perf_counter() - attempt.sent_at)
             self.strategy.first_leg_answered(attempt, message.get("Uniqueid"))
         else:
-            attempt.finish(self.strategy.first_leg_failed(reason))
+            verdict = self.strategy.first_leg_failed(reason, message.get("Uniqueid"))
+            if isinstance(verdict, Recheck):
+                self._spawn_recheck(attempt, verdict)
+            else:
+                attempt.finish(verdict)
 
     def _second_leg(self, message: AmiMessage) -> Attempt | None:
         """The attempt whose second leg this dial is about.
@@ -543,6 +547,9 @@ class Dispatcher:
         self._spawn_renew(attempt)
 
     def on_dial_end(self, message: AmiMessage) -> None:
+        if "Channel" not in message.fields:
+            self._first_leg_dial_ended(message)
+            return
         attempt = self._second_leg(message)
         if attempt is None:
             return
@@ -552,6 +559,20 @@ class Dispatcher:
             self._spawn_renew(attempt)
         else:
             attempt.finish(self.strategy.second_leg_failed(status))
+
+    def _first_leg_dial_ended(self, message: AmiMessage) -> None:
+        """Asterisk's own dial of the Originate's first channel (no channel dialled it, hence
+        no Channel header) ended: unanswered, it may say what the OriginateResponse did not."""
+        uid = message.get("DestUniqueid")
+        attempt = self.inflight.by_channel(uid)
+        if attempt is None or not attempt.first_leg(uid) or attempt.decided:
+            return
+        status = message.get("DialStatus")
+        if status == DialStatus.ANSWER:
+            return  # the OriginateResponse (Reason 4) follows
+        verdict = self.strategy.first_leg_dial_ended(status)
+        if verdict is not None:
+            attempt.finish(verdict)
 
     def on_hangup(self, message: AmiMessage) -> None:
         uid = message.get("Uniqueid")

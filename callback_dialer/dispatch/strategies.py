@@ -16,6 +16,12 @@ not answer uses an attempt; an agent who did not answer does not.
 
     OriginateResponse Reason 4 (customer answered, waiting) -> DialBegin (agent ringing,
     ``agent_context``) -> DialEnd ANSWER (talking) -> Hangup: done or retry
+
+A customer who did not answer: with a Local ``customer_channel`` Asterisk 22 answers
+``Reason: 0`` whether they were busy, congested or let it ring (tests/fixtures/
+customer_first.jsonl); how it went is the DialStatus of Asterisk's own dial of the first
+channel (a DialEnd without a Channel header), which comes just before or just after that
+OriginateResponse. Reason 0 for a channel that was created waits a moment for it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..ami.asterisk import DialStatus, OriginateReason
+from ..ami.asterisk import UNKNOWN_ID, DialStatus, OriginateReason
 from ..config import DispatchConfig
 from ..queue.models import Stage
 from .attempt import Attempt
@@ -62,8 +68,14 @@ class Strategy(ABC):
         """OriginateResponse Reason 4: the first leg is up (``uid`` its channel)."""
 
     @abstractmethod
-    def first_leg_failed(self, reason: OriginateReason | None) -> Outcome:
-        """Any other OriginateResponse (None: a Reason we do not know)."""
+    def first_leg_failed(self, reason: OriginateReason | None, uid: str = "") -> Outcome | Recheck:
+        """Any other OriginateResponse (None: a Reason we do not know); ``uid`` its Uniqueid:
+        our ChannelId when the first channel was created, ``<unknown>`` when not."""
+
+    def first_leg_dial_ended(self, status: str) -> Outcome | None:
+        """Asterisk's own dial of the first channel ended unanswered (DialEnd without a
+        Channel header): the outcome that means, or None when the OriginateResponse says."""
+        return None
 
     @abstractmethod
     def second_leg_ringing(self, attempt: Attempt, uid: str) -> None:
@@ -108,7 +120,8 @@ AGENT_LEG_OUTCOMES = {
 }
 AGENT_LEG_FAILED = Outcome.release(Reason.ORIGINATE_FAILED, cooldown=True, streak=True)
 
-# What an OriginateResponse dialling the customer first means; anything else: unavailable.
+# What an OriginateResponse dialling the customer first means; anything else: unavailable,
+# unless the dial of the customer's channel says more (CustomerFirst.first_leg_failed).
 CUSTOMER_LEG_OUTCOMES = {
     OriginateReason.BUSY: Reason.BUSY,
     OriginateReason.CONGESTION: Reason.CONGESTION,
@@ -140,7 +153,7 @@ class AgentFirst(Strategy):
     def first_leg_answered(self, attempt: Attempt, uid: str) -> None:
         attempt.agent_answered(uid)
 
-    def first_leg_failed(self, reason: OriginateReason | None) -> Outcome:
+    def first_leg_failed(self, reason: OriginateReason | None, uid: str = "") -> Outcome:
         return AGENT_LEG_OUTCOMES.get(reason, AGENT_LEG_FAILED)
 
     def second_leg_ringing(self, attempt: Attempt, uid: str) -> None:
@@ -185,8 +198,20 @@ class CustomerFirst(Strategy):
     def first_leg_answered(self, attempt: Attempt, uid: str) -> None:
         attempt.customer_answered(uid)
 
-    def first_leg_failed(self, reason: OriginateReason | None) -> Outcome:
-        return Outcome.retry(CUSTOMER_LEG_OUTCOMES.get(reason, Reason.UNAVAILABLE))
+    def first_leg_failed(self, reason: OriginateReason | None, uid: str = "") -> Outcome | Recheck:
+        why = CUSTOMER_LEG_OUTCOMES.get(reason)
+        if why is not None:
+            return Outcome.retry(why)
+        unavailable = Outcome.retry(Reason.UNAVAILABLE)
+        if uid and uid != UNKNOWN_ID:
+            # The customer's channel was created and dialled, so "0" hides busy, congestion or
+            # no answer: the first leg's DialEnd tells (first_leg_dial_ended), and may still
+            # be on its way. Only if it never comes is the customer "unavailable".
+            return Recheck(after=1.0, outcome=unavailable)
+        return unavailable
+
+    def first_leg_dial_ended(self, status: str) -> Outcome:
+        return Outcome.retry(CUSTOMER_DIAL_OUTCOMES.get(status, Reason.FAILED_DIAL))
 
     def second_leg_ringing(self, attempt: Attempt, uid: str) -> None:
         attempt.agent_ringing(uid)
