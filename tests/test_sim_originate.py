@@ -21,13 +21,16 @@ from simpbx.model import (
 from simpbx.observe import CustomerLegEnded, OriginateDone
 from simpbx.pbx import SimPbx
 from simpbx.recording import Recorder
-from simpbx.scenarios import CAPTURE_EPOCH, originate
+from simpbx.scenarios import CAPTURE_EPOCH, originate, play
 
 from callback_dialer.ami.asterisk import DialStatus
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder
 from callback_dialer.clock import ManualClock
 
+from .conftest import REPO
 from .helpers.compare import channel_shapes, originate_responses, read_messages
+
+FIXTURES = REPO / "tests" / "fixtures"
 
 # The callbacks capture's six Originates: (ActionID, agent, number, CALLBACK_ID, category).
 CAPTURED = {
@@ -266,7 +269,9 @@ async def test_a_customer_who_never_answers_ends_with_noanswer_after_the_dial_ti
     assert leg.ended_at - leg.rang_at == pytest.approx(pbx.spec.callback_dial_timeout)
     shapes = channel_shapes(read_messages(recorder.events()))["cb-9"]
     assert "DialEnd>NOANSWER" in shapes["local;1"]
-    assert shapes["trunk"][-1] == "Hangup:19"
+    # app_dial hangs up the channel it rang to its timeout with no cause, as the
+    # customer_first recording shows: HangupRequest without a Cause header, Hangup Cause 0.
+    assert shapes["trunk"][-2:] == ["HangupRequest:", "Hangup:0"]
 
 
 async def test_an_agent_already_on_a_call_answers_busy(rig) -> None:
@@ -316,16 +321,33 @@ async def test_a_channel_id_in_use_is_refused(rig) -> None:
 # --------------------------------------------------------------------------- customer first
 
 
+# The customer_first recording (ours only: the shared captures have none): its five
+# Originates, as the dialer sends them in customer-first mode.
+CUSTOMER_FIRST = FIXTURES / "customer_first.jsonl"
+
+
+async def test_customer_first_has_the_recorded_sequence_for_each_outcome() -> None:
+    # customer and agent answer, busy, congestion, agent 109 never answers, no answer
+    recording = await play("customer_first")
+    real = read_messages(CUSTOMER_FIRST)
+    simulated = read_messages(recording.events())
+    callbacks = {f"cb-{n}" for n in range(1, 6)}
+    assert set(channel_shapes(real)) == callbacks
+    for callback in sorted(callbacks):
+        assert channel_shapes(simulated)[callback] == channel_shapes(real)[callback], callback
+    assert originate_responses(simulated) == originate_responses(real)
+
+
 @pytest.mark.parametrize(
     ("status", "reason"),
     [
         (DialStatus.ANSWER, "4"),
-        (DialStatus.BUSY, "5"),
-        (DialStatus.NOANSWER, "3"),
-        (DialStatus.CONGESTION, "8"),
+        (DialStatus.BUSY, "0"),
+        (DialStatus.NOANSWER, "0"),
+        (DialStatus.CONGESTION, "0"),
     ],
 )
-async def test_customer_first_reports_the_customer_in_the_originate_response(
+async def test_customer_first_tells_the_customers_dial_only_in_the_first_channels_dial_end(
     status, reason, rig
 ) -> None:
     pbx, recorder, _ = rig(
@@ -335,12 +357,12 @@ async def test_customer_first_reports_the_customer_in_the_originate_response(
         pbx,
         {
             "ActionID": "cf",
-            "Channel": "Local/79161230007@callback-customer",
+            "Channel": "Local/79161230007@callback-customer/n",
             "Context": "callback-agent",
             "Exten": "101",
             "Priority": "1",
             "CallerID": '"Callback" <79161230007>',
-            "Variable": ["CALLBACK_ID=cb-cf", "CALLBACK_AGENT=Local/101@agents/n"],
+            "Variable": ["CALLBACK_ID=cb-cf", "CALLBACK_AGENT=Local/101@agents"],
             "ChannelId": "cf-1",
             "OtherChannelId": "cf-2",
             "Async": "true",
@@ -352,6 +374,10 @@ async def test_customer_first_reports_the_customer_in_the_originate_response(
     events = read_messages(recorder.events())
     response = next(m for m in events if m.event == "OriginateResponse")
     assert response["Reason"] == reason
+    # Asterisk's own dial of the first channel (no Channel header) ends with the customer's
+    # status: the only place a failed customer-first Originate says what happened.
+    [first_dial] = [m for m in events if m.event == "DialEnd" and "Channel" not in m.fields]
+    assert (first_dial["DestUniqueid"], first_dial["DialStatus"]) == ("cf-1", status)
     if status == "ANSWER":
         assert (response["Response"], response["Uniqueid"]) == ("Success", "cf-1")
         agent_dial = [
@@ -361,7 +387,8 @@ async def test_customer_first_reports_the_customer_in_the_originate_response(
         ]
         assert agent_dial and agent_dial[0]["Uniqueid"] == "cf-1"
     else:
-        assert (response["Response"], response["Uniqueid"]) == ("Failure", "<unknown>")
+        # Reason 0 names the channel that was made, unlike a channel that cannot be created.
+        assert (response["Response"], response["Uniqueid"]) == ("Failure", "cf-1")
         assert not any(m.get("DestChannel", "").startswith("Local/101@") for m in events)
     # The customer's own dial carries the callback id, whatever happened.
     ends = [

@@ -114,6 +114,32 @@ class AgentLeg:
         p.emit(wire.newconnectedline(two))
         p.emit(wire.local_bridge(one, two, p.spec.agent_context, agent.extension, False))
 
+    def create_for_dial(self, dialer: Channel, optimize: bool = True) -> None:
+        """Newchannel .. LocalBridge, as Dial(Local/NNN@agents) from a dialplan creates the
+        pair (callback-agent in the customer_first capture)."""
+        p, one, two, agent = self.pbx, self.one, self.two, self.agent
+        p.emit(wire.newchannel(one))
+        if two is None:
+            one.caller_num, one.caller_name = dialer.caller_num, dialer.caller_name
+            one.connected_num, one.connected_name = dialer.caller_num, dialer.caller_name
+            p.emit(wire.newcallerid(one))
+            p.emit(wire.newconnectedline(one))
+            return
+        p.emit(wire.newchannel(two))
+        peer = self.dial_string(queue=False)
+        p.emit(wire.varset(one, "DIALEDPEERNUMBER", peer))
+        p.emit(wire.newexten(one, "AppDial", "(Outgoing Line)"))
+        one.caller_num, one.caller_name = agent.extension, dialer.caller_name
+        p.emit(wire.newcallerid(one))
+        one.connected_num, one.connected_name = dialer.caller_num, dialer.caller_name
+        p.emit(wire.newconnectedline(one))
+        p.emit(wire.varset(two, "DIALEDPEERNUMBER", peer))
+        two.caller_num, two.caller_name = dialer.caller_num, dialer.caller_name
+        p.emit(wire.newcallerid(two))
+        two.connected_num, two.connected_name = agent.extension, dialer.caller_name
+        p.emit(wire.newconnectedline(two))
+        p.emit(wire.local_bridge(one, two, p.spec.agent_context, agent.extension, optimize))
+
     def create_for_originate(
         self,
         caller_num: str,

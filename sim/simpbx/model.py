@@ -166,6 +166,8 @@ class PbxSpec:
     # customer first: Local/<number>@callback-customer dials the customer, then the
     # Originate's Context (callback-agent) dials ${CALLBACK_AGENT}.
     customer_context: str = "callback-customer"
+    # What callback-customer sets before dialling: Set(CALLERID(all)=${CALLBACK_PUBLIC_CALLERID})
+    public_callerid: str = '"Support" <74950000000>'
     customer_dial_timeout: float = 30.0
     agent_dial_timeout: float = 15.0
     # after-queue / queue-exit: Wait(1) before Hangup()

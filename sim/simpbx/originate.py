@@ -7,9 +7,11 @@ the agent's channel, carrying ``ChanVariable: CALLBACK_ID=...``). An agent who n
 gives ``Reason: 3`` (``Response: Failure``, ``Uniqueid: <unknown>``) only when ``Timeout`` runs
 out; a busy agent ``Reason: 5``; a channel that cannot be created ``Reason: 0``.
 
-Customer first: ``Channel: Local/<number>@callback-customer`` dials the customer; the
-OriginateResponse reason is the customer's (4 answered, 5 busy, 3 no answer, 8 congestion,
-1 unreachable); once they answer, ``callback-agent`` dials ``${CALLBACK_AGENT}``.
+Customer first (the ``customer_first`` capture): ``Channel: Local/<number>@callback-customer/n``
+dials the customer; once they answer, OriginateResponse ``Reason: 4`` and ``callback-agent``
+dials ``${CALLBACK_AGENT}``. A customer who is busy, congested or does not answer gives
+``Response: Failure``, ``Reason: 0`` and our ChannelId as ``Uniqueid``, whatever happened: the
+DialEnd of the first channel tells which.
 
 ``ChannelId``/``OtherChannelId`` become the Uniqueids of the first channel and of its Local
 ``;2``; every channel of one origination shares the first channel's Linkedid.
@@ -44,15 +46,22 @@ from .switch import Agent, Switch
 
 Reply = Callable[[list[tuple[str, str]]], None]
 
-# OriginateResponse Reason when the customer is the first leg: how their dial ended.
-CUSTOMER_REASON = {
-    DialStatus.ANSWER: OriginateReason.ANSWERED,
-    DialStatus.BUSY: OriginateReason.BUSY,
-    DialStatus.NOANSWER: OriginateReason.NO_ANSWER,
-    DialStatus.CONGESTION: OriginateReason.CONGESTION,
-    DialStatus.CHANUNAVAIL: OriginateReason.HANGUP,
-    DialStatus.CANCEL: OriginateReason.HANGUP,
-}
+# What app_dial clears on the dialling channel when a Dial() starts.
+DIAL_VARS = (
+    "DIALSTATUS",
+    "DIALEDPEERNUMBER",
+    "DIALEDPEERNAME",
+    "ANSWEREDTIME",
+    "ANSWEREDTIME_MS",
+    "DIALEDTIME",
+    "DIALEDTIME_MS",
+    "RINGTIME",
+    "RINGTIME_MS",
+    "PROGRESSTIME",
+    "PROGRESSTIME_MS",
+)
+# The agents dialplan of a phone nobody picks up: Ringing(), Wait(60).
+AGENT_RINGS_SECONDS = 60.0
 
 
 def parse_callerid(text: str) -> tuple[str, str]:
@@ -141,19 +150,7 @@ class CustomerLeg:
     def start(self) -> None:
         p, dialer, exten = self.pbx, self.dialer, self.exten
         trunk = p.spec.trunk
-        for var in (
-            "DIALSTATUS",
-            "DIALEDPEERNUMBER",
-            "DIALEDPEERNAME",
-            "ANSWEREDTIME",
-            "ANSWEREDTIME_MS",
-            "DIALEDTIME",
-            "DIALEDTIME_MS",
-            "RINGTIME",
-            "RINGTIME_MS",
-            "PROGRESSTIME",
-            "PROGRESSTIME_MS",
-        ):
+        for var in DIAL_VARS:
             self.o.set_var(dialer, var, "")
         ch = self.channel = p.trunk_channel(dialer.linkedid, outbound=True)
         p.emit(wire.newchannel(ch))
@@ -187,6 +184,7 @@ class CustomerLeg:
             self.o.set_var(dialer, "RINGTIME", "0")
             self.o.set_var(dialer, "RINGTIME_MS", "3")
             p.emit(wire.dial_state(dialer, ch, DialProgress.RINGING))
+            self.o.customer_phone_rings()
         sched = p.scheduler.call_later
         if response.status == DialStatus.NOANSWER or ring >= self.dial_timeout:
             self.timers.append(sched(self.dial_timeout, self.fail, DialStatus.NOANSWER))
@@ -209,6 +207,9 @@ class CustomerLeg:
         self.o.set_var(dialer, "DIALEDPEERNAME", ch.name)
         self.o.set_var(dialer, "DIALEDPEERNUMBER", f"{p.spec.trunk}/{self.exten}")
         p.emit(wire.dial_end(dialer, ch, DialStatus.ANSWER))
+        if dialer.state != ChannelState.UP:  # customer first: ;2 is up once they answer
+            dialer.state = ChannelState.UP
+            p.emit(wire.newstate(dialer))
         bridge = self.bridge = p.new_bridge()
         ch.exten = ""
         p.emit(wire.newexten(ch, "AppDial", "(Outgoing Line)"))
@@ -228,8 +229,17 @@ class CustomerLeg:
         self.status = status
         cause = DIAL_STATUS_CAUSE[status]
         p.emit(wire.dial_end(dialer, ch, status))
-        p.emit(wire.hangup_request(ch, cause))
-        p.emit(wire.hangup(ch, cause))
+        if status == DialStatus.NOANSWER:
+            # The Dial's own timeout: app_dial hangs the ringing channel up with no cause
+            # (customer_first capture: HangupRequest without Cause, Hangup Cause 0), and
+            # the dialling side ends normally.
+            p.emit(wire.hangup_request(ch, None))
+            p.emit(wire.hangup(ch, HangupCause.UNKNOWN))
+            if self.o.local_one is not None:
+                cause = HangupCause.NORMAL_CLEARING
+        else:
+            p.emit(wire.hangup_request(ch, cause))
+            p.emit(wire.hangup(ch, cause))
         self._over()
         self.o.set_var(dialer, "DIALSTATUS", status)
         p.trunk_state()
@@ -265,8 +275,10 @@ class CustomerLeg:
         p.emit(wire.bridge_destroy(bridge.view()))
         p.trunk_state()
 
-    def dialer_hangs_up(self) -> None:
-        """The dialling side ends a call the customer answered."""
+    def dialer_hangs_up(self, then: Callable[[], None] | None = None) -> None:
+        """The dialling side ends a call the customer answered (customer_first capture, the
+        agent who never answered): the dialler leaves the bridge, then the customer, whose
+        channel is hung up last. ``then``: what the dialler does in between (hang up)."""
         if self.done:
             return
         p, ch, dialer, bridge = self.pbx, self.channel, self.dialer, self.bridge
@@ -274,12 +286,14 @@ class CustomerLeg:
         p.emit(wire.varset(dialer, "BRIDGEPEER", ""))
         p.emit(wire.varset(ch, "BRIDGEPEER", ""))
         p.bridge_leave(bridge, dialer)
-        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
+        self.o.answered_vars(dialer, self)
+        if then is not None:
+            then()
         p.bridge_leave(bridge, ch)
         p.emit(wire.bridge_destroy(bridge.view()))
+        p.emit(wire.hangup_request(ch, HangupCause.NORMAL_CLEARING))
         p.emit(wire.hangup(ch, HangupCause.NORMAL_CLEARING))
         self._over()
-        self.o.answered_vars(dialer, self)
         p.trunk_state()
 
     def _over(self) -> None:
@@ -348,8 +362,11 @@ class Origination:
     def _later(self, delay: float, fn: Callable[..., object], *args: object) -> None:
         self.timers.append(self.pbx.scheduler.call_later(delay, fn, *args))
 
-    def respond(self, reason: OriginateReason, *, channel: Channel | None) -> None:
-        """OriginateResponse; ``channel`` is the answered first channel (None on failure)."""
+    def respond(
+        self, reason: OriginateReason, *, channel: Channel | None, uniqueid: str = UNKNOWN_ID
+    ) -> None:
+        """OriginateResponse; ``channel`` is the answered first channel (None on failure, then
+        ``uniqueid`` is the created first channel's, or <unknown> when none was made)."""
         if self.responded:
             return
         self.responded = True
@@ -376,7 +393,7 @@ class Origination:
                 context=req.context,
                 exten=req.exten,
                 reason=reason,
-                uniqueid=UNKNOWN_ID,
+                uniqueid=uniqueid,
                 caller_num=req.caller_num,
                 caller_name=req.caller_name,
             )
@@ -561,6 +578,16 @@ class Origination:
 
     # -- what the customer leg reports (agent first)
 
+    def customer_phone_rings(self) -> None:
+        """Customer first: the ringing reaches the Originate's dial of ;1 through the Local
+        pair (customer_first capture: Newstate Ringing, DialState RINGING of ;1)."""
+        one = self.local_one
+        if one is None:
+            return
+        one.state = ChannelState.RINGING
+        self.pbx.emit(wire.newstate(one))
+        self.pbx.emit(wire.dial_state(None, one, DialProgress.RINGING))
+
     def customer_answered(self, leg: CustomerLeg) -> None:
         if self.local_one is not None:
             self._customer_first_answered()
@@ -586,7 +613,7 @@ class Origination:
 
     def customer_left(self, leg: CustomerLeg) -> None:
         if self.local_one is not None:
-            self._customer_first_over(HangupCause.NORMAL_CLEARING)
+            self._customer_first_customer_left()
             return
         self._agent_leg_ends(HangupCause.NORMAL_CLEARING, status=DialStatus.ANSWER)
 
@@ -675,6 +702,12 @@ class Origination:
         self.agent_hangs_up()
 
     # ------------------------------------------------------------------ customer first
+    # As tests/fixtures/customer_first.jsonl shows Asterisk 22.9.0 doing it for the dialer's
+    # Originate (Channel Local/<number>@callback-customer/n, Context callback-agent):
+    # callback-customer runs Set(CALLERID(all)=...) and Dial(IAX2/<trunk>/<number>,30) on ;2;
+    # once the customer answers, ;1 runs callback-agent: NoOp, Dial(${CALLBACK_AGENT},15),
+    # Hangup. A customer who does not answer (busy, congestion, no answer) ends the Local
+    # pair with the dial's cause, and the OriginateResponse is Reason 0 with our ChannelId.
 
     def _customer_first(self, number: str, optimize: bool) -> None:
         p, req = self.pbx, self.req
@@ -706,7 +739,12 @@ class Origination:
         p.emit(wire.newcallerid(two))
         p.emit(wire.newconnectedline(two))
         p.emit(wire.local_bridge(one, two, context, number, optimize))
-        p.emit(wire.dial_begin(None, one, f"{number}@{context}"))
+        # Asterisk's own dial of the first channel: the Originate's Channel without "Local/".
+        p.emit(wire.dial_begin(None, one, req.channel.split("/", 1)[1]))
+        p.emit(wire.newexten(two, "Set", f"CALLERID(all)={p.spec.public_callerid}"))
+        two.caller_num, two.caller_name = parse_callerid(p.spec.public_callerid)
+        p.emit(wire.newcallerid(two))
+        two.priority = 2
         dial_timeout = min(p.spec.customer_dial_timeout, req.timeout or 1e9)
         dial = f"IAX2/{p.spec.trunk}/{number},{wire.app_seconds(dial_timeout)}"
         p.emit(wire.newexten(two, "Dial", dial))
@@ -714,21 +752,31 @@ class Origination:
         self.customer.start()
 
     def _customer_first_answered(self) -> None:
-        p, req, one, two = self.pbx, self.req, self.local_one, self.local_two
-        assert one is not None and two is not None
+        """The customer picked up (;2 is bridged with them): the Originate's dial of ;1 is
+        answered and ;1 runs callback-agent, which rings the reserved agent."""
+        p, req, one = self.pbx, self.req, self.local_one
+        assert one is not None
         self.answered_at = p.clock.now()
-        two.state = ChannelState.UP
-        p.emit(wire.newstate(two))
+        self.respond(OriginateReason.ANSWERED, channel=one)
         one.state = ChannelState.UP
         p.emit(wire.newstate(one))
         p.emit(wire.dial_end(None, one, DialStatus.ANSWER))
-        self.respond(OriginateReason.ANSWERED, channel=one)
-        target = req.var(CALLBACK_AGENT_VAR)
-        agent = p.agent(target) if target else p.agent(req.exten)
+        target = req.var(CALLBACK_AGENT_VAR) or req.exten
         one.at(req.context, req.exten, 1)
-        dial = f"{target or req.exten},{wire.app_seconds(p.spec.agent_dial_timeout)}"
-        p.emit(wire.newexten(one, "Dial", dial))
+        p.emit(
+            wire.newexten(
+                one, "NoOp", f"callback {self.callback_id}: customer answered, ringing {target}"
+            )
+        )
+        one.priority = 2
+        p.emit(
+            wire.newexten(one, "Dial", f"{target},{wire.app_seconds(p.spec.agent_dial_timeout)}")
+        )
+        for var in DIAL_VARS:
+            self.set_var(one, var, "")
+        agent = p.agent(target) or p.agent(req.exten)
         if agent is None or agent.leg is not None:
+            # Nobody to ring (or on a call already): callback-agent's Dial fails at once.
             self._customer_first_over(
                 HangupCause.USER_BUSY if agent is not None else HangupCause.SUBSCRIBER_ABSENT
             )
@@ -736,11 +784,15 @@ class Origination:
         self.agent = agent
         leg = self.leg = AgentLeg(p, agent, one.linkedid)
         agent.leg = leg
-        leg.create_for_queue(one)
-        p.emit(wire.dial_begin(one, leg.one, target or agent.interface))
+        self._agent_dialled_at = p.clock.now()
+        leg.create_for_dial(one, optimize=split_local(target)[2] if "/" in target else True)
+        p.emit(wire.dial_begin(one, leg.one, leg.dial_string(queue=False)))
         delay = agent.behaviour.answer_delay(agent.rng, callback=True)
         if delay is None or delay >= p.spec.agent_dial_timeout:
             leg.show_ringing()
+            leg.start_talk(AGENT_RINGS_SECONDS)  # the agents dialplan: Ringing(), Wait(60)
+            self.set_var(one, "RINGTIME", "0")
+            self.set_var(one, "RINGTIME_MS", "2")
             p.emit(wire.dial_state(one, leg.one, DialProgress.RINGING))
             p.device(agent, DeviceState.INUSE)
             leg.ringing_shown = True
@@ -754,38 +806,137 @@ class Origination:
         p, leg, agent, one = self.pbx, self.leg, self.agent, self.local_one
         assert leg is not None and agent is not None and one is not None
         leg.answer()
+        self._agent_answered_at = p.clock.now()
+        self.set_var(one, "DIALSTATUS", DialStatus.ANSWER)
+        self.set_var(one, "DIALEDPEERNAME", leg.one.name)
+        self.set_var(one, "DIALEDPEERNUMBER", leg.dial_string(queue=False))
         p.emit(wire.dial_end(one, leg.one, DialStatus.ANSWER))
-        bridge = p.new_bridge()
-        self._agent_bridge = bridge
+        leg.one.exten = ""
+        p.emit(wire.newexten(leg.one, "AppDial", "(Outgoing Line)"))
+        bridge = self._agent_bridge = p.new_bridge()
         p.bridge_enter(bridge, leg.one)
         p.bridge_enter(bridge, one)
+        p.emit(wire.varset(leg.one, "BRIDGEPEER", one.name))
+        p.emit(wire.varset(one, "BRIDGEPEER", leg.one.name))
         p.device(agent, DeviceState.INUSE, times=1 if leg.ringing_shown else 2)
         agent.status = DeviceState.INUSE
         if agent.members:
             p.member_status(agent)
         talk = agent.behaviour.talk_seconds(agent.rng, callback=True)
-        leg.start_talk(talk)
+        leg.start_talk(talk, after=0.5)
         self._later(talk, self._customer_first_over, HangupCause.NORMAL_CLEARING)
 
     def _customer_first_agent_missed(self) -> None:
-        p, leg, one = self.pbx, self.leg, self.local_one
-        assert leg is not None and one is not None
+        """callback-agent's Dial runs out: the agent's pair goes, then ;1 reaches Hangup() and
+        takes ;2 with it, which the customer was bridged to."""
+        p, leg, agent, one, two = self.pbx, self.leg, self.agent, self.local_one, self.local_two
+        assert leg is not None and agent is not None and one is not None and two is not None
         p.emit(wire.dial_end(one, leg.one, DialStatus.NOANSWER))
-        self._customer_first_over(HangupCause.NO_ANSWER)
+        if leg.two is not None:
+            p.emit(wire.hangup_request(leg.two, HangupCause.UNKNOWN))
+            p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(leg.one, HangupCause.UNKNOWN))
+        if leg.two is not None:
+            p.emit(wire.hangup(leg.two, HangupCause.UNKNOWN))
+        p.gone(*leg.channels())
+        self._agent_leg_gone()
+        self.set_var(one, "DIALSTATUS", DialStatus.NOANSWER)
+        one.priority = 3
+        p.emit(wire.newexten(one, "Hangup", ""))
+        p.emit(wire.soft_hangup_request(one, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup_request(two, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(one, HangupCause.NORMAL_CLEARING))
+        p.gone(one)
+        customer = self.customer
+        if customer is not None and not customer.done:
+            customer.dialer_hangs_up(then=self._customer_first_two_ends)
+        else:
+            self._customer_first_two_ends()
+        self._finish(OriginateReason.ANSWERED)
+
+    def _customer_first_two_ends(self) -> None:
+        """;2's Dial returned (the customer's bridge is over): it hangs up."""
+        p, two = self.pbx, self.local_two
+        assert two is not None
+        if two.hung_up:
+            return
+        p.emit(wire.soft_hangup_request(two, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(two, HangupCause.NORMAL_CLEARING))
+        p.gone(two)
 
     def _customer_first_failed(self, status: DialStatus, cause: int) -> None:
+        """The customer did not answer (busy, congestion, no answer): callback-customer hangs
+        up ;2, which ends ;1 with the dial's cause; the Originate's dial of ;1 fails."""
         p, one, two = self.pbx, self.local_one, self.local_two
         assert one is not None and two is not None
-        p.emit(wire.hangup_request(two, cause))
-        self.respond(CUSTOMER_REASON.get(status, OriginateReason.HANGUP), channel=None)
+        two.priority = 3
+        p.emit(wire.newexten(two, "Hangup", ""))
         p.emit(wire.soft_hangup_request(two, HangupCause.NORMAL_CLEARING))
+        self.set_var(one, "CHANLOCALSTATUS", status)
+        p.emit(wire.hangup_request(one, cause))
         p.emit(wire.hangup(two, cause))
+        p.emit(wire.dial_end(None, one, status))
+        self.respond(OriginateReason.FAILED, channel=None, uniqueid=one.uniqueid)
         p.emit(wire.hangup(one, cause))
         p.gone(one, two)
-        self._finish(CUSTOMER_REASON.get(status, OriginateReason.HANGUP))
+        self._finish(OriginateReason.FAILED)
+
+    def _customer_first_customer_left(self) -> None:
+        """The customer hung up a callback they answered: ;2's Dial returns and ;2 hangs up,
+        taking ;1 and, through ;1's bridge, the agent's pair with it."""
+        p, leg, one, two = self.pbx, self.leg, self.local_one, self.local_two
+        assert one is not None and two is not None
+        for timer in self.timers:
+            timer.cancel()
+        p.emit(wire.soft_hangup_request(two, HangupCause.NORMAL_CLEARING))
+        self.set_var(one, "CHANLOCALSTATUS", DialStatus.ANSWER)
+        p.emit(wire.hangup_request(one, HangupCause.NORMAL_CLEARING))
+        p.emit(wire.hangup(two, HangupCause.NORMAL_CLEARING))
+        p.gone(two)
+        bridge = getattr(self, "_agent_bridge", None)
+        if leg is not None and bridge is not None:
+            p.emit(wire.varset(one, "BRIDGEPEER", ""))
+            p.emit(wire.varset(leg.one, "BRIDGEPEER", ""))
+            p.bridge_leave(bridge, one)
+            p.bridge_leave(bridge, leg.one)
+            p.emit(wire.bridge_destroy(bridge.view()))
+            now = p.clock.now()
+            answered = now - self._agent_answered_at
+            dialled = now - self._agent_dialled_at
+            self.set_var(one, "ANSWEREDTIME", str(int(answered)))
+            self.set_var(one, "ANSWEREDTIME_MS", str(int(answered * 1000)))
+            self.set_var(one, "DIALEDTIME", str(int(dialled)))
+            self.set_var(one, "DIALEDTIME_MS", str(int(dialled * 1000)))
+            self.set_var(one, "DIALSTATUS", DialStatus.ANSWER)
+            p.emit(wire.soft_hangup_request(one, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup(one, HangupCause.NORMAL_CLEARING))
+            p.gone(one)
+            if leg.two is not None:
+                p.emit(wire.hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
+            p.emit(wire.hangup(leg.one, HangupCause.NORMAL_CLEARING))
+            if leg.two is not None:
+                p.emit(wire.soft_hangup_request(leg.two, HangupCause.NORMAL_CLEARING))
+                p.emit(wire.hangup(leg.two, HangupCause.NORMAL_CLEARING))
+            p.gone(*leg.channels())
+            self._agent_leg_gone()
+            self._finish(OriginateReason.ANSWERED)
+            return
+        # Gone while the agent was still being rung (not recorded): tear the rest down.
+        self._customer_first_over(HangupCause.NORMAL_CLEARING)
+
+    def _agent_leg_gone(self) -> None:
+        p, leg, agent = self.pbx, self.leg, self.agent
+        if leg is None or agent is None or agent.leg is not leg:
+            return
+        agent.leg = None
+        agent.status = DeviceState.NOT_INUSE
+        p.device(agent, DeviceState.NOT_INUSE, times=2)
+        if agent.members:
+            p.member_status(agent)
 
     def _customer_first_over(self, cause: int) -> None:
-        """Tear everything down: agent leg, customer leg, the Local pair."""
+        """Tear everything down (the agent ends the call, a Hangup action, no agent to ring):
+        agent leg, customer leg, the Local pair."""
         if self.finished:
             return
         p, leg, agent, customer = self.pbx, self.leg, self.agent, self.customer
@@ -800,27 +951,25 @@ class Origination:
                 p.bridge_leave(bridge, one)
                 p.emit(wire.bridge_destroy(bridge.view()))
             for ch in reversed(leg.channels()):
-                p.emit(wire.hangup_request(ch, cause))
-                p.emit(wire.hangup(ch, cause))
+                if not ch.hung_up:
+                    p.emit(wire.hangup_request(ch, cause))
+                    p.emit(wire.hangup(ch, cause))
             p.gone(*leg.channels())
-            if agent.leg is leg:
-                agent.leg = None
-                agent.status = DeviceState.NOT_INUSE
-                p.device(agent, DeviceState.NOT_INUSE, times=2)
-                if agent.members:
-                    p.member_status(agent)
+            self._agent_leg_gone()
         if customer is not None and not customer.done:
             if customer.answered_at is None:
                 customer.cancel()
             else:
                 customer.dialer_hangs_up()
-        p.emit(wire.hangup_request(one, cause))
-        p.emit(wire.hangup(one, cause))
-        p.emit(wire.hangup(two, cause))
+        for ch in (one, two):
+            if not ch.hung_up:
+                p.emit(wire.hangup_request(ch, cause))
+                p.emit(wire.hangup(ch, cause))
         p.gone(one, two)
-        self.respond(CUSTOMER_REASON[DialStatus.CANCEL], channel=None)
+        if self.answered_at is None:
+            self.respond(OriginateReason.FAILED, channel=None, uniqueid=one.uniqueid)
         self._finish(
-            OriginateReason.ANSWERED if self.answered_at is not None else OriginateReason.HANGUP
+            OriginateReason.ANSWERED if self.answered_at is not None else OriginateReason.FAILED
         )
 
 

@@ -1,9 +1,11 @@
 """The captures' scenarios, scripted: the same callers doing the same things on the same PBX.
 
-Each scenario of ../shared/ami-captures (and the IVR's overflow choice 7, which has no capture)
-as a script for the simulator. ``play`` runs one on a clock (a ManualClock by default, so it
-takes milliseconds) and returns the recording; fed to the dialer, it must lead to the same
-conclusions as the real capture (tests/test_sim_scenarios.py).
+Each scenario of the recordings (tests/fixtures, ../shared/ami-captures; the IVR's overflow
+choice 7 has none) as a script for the simulator; customer_first is the dialer's
+customer-first Originates of tests/fixtures/customer_first.jsonl. ``play`` runs one on a
+clock (a ManualClock by default, so it takes milliseconds) and returns the recording; fed to
+the dialer, it must lead to the same conclusions as the real capture
+(tests/test_sim_scenarios.py).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from callback_dialer.ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
+from callback_dialer.ami.asterisk import CALLBACK_AGENT_VAR, CALLBACK_ID_VAR, CATEGORY_VAR
 from callback_dialer.ami.frames import AmiMessage, encode_message
 
 from . import wire
 from .amiserver import response
 from .clock import Clock, ManualClock, run_for
+from .customers import LastDigitCarrier
 from .model import AgentSpec, CallerScript, IvrSpec, PbxSpec
 from .originate import OriginateRequest, Origination
 from .pbx import SimPbx
@@ -186,6 +189,47 @@ def _callbacks(pbx: SimPbx, rec: Recorder | None) -> None:
     )
 
 
+def _customer_first(pbx: SimPbx, rec: Recorder | None) -> None:
+    """The five Originates of the customer_first capture: the dialer's customer-first form
+    (Local/<number>@callback-customer/n, then callback-agent rings CALLBACK_AGENT)."""
+
+    def cb(n: int, agent: str, number: str, category: str, label: str) -> None:
+        channel_id = f"cbd-cb-{n}-1-{n:06x}"
+        originate(
+            pbx,
+            {
+                "ActionID": f"dialer-{n + 1}",
+                "Channel": f"Local/{number}@{pbx.spec.customer_context}/n",
+                "Context": "callback-agent",
+                "Exten": agent,
+                "Priority": "1",
+                "CallerID": f'"Callback {label}" <{number}>',
+                "Timeout": "30000",
+                "Variable": [
+                    f"{CALLBACK_ID_VAR}=cb-{n}",
+                    f"{CATEGORY_VAR}={category}",
+                    f"CALLBACK_TRUNK={pbx.spec.trunk}",
+                    f"{CALLBACK_AGENT_VAR}=Local/{agent}@agents",
+                ],
+                "ChannelId": channel_id,
+                "OtherChannelId": f"{channel_id}-2",
+                "Async": "true",
+            },
+            rec,
+        )
+
+    def customers_stay(seconds: float) -> None:
+        # The carrier's CUSTOMER_TALK global: how long an answering customer stays.
+        pbx.customers = LastDigitCarrier(talk=seconds)
+
+    _at(pbx, 0.004, cb, 1, "101", "79161230001", "new_connection", "New connection")
+    _at(pbx, 0.005, cb, 2, "102", "79161230002", "support", "Support")
+    _at(pbx, 0.008, cb, 3, "103", "79161230004", "billing", "Billing")
+    _at(pbx, 14.0, customers_stay, 25.0)
+    _at(pbx, 14.011, cb, 4, "109", "79161230001", "support", "Support")
+    _at(pbx, 14.012, cb, 5, "101", "79161230003", "support", "Support")
+
+
 # busy_hour, read off the capture: (arrival, number, key, seconds to choose, patience in the
 # queue, talk before the caller hangs up). None: waits / lets the agent end the call.
 BUSY_HOUR_CALLERS: tuple[tuple[float, str, str | None, float, float | None, float | None], ...] = (
@@ -283,6 +327,13 @@ SCENARIOS: dict[str, Scenario] = {
             "six Originates: answered, busy, congestion, agent never answers, "
             "customer never answers, a channel that cannot be created",
             _callbacks,
+            54.0,
+        ),
+        Scenario(
+            "customer_first",
+            "five customer-first Originates: customer and agent answer, busy, congestion, "
+            "the agent never answers, the customer never answers",
+            _customer_first,
             54.0,
         ),
         Scenario(

@@ -193,7 +193,11 @@ def global_varset(variable: str, value: str) -> Pairs:
     )
 
 
-def hangup_request(ch: ChannelView, cause: int) -> Pairs:
+def hangup_request(ch: ChannelView, cause: int | None) -> Pairs:
+    """``cause`` None: a request with no Cause header (app_dial hanging up a channel it rang
+    until its timeout, in the customer_first capture)."""
+    if cause is None:
+        return _channel_event("HangupRequest", CALL, ch)
     return _channel_event("HangupRequest", CALL, ch, ("Cause", str(cause)))
 
 
