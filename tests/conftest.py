@@ -24,6 +24,10 @@ TEST_REDIS = os.environ.get("CALLBACK_DIALER_TEST_REDIS", "redis://127.0.0.1:637
 ALWAYS_OPEN = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 
+# Our own recordings of a real Asterisk 22.9.0 (tests/fixtures/README.md says how each was made).
+FIXTURES = REPO / "tests" / "fixtures"
+
+
 def find_captures() -> Path | None:
     """The shared AMI captures: $CALLBACK_DIALER_CAPTURES, else ``shared/ami-captures`` beside
     the checkout or beside any folder above it (a CI clone may sit deeper than ../)."""
@@ -37,15 +41,24 @@ def find_captures() -> Path | None:
     return None
 
 
-CAPTURES = find_captures()
-SKIP_NO_CAPTURES = "the recorded Asterisk traffic (../shared/ami-captures) is not on this machine"
+def capture_sources() -> dict[str, Path]:
+    """Every recording of the scenarios on this machine, by test id: the repo's own fixtures
+    always; the shared captures too when present, a second recording (another Asterisk build,
+    other Uniqueids, other thread timings) that the same tests must hold on."""
+    sources = {"fixtures": FIXTURES}
+    shared = find_captures()
+    if shared is not None and shared.resolve() != FIXTURES.resolve():
+        sources["shared"] = shared
+    return sources
 
 
-@pytest.fixture
-def captures() -> Path:
-    if CAPTURES is None:
-        pytest.skip(SKIP_NO_CAPTURES)
-    return CAPTURES
+CAPTURE_SOURCES = capture_sources()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test (or a fixture it uses) asking for ``captures`` runs once per recording."""
+    if "captures" in metafunc.fixturenames:
+        metafunc.parametrize("captures", list(CAPTURE_SOURCES.values()), ids=list(CAPTURE_SOURCES))
 
 
 @pytest.fixture(scope="session")

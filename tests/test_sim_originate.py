@@ -27,10 +27,8 @@ from callback_dialer.ami.asterisk import DialStatus
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder
 from callback_dialer.clock import ManualClock
 
-from .conftest import REPO
+from .conftest import FIXTURES
 from .helpers.compare import channel_shapes, originate_responses, read_messages
-
-FIXTURES = REPO / "tests" / "fixtures"
 
 # The callbacks capture's six Originates: (ActionID, agent, number, CALLBACK_ID, category).
 CAPTURED = {

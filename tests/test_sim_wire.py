@@ -28,7 +28,7 @@ from callback_dialer.ami.asterisk import (
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 from callback_dialer.clock import ManualClock
 
-from .conftest import REPO, find_captures
+from .conftest import CAPTURE_SOURCES
 from .helpers.compare import header_orders, read_messages
 
 pytestmark = pytest.mark.captures
@@ -278,9 +278,7 @@ def test_every_captured_event_the_simulator_sends_is_rebuilt_byte_for_byte(captu
 async def test_simulated_scenarios_use_only_the_captured_header_orders() -> None:
     # Against every recording on this machine: customer first is only in the repo's.
     captured: dict[str, set[tuple[str, ...]]] = {}
-    shared = find_captures()
-    sources = [REPO / "tests" / "fixtures", *([shared] if shared is not None else [])]
-    for path in (p for source in sources for p in source.glob("*.jsonl")):
+    for path in (p for source in CAPTURE_SOURCES.values() for p in source.glob("*.jsonl")):
         for event, orders in header_orders(read_messages(path)).items():
             captured.setdefault(event, set()).update(orders)
     produced: dict[str, set[tuple[str, ...]]] = {}
