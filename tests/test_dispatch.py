@@ -1,4 +1,5 @@
-"""Dispatching against a live AMI peer that answers with the recorded Asterisk traffic."""
+"""Dispatching against a live AMI peer that answers with the recorded Asterisk traffic: the
+repo's own recordings (tests/fixtures), whatever else is on the machine."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import Source, State
 
+from .conftest import FIXTURES
 from .helpers.recorded_pbx import RecordedPbx
 from .helpers.wait import until, until_async
 
@@ -53,7 +55,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(captures, make_config, redis_url, tmp_path):
+async def rig(make_config, redis_url, tmp_path):
     made: list[Rig] = []
 
     async def build(
@@ -64,7 +66,7 @@ async def rig(captures, make_config, redis_url, tmp_path):
         **sections,
     ) -> Rig:
         server = await AmiServer(secret="s3cret").start()
-        pbx = RecordedPbx(server, captures, speed=SPEED)
+        pbx = RecordedPbx(server, speed=SPEED)
         for extension, queues in (agents or {"101": ["sales"]}).items():
             pbx.add_agent(extension, queues)
         dispatch = {
@@ -332,7 +334,7 @@ async def test_outside_calling_hours_nothing_is_dialled(rig) -> None:
     assert r.dialer.dispatcher.can_dispatch() == (False, "outside_calling_hours")
 
 
-async def test_a_number_on_a_call_with_us_is_not_called_at_the_same_time(rig, captures) -> None:
+async def test_a_number_on_a_call_with_us_is_not_called_at_the_same_time(rig) -> None:
     from .helpers.captures import load
 
     r = await rig({"101": ["sales"]})
@@ -341,7 +343,7 @@ async def test_a_number_on_a_call_with_us_is_not_called_at_the_same_time(rig, ca
     # The same subscriber calls in again right now (the recorded abandon, live).
     frames = [
         x["raw"]
-        for x in load(captures / "abandon_in_queue.jsonl")
+        for x in load(FIXTURES / "abandon_in_queue.jsonl")
         if x["dir"] == "in" and x["raw"].startswith("Event:")
     ]
     join = next(i for i, f in enumerate(frames) if f.startswith("Event: QueueCallerJoin"))

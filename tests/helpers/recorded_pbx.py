@@ -1,11 +1,15 @@
 """A test PBX that answers Originates with what a real Asterisk 22 sent for the same outcome.
 
-The ``callbacks`` capture holds six recorded originations (customer answers, busy, congestion,
-agent never answers, customer never answers, channel that cannot be created). For each
-Originate our dispatcher sends, this peer picks the recorded scenario for the outcome wanted
-and plays its frames back, on their recorded schedule (scaled), with the identifiers rewritten
-to ours: ActionID, the pre-assigned ChannelId/OtherChannelId, CALLBACK_ID, the number, the
-agent. Agents come from the QueueMember frames of the ``agent_states`` capture, re-filled.
+It plays the repo's own recordings (tests/fixtures), never ../shared: the dispatcher's tests
+run the same on every checkout. The ``callbacks`` capture holds six agent-first originations
+(customer answers, busy, congestion, agent never answers, customer never answers, channel that
+cannot be created), ``customer_first`` five customer-first ones (customer and agent answer,
+busy, congestion, agent never answers, customer never answers). For each Originate our
+dispatcher sends, this peer picks the recording of its mode (customer first: the Originate
+names CALLBACK_AGENT) and the scenario for the outcome wanted, and plays its frames back on
+their recorded schedule (scaled), with the identifiers rewritten to ours: ActionID, the
+pre-assigned ChannelId/OtherChannelId, CALLBACK_ID, the number, the agent. Agents come from
+the QueueMember frames of the ``agent_states`` capture, re-filled.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from pathlib import Path
 
 from simpbx.amiserver import AmiServer, AmiSession, response
 
+from callback_dialer.ami.asterisk import CALLBACK_AGENT_VAR
 from callback_dialer.ami.frames import AmiMessage, FrameDecoder, encode_message
 
-# Recorded callback id -> what happened in the capture.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+# What happened in the capture -> its recorded callback id, per recording.
 SCENARIOS = {
     "answered": "cb-1",
     "busy": "cb-2",
@@ -29,6 +36,13 @@ SCENARIOS = {
     "agent_no_answer": "cb-4",
     "customer_no_answer": "cb-5",
     "cannot_create": "cb-6",
+}
+CUSTOMER_FIRST_SCENARIOS = {
+    "answered": "cb-1",
+    "busy": "cb-2",
+    "congestion": "cb-3",
+    "agent_no_answer": "cb-4",
+    "customer_no_answer": "cb-5",
 }
 
 
@@ -48,10 +62,31 @@ class Scenario:
     uids: dict[str, str]  # recorded uniqueid -> role (first, other, extra)
 
 
-def load_scenarios(captures: Path) -> dict[str, Scenario]:
-    records = _records(captures / "callbacks.jsonl")
+def _variables(message: AmiMessage) -> dict[str, str]:
+    return dict(v.split("=", 1) for v in message.getall("Variable") if "=" in v)
+
+
+def _agent_of(originate: AmiMessage) -> str:
+    """The agent an Originate rings: its Channel agent first, CALLBACK_AGENT customer first."""
+    return _variables(originate).get(CALLBACK_AGENT_VAR) or originate.get("Channel")
+
+
+def _number_of(originate: AmiMessage) -> str:
+    """The customer's number: the Exten agent first, in the Local Channel customer first."""
+    if CALLBACK_AGENT_VAR in _variables(originate):
+        return originate.get("Channel").split("/", 1)[1].split("@", 1)[0]
+    return originate.get("Exten")
+
+
+def _swap(text: str, changes: dict[str, str]) -> str:
+    pattern = "|".join(re.escape(old) for old in sorted(changes, key=len, reverse=True) if old)
+    return re.sub(pattern, lambda m: changes[m.group(0)], text) if pattern else text
+
+
+def load_scenarios(path: Path, scenarios: dict[str, str]) -> dict[str, Scenario]:
+    records = _records(path)
     out: dict[str, Scenario] = {}
-    for name, cb in SCENARIOS.items():
+    for name, cb in scenarios.items():
         sent = next(
             r
             for r in records
@@ -66,9 +101,12 @@ def load_scenarios(captures: Path) -> dict[str, Scenario]:
                 for key in ("Linkedid", "DestLinkedid"):
                     if m.get(key):
                         linked.add(m.get(key))
-        agent = originate.get("Channel")  # e.g. Local/101@agents
+        first = originate.get("Channel").removesuffix("/n")  # e.g. Local/101@agents
         frames: list[tuple[float, str]] = []
         uids: dict[str, str] = {}
+        if originate.get("ChannelId"):  # the dialer's own form: the ids are named
+            uids[originate.get("ChannelId")] = "first"
+            uids[originate.get("OtherChannelId")] = "other"
         end = sent["t"]
         for r in records:
             if r["dir"] != "in" or r["t"] < sent["t"] or r["raw"].startswith("Response:"):
@@ -86,12 +124,12 @@ def load_scenarios(captures: Path) -> dict[str, Scenario]:
                         channel = m.get(key.replace("Uniqueid", "Channel")) or ""
                         if uid in linked:
                             uids[uid] = "first"
-                        elif channel.endswith(";2") and channel.startswith(agent):
+                        elif channel.endswith(";2") and channel.startswith(first):
                             uids[uid] = "other"
                         else:
                             uids[uid] = "extra"
         # The agent's queue-member status changes while the callback rings/talks.
-        member = f"{agent}/n"
+        member = f"{_agent_of(originate).removesuffix('/n')}/n"
         for r in records:
             if (
                 r["dir"] == "in"
@@ -120,7 +158,6 @@ class Member:
 @dataclass
 class RecordedPbx:
     server: AmiServer
-    captures: Path
     speed: float = 50.0
     outcome_for: dict[str, str] = field(default_factory=dict)  # number digits -> scenario
     default_outcome: str = "answered"
@@ -130,14 +167,17 @@ class RecordedPbx:
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.scenarios = load_scenarios(self.captures)
-        records = _records(self.captures / "agent_states.jsonl")
+        self.scenarios = load_scenarios(FIXTURES / "callbacks.jsonl", SCENARIOS)
+        self.customer_first = load_scenarios(
+            FIXTURES / "customer_first.jsonl", CUSTOMER_FIRST_SCENARIOS
+        )
+        records = _records(FIXTURES / "agent_states.jsonl")
         self._member_template = next(
             r["raw"] for r in records if r["raw"].startswith("Event: QueueMember\r\n")
         )
         self._status_template = next(
             r["raw"]
-            for r in _records(self.captures / "callbacks.jsonl")
+            for r in _records(FIXTURES / "callbacks.jsonl")
             if r["raw"].startswith("Event: QueueMemberStatus")
         )
         self.server.on_action("QueueStatus", self._queue_status)
@@ -196,11 +236,11 @@ class RecordedPbx:
     async def _originate(self, session: AmiSession, message: AmiMessage) -> None:
         action_id = message.get("ActionID")
         session.write(response(action_id, "Originate successfully queued"))
-        digits = message.get("Exten")
-        variables = dict(v.split("=", 1) for v in message.getall("Variable") if "=" in v)
-        name = self.outcome_for.get(digits, self.default_outcome)
+        variables = _variables(message)
+        name = self.outcome_for.get(_number_of(message), self.default_outcome)
         self.played.append((variables.get("CALLBACK_ID", ""), name))
-        task = asyncio.create_task(self._play(self.scenarios[name], message, variables))
+        recorded = self.customer_first if CALLBACK_AGENT_VAR in variables else self.scenarios
+        task = asyncio.create_task(self._play(recorded[name], message, variables))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -213,8 +253,9 @@ class RecordedPbx:
         extra: dict[str, str],
     ) -> str:
         recorded = scenario.originate
-        rec_vars = dict(v.split("=", 1) for v in recorded.getall("Variable") if "=" in v)
-        old_agent = recorded.get("Channel")  # Local/101@agents
+        rec_vars = _variables(recorded)
+        # The first leg's Local channel (the agent's, or customer first the customer's).
+        old_agent = recorded.get("Channel").removesuffix("/n")  # Local/101@agents
         new_agent = ours.get("Channel").removesuffix("/n")
         old_ext = old_agent.split("/", 1)[1].split("@")[0]
         new_ext = new_agent.split("/", 1)[1].split("@")[0]
@@ -240,7 +281,15 @@ class RecordedPbx:
                 value = ours.get("ActionID")
             elif key.endswith("Exten") and value == old_ext:
                 value = new_ext
-            value = value.replace(recorded.get("Exten"), ours.get("Exten"))
+            # The number and the Exten (the same agent first; the agent's customer first),
+            # swapped in one pass so that one's replacement is never taken for the other.
+            value = _swap(
+                value,
+                {
+                    _number_of(recorded): _number_of(ours),
+                    recorded.get("Exten"): ours.get("Exten"),
+                },
+            )
             value = value.replace(old_agent, new_agent).replace(
                 f"{old_ext}@agents", f"{new_ext}@agents"
             )
