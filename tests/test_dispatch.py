@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from simpbx.amiserver import AmiServer
 
-from callback_dialer.ami.frames import encode_message
+from callback_dialer.ami.frames import FrameDecoder, encode_message
 from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import ScaledClock
 from callback_dialer.queue.models import Source, State
@@ -22,7 +22,9 @@ SPEED = 50.0
 
 
 class Rig:
-    """A dialer connected to a recorded-traffic PBX, on a clock running SPEED times faster."""
+    """A dialer connected to a recorded-traffic PBX, on a clock running SPEED times faster
+    (or ``speed``: a talk time measured to the second wants fewer clock seconds per wall
+    millisecond the loop spends elsewhere)."""
 
     def __init__(self, server: AmiServer, pbx: RecordedPbx, dialer: Dialer) -> None:
         self.server, self.pbx, self.dialer = server, pbx, dialer
@@ -63,10 +65,11 @@ async def rig(make_config, redis_url, tmp_path):
         *,
         start: bool = True,
         redis_at: str | None = None,
+        speed: float = SPEED,
         **sections,
     ) -> Rig:
         server = await AmiServer(secret="s3cret").start()
-        pbx = RecordedPbx(server, speed=SPEED)
+        pbx = RecordedPbx(server, speed=speed)
         for extension, queues in (agents or {"101": ["sales"]}).items():
             pbx.add_agent(extension, queues)
         dispatch = {
@@ -89,7 +92,7 @@ async def rig(make_config, redis_url, tmp_path):
         config = make_config(ami=ami, dispatch=dispatch, **sections)
         dialer = build_dialer(
             config,
-            clock=ScaledClock(SPEED),
+            clock=ScaledClock(speed),
             redis_url=redis_at or redis_url,
             spool=tmp_path / f"spool-{len(made)}.jsonl",
         )
@@ -178,7 +181,11 @@ async def test_a_sales_agent_calls_back_the_new_subscriber_not_the_older_support
 async def test_each_recorded_outcome_leads_to_the_right_state(
     rig, scenario, state, reason, attempts
 ) -> None:
-    r = await rig({"101": ["sales"]}, dispatch={"max_consecutive_failures": 5})
+    r = await rig(
+        {"101": ["sales"]},
+        dispatch={"max_consecutive_failures": 5},
+        speed=10 if scenario == "answered" else SPEED,
+    )
     r.pbx.default_outcome = scenario
     cb = await r.missed("+79161230001", "new_connection")
     await until(lambda: r.originates())
@@ -469,6 +476,89 @@ async def test_customer_first_dials_the_customer_and_names_the_agent(rig) -> Non
     assert "CALLBACK_AGENT=Local/101@agents" in sent.getall("Variable")
     final = await r.wait_state(cb, State.SCHEDULED)
     assert (final.reason, final.attempts) == ("busy", 1)
+
+
+# ---------------------------------------------------------------- customer first, recorded
+
+
+def recorded_customer_first_talk(callback: str) -> float:
+    """customer_first.jsonl: from the agent answering (DialEnd ANSWER of callback-agent's
+    Dial) to the first hangup of a channel the Originate created (ChannelId, OtherChannelId):
+    how long the customer and the agent talked as Asterisk showed it."""
+    from .helpers.captures import load
+
+    sent = next(
+        FrameDecoder().feed(x["raw"].encode())[0]
+        for x in load(FIXTURES / "customer_first.jsonl")
+        if x["dir"] == "out" and f"CALLBACK_ID={callback}\r\n" in x["raw"]
+    )
+    ours = {sent.get("ChannelId"), sent.get("OtherChannelId")}
+    answered = ended = None
+    for x in load(FIXTURES / "customer_first.jsonl"):
+        if x["dir"] != "in" or not x["raw"].startswith(("Event: DialEnd", "Event: Hangup\r")):
+            continue
+        m = FrameDecoder().feed(x["raw"].encode())[0]
+        if m.event == "DialEnd" and m.get("Uniqueid") == sent.get("ChannelId"):
+            if m.get("Context") == "callback-agent" and m.get("DialStatus") == "ANSWER":
+                answered = x["t"]
+        elif m.event == "Hangup" and m.get("Uniqueid") in ours and ended is None:
+            ended = x["t"]
+    assert answered is not None and ended is not None
+    return ended - answered
+
+
+async def test_customer_first_customer_then_agent_answering_is_one_call_done_with_its_talk(
+    rig,
+) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"mode": "customer_first"}, speed=10)
+    cb = await r.missed("+79161230001", "new_connection")
+    final = await r.wait_state(cb, State.DONE, timeout=5)
+    [attempt] = final.attempt_log
+    assert (final.reason, final.attempts, attempt.outcome) == ("called_back", 1, "answered")
+    talk = recorded_customer_first_talk("cb-1")
+    assert talk > 5  # the whole talk: our channels stay up until the customer hangs up
+    assert attempt.talk_seconds == pytest.approx(talk, abs=1.0)
+    # The recorded call played to its end, the agent free again: nobody was called twice.
+    await until(lambda: not r.pbx.playing)
+    await until(lambda: r.dialer.pipeline.agents.is_free("Local/101@agents/n"), timeout=5)
+    r.dialer.dispatcher.kick("test")
+    await asyncio.sleep(0.2)
+    assert len(r.originates()) == 1
+    assert r.pbx.played == [(cb, "answered")]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "reason"),
+    [("busy", "busy"), ("congestion", "congestion"), ("customer_no_answer", "no_answer")],
+)
+async def test_customer_first_a_customer_who_did_not_answer_is_retried_for_what_happened(
+    rig, scenario, reason
+) -> None:
+    # Asterisk said Reason 0 for all three (with congestion before the DialEnd that says why).
+    r = await rig({"101": ["sales"]}, dispatch={"mode": "customer_first"})
+    r.pbx.default_outcome = scenario
+    cb = await r.missed("+79161230001", "new_connection")
+    final = await r.wait_state(cb, State.SCHEDULED, timeout=5)
+    assert (final.reason, final.attempts) == (reason, 1)
+    assert [(a.outcome, a.counted) for a in final.attempt_log] == [(reason, True)]
+    assert len(r.originates()) == 1
+
+
+async def test_customer_first_an_agent_who_never_answers_costs_the_customer_no_attempt(
+    rig,
+) -> None:
+    r = await rig({"101": ["sales"]}, dispatch={"mode": "customer_first"})
+    r.pbx.default_outcome = "agent_no_answer"
+    cb = await r.missed("+79161230001", "new_connection")
+    await until(lambda: r.originates())
+    r.dialer.dispatcher.paused = True  # a released callback would be dialled again at once
+    final = await r.wait_state(cb, State.PENDING, timeout=5)
+    await until(lambda: not r.pbx.playing)
+    final = await r.state_of(cb)
+    assert (final.state, final.reason, final.attempts) == (State.PENDING, "agent_no_answer", 0)
+    views = {v.interface: v.state for v in r.dialer.pipeline.agents.views()}
+    assert views["Local/101@agents/n"] == "cooldown"
+    assert len(r.originates()) == 1
 
 
 async def test_a_full_trunk_holds_its_callbacks_while_others_go_out(rig) -> None:

@@ -320,6 +320,11 @@ class RecordedPbx:
                 self._rewrite(raw, scenario, ours, variables, extra).encode()
             )
 
+    @property
+    def playing(self) -> bool:
+        """A recorded call is still being played."""
+        return bool(self._tasks)
+
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
