@@ -19,7 +19,7 @@ from callback_dialer.detect.tracker import CallSnapshot
 from callback_dialer.queue.models import Source, State
 from callback_dialer.queue.store import CallbackQueue
 
-from .conftest import REPO
+from .conftest import FIXTURES, REPO
 from .helpers.captures import caller_channel, load, replace_in_raw, rewrite
 
 pytestmark = pytest.mark.captures
@@ -185,6 +185,15 @@ async def test_callbacks_capture_our_own_calls_are_never_inbound(captures, confi
     facts, pipeline = await facts_of(captures / "callbacks.jsonl", config, queue)
     assert facts == []
     assert pipeline.tracker.snapshot() == ()
+
+
+async def test_customer_first_calls_are_ours_never_inbound(config, queue) -> None:
+    # Recorded only in the repo's fixtures: the customer's trunk channel rings in ivr-in like
+    # an inbound call, but carries our CALLBACK_ID, and so does every other channel.
+    facts, pipeline = await facts_of(FIXTURES / "customer_first.jsonl", config, queue)
+    assert facts == []
+    assert pipeline.tracker.snapshot() == ()
+    assert pipeline.router.handler_errors == 0
 
 
 async def test_a_caller_who_got_through_closes_their_waiting_callback(
