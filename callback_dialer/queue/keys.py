@@ -40,6 +40,9 @@ _LAYOUT: dict[str, str] = {
     "report_job": "reports:job",  # string: rq job id of the next scheduled daily report
     "session": "session:%s",  # hash per status-page session (by cookie digest): user, times
     "user_sessions": "sessions:%s",  # set per web user: digests of their open sessions
+    # hash: the leader lease: holder (instance), token (only grows), until (Redis ms); never
+    # expires, so the token never starts again from 1
+    "leader": "leader",
 }
 
 
@@ -150,6 +153,8 @@ class Keys:
 
     def user_sessions(self, user: str) -> str:
         return self._k("user_sessions", user)
+    def leader(self) -> str:
+        return self._k("leader")
 
 
 def lua_prelude() -> str:

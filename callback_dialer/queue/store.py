@@ -15,6 +15,12 @@ failed). A lease that runs out (the dialer died) puts the callback back, ready, 
 saying so. A claim's token is the only key to settle it: a callback closed meanwhile ("served")
 or reclaimed after an expired lease cannot be touched by the old holder.
 
+Fencing: with several dialers, only the holder of the leader lease (lease.py) may claim,
+renew or settle. Those three scripts carry the caller's holding (``fence``) and refuse a stale
+one: ``NotLeader``, nothing changed. Everything else (a missed call, a customer served, a
+supervisor's action) any instance may write: the enqueue is idempotent by call id, so two
+dialers detecting one missed call make one callback.
+
 News: every write that makes a callback ready, schedules it or closes it is told to the
 queue's listeners (``on_change``) as a frozen ``QueueChange``, so no writer has to remember
 who else must know (the dispatcher wakes for a ready callback, hangs up a closed one).
@@ -41,6 +47,7 @@ from ..hours import CallingHours
 from ..logs import get_logger
 from ..phone import is_e164
 from .keys import Keys, lua_prelude
+from .lease import Fence
 from .models import (
     SOURCE_RANK,
     Attempt,
@@ -60,10 +67,20 @@ log = get_logger(__name__)
 QueueListener = Callable[[QueueChange], None]
 
 _SCRIPTS = ("enqueue", "claim", "renew", "settle", "resolve", "manual", "housekeeping")
+# The scripts carrying the caller's holding of the leader lease (refused when stale).
+_FENCED = frozenset({"claim", "renew", "settle"})
+
+# The holding of the leader lease this dialer last had (None: none); see lease.py.
+FenceSource = Callable[[], Fence | None]
 
 
 class QueueUnavailable(Exception):
     """Redis cannot be reached or answered with an error; nothing was changed by us."""
+
+
+class NotLeader(Exception):
+    """The leader lease has another holding now (or this dialer holds none): the queue refused
+    to claim, renew or settle for us. Nothing was changed; the current leader acts instead."""
 
 
 class QueueInputError(ValueError):
@@ -97,8 +114,17 @@ def _decode(raw: dict[Any, Any]) -> dict[str, str]:
 
 
 class CallbackQueue:
-    def __init__(self, redis: aioredis.Redis, config: Config, clock: Clock) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        config: Config,
+        clock: Clock,
+        *,
+        fence: FenceSource | None = None,
+    ) -> None:
         self.redis = redis
+        # Claims, renewals and outcomes carry this dialer's holding of the leader lease.
+        self._fence = fence
         self.config = config
         self.clock = clock
         self.keys = Keys(config.redis.key_prefix)
@@ -142,17 +168,22 @@ class CallbackQueue:
         payload.setdefault("history_max", self.config.queue.history_max_len)
         payload.setdefault("today", self.hours.day_key(now))
         payload.setdefault("hour", self.hours.hour(now))
+        if name in _FENCED:
+            holding = self._fence() if self._fence is not None else None
+            payload["fence"] = holding.to_json() if holding is not None else None
+        keys, args = [self.keys.open()], [self.keys.tag, json.dumps(payload)]
         try:
-            raw = await self._scripts[name](
-                keys=[self.keys.open()], args=[self.keys.tag, json.dumps(payload)]
-            )
+            raw = await self._scripts[name](keys=keys, args=args)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
             raise QueueUnavailable(f"Redis refused the {name} script: {exc}") from exc
         if isinstance(raw, bytes):
             raw = raw.decode()
-        return json.loads(raw)
+        out = json.loads(raw)
+        if out.get("result") == "fenced":
+            raise NotLeader(f"the leader lease is not ours: {name} refused")
+        return out
 
     async def _call(self, coro: Any) -> Any:
         try:

@@ -1,5 +1,6 @@
 -- Take the best ready callback among P.categories, for P.lease seconds.
 -- P: categories[] token claimer lease trunks[]|nil exclude[]|nil held[]|nil scan
+if fenced(true) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 promote_due(200)
 local held = {}
 for _, id in ipairs(P.held or {}) do held[id] = true end

@@ -139,3 +139,21 @@ local function held_by(r, token)
   return r ~= nil and r.state == 'dialing' and token ~= nil and token ~= ''
     and r.claim_token == token
 end
+
+-- Fencing (the leader lease, lease.lua): once any dialer has led here, only the lease's
+-- current holding may claim, renew or settle. P.fence = {instance, token}: the holding the
+-- caller last had (nil: none). A leader that was replaced holds an older token and is refused
+-- even when it does not know yet; with ``fresh`` (new work: a claim) the holding must also not
+-- have run out by Redis's clock. Returns true when the caller must be refused.
+local function fenced(fresh)
+  local lease = redis.call('HMGET', K.leader(), 'holder', 'token', 'until')
+  if not lease[2] then return false end  -- no leader lease in use (a queue on its own)
+  local f = P.fence
+  if f == nil or f == cjson.null then return true end
+  if f.instance ~= lease[1] or tostring(f.token) ~= lease[2] then return true end
+  if fresh then
+    local t = redis.call('TIME')
+    return tonumber(lease[3] or '0') <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return false
+end

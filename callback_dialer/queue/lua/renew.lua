@@ -1,4 +1,5 @@
 -- Extend a claim, and optionally note the call's stage. P: id token lease stage agent
+if fenced(false) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 local r = load(P.id)
 if not held_by(r, P.token) then
   return cjson.encode({result = 'lost', state = r and r.state or 'gone',

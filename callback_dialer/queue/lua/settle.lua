@@ -1,5 +1,6 @@
 -- End a claim: done, failed, back to ready, or scheduled for a retry.
 -- P: id token state reason next_at attempt{}|nil counted agent talk_seconds event
+if fenced(false) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 local r = load(P.id)
 if not held_by(r, P.token) then
   return cjson.encode({result = 'lost', state = r and r.state or 'gone',

@@ -1,0 +1,161 @@
+"""The leader lease and its fencing token, against the real Redis: one holder at a time, a
+token that only grows, claims/renewals/outcomes refused on a stale holding, and two instances
+detecting one missed call making one callback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from callback_dialer.queue.lease import Fence, LeaderLease
+from callback_dialer.queue.models import Attempt, Source, State
+from callback_dialer.queue.store import CallbackQueue, NotLeader
+
+A = "+79161234567"
+
+
+async def missed(queue: CallbackQueue, number: str = A, call_id: str = "c1") -> str:
+    result = await queue.add_missed(
+        number=number,
+        category="support",
+        source=Source.ABANDON,
+        missed_at=queue.clock.now() - 60,
+        call_id=call_id,
+    )
+    return result.id
+
+
+def attempt(queue: CallbackQueue) -> Attempt:
+    return Attempt(at=queue.clock.now(), agent="PJSIP/101", outcome="answered", counted=True)
+
+
+@pytest.fixture
+def lease(redis_client, config) -> LeaderLease:
+    return LeaderLease(redis_client, config)
+
+
+async def test_one_holder_at_a_time_and_the_token_only_grows(lease, redis_client) -> None:
+    first = await lease.tick("a", None, 30)
+    assert (first.result, first.holder, first.token) == ("acquired", "a", 1)
+    other = await lease.tick("b", None, 30)
+    assert (other.result, other.holder, other.token) == ("held", "a", 1)
+    assert 29 < other.seconds <= 30  # how long until b may try again
+    renewed = await lease.tick("a", Fence("a", 1), 30)
+    assert (renewed.result, renewed.token) == ("renewed", 1)
+    # A holding that is not the current one renews nothing, even with the right name.
+    assert (await lease.tick("a", Fence("a", 7), 30)).result == "held"
+    assert (await lease.release(Fence("b", 1))).result == "not_holder"
+    assert (await lease.release(Fence("a", 1))).result == "released"
+    taken = await lease.tick("b", None, 30)
+    assert (taken.result, taken.holder, taken.token) == ("acquired", "b", 2)
+    # Released and taken again: the token went on from 2, never back to 1.
+    await lease.release(Fence("b", 2))
+    assert (await lease.tick("a", None, 30)).token == 3
+    # The key never expires: a lapse of the whole fleet cannot restart the count.
+    assert await redis_client.ttl(lease.keys.leader()) == -1
+
+
+async def test_a_run_out_lease_is_taken_over_with_a_new_token(lease) -> None:
+    assert (await lease.tick("a", None, 0.15)).token == 1
+    assert (await lease.tick("b", None, 0.15)).result == "held"
+    await asyncio.sleep(0.2)
+    taken = await lease.tick("b", None, 5)
+    assert (taken.result, taken.holder, taken.token) == ("acquired", "b", 2)
+    # The old holder's next renewal learns it lost: the holder and token it is told are b's.
+    late = await lease.tick("a", Fence("a", 1), 5)
+    assert (late.result, late.holder, late.token) == ("held", "b", 2)
+
+
+async def test_a_replaced_holder_can_claim_renew_or_settle_nothing(
+    redis_client, config, clock, lease
+) -> None:
+    holding: dict[str, Fence | None] = {"a": None, "b": None}
+    qa = CallbackQueue(redis_client, config, clock, fence=lambda: holding["a"])
+    qb = CallbackQueue(redis_client, config, clock, fence=lambda: holding["b"])
+    first, second = await missed(qa, A, "c1"), await missed(qa, "+79031234564", "c2")
+    holding["a"] = Fence("a", (await lease.tick("a", None, 0.15)).token)
+    claim = await qa.claim(["support"], claimer="a")
+    assert claim is not None and claim.callback.id == first
+    # b cannot act while a holds the lease.
+    with pytest.raises(NotLeader):
+        await qb.claim(["support"], claimer="b")
+    await asyncio.sleep(0.2)
+    holding["b"] = Fence("b", (await lease.tick("b", None, 30)).token)
+    before = await qa.get(first)
+    # a was frozen through all this and still believes it leads: Redis says no to each step.
+    with pytest.raises(NotLeader):
+        await qa.renew(claim)
+    with pytest.raises(NotLeader):
+        await qa.complete(claim, attempt(qa))
+    with pytest.raises(NotLeader):
+        await qa.claim(["support"], claimer="a")
+    assert await qa.get(first) == before  # nothing changed by the stale holder
+    assert (await qa.get(second)).state is State.PENDING
+    # b leads: it claims what is ready (a's claim stays a's until adopted or run out).
+    assert (await qb.claim(["support"], claimer="b")).callback.id == second
+
+
+async def test_a_holder_that_ran_out_takes_no_new_work_but_records_what_it_has(
+    redis_client, config, clock, lease
+) -> None:
+    # Redis was away longer than the lease and nobody else took over: no new claim on the
+    # run-out holding, but the outcome of the call it made is still its own to store.
+    holding = Fence("a", (await lease.tick("a", None, 0.2)).token)
+    queue = CallbackQueue(redis_client, config, clock, fence=lambda: holding)
+    first = await missed(queue, A, "c1")
+    await missed(queue, "+79031234564", "c2")
+    claim = await queue.claim(["support"], claimer="a")
+    await asyncio.sleep(0.25)
+    with pytest.raises(NotLeader):
+        await queue.claim(["support"], claimer="a")
+    assert await queue.renew(claim)
+    done = await queue.complete(claim, attempt(queue))
+    assert done is not None and done.id == first and done.state is State.DONE
+    # Renewing the same holding after the lapse keeps its token: nobody else held one.
+    assert (await lease.tick("a", holding, 5)).result == "renewed"
+    assert (await queue.claim(["support"], claimer="a")) is not None
+
+
+async def test_without_a_holding_nothing_is_claimed_once_a_leader_exists(
+    redis_client, config, clock, lease
+) -> None:
+    queue = CallbackQueue(redis_client, config, clock)  # carries no holding at all
+    await missed(queue)
+    await lease.tick("a", None, 30)
+    with pytest.raises(NotLeader):
+        await queue.claim(["support"], claimer="rogue")
+
+
+async def test_two_instances_detecting_one_missed_call_make_one_callback(
+    redis_url, config, clock
+) -> None:
+    # Every instance detects every missed call; the call id makes the second report a no-op,
+    # even when both arrive at the same moment.
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    try:
+        queues = [CallbackQueue(c, config, clock) for c in clients]
+        calls = [(f"+7916{n:07d}", f"1795345800.{n}") for n in range(200)]
+
+        async def detect(queue: CallbackQueue) -> list[str]:
+            out = []
+            for number, call_id in calls:
+                result = await queue.add_missed(
+                    number=number,
+                    category="support",
+                    source=Source.ABANDON,
+                    missed_at=clock.now() - 30,
+                    call_id=call_id,
+                )
+                out.append(result.result)
+            return out
+
+        results = await asyncio.gather(*(detect(q) for q in queues))
+        waiting = await queues[0].waiting(500)
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert sorted(results[0] + results[1]) == ["created"] * 200 + ["duplicate"] * 200
+    assert sorted(cb.number for cb in waiting) == sorted(n for n, _ in calls)
+    assert all(cb.missed_count == 1 for cb in waiting)
