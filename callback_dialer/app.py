@@ -37,12 +37,14 @@ from .detect.resync import resync_agents, resync_calls
 from .detect.sink import QueueSink
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.estimate import estimate_minutes
+from .dispatch.leadership import Leadership
 from .jobs.admin import JobsAdmin
 from .jobs.bridge import JobsBridge
 from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .queue.keys import Keys
+from .queue.lease import LeaderLease
 from .queue.models import Callback, EnqueueResult, HistoryEntry
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
@@ -79,7 +81,14 @@ def build_dialer(
         socket_connect_timeout=config.redis.socket_timeout,
         health_check_interval=30,
     )
-    queue = CallbackQueue(redis, config, clock)
+    # Several dialers may share the PBX and Redis: only the lease's holder dispatches, and
+    # the queue refuses claims, renewals and outcomes that carry a stale holding.
+    leadership = Leadership(
+        config,
+        LeaderLease(redis, config),
+        on_change=lambda gained, superseded: dispatcher.on_leadership(gained, superseded),
+    )
+    queue = CallbackQueue(redis, config, clock, fence=leadership.fence)
     # Detection reports to the dispatcher, which is made below from its own
     # parts: these callbacks look them up when called (after build_dialer), not now.
     pipeline = build_pipeline(
@@ -93,7 +102,17 @@ def build_dialer(
         on_fact=lambda fact: _observe(fact, metrics),
     )
     ami = AmiClient(config.ami, pipeline.router, clock)
-    dispatcher = Dispatcher(config, clock, queue, pipeline.agents, pipeline.tracker, ami, metrics)
+    dispatcher = Dispatcher(
+        config,
+        clock,
+        queue,
+        pipeline.agents,
+        pipeline.tracker,
+        ami,
+        metrics,
+        name=leadership.instance,
+        leading=leadership.may_act,
+    )
     jobs_admin = _JobsAdminLink(config)
     status = DialerStatus(
         config=config,
@@ -103,6 +122,7 @@ def build_dialer(
         queue=queue,
         agents=pipeline.agents,
         dispatcher=dispatcher,
+        leadership=leadership,
         ami=ami,
         jobs_admin=jobs_admin,
     )
@@ -141,6 +161,7 @@ def build_dialer(
         pipeline=pipeline,
         ami=ami,
         dispatcher=dispatcher,
+        leadership=leadership,
         status=status,
         commands=commands,
         jobs_admin=jobs_admin,
@@ -313,10 +334,12 @@ class DialerStatus:
         queue: CallbackQueue,
         agents: AgentBook,
         dispatcher: Dispatcher,
+        leadership: Leadership,
         ami: AmiClient,
         jobs_admin: _JobsAdminLink,
     ) -> None:
         self._config = config
+        self._leadership = leadership
         self._clock = clock
         self._metrics = metrics
         self._redis = redis
@@ -403,6 +426,8 @@ class DialerStatus:
             alarm=d.alarm,
             dispatching=ok,
             blocked_by=why,
+            instance=self._leadership.instance,
+            leader=self._leadership.leader,
         )
 
     def on_dispatch_change(self, listener: Callable[[], None]) -> None:
@@ -612,6 +637,7 @@ class Dialer:
         pipeline: Pipeline,
         ami: AmiClient,
         dispatcher: Dispatcher,
+        leadership: Leadership,
         status: DialerStatus,
         commands: DialerCommands,
         jobs_admin: _JobsAdminLink,
@@ -627,6 +653,7 @@ class Dialer:
         self.pipeline = pipeline
         self.ami = ami
         self.dispatcher = dispatcher
+        self.leadership = leadership
         self.status = status
         self.commands = commands
         self.sessions = sessions
@@ -658,6 +685,10 @@ class Dialer:
             await self.dispatcher.load_control()
         self._spawn("sink", self.pipeline.sink.run())
         self._spawn("ami", self.ami.run())
+        # The first exchange before the dispatcher starts: a lone dialer leads from its first
+        # pass; with a leader elsewhere this one stands by (detecting, keeping the queue).
+        await self.leadership.tick()
+        self._spawn("leader", self.leadership.run())
         self._spawn("dispatcher", self.dispatcher.run())
         if self.web is not None:
             self._spawn("web", self.web.run())
@@ -667,6 +698,8 @@ class Dialer:
             "dialer started",
             ami=f"{self.config.ami.host}:{self.config.ami.port}",
             dispatching="paused" if self.dispatcher.paused else "on",
+            instance=self.leadership.instance,
+            leader=self.leadership.leader or "none",
         )
 
     def request_stop(self) -> None:
@@ -679,6 +712,8 @@ class Dialer:
         self._stop.set()
         log.info("stopping: no new callbacks; finishing those in progress")
         await self.dispatcher.stop(drain_timeout=DRAIN_SECONDS)
+        # Outcomes stored (with our holding): now a standby may take over at once.
+        await self.leadership.stop()
         await self.pipeline.sink.close(timeout=5)
         if self.web is not None:
             with contextlib.suppress(Exception):

@@ -320,6 +320,33 @@ class TrunkConfig(Strict):
     numbers: tuple[str, ...] = ("*",)
 
 
+class LeaderConfig(Strict):
+    # This dialer's name in the leader lease and on its claims; empty: "<hostname>:<pid>".
+    instance: str = Field("", max_length=64)
+    # Only the holder of the lease dispatches; it renews every renew_every. A holder that
+    # cannot renew stops acting before the lease ends; another instance takes over once it has.
+    lease: Duration = 6.0
+    renew_every: Duration = 2.0
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_.:@-]+", v):
+            raise ValueError("may hold only letters, digits and _ . : @ -")
+        return v
+
+    @model_validator(mode="after")
+    def _timing(self) -> LeaderConfig:
+        if self.lease < 1:
+            raise ValueError("leader.lease must be at least 1 second")
+        if not 0 < self.renew_every <= self.lease / 2:
+            raise ValueError(
+                "leader.renew_every must be above 0 and at most half of leader.lease "
+                "(a renewal lost to a blip must leave time for the next)"
+            )
+        return self
+
+
 class DispatchConfig(Strict):
     # Start with dispatching switched on; a supervisor can pause and resume it at run time.
     enabled: StrictBool = True
@@ -649,6 +676,7 @@ class Config(Strict):
     hours: HoursConfig = HoursConfig()
     queue: QueueConfig = QueueConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    leader: LeaderConfig = LeaderConfig()
     web: WebConfig = WebConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
     sms: SmsConfig = SmsConfig()

@@ -1,14 +1,17 @@
 """The leader lease and its fencing token, against the real Redis: one holder at a time, a
-token that only grows, claims/renewals/outcomes refused on a stale holding, and two instances
-detecting one missed call making one callback."""
+token that only grows, claims/renewals/outcomes refused on a stale holding, a holder that
+stops acting by its own clock before anyone else may start, a standby taking over just after
+the lease runs out, and two instances detecting one missed call making one callback."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
 
+from callback_dialer.dispatch.leadership import Leadership
 from callback_dialer.queue.lease import Fence, LeaderLease
 from callback_dialer.queue.models import Attempt, Source, State
 from callback_dialer.queue.store import CallbackQueue, NotLeader
@@ -126,6 +129,63 @@ async def test_without_a_holding_nothing_is_claimed_once_a_leader_exists(
     await lease.tick("a", None, 30)
     with pytest.raises(NotLeader):
         await queue.claim(["support"], claimer="rogue")
+
+
+class Monotonic:
+    """The leadership's own clock, moved by hand: a frozen process is time passing unseen."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_leader_stops_acting_by_its_own_clock_before_its_lease_ends(lease, make_config):
+    config = make_config(leader={"lease": 6, "renew_every": 2})
+    clock = Monotonic()
+    heard: list[tuple[bool, bool]] = []
+    leadership = Leadership(
+        config, lease, on_change=lambda g, s: heard.append((g, s)), monotonic=clock
+    )
+    await leadership.tick()
+    assert leadership.may_act() and heard == [(True, False)]
+    # Frozen: no renewal ran. The lease is 6 s counted from when the renewal was sent, less
+    # the margin (0.6 s): at 5.3 s it still acts, at 5.5 s it does not, with nobody telling it.
+    clock.now += 5.3
+    assert leadership.may_act()
+    clock.now += 0.2
+    assert not leadership.may_act()
+    assert leadership.fence() == Fence(leadership.instance, 1)  # still its holding to record
+
+
+async def test_a_standby_takes_over_just_after_the_lease_runs_out(lease, make_config) -> None:
+    config = make_config(leader={"lease": 1, "renew_every": 0.25})
+    changes: dict[str, list[tuple[bool, bool]]] = {"a": [], "b": []}
+    a = Leadership(
+        config.model_copy(update={"leader": config.leader.model_copy(update={"instance": "a"})}),
+        lease,
+        on_change=lambda g, s: changes["a"].append((g, s)),
+    )
+    b = Leadership(
+        config.model_copy(update={"leader": config.leader.model_copy(update={"instance": "b"})}),
+        lease,
+        on_change=lambda g, s: changes["b"].append((g, s)),
+    )
+    await a.tick()
+    runs = [asyncio.create_task(a.run()), asyncio.create_task(b.run())]
+    await asyncio.sleep(1.5)  # several renewals: a keeps it, b stands by
+    assert a.may_act() and not b.may_act() and b.leader == "a"
+    runs[0].cancel()  # a dies without a word (no release)
+    died = time.monotonic()
+    while not b.may_act():
+        assert time.monotonic() - died < 3, "no takeover"
+        await asyncio.sleep(0.005)
+    took = time.monotonic() - died
+    assert took <= 1.0 + 0.15  # within the lease (plus the standby's wake-up slack)
+    assert b.token == 2 and changes["b"] == [(True, False)]
+    runs[1].cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
 
 
 async def test_two_instances_detecting_one_missed_call_make_one_callback(

@@ -1080,9 +1080,12 @@ async def test_healthz_names_what_is_down_and_is_200_when_all_is_up(make_config,
     async with web_rig(config, spool=tmp_path / "s.jsonl") as rig:
         answer = await rig.user().get("/healthz")
         assert answer.status == 503
+        me = rig.dialer.leadership.instance
         assert answer.json() == {
             "ok": False,
             "problems": ["AMI not connected: not connected yet", "Redis not reachable"],
+            "instance": me,
+            "leader": "",  # nobody is known to lead: Redis cannot say
         }
     pbx = await start_pbx([queue_member("sales", "101")])
     async with web_rig(
@@ -1093,7 +1096,11 @@ async def test_healthz_names_what_is_down_and_is_200_when_all_is_up(make_config,
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         answer = await rig.user().get("/healthz")
-        assert (answer.status, answer.json()) == (200, {"ok": True, "problems": []})
+        me = rig.dialer.leadership.instance
+        assert (answer.status, answer.json()) == (
+            200,
+            {"ok": True, "problems": [], "instance": me, "leader": me},
+        )
 
 
 async def test_redis_down_is_503_with_the_reason_never_a_traceback(make_config, tmp_path) -> None:

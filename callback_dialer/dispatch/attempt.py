@@ -27,7 +27,7 @@ from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
 from ..queue.models import Claim, Stage
 from .origination import OriginatePlan
-from .outcome import Outcome
+from .outcome import Outcome, Reason
 
 
 class Attempt:
@@ -246,6 +246,16 @@ class Attempt:
         self._aborted = reason
         self._changed.set()
         return True
+
+    def hand_over(self) -> bool:
+        """Another dialer leads now: let the attempt go without touching its call (the new
+        leader adopts it) or its callback (the queue refuses our fence anyway). False when it
+        was decided already."""
+        return self.abort(Reason.NOT_LEADER)
+
+    @property
+    def handed_over(self) -> bool:
+        return self._aborted == Reason.NOT_LEADER
 
     # ------------------------------------------------------------------ internals
 

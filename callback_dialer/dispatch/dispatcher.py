@@ -44,7 +44,7 @@ from ..metrics import Metrics
 from ..phone import NumberPolicy
 from ..queue.models import Attempt as AttemptRecord
 from ..queue.models import Callback, Claim, DispatchControl, QueueChange, State
-from ..queue.store import CallbackQueue, QueueUnavailable
+from ..queue.store import CallbackQueue, NotLeader, QueueUnavailable
 from ..tasks import TaskSet
 from .attempt import Attempt, Attempts
 from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
@@ -73,6 +73,7 @@ class Dispatcher:
         metrics: Metrics | None = None,
         *,
         name: str | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
         self.dispatch = config.dispatch
@@ -86,6 +87,9 @@ class Dispatcher:
         self.numbers = NumberPolicy(config.phone)
         self.strategy = strategy_for(config.dispatch)  # agent first or customer first
         self.name = name or f"dialer@{socket.gethostname()}"
+        # Do we surely hold the leader lease right now (leadership.py)? Read fresh at every
+        # decision: only the leader claims and dials; the others detect and stand by.
+        self.leading = leading
         self.inflight = Attempts(clock)
         self._kick = asyncio.Event()
         self._kicked_at: float | None = None
@@ -118,6 +122,7 @@ class Dispatcher:
             ami,
             self.strategy,
             on_dialling=self._dialling,
+            may_dial=leading,
         )
         queue.on_change(self._queue_changed)
 
@@ -222,6 +227,10 @@ class Dispatcher:
                 break
             self._kick.clear()
             now = self.clock.now()
+            if not self.leading():
+                continue  # a standby keeps no upkeep: the leader does (on_leadership wakes us)
+            # A supervisor may have paused through another instance's page.
+            await self.load_control()
             if now - last_housekeeping >= 30:
                 last_housekeeping = now
                 await self._housekeeping()
@@ -233,6 +242,8 @@ class Dispatcher:
                 self.last_error = str(exc)
                 log.warning("queue unavailable; dispatching waits", error=str(exc))
                 await self.clock.sleep(min(tick, 2.0))
+            except NotLeader:
+                log.warning("the queue refused our leader lease; dispatching stops")
             except Exception:
                 log.exception("dispatch pass failed")
                 await self.clock.sleep(min(tick, 2.0))
@@ -288,6 +299,8 @@ class Dispatcher:
             return False, "paused"
         if not self._accepting:
             return False, "stopping"
+        if not self.leading():
+            return False, "standby"
         if not self.ami.authenticated:
             return False, "ami_down"
         if not self.synced:
@@ -366,6 +379,9 @@ class Dispatcher:
         try:
             try:
                 outcome = await self.runner.call(attempt, log_)
+            except NotLeader:
+                log_.info("another dialer leads now; this attempt is left to it")
+                return
             except QueueUnavailable as exc:
                 # Before any call was placed: the lease runs out and the callback comes back.
                 log_.error("queue unavailable before the call was placed", error=str(exc))
@@ -448,6 +464,11 @@ class Dispatcher:
                             not_before=outcome.not_before,
                         )
                 raise ValueError(f"an outcome of kind {outcome.kind} is never stored")
+            except NotLeader:
+                # Another dialer took the lease while we were not looking: it adopts the
+                # callback (and its call); what we saw is not ours to record any more.
+                log_.warning("outcome not stored: another dialer leads now", outcome=outcome.reason)
+                return None
             except QueueUnavailable as exc:
                 log_.warning(
                     "queue unavailable; the outcome waits to be stored",
@@ -477,12 +498,36 @@ class Dispatcher:
 
     async def on_ami_ready(self) -> None:
         """After a (re)connect: settle or keep following every attempt in flight, and learn
-        which callback calls are up that no attempt of ours knows (a previous run's)."""
+        which callback calls are up that no attempt of ours knows (a previous run's). Only
+        the leader looks at those: a standby does when it takes over (``on_leadership``)."""
         for attempt in list(self.inflight.values()):
             attempt.reconnected()
-        await self.refresh_foreign_calls()
+        if self.leading():
+            await self.refresh_foreign_calls()
         self.synced = True
         self.kick("ami_ready")
+
+    async def on_leadership(self, gained: bool, superseded: bool = False) -> None:
+        """The leader lease was gained or lost (leadership.py).
+
+        Gained: the pause a supervisor saved is read again, and the same reconciliation runs
+        as after an AMI reconnect, so the callback calls the previous leader left up are
+        found (and their numbers not dialled) before the first claim. Lost: no claim and no
+        Originate from now on (``can_dispatch`` and the runner read the lease themselves);
+        ``superseded`` (another dialer holds it now) also lets go of every attempt in flight
+        without hanging up its call: the new leader follows those calls."""
+        if gained:
+            await self.load_control()
+            if self.ami.authenticated:
+                await self.on_ami_ready()
+            self.kick("leader")
+        else:
+            if superseded:
+                handed = [a.callback_id for a in self.inflight.values() if a.hand_over()]
+                if handed:
+                    log.warning("attempts left to the new leader", callbacks=handed)
+            self.kick("not_leader")
+        await self._notify()
 
     async def refresh_foreign_calls(self) -> None:
         try:
@@ -601,8 +646,11 @@ class Dispatcher:
 
         async def renew() -> None:
             with contextlib.suppress(QueueUnavailable):
-                if not await self.queue.renew(attempt.claim, stage=stage, agent=attempt.agent):
-                    attempt.abort(Reason.CLAIM_LOST)
+                try:
+                    if not await self.queue.renew(attempt.claim, stage=stage, agent=attempt.agent):
+                        attempt.abort(Reason.CLAIM_LOST)
+                except NotLeader:
+                    attempt.hand_over()
 
         self._spawn(renew(), f"renew-{attempt.callback_id}")
 

@@ -71,6 +71,8 @@ class Reason(StrEnum):
     # The callback itself (fail, abort).
     INVALID_NUMBER = "invalid_number"
     CLAIM_LOST = "claim_lost"
+    # Another dialer holds the leader lease now: the call is theirs to follow (never hung up).
+    NOT_LEADER = "not_leader"
 
 
 # Outcomes that say nothing about whether originates work: they neither count towards the

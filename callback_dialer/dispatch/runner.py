@@ -24,7 +24,7 @@ from ..detect.agents import AgentBook
 from ..detect.tracker import CallTracker
 from ..logs import get_logger
 from ..phone import NumberPolicy
-from ..queue.store import CallbackQueue, QueueUnavailable
+from ..queue.store import CallbackQueue, NotLeader, QueueUnavailable
 from .attempt import Attempt
 from .origination import OriginateInputError, plan_originate
 from .outcome import Outcome, Reason
@@ -45,6 +45,7 @@ class AttemptRunner:
         strategy: Strategy,
         *,
         on_dialling: Callable[[Attempt], None],
+        may_dial: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
         self.dispatch = config.dispatch
@@ -57,6 +58,8 @@ class AttemptRunner:
         self.numbers = NumberPolicy(config.phone)
         # Told the moment the Originate is written (the dispatcher times its decisions).
         self.on_dialling = on_dialling
+        # Asked the instant before the Originate: do we surely still hold the leader lease?
+        self.may_dial = may_dial
 
     async def call(self, attempt: Attempt, log_: Any) -> Outcome | None:
         """Place the call and follow it: its outcome, or None when the callback was closed
@@ -86,7 +89,13 @@ class AttemptRunner:
         first_stage = self.strategy.first_stage
         # The last check before dialling: a callback closed meanwhile (the customer got
         # through, a supervisor cancelled) is never dialled.
-        if not await self.queue.renew(attempt.claim, stage=first_stage, agent=attempt.agent):
+        try:
+            renewed = await self.queue.renew(attempt.claim, stage=first_stage, agent=attempt.agent)
+        except NotLeader:
+            log_.info("another dialer leads now; not dialled")
+            attempt.hand_over()
+            return None
+        if not renewed:
             log_.info("callback closed while being claimed; not dialled")
             return None
         if attempt.aborted:
@@ -94,6 +103,13 @@ class AttemptRunner:
         if not self.agents.still_free_for(attempt.agent, cb.id):
             # A queue call took the agent in this very instant: back, unharmed.
             return _decide(attempt, Outcome.release(Reason.AGENT_BUSY))
+        if not self.may_dial():
+            # The leader lease may have run out while we waited for that renewal (a frozen
+            # process, a slow Redis): another dialer may be dispatching by now. Read fresh,
+            # with nothing awaited between this and writing the Originate.
+            log_.warning("leader lease not surely ours any more; not dialled")
+            attempt.hand_over()
+            return None
         attempt.dialling(first_stage)
         self.on_dialling(attempt)
         try:
@@ -128,6 +144,9 @@ class AttemptRunner:
                         attempt.abort(Reason.CLAIM_LOST)
                         break
                     last_renew = now
+                except NotLeader:
+                    attempt.hand_over()  # the new leader follows this call now
+                    break
                 except QueueUnavailable as exc:
                     log.warning(
                         "could not renew a claim; will try again",
@@ -146,7 +165,8 @@ class AttemptRunner:
                     )
                 )
         if attempt.aborted:
-            await self._hang_up(attempt)
+            if not attempt.handed_over:
+                await self._hang_up(attempt)
             if attempt.aborted == Reason.DIALER_STOPPED:
                 return Outcome.release(
                     Reason.DIALER_STOPPED,

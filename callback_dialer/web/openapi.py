@@ -255,10 +255,17 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "dispatching": B,
                 "blocked_by": {
                     "type": "string",
-                    "description": "Why nothing is dialled now: paused, stopping, "
+                    "description": "Why nothing is dialled now: standby (another "
+                    "dialer holds the leader lease), paused, stopping, "
                     "ami_down, resyncing, outside_calling_hours; "
                     "empty when "
                     "dialling.",
+                },
+                "instance": {"type": "string", "description": "This dialer's name."},
+                "leader": {
+                    "type": "string",
+                    "description": "The dialer holding the leader lease (the one that "
+                    "dispatches); empty when none does.",
                 },
             }
         ),

@@ -56,6 +56,10 @@ class DispatchState:
     alarm: str
     dispatching: bool
     blocked_by: str
+    # Several dialers: this one's name and the leader lease's holder ("" none yet); only the
+    # leader dispatches, the others show blocked_by "standby".
+    instance: str = ""
+    leader: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,9 @@ class WebApp:
 
     async def healthz(self, request: web.Request) -> web.Response:
         ok, problems = await self.status.health()
-        return web.json_response({"ok": ok, "problems": problems}, status=200 if ok else 503)
+        d = self.status.dispatch_state()
+        body = {"ok": ok, "problems": problems, "instance": d.instance, "leader": d.leader}
+        return web.json_response(body, status=200 if ok else 503)
 
 
 def make_app(

@@ -175,6 +175,8 @@ class Views:
             "alarm": self.text(d.alarm, masked),
             "dispatching": d.dispatching,
             "blocked_by": d.blocked_by,
+            "instance": d.instance,
+            "leader": d.leader,
         }
 
     def categories(self) -> list[dict[str, str]]:

@@ -312,6 +312,7 @@
       ? t("paused_by", { by: actorLabel(d.paused_by) || "?" }) + (d.paused_reason ? ": " + d.paused_reason : "") + "."
       : "";
     show($("banner-resume"), !!d.paused && canAct());
+    pill($("leader"), t(d.leader === d.instance ? "leader_us" : "leader_other", { who: d.leader || "?" }), d.leader ? "" : "warn");
     const button = $("pause-btn");
     show(button, canAct());
     button.textContent = d.paused ? t("resume") : t("pause");
