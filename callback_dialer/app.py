@@ -24,7 +24,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .ami.client import AmiClient
@@ -44,6 +43,7 @@ from .jobs.reports import ReportFiles, generate_report, list_reports, report_fil
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .queue.keys import Keys
+from .queue.connect import AsyncClient, ClusterNotSupported, async_client, close_async_client
 from .queue.lease import LeaderLease
 from .queue.models import Callback, EnqueueResult, HistoryEntry
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
@@ -74,13 +74,8 @@ def build_dialer(
     """
     clock = clock or RealClock()
     metrics = Metrics()
-    redis = aioredis.Redis.from_url(
-        redis_url or config.redis.url,
-        password=config.redis.password or None,
-        socket_timeout=config.redis.socket_timeout,
-        socket_connect_timeout=config.redis.socket_timeout,
-        health_check_interval=30,
-    )
+    # One server, the master Sentinel names, or a Cluster: queue/connect.py decides.
+    redis = async_client(config, redis_url)
     # Several dialers may share the PBX and Redis: only the lease's holder dispatches, and
     # the queue refuses claims, renewals and outcomes that carry a stale holding.
     leadership = Leadership(
@@ -141,7 +136,10 @@ def build_dialer(
     _register_side_job_gauges(metrics, jobs_admin)
 
     bridge = None
-    if jobs:
+    if jobs and config.redis.cluster:
+        # rq cannot use a cluster (queue/connect.py): the dialer runs without side jobs.
+        log.warning("side jobs off: rq cannot use a Redis Cluster (see README, Redis HA)")
+    elif jobs:
 
         async def estimate(callback: Callback) -> int:
             return await estimate_minutes(
@@ -330,7 +328,7 @@ class DialerStatus:
         config: Config,
         clock: Clock,
         metrics: Metrics,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         queue: CallbackQueue,
         agents: AgentBook,
         dispatcher: Dispatcher,
@@ -467,6 +465,8 @@ class DialerStatus:
     async def side_jobs(self) -> SideJobs:
         try:
             return await asyncio.to_thread(self._read_side_jobs)
+        except ClusterNotSupported as exc:
+            raise QueueUnavailable(str(exc)) from exc
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
 
@@ -632,7 +632,7 @@ class Dialer:
         config: Config,
         clock: Clock,
         metrics: Metrics,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         queue: CallbackQueue,
         pipeline: Pipeline,
         ami: AmiClient,
@@ -724,7 +724,7 @@ class Dialer:
         self._jobs_admin.close()
         await self.ami.close()
         await self._tasks.cancel_all()
-        await self.redis.aclose()
+        await close_async_client(self.redis)
         log.info("stopped")
 
 

@@ -5,6 +5,7 @@ list indexes) and what is allowed. Secrets may come from the environment instead
 
 - ``CALLBACK_DIALER_AMI_SECRET``      overrides ``ami.secret``
 - ``CALLBACK_DIALER_REDIS_PASSWORD``  overrides ``redis.password``
+- ``CALLBACK_DIALER_SENTINEL_PASSWORD``  overrides ``redis.sentinel_password``
 - ``CALLBACK_DIALER_WEB_SECRET``      overrides ``web.session_secret``
 - ``CALLBACK_DIALER_METRICS_TOKEN``   overrides ``web.metrics_token``
 """
@@ -36,6 +37,7 @@ from pydantic import (
 
 ENV_AMI_SECRET = "CALLBACK_DIALER_AMI_SECRET"
 ENV_REDIS_PASSWORD = "CALLBACK_DIALER_REDIS_PASSWORD"
+ENV_SENTINEL_PASSWORD = "CALLBACK_DIALER_SENTINEL_PASSWORD"
 ENV_WEB_SECRET = "CALLBACK_DIALER_WEB_SECRET"
 ENV_METRICS_TOKEN = "CALLBACK_DIALER_METRICS_TOKEN"
 
@@ -149,6 +151,18 @@ class RedisConfig(Strict):
     # Every key of the callback queue lives under "{key_prefix}:" (one Redis Cluster slot).
     key_prefix: str = Field("callback-dialer", min_length=1, max_length=64)
     socket_timeout: Duration = 5.0
+    # Redis Sentinel: ask these sentinels ("host:port") where the master of service_name is.
+    # The host and port of url are then unused; its database number and scheme still apply.
+    sentinels: tuple[str, ...] = ()
+    service_name: str = "callback-dialer"
+    sentinel_password: str = ""
+    # Redis Cluster: url names one node to start from (database 0 only).
+    cluster: StrictBool = False
+    # After the writes a failover must not lose (a missed call stored, a claim, an outcome,
+    # the leader lease), wait until this many replicas have them, at most wait_timeout.
+    # 0: do not wait (an asynchronous replica may then lose the last acknowledged writes).
+    wait_replicas: StrictInt = Field(0, ge=0, le=10)
+    wait_timeout: Duration = 0.1
 
     @field_validator("url")
     @classmethod
@@ -156,6 +170,42 @@ class RedisConfig(Strict):
         if not re.match(r"^(redis|rediss|unix)://", v):
             raise ValueError('must start with "redis://", "rediss://" or "unix://"')
         return v
+
+    @field_validator("sentinels")
+    @classmethod
+    def _sentinels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for address in v:
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f'expected "host:port" addresses, got {address!r}')
+        return v
+
+    @field_validator("service_name")
+    @classmethod
+    def _service(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
+            raise ValueError("may hold only letters, digits and _ . - (at most 64)")
+        return v
+
+    @model_validator(mode="after")
+    def _topology(self) -> RedisConfig:
+        if self.sentinels and self.cluster:
+            raise ValueError("redis.sentinels and redis.cluster = true exclude each other")
+        if self.cluster and self.wait_replicas:
+            raise ValueError(
+                "redis.wait_replicas is for one master with replicas (plain or Sentinel), "
+                "not for redis.cluster"
+            )
+        if (self.sentinels or self.cluster) and self.url.startswith("unix://"):
+            raise ValueError("redis.url: Sentinel and Cluster reach Redis over TCP, not unix://")
+        return self
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for address in self.sentinels:
+            host, _, port = address.rpartition(":")
+            out.append((host.strip("[]"), int(port)))
+        return out
 
     @field_validator("key_prefix")
     @classmethod
@@ -850,6 +900,7 @@ def _with_env_secrets(data: dict[str, Any]) -> dict[str, Any]:
     for env, section, key in (
         (ENV_AMI_SECRET, "ami", "secret"),
         (ENV_REDIS_PASSWORD, "redis", "password"),
+        (ENV_SENTINEL_PASSWORD, "redis", "sentinel_password"),
         (ENV_WEB_SECRET, "web", "session_secret"),
         (ENV_METRICS_TOKEN, "web", "metrics_token"),
     ):

@@ -85,6 +85,17 @@ def problems(data: dict) -> list[str]:
             },
             "customer_channel 'Local/{exten}@callback-customer' needs the /n option",
         ),
+        ({"redis": {"sentinels": ["10.0.0.1"]}}, 'redis.sentinels: expected "host:port"'),
+        (
+            {"redis": {"sentinels": ["a:26379"], "cluster": True}},
+            "redis.sentinels and redis.cluster = true exclude each other",
+        ),
+        (
+            {"redis": {"cluster": True, "wait_replicas": 1}},
+            "redis.wait_replicas is for one master with replicas",
+        ),
+        ({"leader": {"lease": 6, "renew_every": 4}}, "leader.renew_every must be above 0"),
+        ({"leader": {"instance": "a b"}}, "leader.instance: may hold only letters"),
     ],
 )
 def test_each_fault_is_one_line_naming_the_key_and_what_is_allowed(data, expected) -> None:

@@ -25,6 +25,7 @@ from rq import Queue, Retry
 
 from .. import __version__
 from ..config import Config, ConfigError, JobsConfig, WebhookConfig
+from ..queue.connect import sync_client
 from ..queue.keys import Keys
 
 USER_AGENT = f"callback-dialer/{__version__}"
@@ -47,18 +48,13 @@ def worker_config() -> Config:
 
 
 def connect(config: Config, socket_timeout: float | None = None) -> redis.Redis:
-    """A bytes-returning client for rq and the job keys (rq breaks on decoded responses).
+    """A bytes-returning client for rq and the job keys (rq breaks on decoded responses),
+    to the one server or the master Sentinel names (queue/connect.py).
 
     No ``socket_timeout`` for a worker: rq's own blocking pop waits longer than any sensible
     timeout. The dialer side passes one, so a hung Redis cannot hold its hand-off forever.
     """
-    return redis.Redis.from_url(
-        config.redis.url,
-        password=config.redis.password or None,
-        socket_connect_timeout=config.redis.socket_timeout,
-        socket_timeout=socket_timeout,
-        health_check_interval=30,
-    )
+    return sync_client(config, socket_timeout=socket_timeout)
 
 
 class _OurQueue(Queue):

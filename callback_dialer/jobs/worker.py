@@ -15,6 +15,7 @@ from rq import Worker
 
 from ..config import Config, ConfigError
 from ..logs import configure_logging, get_logger
+from ..queue.connect import ClusterNotSupported
 from .common import (
     check_jobs_config,
     connect,
@@ -35,7 +36,11 @@ def run_worker(config: Config, burst: bool = False) -> int:
     if problems:
         raise ConfigError("worker", problems)
     set_worker_config(config)
-    conn = connect(config)
+    try:
+        conn = connect(config)
+    except ClusterNotSupported as exc:
+        log.error("worker_cannot_start", error=str(exc))
+        return 1
     try:
         conn.ping()
     except (redis.exceptions.RedisError, OSError) as exc:

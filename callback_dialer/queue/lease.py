@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Config
+from .connect import AsyncClient
 from .keys import Keys, lua_prelude
 
 
@@ -64,16 +64,26 @@ class LeaseUnavailable(Exception):
 
 
 class LeaderLease:
-    def __init__(self, redis: aioredis.Redis, config: Config) -> None:
+    def __init__(self, redis: AsyncClient, config: Config) -> None:
         self.redis = redis
         self.keys = Keys(config.redis.key_prefix)
+        self.wait_replicas = config.redis.wait_replicas
+        self.wait_ms = int(config.redis.wait_timeout * 1000)
         source = resources.files(__package__).joinpath("lua", "lease.lua").read_text("utf-8")
         self._script = redis.register_script(lua_prelude() + _PARSE + source)
 
-    async def _run(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, payload: dict[str, Any], *, durable: bool = False) -> dict[str, Any]:
         keys, args = [self.keys.leader()], [self.keys.tag, json.dumps(payload)]
         try:
-            raw = await self._script(keys=keys, args=args)
+            if durable and self.wait_replicas:
+                # WAIT on the connection that wrote: a new holding's token must survive a
+                # failover, or two holdings could share one.
+                pipe = self.redis.pipeline(transaction=False)
+                await self._script(keys=keys, args=args, client=pipe)
+                pipe.wait(self.wait_replicas, self.wait_ms)
+                raw, _ = await pipe.execute()
+            else:
+                raw = await self._script(keys=keys, args=args)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise LeaseUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
@@ -88,7 +98,7 @@ class LeaderLease:
             "token": str(holding.token) if holding else "",
             "lease_ms": int(lease * 1000),
         }
-        return _state(await self._run(payload))
+        return _state(await self._run(payload, durable=True))
 
     async def release(self, holding: Fence) -> LeaseState:
         payload = {"op": "release", "instance": holding.instance, "token": str(holding.token)}

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -46,6 +45,7 @@ from ..config import Config
 from ..hours import CallingHours
 from ..logs import get_logger
 from ..phone import is_e164
+from .connect import AsyncClient
 from .keys import Keys, lua_prelude
 from .lease import Fence
 from .models import (
@@ -69,6 +69,8 @@ QueueListener = Callable[[QueueChange], None]
 _SCRIPTS = ("enqueue", "claim", "renew", "settle", "resolve", "manual", "housekeeping")
 # The scripts carrying the caller's holding of the leader lease (refused when stale).
 _FENCED = frozenset({"claim", "renew", "settle"})
+# The writes a failover must not lose: with [redis] wait_replicas they wait for a replica.
+_DURABLE = frozenset({"enqueue", "claim", "settle", "resolve", "manual"})
 
 # The holding of the leader lease this dialer last had (None: none); see lease.py.
 FenceSource = Callable[[], Fence | None]
@@ -116,7 +118,7 @@ def _decode(raw: dict[Any, Any]) -> dict[str, str]:
 class CallbackQueue:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncClient,
         config: Config,
         clock: Clock,
         *,
@@ -125,6 +127,7 @@ class CallbackQueue:
         self.redis = redis
         # Claims, renewals and outcomes carry this dialer's holding of the leader lease.
         self._fence = fence
+        self._wait = (config.redis.wait_replicas, int(config.redis.wait_timeout * 1000))
         self.config = config
         self.clock = clock
         self.keys = Keys(config.redis.key_prefix)
@@ -172,8 +175,23 @@ class CallbackQueue:
             holding = self._fence() if self._fence is not None else None
             payload["fence"] = holding.to_json() if holding is not None else None
         keys, args = [self.keys.open()], [self.keys.tag, json.dumps(payload)]
+        replicas, wait_ms = self._wait
         try:
-            raw = await self._scripts[name](keys=keys, args=args)
+            if replicas and name in _DURABLE:
+                # WAIT counts the writes of its own connection: one pipeline, one connection.
+                pipe = self.redis.pipeline(transaction=False)
+                await self._scripts[name](keys=keys, args=args, client=pipe)
+                pipe.wait(replicas, wait_ms)
+                raw, acked = await pipe.execute()
+                if acked < replicas:
+                    log.warning(
+                        "a write is not on a replica yet; a failover now could lose it",
+                        script=name,
+                        replicas=acked,
+                        wanted=replicas,
+                    )
+            else:
+                raw = await self._scripts[name](keys=keys, args=args)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
