@@ -683,11 +683,11 @@ class Dialer:
         self.pipeline.sink.load_spool()
         with contextlib.suppress(QueueUnavailable):
             await self.dispatcher.load_control()
+        # The first exchange before anything runs: a lone dialer leads from its first pass;
+        # with a leader elsewhere this one stands by (detecting, keeping the queue current).
+        await self.leadership.tick()
         self._spawn("sink", self.pipeline.sink.run())
         self._spawn("ami", self.ami.run())
-        # The first exchange before the dispatcher starts: a lone dialer leads from its first
-        # pass; with a leader elsewhere this one stands by (detecting, keeping the queue).
-        await self.leadership.tick()
         self._spawn("leader", self.leadership.run())
         self._spawn("dispatcher", self.dispatcher.run())
         if self.web is not None:

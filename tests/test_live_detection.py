@@ -53,7 +53,9 @@ async def live(make_config, redis_url, tmp_path):
             spool=spool or tmp_path / f"spool-{len(made)}.jsonl",
         )
         await dialer.start()
-        await until(lambda: dialer.ami.authenticated)
+        # Logged in and resynchronised: a call played before the resync's channel list came
+        # back would be taken for one that vanished while we were away.
+        await until(lambda: dialer.ami.authenticated and dialer.dispatcher.synced)
         made.append((server, dialer))
         return server, dialer
 

@@ -510,16 +510,19 @@ class Dispatcher:
     async def on_leadership(self, gained: bool, superseded: bool = False) -> None:
         """The leader lease was gained or lost (leadership.py).
 
-        Gained: the pause a supervisor saved is read again, and the same reconciliation runs
-        as after an AMI reconnect, so the callback calls the previous leader left up are
-        found (and their numbers not dialled) before the first claim. Lost: no claim and no
+        Gained: the same reconciliation runs as after an AMI reconnect, so the callback calls
+        the previous leader left up are found (and their numbers not dialled) before the first
+        claim; the saved pause is read again before every pass anyway. Lost: no claim and no
         Originate from now on (``can_dispatch`` and the runner read the lease themselves);
         ``superseded`` (another dialer holds it now) also lets go of every attempt in flight
         without hanging up its call: the new leader follows those calls."""
         if gained:
-            await self.load_control()
             if self.ami.authenticated:
-                await self.on_ami_ready()
+                # No claim before the reconciliation is done; and it runs beside the lease's
+                # loop, so a slow Asterisk cannot hold up the next renewal. Without a link,
+                # the AMI ready hook runs it when the link is up.
+                self.synced = False
+                self._spawn(self.on_ami_ready(), "take-over")
             self.kick("leader")
         else:
             if superseded:
