@@ -42,8 +42,8 @@ from .jobs.bridge import JobsBridge
 from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
-from .queue.keys import Keys
 from .queue.connect import AsyncClient, ClusterNotSupported, async_client, close_async_client
+from .queue.keys import Keys
 from .queue.lease import LeaderLease
 from .queue.models import Callback, EnqueueResult, HistoryEntry
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
@@ -490,7 +490,7 @@ class RedisSessions:
     """The web's ``SessionStore`` in Redis: a hash per session that expires when unused, and
     a set per user naming theirs (for signing out everywhere)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, keep: float) -> None:
+    def __init__(self, redis: AsyncClient, keys: Keys, *, keep: float) -> None:
         self._redis = redis
         self._keys = keys
         self._keep = max(1, int(keep))  # a user's set outlives their longest session

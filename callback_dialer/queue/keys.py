@@ -153,6 +153,7 @@ class Keys:
 
     def user_sessions(self, user: str) -> str:
         return self._k("user_sessions", user)
+
     def leader(self) -> str:
         return self._k("leader")
 
