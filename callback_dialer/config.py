@@ -362,12 +362,58 @@ class QueueConfig(Strict):
     spool_file: str = "var/spool.jsonl"
 
 
+DEFAULT_TRUNK_DIAL = "PJSIP/{number}@{trunk}"
+DIAL_PLACEHOLDERS = ("number", "trunk")
+# Outside its placeholders a dial string may hold only these: anything else means something to
+# the dialplan (, splits Dial's arguments, $ { } substitute, ; starts a comment, & dials two
+# channels at once, ( ) [ ] " and spaces end or start expressions and arguments).
+_DIAL_CHARS = re.compile(r"[A-Za-z0-9_./@:+=#*-]")
+_DIAL_CHARS_HINT = "letters, digits and _ . / @ : + = # * -"
+
+
+def check_dial_template(text: str) -> str:
+    """A trunk's dial string, or ValueError naming what is wrong with it (one line)."""
+    names = re.findall(r"{([^{}]*)}", text)
+    for name in names:
+        if name not in DIAL_PLACEHOLDERS:
+            raise ValueError(
+                f"unknown placeholder {{{name}}}; allowed: "
+                + ", ".join(f"{{{a}}}" for a in DIAL_PLACEHOLDERS)
+            )
+    if names.count("number") != 1:
+        raise ValueError(
+            f"{text!r} must hold {{number}} exactly once (where the customer's number goes), "
+            'e.g. "PJSIP/{number}@{trunk}"'
+        )
+    rest = re.sub(r"{(number|trunk)}", "", text)
+    for char in rest:
+        if not _DIAL_CHARS.fullmatch(char):
+            raise ValueError(
+                f"{text!r}: the character {char!r} would break the dialplan's Dial(); "
+                f"allowed besides {{number}} and {{trunk}}: {_DIAL_CHARS_HINT}"
+            )
+    if not re.match(r"[A-Za-z][A-Za-z0-9]*/", text):
+        raise ValueError(
+            f"{text!r} must start with a channel technology and a slash, like "
+            '"PJSIP/{number}@{trunk}", "IAX2/{trunk}/{number}" or "DAHDI/g0/{number}"'
+        )
+    return text
+
+
 class TrunkConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     # Callbacks in progress over this trunk at once.
     max_calls: StrictInt = Field(10, ge=1, le=10_000)
     # Which numbers go over this trunk: shell-style patterns on the E.164 form.
     numbers: tuple[str, ...] = ("*",)
+    # How the dialplan dials a customer over this trunk: {number} is the number as [dispatch]
+    # exten formats it (validated digits), {trunk} this trunk's name.
+    dial: str = DEFAULT_TRUNK_DIAL
+
+    @field_validator("dial")
+    @classmethod
+    def _dial(cls, v: str) -> str:
+        return check_dial_template(v)
 
 
 class LeaderConfig(Strict):
@@ -467,7 +513,25 @@ class DispatchConfig(Strict):
                 )
         return self
 
-    @field_validator("agent_channel", "exten", "caller_id", "customer_channel")
+    @field_validator("exten")
+    @classmethod
+    def _exten(cls, v: str) -> str:
+        # The Originate's Exten is what fills {number} in the trunks' dial strings: only
+        # the number, in one of its spellings, behind an optional prefix of digits.
+        for name in re.findall(r"{([^{}]*)}", v):
+            if name not in ("digits", "e164", "national", "nsn"):
+                raise ValueError(
+                    f"unknown placeholder {{{name}}}; allowed: {{digits}}, {{e164}}, "
+                    "{national}, {nsn}"
+                )
+        if not re.fullmatch(r"[0-9]*{(digits|e164|national|nsn)}", v):
+            raise ValueError(
+                f"{v!r} must be one number placeholder behind an optional prefix of digits, "
+                'e.g. "{digits}" or "9{national}"'
+            )
+        return v
+
+    @field_validator("agent_channel", "caller_id", "customer_channel")
     @classmethod
     def _template(cls, v: str) -> str:
         allowed = {

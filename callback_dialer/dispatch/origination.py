@@ -20,6 +20,7 @@ from ..phone import PhoneNumber, is_e164
 
 _INTERFACE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9@._:+\-/;]+$")
 _SAFE_VALUE = re.compile(r"^[^\r\n\x00]*$")
+_EXTEN = re.compile(r"^\+?[0-9]+$")
 
 
 class OriginateInputError(ValueError):
@@ -81,6 +82,9 @@ def plan_originate(
         "label": label,
     }
     exten = dispatch.exten.format_map(values)
+    if not _EXTEN.fullmatch(exten):
+        # It fills {number} in the trunk's dial string: nothing but the number gets there.
+        raise OriginateInputError(f"refusing an Exten that is not a number: {exten!r}")
     values["exten"] = exten
     token = secrets.token_hex(3)
     channel_id = f"cbd-{callback_id}-{attempt_no}-{token}"

@@ -31,6 +31,29 @@ def _queue_for(config: Config, category: str) -> str | None:
     return None
 
 
+def render_trunk_dial(template: str, trunk: str) -> str:
+    """A trunk's dial string as the dialplan dials it: ``{number}`` is the Originate's Exten
+    (a number the dialer validated), ``{trunk}`` the trunk's name (config checks both)."""
+    return template.replace("{number}", "${EXTEN}").replace("{trunk}", trunk)
+
+
+def _dial_by_trunk(config: Config, ring_seconds: float) -> str:
+    """The priorities that dial the customer over the trunk the dialer chose (CALLBACK_TRUNK),
+    each trunk with its own dial string; they stay in the calling context, so the DialBegin
+    the dialer follows names that context. An unknown trunk is dialled over none."""
+    seconds = int(ring_seconds)
+    lines = []
+    for n, trunk in enumerate(config.dispatch.trunks, 1):
+        lines.append(f' same => n,GotoIf($["${{CALLBACK_TRUNK}}" = "{trunk.name}"]?trunk{n})')
+    lines.append(" same => n,NoOp(no trunk named ${CALLBACK_TRUNK} in this dialplan)")
+    lines.append(" same => n,Hangup()")
+    for n, trunk in enumerate(config.dispatch.trunks, 1):
+        dial = render_trunk_dial(trunk.dial, trunk.name)
+        lines.append(f" same => n(trunk{n}),Dial({dial},{seconds})")
+        lines.append(" same => n,Goto(dialled)")
+    return "\n".join(lines)
+
+
 def render_dialplan(config: Config) -> str:
     d = config.dispatch
     inbound = (
@@ -83,14 +106,15 @@ Category: ${{CALLBACK_CATEGORY}})
 
 ; ---------------------------------------------------------------------------------------
 ; Agent first ([dispatch] mode = "agent_first"): the agent has answered the dialer's
-; Originate; now the customer is dialled over the trunk named by CALLBACK_TRUNK (name your
-; [[dispatch.trunks]] after the PJSIP endpoint of the trunk). EXTEN is the number as
+; Originate; now the customer is dialled over the trunk the dialer chose (CALLBACK_TRUNK),
+; with that trunk's dial string ([[dispatch.trunks]] dial). EXTEN is the number as
 ; [dispatch] exten formats it.
 [{d.context}]
-exten => _X.,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXTEN}})
+exten => _X.,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXTEN}} \
+over ${{CALLBACK_TRUNK}})
  same => n,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
- same => n,Dial(PJSIP/${{EXTEN}}@${{CALLBACK_TRUNK}},{int(d.customer_ring_seconds)})
- same => n,NoOp(customer dial status ${{DIALSTATUS}})
+{_dial_by_trunk(config, d.customer_ring_seconds)}
+ same => n(dialled),NoOp(customer dial status ${{DIALSTATUS}})
  same => n,Hangup()
 
 ; Customer first ([dispatch] mode = "customer_first"): the Originate's Channel is
@@ -99,8 +123,8 @@ exten => _X.,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXT
 ; hang up in the middle of the call) ...
 [callback-customer]
 exten => _X.,1,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
- same => n,Dial(PJSIP/${{EXTEN}}@${{CALLBACK_TRUNK}},{int(d.customer_ring_seconds)})
- same => n,Hangup()
+{_dial_by_trunk(config, d.customer_ring_seconds)}
+ same => n(dialled),Hangup()
 
 ; ... and once they answer, {d.agent_context} rings the reserved agent (CALLBACK_AGENT).
 [{d.agent_context}]

@@ -160,6 +160,9 @@ class PbxSpec:
     pjsip_context: str = "from-internal"
     internal_context: str = "from-internal"
     ivr_extension: str = "100"  # what an internal phone dials to reach the IVR
+    # The generated dialplan's dial string of that trunk ([[dispatch.trunks]] dial): what
+    # callback-outbound and callback-customer Dial(), and the technology of the channel.
+    trunk_dial: str = "IAX2/{trunk}/{number}"
     # callback-outbound: Dial(IAX2/carrier/${EXTEN},20)
     callback_context: str = "callback-outbound"
     callback_dial_timeout: float = 20.0
@@ -173,6 +176,19 @@ class PbxSpec:
     # after-queue / queue-exit: Wait(1) before Hangup()
     goodbye_seconds: float = 1.0
     seed: int = 0
+
+    def dial_string(self, number: str) -> str:
+        """What the dialplan's Dial() gets for ``number`` (``IAX2/carrier/79161234567``)."""
+        return self.trunk_dial.replace("{number}", number).replace("{trunk}", self.trunk)
+
+    def dialed_peer(self, number: str) -> str:
+        """The dial string without its technology, as DialBegin's DialString and
+        DIALEDPEERNUMBER show it (``carrier/79161234567``)."""
+        return self.dial_string(number).split("/", 1)[1]
+
+    @property
+    def trunk_tech(self) -> str:
+        return self.trunk_dial.split("/", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,13 +149,13 @@ class CustomerLeg:
 
     def start(self) -> None:
         p, dialer, exten = self.pbx, self.dialer, self.exten
-        trunk = p.spec.trunk
+        peer = p.spec.dialed_peer(exten)
         for var in DIAL_VARS:
             self.o.set_var(dialer, var, "")
         ch = self.channel = p.trunk_channel(dialer.linkedid, outbound=True)
         p.emit(wire.newchannel(ch))
         ch.context = ""
-        p.emit(wire.varset(ch, "DIALEDPEERNUMBER", f"{trunk}/{exten}"))
+        p.emit(wire.varset(ch, "DIALEDPEERNUMBER", peer))
         ch.exten = exten
         ch.caller_num, ch.caller_name = dialer.caller_num, dialer.caller_name
         ch.connected_num, ch.connected_name = dialer.caller_num, dialer.caller_name
@@ -167,7 +167,7 @@ class CustomerLeg:
         ch.context = p.spec.ivr.context  # the trunk peer's context shows once it rings
         p.emit(wire.newstate(ch))
         p.emit(wire.newexten(ch, "AppDial", "(Outgoing Line)"))
-        p.emit(wire.dial_begin(dialer, ch, f"{trunk}/{exten}"))
+        p.emit(wire.dial_begin(dialer, ch, peer))
         p.trunk_state()
         self.rang_at = p.clock.now()
         p.notify(
@@ -205,7 +205,7 @@ class CustomerLeg:
         p.emit(wire.newstate(ch))
         self.o.set_var(dialer, "DIALSTATUS", DialStatus.ANSWER)
         self.o.set_var(dialer, "DIALEDPEERNAME", ch.name)
-        self.o.set_var(dialer, "DIALEDPEERNUMBER", f"{p.spec.trunk}/{self.exten}")
+        self.o.set_var(dialer, "DIALEDPEERNUMBER", p.spec.dialed_peer(self.exten))
         p.emit(wire.dial_end(dialer, ch, DialStatus.ANSWER))
         if dialer.state != ChannelState.UP:  # customer first: ;2 is up once they answer
             dialer.state = ChannelState.UP
@@ -561,7 +561,7 @@ class Origination:
         p.emit(wire.newexten(one, "NoOp", f"callback {self.callback_id} to {req.exten}"))
         one.priority = 2
         dial_timeout = p.spec.callback_dial_timeout
-        dial = f"IAX2/{p.spec.trunk}/{req.exten},{wire.app_seconds(dial_timeout)}"
+        dial = f"{p.spec.dial_string(req.exten)},{wire.app_seconds(dial_timeout)}"
         p.emit(wire.newexten(one, "Dial", dial))
         forced = req.var("AGENT_TALK")
         if forced:
@@ -746,7 +746,7 @@ class Origination:
         p.emit(wire.newcallerid(two))
         two.priority = 2
         dial_timeout = min(p.spec.customer_dial_timeout, req.timeout or 1e9)
-        dial = f"IAX2/{p.spec.trunk}/{number},{wire.app_seconds(dial_timeout)}"
+        dial = f"{p.spec.dial_string(number)},{wire.app_seconds(dial_timeout)}"
         p.emit(wire.newexten(two, "Dial", dial))
         self.customer = CustomerLeg(self, two, number, dial_timeout)
         self.customer.start()

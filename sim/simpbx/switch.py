@@ -362,8 +362,11 @@ class Switch:
         uid = self.ids.uniqueid(now)
         name = f"IAX2/{self.spec.trunk}-{self.ids.trunk_call_number()}"
         if outbound:
+            # Dialled with the trunk's dial string: a channel of its technology.
+            tech = self.spec.trunk_tech
+            name = f"{tech}/{name.partition('/')[2]}"
             return self.new_channel(
-                name, uid, linkedid, "default", "s", state=ChannelState.DOWN, tech="IAX2"
+                name, uid, linkedid, "default", "s", state=ChannelState.DOWN, tech=tech
             )
         return self.new_channel(
             name, uid, uid, self.spec.ivr.context, "s", state=ChannelState.RING, tech="IAX2"
