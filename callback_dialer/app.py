@@ -30,7 +30,7 @@ from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
 from .detect.agents import AgentBook, AgentView
-from .detect.facts import Fact, MissedCall, NotQueued, Served
+from .detect.facts import Fact, MissedCall, NotQueued, SelfServed, Served
 from .detect.pipeline import Pipeline, build_pipeline
 from .detect.resync import resync_agents, resync_calls
 from .detect.sink import QueueSink
@@ -182,6 +182,8 @@ async def _applied(fact: Fact, result: Any, metrics: Metrics) -> None:
     if isinstance(fact, MissedCall) and isinstance(result, EnqueueResult):
         if result.result != "duplicate":
             metrics.missed_calls.inc(fact.category, fact.source.value)
+    elif isinstance(fact, SelfServed) and result == "counted":
+        metrics.self_service.inc(fact.reason)
     elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
         metrics.served.inc(fact.how)
 

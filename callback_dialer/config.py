@@ -268,6 +268,20 @@ DEFAULT_CATEGORIES = (
 )
 
 
+_REASON = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class SelfServiceRule(Strict):
+    """A place in the dialplan where a call counts as served by the IVR (no callback owed)."""
+
+    # Patterns (fnmatch: "*", "?") for the channel's dialplan context and extension; a call
+    # seen there (on any channel event, at the latest its Hangup) is marked.
+    context: str = Field(min_length=1)
+    exten: str = "*"
+    # Counted under this name (page, /metrics, daily report).
+    reason: str = Field("self_service", pattern=_REASON)
+
+
 class DetectionConfig(Strict):
     # A call is inbound when its first channel enters one of these dialplan contexts ...
     inbound_contexts: tuple[str, ...] = ("ivr-in", "from-trunk", "from-pstn")
@@ -283,6 +297,11 @@ class DetectionConfig(Strict):
     # Channels of agents reached without a queue (direct dial), e.g. "PJSIP/1??-*".
     agent_channels: tuple[str, ...] = ()
     callback_request_event: str = "CallbackRequested"
+    # Calls the IVR served itself (balance, pay by card, outage announcement) are not owed a
+    # callback: the dialplan sets CALLBACK_SKIP=<reason>, or the call is seen in one of these.
+    self_service: tuple[SelfServiceRule, ...] = ()
+    # The UserEvent by which the dialplan or another system declares or ends an outage.
+    outage_event: str = "CallbackOutage"
 
 
 class RetryConfig(Strict):

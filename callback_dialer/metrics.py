@@ -113,6 +113,11 @@ class Metrics:
             "Calls not called back, by reason (anonymous, internal, too_short, ...).",
             ("reason",),
         )
+        self.self_service = Counter(
+            "callback_dialer_self_service_total",
+            "Calls the IVR served itself (CALLBACK_SKIP or a self_service rule): no callback.",
+            ("reason",),
+        )
         self.served = Counter(
             "callback_dialer_customers_served_total",
             "Customers who got through to a person while a callback was open.",
@@ -145,6 +150,7 @@ class Metrics:
         for metric in (
             self.missed_calls,
             self.not_queued,
+            self.self_service,
             self.served,
             self.outcomes,
             self.ami_reconnects,

@@ -208,9 +208,15 @@ def test_the_dialplan_follows_the_categories(make_config) -> None:
         dispatch={"queues": {"premium": ["vip"], "support": ["other"]}},
     )
     text = render_dialplan(config)
-    assert "exten => 9,1,Set(CALLBACK_CATEGORY=vip)\n same => n,Queue(premium," in text
+    assert (
+        "exten => 9,1,Set(CALLBACK_CATEGORY=vip)\n"
+        " same => n,GosubIf(${DB_EXISTS(callback-outage/cat-vip)}?callback-outage-notice,s,1)\n"
+        " same => n,Queue(premium,"
+    ) in text
     assert "exten => t,1,Set(CALLBACK_CATEGORY=other)\n same => n,Queue(support," in text
     assert "CALLBACK_CATEGORY=new_connection" not in text
+    # The self-service sample takes a digit no category uses.
+    assert "exten => 8,1,Set(CALLBACK_SKIP=balance)" in text
 
 
 async def test_metrics_render_even_when_one_gauge_cannot_be_read() -> None:

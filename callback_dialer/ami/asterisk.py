@@ -188,6 +188,14 @@ def unescape_c(text: str) -> str:
 # Channel variables our dialplan sets and manager.conf's channelvars brings on every event.
 CATEGORY_VAR = "CALLBACK_CATEGORY"
 CALLBACK_ID_VAR = "CALLBACK_ID"
+# Set by the IVR when it served the caller itself (CALLBACK_SKIP=balance): no callback owed.
+SKIP_VAR = "CALLBACK_SKIP"
+
+# The AstDB family the dialer mirrors an active outage into (DBPut/DBDel), so the dialplan
+# reads it with ${DB_EXISTS(callback-outage/cat-<category>)} without waiting on the dialer:
+#   cat-<category>  "1" while an outage covers that category
+#   message         the outage's message; until  its expected end, local HH:MM ("" : unknown)
+OUTAGE_DB_FAMILY = "callback-outage"
 
 # The agent a customer-first callback rings once the customer answered: set on the Originate,
 # dialled by the dialplan's Dial(${CALLBACK_AGENT}).

@@ -33,6 +33,19 @@ class Served:
 
 
 @dataclass(frozen=True, slots=True)
+class SelfServed:
+    """The IVR served this caller itself (CALLBACK_SKIP or a [detection] self_service rule):
+    no callback is owed; counted by ``reason`` for the page, metrics and the daily report."""
+
+    call_id: str
+    number: str  # E.164, or "" when the caller ID is not a usable number
+    category: str
+    reason: str  # a-z0-9_, e.g. "balance"
+    started_at: float
+    ended_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class NotQueued:
     """A call that is not called back, and why (logged and counted, never queued)."""
 
@@ -41,4 +54,4 @@ class NotQueued:
     at: float
 
 
-Fact = MissedCall | Served | NotQueued
+Fact = MissedCall | Served | SelfServed | NotQueued

@@ -19,7 +19,7 @@ from typing import Any
 from ..logs import get_logger
 from ..queue.models import Source
 from ..queue.store import CallbackQueue, QueueInputError, QueueUnavailable, ResolveResult
-from .facts import Fact, MissedCall, NotQueued, Served
+from .facts import Fact, MissedCall, NotQueued, SelfServed, Served
 
 log = get_logger(__name__)
 
@@ -42,6 +42,8 @@ def _from_json(text: str) -> Fact | None:
         return MissedCall(**data)
     if kind == "Served":
         return Served(**data)
+    if kind == "SelfServed":
+        return SelfServed(**data)
     return None
 
 
@@ -184,6 +186,21 @@ class QueueSink:
                 result=result.result,
             )
             return result
+        if isinstance(fact, SelfServed):
+            counted = await self.queue.add_self_served(
+                call_id=fact.call_id,
+                number=fact.number,
+                category=fact.category,
+                reason=fact.reason,
+                ended_at=fact.ended_at,
+            )
+            log.info(
+                "call served by the IVR counted",
+                call_id=fact.call_id,
+                reason=fact.reason,
+                result=counted,
+            )
+            return counted
         if isinstance(fact, Served):
             resolved: ResolveResult = await self.queue.resolve_number(fact.number, fact.how)
             if resolved.closed:

@@ -10,6 +10,9 @@ another queue where somebody answers. At the end:
 
 - connected to an agent at any point (``AgentConnect``, or bridged with an agent's channel):
   served, already reported the moment it happened (``Served``, closes any open callback);
+- marked as served by the IVR (``CALLBACK_SKIP=<reason>`` on the channel, or seen in a
+  ``[detection] self_service`` context/extension) and not asking for a callback with a key:
+  ``SelfServed`` (counted by reason, never queued);
 - a ``CallbackRequested`` user event: missed, source ``explicit`` or ``timeout``;
 - lasted at least ``min_call_seconds``: missed, ``abandon`` if it waited in a queue, else
   ``ivr_hangup``;
@@ -27,19 +30,28 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR, unescape_c
+from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR, SKIP_VAR, unescape_c
 from ..ami.frames import AmiMessage
 from ..config import Config
 from ..logs import get_logger
 from ..phone import NumberPolicy, PhoneNumber, clean_name
 from ..queue.models import Source
 from .categories import CategoryResolver
-from .facts import Fact, MissedCall, NotQueued, Served
+from .facts import Fact, MissedCall, NotQueued, SelfServed, Served
 from .requests import source_for_request
 
 log = get_logger(__name__)
 
 _ENDED_MEMORY = 20_000  # call ids remembered after their end (late events are ignored)
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,31}")
+DEFAULT_SKIP_REASON = "self_service"
+
+
+def skip_reason(value: str) -> str:
+    """The reason a dialplan gave in CALLBACK_SKIP, as counted: lower case a-z0-9_ (at most
+    32); anything else (a typo, a quoted string) still skips, as ``self_service``."""
+    text = value.strip().lower()
+    return text if _REASON.fullmatch(text) else DEFAULT_SKIP_REASON
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,8 @@ class _Call:
     connected: bool = False
     request_reason: str = ""
     served_reported: bool = False
+    skip_var: str = ""  # CALLBACK_SKIP as last seen ("" : not set, or cleared)
+    skip_rule: str = ""  # the reason of a [detection] self_service rule that matched
 
 
 def _var(message: AmiMessage, name: str) -> str | None:
@@ -114,6 +128,14 @@ class CallTracker:
         self.inbound_contexts = frozenset(config.detection.inbound_contexts)
         self.request_event = config.detection.callback_request_event
         self._trunks = self._compile(config.detection.trunk_channels)
+        self._self_service = tuple(
+            (
+                re.compile(fnmatch.translate(rule.context)),
+                re.compile(fnmatch.translate(rule.exten)),
+                rule.reason,
+            )
+            for rule in config.detection.self_service
+        )
         self._agent_patterns = self._compile(config.detection.agent_channels)
         self._is_agent_extra = is_agent_channel
         self.calls: dict[str, _Call] = {}
@@ -210,6 +232,19 @@ class CallTracker:
             value = _var(message, CATEGORY_VAR)
             if value:
                 call.category_var = value
+            skip = _var(message, SKIP_VAR)
+            if skip is not None:
+                # Present and empty means the dialplan cleared it (the caller moved on).
+                call.skip_var = skip
+        if self._self_service and not call.queues:
+            # Only before a queue: after one, the channel's events still name the IVR's
+            # context, and the caller has shown they wanted a person (CALLBACK_SKIP can
+            # still mark a call after a queue).
+            context, exten = fields.get("Context", ""), fields.get("Exten", "")
+            for context_re, exten_re, reason in self._self_service:
+                if context and context_re.match(context) and exten_re.match(exten):
+                    call.skip_rule = reason
+                    break
 
     # ------------------------------------------------------------------ handlers
 
@@ -219,13 +254,17 @@ class CallTracker:
             self._update(call, message)
 
     def on_varset(self, message: AmiMessage) -> None:
-        if message.fields.get("Variable") != CATEGORY_VAR:
+        variable = message.fields.get("Variable")
+        if variable not in (CATEGORY_VAR, SKIP_VAR):
             return
         call = self._call_for(message)
-        if call is not None:
-            value = message.fields.get("Value", "")
-            if value:
-                call.category_var = value
+        if call is None:
+            return
+        value = message.fields.get("Value", "")
+        if variable == SKIP_VAR:
+            call.skip_var = value
+        elif value:
+            call.category_var = value
 
     def on_queue_join(self, message: AmiMessage) -> None:
         call = self._call_for(message)
@@ -236,6 +275,8 @@ class CallTracker:
         if queue:
             call.queues.append(queue)
         call.in_queue = True
+        # A rule's place came before the queue: the caller went on to ask for a person.
+        call.skip_rule = ""
 
     def on_queue_abandon(self, message: AmiMessage) -> None:
         # Not the end: a queue timeout sends this while the caller is still on the line.
@@ -367,9 +408,33 @@ class CallTracker:
             queue=call.queues[-1] if call.queues else "",
         )
 
+    def _skip(self, call: _Call) -> str:
+        """Why the IVR counts this call as served by itself ("" : it does not)."""
+        if call.request_reason and source_for_request(call.request_reason) is Source.EXPLICIT:
+            return ""  # pressing the callback key outweighs any earlier self-service mark
+        if call.skip_var.strip():
+            return skip_reason(call.skip_var)
+        return call.skip_rule
+
     def _decide(self, call: _Call, ended_at: float) -> None:
         if call.connected:
             self._count("served")
+            return
+        reason = self._skip(call)
+        if reason:
+            number = self.numbers.normalize(call.raw_number)
+            self._count(f"self_service:{reason}")
+            log.info("call served by the IVR; no callback", call_id=call.call_id, reason=reason)
+            self.emit(
+                SelfServed(
+                    call_id=call.call_id,
+                    number=number.e164 if isinstance(number, PhoneNumber) else "",
+                    category=self._category(call),
+                    reason=reason,
+                    started_at=call.started_at,
+                    ended_at=ended_at,
+                )
+            )
             return
         if call.request_reason:
             source = source_for_request(call.request_reason)

@@ -2,12 +2,17 @@
 
 It sets ``CALLBACK_CATEGORY`` from the IVR digit of each category, sends callers to the queue
 that serves their category, raises ``CallbackRequested`` when a caller presses ``*`` in a queue
-or the queue gives up, and holds the contexts the dialer's Originate uses. The sample in
+or the queue gives up, and holds the contexts the dialer's Originate uses. It also shows the
+two ways a call is not owed a callback: a self-service option that sets ``CALLBACK_SKIP`` (the
+IVR answered the caller itself), and the outage notice, read from the AstDB keys the dialer
+mirrors an active outage into (no AGI, no waiting on the dialer), plus the ``UserEvent`` by
+which a NOC extension declares or ends an outage. The sample in
 config/asterisk/extensions.conf is this output for the shipped config (a test keeps them equal).
 """
 
 from __future__ import annotations
 
+from ..ami.asterisk import OUTAGE_DB_FAMILY, SKIP_VAR
 from ..config import Config
 
 HEADER = """\
@@ -74,11 +79,25 @@ exten => s,1,NoOp(inbound from ${{CALLERID(num)}})
         queue = _queue_for(config, category.name)
         if not category.ivr_digit or queue is None:
             continue
+        outage_key = f"{OUTAGE_DB_FAMILY}/cat-{category.name}"
         lines.append(f"""\
 ; {category.label or category.name}
 exten => {category.ivr_digit},1,Set(CALLBACK_CATEGORY={category.name})
+ same => n,GosubIf(${{DB_EXISTS({outage_key})}}?callback-outage-notice,s,1)
  same => n,Queue({queue},,,,${{CALLBACK_QUEUE_TIMEOUT}})
  same => n,Goto(callback-after-queue,s,1)
+""")
+    used = {c.ivr_digit for c in config.categories if c.ivr_digit}
+    self_digit = next((digit for digit in "9876540" if digit not in used), "")
+    if self_digit:
+        lines.append(f"""\
+; Self-service (a sample: your balance): the IVR answers the caller itself, so the call is
+; not owed a callback. {SKIP_VAR}=<reason> (a-z, 0-9, _) is counted on the page, in
+; /metrics and in the daily report. Clear it (Set({SKIP_VAR}=)) if the caller goes on to
+; a queue. Or list the context in [detection] self_service instead of setting it.
+exten => {self_digit},1,Set({SKIP_VAR}=balance)
+ same => n,Playback(callback-your-balance)
+ same => n,Hangup()
 """)
     fallback_queue = _queue_for(config, fallback) or next(iter(d.queues), "support")
     lines.append(f"""\
@@ -87,6 +106,27 @@ exten => t,1,Set(CALLBACK_CATEGORY={fallback})
  same => n,Queue({fallback_queue},,,,${{CALLBACK_QUEUE_TIMEOUT}})
  same => n,Goto(callback-after-queue,s,1)
 exten => i,1,Goto(t,1)
+
+; An outage the dialer knows of covers the caller's category: say so before the queue.
+; The dialer keeps {OUTAGE_DB_FAMILY}/cat-<category> in AstDB while one lasts (and
+; {OUTAGE_DB_FAMILY}/message, /until for a text-to-speech prompt). A caller who still hangs
+; up is missed as usual: the dialer holds the callback until the outage ends.
+[callback-outage-notice]
+exten => s,1,NoOp(outage: ${{DB({OUTAGE_DB_FAMILY}/message)}} \
+until ${{DB({OUTAGE_DB_FAMILY}/until)}})
+ same => n,Playback(callback-outage-known)
+ same => n,Return()
+
+; Declaring an outage from the dialplan (say a NOC extension): the dialer hears the UserEvent.
+; Lists are separated by "|"; Until is local HH:MM or a Unix time. End: Choice drop or release.
+[callback-outage-control]
+exten => declare,1,UserEvent({config.detection.outage_event},Action: declare,\
+Id: ${{OUTAGE_ID}},Categories: support,Prefixes: ${{OUTAGE_PREFIXES}},\
+Message: ${{OUTAGE_MESSAGE}},Until: ${{OUTAGE_UNTIL}})
+ same => n,Hangup()
+exten => end,1,UserEvent({config.detection.outage_event},Action: end,Id: ${{OUTAGE_ID}},\
+Choice: ${{OUTAGE_CHOICE}})
+ same => n,Hangup()
 
 ; Queue() returned without an agent (timeout, empty queue): promise a callback.
 [callback-after-queue]

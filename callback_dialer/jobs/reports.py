@@ -64,16 +64,25 @@ MISSED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("number", "the caller's number, E.164"),
     ("name", "the caller's name as the PBX gave it (may be empty)"),
     ("category", "the category of this call"),
-    ("source", "abandon, ivr_hangup, timeout, explicit or manual"),
+    (
+        "source",
+        "abandon, ivr_hangup, timeout, explicit, manual, or self_service (the IVR served "
+        "the caller itself: no callback)",
+    ),
     ("repeat", "yes when the caller already had an open callback and this call joined it"),
     ("call_id", "the PBX's id of the call"),
     ("callback_id", "the callback that answers this call"),
     (
         "fate",
         "called_back, served_inbound, served_outbound (got through on their own), "
-        "failed, cancelled, waiting, in_progress, or unknown (record expired)",
+        "failed, cancelled, waiting, in_progress, self_service (no callback owed), "
+        "or unknown (record expired)",
     ),
-    ("reason", "why it failed or was cancelled: busy, no_answer, expired, a supervisor's note"),
+    (
+        "reason",
+        "why it failed or was cancelled: busy, no_answer, expired, a supervisor's note; "
+        "for self_service the dialplan's reason (balance, ...)",
+    ),
     ("note", "the note typed when the callback was added by hand"),
     ("attempts", "customer attempts made so far"),
     ("first_call_at", "local time our first call to the customer started ringing"),
@@ -100,6 +109,7 @@ CATEGORY_COLUMNS: tuple[tuple[str, str], ...] = (
         "callbacks whose first call came within the web target of the first missed call",
     ),
     ("median_minutes_to_first_call", "median minutes from first missed call to our first call"),
+    ("self_service", "calls that ended in self-service (the IVR served them; not missed)"),
 )
 HOUR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("hour", "hour of day, local time (total: the whole day)"),
@@ -186,6 +196,9 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
     rows = []
     for e in sorted(entries, key=lambda e: float(e.get("at") or 0)):
         at = float(e.get("at") or 0)
+        if e.get("source") == "self_service":
+            rows.append(_self_served_row(e, local(at), hours.hour(at)))
+            continue
         cb = callbacks.get(e.get("callback", ""))
         first_call = cb.first_dialed_at if cb else None
         rows.append(
@@ -219,6 +232,27 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
     )
 
 
+def _self_served_row(e: dict[str, str], at: dt.datetime | None, hour: int) -> dict[str, Any]:
+    """A call the IVR served itself: one row, no callback behind it."""
+    row: dict[str, Any] = {name: "" for name, _ in MISSED_COLUMNS}
+    row.update(
+        missed_at=at,
+        hour=hour,
+        number=e.get("number", ""),
+        category=e.get("category", ""),
+        source="self_service",
+        repeat="no",
+        call_id=e.get("call_id", ""),
+        fate="self_service",
+        reason=e.get("self_service", ""),
+        attempts=None,
+        first_call_at=None,
+        minutes_to_first_call=None,
+        closed_at=None,
+    )
+    return row
+
+
 def fate(cb: Callback | None) -> str:
     if cb is None:
         return "unknown"
@@ -233,6 +267,7 @@ def fate(cb: Callback | None) -> str:
 def _summary(
     rows: list[dict[str, Any]], callbacks: dict[str, Callback], target: float
 ) -> dict[str, Any]:
+    served_by_ivr = sum(1 for r in rows if r["fate"] == "self_service")
     ids = {r["callback_id"] for r in rows if r["callback_id"]}
     fates = [fate(callbacks.get(i)) for i in ids]
     waits = [
@@ -241,7 +276,8 @@ def _summary(
         if (cb := callbacks.get(i)) is not None and cb.first_dialed_at
     ]
     return {
-        "missed_calls": len(rows),
+        "missed_calls": len(rows) - served_by_ivr,
+        "self_service": served_by_ivr,
         "callbacks": len(ids),
         "called_back": fates.count("called_back"),
         "served": fates.count("served_inbound") + fates.count("served_outbound"),
@@ -280,7 +316,9 @@ def _by_hour(rows: list[dict[str, Any]], stats: dict[str, int]) -> list[dict[str
     out = [
         {
             "hour": hour,
-            "missed_calls": sum(1 for r in rows if r["hour"] == hour),
+            "missed_calls": sum(
+                1 for r in rows if r["hour"] == hour and r["fate"] != "self_service"
+            ),
             "callbacks_dialed": stats.get(f"callbacks:hour:{hour}", 0),
             "called_back": stats.get(f"done:hour:{hour}", 0),
         }

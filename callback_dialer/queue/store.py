@@ -66,7 +66,16 @@ log = get_logger(__name__)
 
 QueueListener = Callable[[QueueChange], None]
 
-_SCRIPTS = ("enqueue", "claim", "renew", "settle", "resolve", "manual", "housekeeping")
+_SCRIPTS = (
+    "enqueue",
+    "claim",
+    "renew",
+    "settle",
+    "resolve",
+    "manual",
+    "housekeeping",
+    "selfserved",
+)
 # The scripts carrying the caller's holding of the leader lease (refused when stale).
 _FENCED = frozenset({"claim", "renew", "settle"})
 # The writes a failover must not lose: with [redis] wait_replicas they wait for a replica.
@@ -269,6 +278,34 @@ class CallbackQueue:
             due_at = float(out["next_at"]) if state is State.SCHEDULED else None
             self._changed(QueueChange(out["id"], out["result"], state, due_at=due_at))
         return EnqueueResult(result=out["result"], id=out.get("id", ""))
+
+    async def add_self_served(
+        self,
+        *,
+        call_id: str,
+        number: str,
+        category: str,
+        reason: str,
+        ended_at: float,
+    ) -> str:
+        """Count a call the IVR served itself (no callback): ``counted`` or ``duplicate``
+        (the same call reported again by a replay, a resync or a second dialer)."""
+        if number and not is_e164(number):
+            raise QueueInputError(f"not an E.164 number: {number!r}")
+        out = await self._run(
+            "selfserved",
+            {
+                "call_id": call_id,
+                "number": number,
+                "category": category,
+                "reason": reason,
+                "at": ended_at,
+                "day": self.hours.day_key(ended_at),
+                "hour": self.hours.hour(ended_at),
+                "actor": "pbx",
+            },
+        )
+        return str(out["result"])
 
     def trunk_for(self, number: str) -> str:
         for trunk in self.config.dispatch.trunks:

@@ -276,6 +276,7 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "today": B,
                 "target_seconds": N,
                 "missed": _obj({"total": I, "by_category": COUNTS, "by_source": COUNTS}),
+                "self_service": _obj({"total": I, "by_reason": COUNTS, "by_category": COUNTS}),
                 **fates,
                 "by_category": _arr(_ref("CategoryStats")),
                 "hourly": _obj(

@@ -143,6 +143,12 @@ async def day_summary(
             "by_category": missed_by_category,
             "by_source": _prefixed(counters, "missed:src:"),
         },
+        # Calls the IVR served itself: not missed, no callback, counted by reason.
+        "self_service": {
+            "total": counters.get("selfservice:total", 0),
+            "by_reason": _prefixed(counters, "selfservice:reason:"),
+            "by_category": _prefixed(counters, "selfservice:cat:"),
+        },
         **_fates(callbacks, now, target),
         "by_category": categories,
         "hourly": {

@@ -430,6 +430,12 @@
     return share < (S.session?.target_share ?? 0.8) ? "bad" : "good";
   }
 
+  // "balance 80, pay 40": what the IVR answered itself, biggest first.
+  function selfServiceSub(counts) {
+    const rows = Object.entries(counts?.by_reason || {}).sort((a, b) => b[1] - a[1]);
+    return rows.length ? rows.map(([reason, n]) => reason + " " + n).join(", ") : t("self_service_sub");
+  }
+
   function tilesFor(stats) {
     const ttc = stats.time_to_callback;
     const within = stats.within_target;
@@ -446,6 +452,7 @@
         within.of ? t("within_sub", { count: within.count, of: within.of, aim }) : "", withinKind(within.share)),
       tile(t("failed"), stats.failed),
       tile(t("served_own"), stats.served_inbound + stats.served_outbound),
+      tile(t("self_service"), stats.self_service?.total ?? 0, selfServiceSub(stats.self_service)),
       tile(t("still_open"), stats.open),
     ];
   }
