@@ -11,7 +11,7 @@ from simpbx.amiserver import AmiServer
 from callback_dialer.ami.frames import FrameDecoder, encode_message
 from callback_dialer.app import Dialer, build_dialer
 from callback_dialer.clock import ScaledClock
-from callback_dialer.queue.models import Source, State
+from callback_dialer.queue.models import Source, Stage, State
 
 from .conftest import FIXTURES
 from .helpers.recorded_pbx import RecordedPbx
@@ -655,28 +655,116 @@ async def test_an_overdue_retry_does_not_keep_a_paused_dispatcher_spinning(rig) 
     assert r.originates() == []
 
 
-async def test_a_callback_call_left_up_by_a_previous_run_is_not_dialled_again(rig) -> None:
-    r = await rig({"101": ["sales"]}, start=False)
-    cb = await r.missed("+79161230001", "new_connection")
-    still_up: list = [
-        [
-            ("Event", "Status"),
-            ("Channel", "Local/102@agents-00000007;1"),
-            ("Uniqueid", "cbd-old-1"),
-            ("Variable", f"CALLBACK_ID={cb}"),
-        ]
+def _listed(
+    callback_id: str, uid: str, channel: str, *, up: bool, bridge: str = "", linkedid: str = ""
+) -> list:
+    """One CoreShowChannel item as Asterisk 22 writes it (main/manager.c), for a channel of a
+    callback call: its CALLBACK_ID from manager.conf's channelvars ("" for the customer's
+    trunk channel, which the Dial does not give it)."""
+    return [
+        ("Event", "CoreShowChannel"),
+        ("Channel", channel),
+        ("ChannelState", "6" if up else "5"),
+        ("ChannelStateDesc", "Up" if up else "Ringing"),
+        ("Uniqueid", uid),
+        ("Linkedid", linkedid or uid.removesuffix("-2")),
+        (
+            "ChanVariable",
+            "CALLBACK_CATEGORY=new_connection" if callback_id else "CALLBACK_CATEGORY=",
+        ),
+        ("ChanVariable", f"CALLBACK_ID={callback_id}"),
+        ("Application", "Dial" if up else "AppDial"),
+        ("ApplicationData", ""),
+        ("Duration", "00:00:20"),
+        ("BridgeId", bridge),
     ]
 
-    async def status(session, message) -> None:
-        session.write(r.server.list_response("status", message.get("ActionID"), still_up))
 
-    r.server.on_action("Status", status)
+async def test_a_call_a_killed_run_left_talking_is_adopted_and_its_outcome_recorded_once(
+    rig,
+) -> None:
+    r = await rig({"101": ["sales"]}, start=False, speed=10.0)
+    cb = await r.missed("+79161230001", "new_connection")
+    # What the killed run left in Redis: its claim, the call in the talking stage 20 s ago.
+    old = await r.queue.claim(["new_connection"], claimer="old-run", agent="Local/101@agents/n")
+    talk_began = r.clock.now() - 20
+    await r.queue.renew(old, stage=Stage.TALKING, agent="Local/101@agents/n")
+    await r.dialer.redis.hset(r.queue.keys.callback(cb), "stage_at", f"{talk_began:.3f}")
+    uid = f"cbd-{cb}-1-abcdef"
+    listing = [
+        _listed(cb, uid, "Local/101@agents-00000007;1", up=True, bridge="br-1"),
+        _listed(cb, uid + "-2", "Local/101@agents-00000007;2", up=True),
+        _listed("", "1796115604.30", "IAX2/carrier-1234", up=True, bridge="br-1", linkedid=uid),
+    ]
+
+    async def channels(session, message) -> None:
+        items = listing if message.get("Action") == "CoreShowChannels" else []
+        session.write(r.server.list_response("coreshowchannels", message.get("ActionID"), items))
+
+    r.server.on_action("CoreShowChannels", channels)
+    await r.dialer.start()
+    await until(lambda: cb in r.dialer.dispatcher.inflight)
+    attempt = r.dialer.dispatcher.inflight[cb]
+    assert attempt.adopted_call and attempt.stage is Stage.TALKING
+    assert attempt.view(r.clock.now())["adopted"] is True
+    held = await r.queue.get(cb)
+    assert held.state is State.DIALING and held.claimed_by == r.dialer.dispatcher.name
+    assert [e.event for e in await r.queue.history(cb)][-1] == "adopted"
+    # The customer hangs up 5 s later: the outcome is ours to record, as if we had dialled.
+    await asyncio.sleep(0.5)
+    listing.clear()
+    r.server.broadcast_nowait(
+        encode_message(
+            [
+                ("Event", "Hangup"),
+                ("Channel", "IAX2/carrier-1234"),
+                ("Uniqueid", "1796115604.30"),
+                ("Linkedid", uid),
+                ("Cause", "16"),
+            ]
+        )
+    )
+    r.server.broadcast_nowait(
+        encode_message(
+            [
+                ("Event", "Hangup"),
+                ("Channel", "Local/101@agents-00000007;1"),
+                ("Uniqueid", uid),
+                ("Linkedid", uid),
+                ("Cause", "16"),
+            ]
+        )
+    )
+    done = await r.wait_state(cb, State.DONE)
+    assert [(a.agent, a.outcome) for a in done.attempt_log] == [("Local/101@agents/n", "answered")]
+    assert 20 <= done.attempt_log[0].talk_seconds <= 40
+    assert r.originates() == []  # nobody was called a second time
+
+
+async def test_a_call_left_up_for_a_finished_callback_keeps_its_number_from_being_dialled(
+    rig,
+) -> None:
+    r = await rig({"101": ["sales"]}, start=False)
+    cb = await r.missed("+79161230001", "new_connection")
+    claim = await r.queue.claim(["new_connection"], claimer="old-run", agent="Local/102@x")
+    # A supervisor cancelled it while its call went on; then the number called again.
+    await r.queue.cancel(cb, "test", actor="web:olga")
+    again = await r.missed("+79161230001", "new_connection", ago=5)
+    assert again != cb and claim is not None
+    listing = [_listed(cb, f"cbd-{cb}-1-abcdef", "Local/102@agents-00000007;1", up=True)]
+
+    async def channels(session, message) -> None:
+        session.write(r.server.list_response("coreshowchannels", message.get("ActionID"), listing))
+
+    r.server.on_action("CoreShowChannels", channels)
     await r.dialer.start()
     await until(lambda: r.dialer.dispatcher.foreign_numbers == {"+79161230001"})
+    assert cb not in r.dialer.dispatcher.inflight
     r.dialer.dispatcher.kick()
     await asyncio.sleep(0.3)
     assert r.originates() == []
-    still_up.clear()  # that call ended; the next look notices
+    listing.clear()  # that call ended; the next look notices
+    await r.dialer.dispatcher.adopt_calls()
     await until(lambda: len(r.originates()) == 1, timeout=5)
 
 

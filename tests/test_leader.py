@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from callback_dialer.dispatch.leadership import Leadership
 from callback_dialer.queue.lease import Fence, LeaderLease
-from callback_dialer.queue.models import Attempt, Source, State
+from callback_dialer.queue.models import Adoption, Attempt, Source, State
 from callback_dialer.queue.store import CallbackQueue, NotLeader
 
 A = "+79161234567"
@@ -219,3 +219,53 @@ async def test_two_instances_detecting_one_missed_call_make_one_callback(
     assert sorted(results[0] + results[1]) == ["created"] * 200 + ["duplicate"] * 200
     assert sorted(cb.number for cb in waiting) == sorted(n for n, _ in calls)
     assert all(cb.missed_count == 1 for cb in waiting)
+
+
+async def test_adopting_a_dead_leaders_calls_takes_their_claims_under_the_new_token(
+    redis_client, config, clock, lease
+) -> None:
+    holding: dict[str, Fence | None] = {"a": None, "b": None}
+    qa = CallbackQueue(redis_client, config, clock, fence=lambda: holding["a"])
+    qb = CallbackQueue(redis_client, config, clock, fence=lambda: holding["b"])
+    talking, expired = await missed(qa, A, "c1"), await missed(qa, "+79031234564", "c2")
+    done = await missed(qa, "+79261234567", "c3")
+    holding["a"] = Fence("a", (await lease.tick("a", None, 0.15)).token)
+    old = [await qa.claim(["support"], claimer="a", agent=f"PJSIP/10{i}") for i in (1, 2, 3)]
+    assert [c.callback.id for c in old] == [talking, expired, done]
+    await qa.complete(old[2], attempt(qa))
+    # c2's claim ran out while its call went on (housekeeping offered it again).
+    await redis_client.zadd(qa.keys.leases(), {expired: 0})
+    await qa.housekeeping()
+    assert (await qa.get(expired)).state is State.PENDING
+    await asyncio.sleep(0.2)
+    holding["b"] = Fence("b", (await lease.tick("b", None, 30)).token)
+    wanted = [
+        Adoption(talking, "t-new-1", agent="PJSIP/101", stage="talking", stage_at=100.0),
+        Adoption(expired, "t-new-2", agent="PJSIP/102", stage="ringing_customer"),
+        Adoption(done, "t-new-3", agent="PJSIP/103", stage="talking"),
+        Adoption("cb-999", "t-new-4"),
+    ]
+    # The dead leader's holding adopts nothing; the new leader's takes them all at once.
+    with pytest.raises(NotLeader):
+        await qa.adopt(wanted, claimer="a")
+    results = {r.callback_id: r for r in await qb.adopt(wanted, claimer="b")}
+    assert {k: r.result for k, r in results.items()} == {
+        talking: "adopted",
+        expired: "reclaimed",
+        done: "closed",
+        "cb-999": "gone",
+    }
+    taken = await qb.get(talking)
+    assert (taken.state, taken.claimed_by, taken.stage, taken.stage_at) == (
+        State.DIALING,
+        "b",
+        "talking",
+        100.0,
+    )
+    assert (await qb.get(expired)).state is State.DIALING
+    # The new claim settles; the old one is dead twice over (stale fence, stale token).
+    assert await qb.complete(results[talking].claim, attempt(qb)) is not None
+    with pytest.raises(NotLeader):
+        await qa.retry(old[0], attempt(qa))
+    assert (await qb.get(talking)).state is State.DONE
+    assert [e.event for e in await qb.history(talking)][-2:] == ["adopted", "done"]

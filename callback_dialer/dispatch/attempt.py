@@ -56,6 +56,7 @@ class Attempt:
         self._aborted = ""
         self._fate_unknown = False
         self._lost_at: float | None = None
+        self._adopted = False
         self._changed = asyncio.Event()
 
     # ------------------------------------------------------------------ reading
@@ -113,6 +114,11 @@ class Attempt:
         return self._outcome is not None or bool(self._aborted)
 
     @property
+    def adopted_call(self) -> bool:
+        """Placed by a previous run or another dialer; this one took it over."""
+        return self._adopted
+
+    @property
     def fate_unknown(self) -> bool:
         """The link dropped while this attempt was out: some of its events may be lost."""
         return self._fate_unknown
@@ -156,6 +162,7 @@ class Attempt:
             "since": self._stage_since,
             "started_at": self.started_at,
             "duration": now - self.started_at,
+            "adopted": self._adopted,
         }
 
     async def wait_for_change(self, seconds: float) -> None:
@@ -169,8 +176,10 @@ class Attempt:
         """The Originate is built: its channels and ActionID name this attempt from now on."""
         self._plan = plan
         for channel_id in (plan.channel_id, plan.other_channel_id):
-            self._add_channel(channel_id)
-        self._book._link_action(plan.action_id, self)
+            if channel_id:
+                self._add_channel(channel_id)
+        if plan.action_id:
+            self._book._link_action(plan.action_id, self)
 
     def dialling(self, stage: Stage) -> None:
         """The Originate is being written now; ``stage`` is the mode's first."""
@@ -190,10 +199,11 @@ class Attempt:
         """Agent first: the agent picked up; the dialplan dials the customer next."""
         self._leg_up(uid)
 
-    def customer_answered(self, uid: str) -> None:
-        """Customer first: the customer picked up and now waits while an agent is rung."""
+    def customer_answered(self, uid: str, *, at: float | None = None) -> None:
+        """Customer first: the customer picked up and now waits while an agent is rung
+        (``at``: when, if it was before now: an adopted call)."""
         self._leg_up(uid)
-        self._answered_at = self._clock.now()
+        self._answered_at = self._clock.now() if at is None else at
         self._set_stage(Stage.RINGING_AGENT)
 
     def customer_ringing(self, uid: str) -> None:
@@ -210,10 +220,22 @@ class Attempt:
             self._book._link(uid, self)
         self._set_stage(Stage.RINGING_AGENT)
 
-    def talking(self) -> None:
-        """Both legs are up: the talk time counts from now."""
-        self._answered_at = self._clock.now()
+    def talking(self, *, at: float | None = None) -> None:
+        """Both legs are up: the talk time counts from now (or from ``at``, when it began
+        before this attempt was following the call: an adopted call)."""
+        self._answered_at = self._clock.now() if at is None else at
         self._set_stage(Stage.TALKING)
+
+    def adopted(self, plan: OriginatePlan, stage: Stage) -> None:
+        """A call a previous run (or another dialer) placed, found up in Asterisk: the
+        Originate's channels and ActionID name this attempt from now on, as if it had sent it.
+        The strategy then drives the attempt to the stage the call is at."""
+        self._adopted = True
+        self.planned(plan)
+        self._set_stage(stage)
+        self._sent_at = time.perf_counter()
+        if plan.action_id:
+            self.originated(plan.action_id)
 
     def link_lost(self) -> None:
         """The AMI link dropped: an attempt already out may miss its events meanwhile."""

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..ami.asterisk import CALLBACK_ID_VAR, DialStatus, OriginateReason
+from ..ami.asterisk import DialStatus, OriginateReason
 from ..ami.client import AmiClient, AmiError
 from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
@@ -42,10 +43,11 @@ from ..hours import CallingHours
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
+from ..queue.models import Adoption, Callback, Claim, DispatchControl, QueueChange, Stage, State
 from ..queue.models import Attempt as AttemptRecord
-from ..queue.models import Callback, Claim, DispatchControl, QueueChange, State
 from ..queue.store import CallbackQueue, NotLeader, QueueUnavailable
 from ..tasks import TaskSet
+from .adoption import LiveCall, live_calls
 from .attempt import Attempt, Attempts
 from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
 from .runner import AttemptRunner
@@ -103,9 +105,14 @@ class Dispatcher:
         self._pass_lock = asyncio.Lock()
         self._side_tasks = TaskSet("dispatcher")
         self._attempts = TaskSet("dispatcher")
-        # Numbers on a callback call that is not ours (a previous run's, still up in
-        # Asterisk): never dialled until that call is gone.
+        # Numbers on a callback call that is not ours and that we could not adopt (its
+        # callback finished already): never dialled until that call is gone.
         self.foreign_numbers: frozenset[str] = frozenset()
+        # While an adoption runs, the call events no attempt claimed: the adopted attempts
+        # replay them, so a call that ends between the listing and the take-over is seen.
+        self._adopting = 0
+        self._unclaimed: list[tuple[str, AmiMessage]] = []
+        self.adopted = 0  # calls taken over since start (log, tests)
         # No decisions between a (re)connect and the end of the resync: until Asterisk has
         # told us its agents and calls, "free" may be stale.
         self.synced = False
@@ -234,8 +241,10 @@ class Dispatcher:
             if now - last_housekeeping >= 30:
                 last_housekeeping = now
                 await self._housekeeping()
-                if self.foreign_numbers and self.ami.authenticated:
-                    await self.refresh_foreign_calls()
+                if self.ami.authenticated:
+                    # A claim a dialer left while its call goes on (a leader replaced while
+                    # frozen, whose calls were still being set up at the take-over).
+                    await self.adopt_calls(reclaim=False)
             try:
                 await self.dispatch_pass()
             except QueueUnavailable as exc:
@@ -378,7 +387,10 @@ class Dispatcher:
         log_ = log.bind(callback=attempt.callback_id, agent=attempt.agent, number=attempt.number)
         try:
             try:
-                outcome = await self.runner.call(attempt, log_)
+                if attempt.adopted_call:
+                    outcome: Outcome | None = await self.runner.follow(attempt)
+                else:
+                    outcome = await self.runner.call(attempt, log_)
             except NotLeader:
                 log_.info("another dialer leads now; this attempt is left to it")
                 return
@@ -497,13 +509,14 @@ class Dispatcher:
             attempt.link_lost()
 
     async def on_ami_ready(self) -> None:
-        """After a (re)connect: settle or keep following every attempt in flight, and learn
-        which callback calls are up that no attempt of ours knows (a previous run's). Only
-        the leader looks at those: a standby does when it takes over (``on_leadership``)."""
+        """After a (re)connect: settle or keep following every attempt in flight, and adopt
+        the callback calls up in Asterisk that no attempt of ours follows (a previous run's, a
+        replaced leader's). Only the leader adopts: a standby does when it takes over
+        (``on_leadership``)."""
         for attempt in list(self.inflight.values()):
             attempt.reconnected()
         if self.leading():
-            await self.refresh_foreign_calls()
+            await self.adopt_calls()
         self.synced = True
         self.kick("ami_ready")
 
@@ -511,11 +524,12 @@ class Dispatcher:
         """The leader lease was gained or lost (leadership.py).
 
         Gained: the same reconciliation runs as after an AMI reconnect, so the callback calls
-        the previous leader left up are found (and their numbers not dialled) before the first
-        claim; the saved pause is read again before every pass anyway. Lost: no claim and no
-        Originate from now on (``can_dispatch`` and the runner read the lease themselves);
-        ``superseded`` (another dialer holds it now) also lets go of every attempt in flight
-        without hanging up its call: the new leader follows those calls."""
+        the previous leader left up are adopted (followed to their end, their numbers and
+        agents not dialled) before the first claim; the saved pause is read again before every
+        pass anyway. Lost: no claim and no Originate from now on (``can_dispatch`` and the
+        runner read the lease themselves); ``superseded`` (another dialer holds it now) also
+        lets go of every attempt in flight without hanging up its call: the new leader adopts
+        those calls."""
         if gained:
             if self.ami.authenticated:
                 # No claim before the reconciliation is done; and it runs beside the lease's
@@ -532,32 +546,111 @@ class Dispatcher:
             self.kick("not_leader")
         await self._notify()
 
-    async def refresh_foreign_calls(self) -> None:
+    async def adopt_calls(self, *, reclaim: bool = True) -> int:
+        """Take over every callback call up in Asterisk that no attempt of ours follows, and
+        follow it to its end as if this dialer had placed it: the claim becomes ours (a new
+        token under our leader lease, one script for all), the agent is reserved, and the
+        outcome is recorded once, by us (agent, talk time, done or retry).
+
+        ``reclaim``: also take back a callback whose claim had run out (offered again) though
+        its call never ended; only right after a (re)connect or a take-over, when no attempt
+        of ours can be finishing that same callback. A call whose callback is finished already
+        is left alone and its number is not dialled while it is up. Returns how many calls
+        were adopted."""
+        self._adopting += 1
         try:
-            channels = await self.runner.channels_up()
+            return await self._adopt_calls(reclaim)
+        finally:
+            self._adopting -= 1
+            if not self._adopting:
+                self._replay_unclaimed()
+
+    async def _adopt_calls(self, reclaim: bool) -> int:
+        try:
+            listing = await self.ami.send_list({"Action": "CoreShowChannels"})
         except AmiError as exc:
-            log.warning("could not list callback calls in progress", error=str(exc))
-            return
-        ids: set[str] = set()
-        for item in channels:
-            for value in item.getall("Variable"):
-                name, _, callback_id = str(value).partition("=")
-                if name == CALLBACK_ID_VAR and callback_id:
-                    ids.add(callback_id)
-        ids -= set(self.inflight)
+            log.warning("could not list the callback calls in progress", error=str(exc))
+            return 0
+        calls = {cid: call for cid, call in live_calls(listing).items() if cid not in self.inflight}
+        if not calls:
+            self.foreign_numbers = frozenset()
+            return 0
+        now = self.clock.now()
         try:
-            numbers = frozenset(cb.number for cb in await self.queue.get_many(sorted(ids)))
-        except QueueUnavailable:
-            return
-        if numbers != self.foreign_numbers:
-            log.info("callback calls up that this dialer did not start", count=len(numbers))
-        self.foreign_numbers = numbers
+            callbacks = await self.queue.get_many(sorted(calls))
+        except QueueUnavailable as exc:
+            log.warning("calls up that no dialer follows; Redis away", error=str(exc))
+            return 0
+        wanted: list[Adoption] = []
+        foreign: set[str] = set()
+        by_id = {cb.id: cb for cb in callbacks}
+        for cb in callbacks:
+            if not cb.state.is_open or (cb.state is not State.DIALING and not reclaim):
+                foreign.add(cb.number)
+                continue
+            stage = self.strategy.adopted_stage(calls[cb.id])
+            since = cb.stage_at if cb.stage == stage.value else None
+            wanted.append(
+                Adoption(
+                    cb.id,
+                    secrets.token_hex(12),
+                    agent=cb.agent,
+                    stage=stage.value,
+                    stage_at=since if since is not None else now,
+                )
+            )
+        try:
+            results = await self.queue.adopt(wanted, claimer=self.name)
+        except (QueueUnavailable, NotLeader) as exc:
+            log.warning("could not take over the calls in progress", error=str(exc))
+            foreign |= {by_id[a.callback_id].number for a in wanted}
+            self.foreign_numbers = frozenset(foreign)
+            return 0
+        adopted = 0
+        for result in results:
+            if result.claim is None:
+                foreign.add(by_id[result.callback_id].number)
+                continue
+            self._follow(result.claim, calls[result.callback_id])
+            adopted += 1
+        self.foreign_numbers = frozenset(foreign)
+        self.adopted += adopted
+        if adopted or foreign:
+            log.warning(
+                "adopted the callback calls a previous run left up in Asterisk",
+                adopted=adopted,
+                left_alone=len(foreign),
+                callbacks=sorted(r.callback_id for r in results if r.claim is not None)[:50],
+            )
+        return adopted
+
+    def _follow(self, claim: Claim, call: LiveCall) -> None:
+        """A new attempt for an adopted call, in the stage Asterisk shows, followed from now."""
+        cb = claim.callback
+        agent = cb.agent
+        since = cb.stage_at if cb.stage != Stage.CLAIMED.value else None
+        self.agents.reserve(agent, cb.id)
+        attempt = self.inflight.open(claim, agent, cb.trunk or self.dispatch.trunks[0].name)
+        self.strategy.adopt(attempt, call, since)
+        self.tracker.mark_ours(*call.ours)
+        self._attempts.spawn(self._attempt(attempt), f"adopted-{cb.id}")
+
+    def _unclaimed_event(self, handler: str, message: AmiMessage) -> None:
+        """A call event no attempt claimed: kept while an adoption runs (bounded)."""
+        if self._adopting and len(self._unclaimed) < 50_000:
+            self._unclaimed.append((handler, message))
+
+    def _replay_unclaimed(self) -> None:
+        events, self._unclaimed = self._unclaimed, []
+        for handler, message in events:
+            getattr(self, handler)(message)
 
     # ------------------------------------------------------------------ AMI events
 
     def on_originate_response(self, message: AmiMessage) -> None:
         attempt = self.inflight.by_action(message.get("ActionID"))
         if attempt is None:
+            self._unclaimed_event("on_originate_response", message)
             return
         reason = _originate_reason(message.get("Reason", ""))
         if reason is OriginateReason.ANSWERED:
@@ -581,6 +674,7 @@ class Dispatcher:
             return None  # Asterisk's own dial of the first leg (the Originate's)
         attempt = self.inflight.for_message(message)
         if attempt is None:
+            self._unclaimed_event("on_" + _snake(message.event), message)
             return None
         context = message.fields.get("Context")
         if context is not None and context != self.strategy.second_leg_context:
@@ -613,7 +707,10 @@ class Dispatcher:
         no Channel header) ended: unanswered, it may say what the OriginateResponse did not."""
         uid = message.get("DestUniqueid")
         attempt = self.inflight.by_channel(uid)
-        if attempt is None or not attempt.first_leg(uid) or attempt.decided:
+        if attempt is None:
+            self._unclaimed_event("on_dial_end", message)
+            return
+        if not attempt.first_leg(uid) or attempt.decided:
             return
         status = message.get("DialStatus")
         if status == DialStatus.ANSWER:
@@ -625,7 +722,10 @@ class Dispatcher:
     def on_hangup(self, message: AmiMessage) -> None:
         uid = message.get("Uniqueid")
         attempt = self.inflight.by_channel(uid)
-        if attempt is None or attempt.decided:
+        if attempt is None:
+            self._unclaimed_event("on_hangup", message)
+            return
+        if attempt.decided:
             return
         verdict = self.strategy.hung_up(attempt, uid, self.clock.now())
         if isinstance(verdict, Recheck):
@@ -670,6 +770,11 @@ class Dispatcher:
     def in_progress(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         return [a.view(now) for a in sorted(self.inflight.values(), key=lambda a: a.started_at)]
+
+
+def _snake(event: str) -> str:
+    """``DialBegin`` -> ``dial_begin``."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in event).lstrip("_")
 
 
 def _originate_reason(text: str) -> OriginateReason | None:

@@ -127,6 +127,11 @@ class AttemptRunner:
         log_.info("callback dialling", stage=first_stage.value, action=plan.action_id)
         return await self._await_outcome(attempt)
 
+    async def follow(self, attempt: Attempt) -> Outcome:
+        """An adopted call (placed by a previous run or another dialer, found up in
+        Asterisk): follow it to its end exactly as one this dialer placed."""
+        return await self._await_outcome(attempt)
+
     async def _await_outcome(self, attempt: Attempt) -> Outcome:
         renew_every = max(1.0, self.config.queue.lease_seconds / 3)
         deadline = self.clock.now() + self.dispatch.originate_timeout

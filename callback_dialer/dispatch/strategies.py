@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from ..ami.asterisk import UNKNOWN_ID, DialStatus, OriginateReason
 from ..config import DispatchConfig
 from ..queue.models import Stage
+from .adoption import LiveCall
 from .attempt import Attempt
 from .outcome import Outcome, Reason
 
@@ -97,6 +98,33 @@ class Strategy(ABC):
     @abstractmethod
     def _hung_up_before_talk(self, attempt: Attempt, uid: str) -> Outcome | Recheck | None: ...
 
+    # ---- adopting a call a previous run placed (adoption.py)
+
+    second_stage: Stage  # the stage while the second leg is dialled
+
+    def adopted_stage(self, call: LiveCall) -> Stage:
+        """The stage a call found up in Asterisk is at: its first leg ringing, the second leg
+        being dialled (the first channel Up, in no bridge), or talking (bridged)."""
+        if call.bridged:
+            return Stage.TALKING
+        return self.second_stage if call.up else self.first_stage
+
+    def adopt(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
+        """Drive a new attempt through the transitions the events of ``call`` would have made,
+        up to the stage it is at; ``since``: when that stage began (Redis's record of it),
+        None when unknown (then now: a talk is never counted longer than it surely was)."""
+        stage = self.adopted_stage(call)
+        attempt.adopted(call.plan(), self.first_stage)
+        if stage is self.first_stage:
+            return
+        self._second_leg_adopted(attempt, call, since)
+        if stage is Stage.TALKING:
+            attempt.talking(at=since)
+
+    @abstractmethod
+    def _second_leg_adopted(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
+        """The first leg is up and the second is being dialled (or talks)."""
+
 
 # What a failed dial of the customer is called in the attempt log.
 CUSTOMER_DIAL_OUTCOMES = {
@@ -133,6 +161,7 @@ CUSTOMER_LEG_OUTCOMES = {
 class AgentFirst(Strategy):
     name = "agent_first"
     first_stage = Stage.RINGING_AGENT
+    second_stage = Stage.RINGING_CUSTOMER
 
     @property
     def second_leg_context(self) -> str:
@@ -174,10 +203,17 @@ class AgentFirst(Strategy):
             return Recheck(after=1.0, outcome=Outcome.release(Reason.AGENT_HUNG_UP))
         return None
 
+    def _second_leg_adopted(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
+        attempt.agent_answered(call.first.uid)
+        # The customer: the party bridged with the agent's call, or the one it is dialling.
+        customer = call.bridged_with_first() or next(iter(call.others()), None)
+        attempt.customer_ringing(customer.uid if customer else "")
+
 
 class CustomerFirst(Strategy):
     name = "customer_first"
     first_stage = Stage.RINGING_CUSTOMER
+    second_stage = Stage.RINGING_AGENT
 
     @property
     def second_leg_context(self) -> str:
@@ -224,6 +260,16 @@ class CustomerFirst(Strategy):
         if attempt.answered_at is not None:
             return Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING)
         return None
+
+    def _second_leg_adopted(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
+        attempt.customer_answered(call.first.uid, at=since)
+        # The agent: bridged with the customer's call, or being rung by it; not the
+        # customer's own trunk channel (bridged with the Local ;2 half).
+        ours = call.ours
+        our_bridges = {o.bridge for o in call.channels if o.uid in ours and o.bridge}
+        ringing = [ch for ch in call.others() if ch.bridge not in our_bridges]
+        agent = call.bridged_with_first() or next(iter(ringing), None)
+        attempt.agent_ringing(agent.uid if agent else "")
 
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (AgentFirst, CustomerFirst)}

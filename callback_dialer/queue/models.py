@@ -108,6 +108,7 @@ class Callback:
     trunk: str = ""
     agent: str = ""
     stage: str = ""
+    stage_at: float | None = None  # when ``stage`` began (a talk counts from then)
     claimed_by: str = ""
     lease_until: float | None = None
     first_dialed_at: float | None = None
@@ -139,6 +140,7 @@ class Callback:
             trunk=raw.get("trunk", ""),
             agent=raw.get("agent", ""),
             stage=raw.get("stage", ""),
+            stage_at=_f(raw.get("stage_at")),
             claimed_by=raw.get("claimed_by", ""),
             lease_until=_f(raw.get("lease_until")),
             first_dialed_at=_f(raw.get("first_dialed_at")),
@@ -178,6 +180,30 @@ class Claim:
 
     callback: Callback
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """A callback call found up in Asterisk that no attempt of ours follows, to be taken over:
+    its new claim is held under ``token``; ``stage`` is where Asterisk shows the call now."""
+
+    callback_id: str
+    token: str
+    agent: str = ""
+    stage: str = ""
+    stage_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptResult:
+    """What the queue made of one ``Adoption``: ``adopted`` (the claim is ours now),
+    ``reclaimed`` (its lease had run out; claimed again), ``closed`` (finished: not followed),
+    ``gone``. ``claim`` is set for the first two."""
+
+    callback_id: str
+    result: str
+    claim: Claim | None = None
+    state: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,8 @@ from .keys import Keys, lua_prelude
 from .lease import Fence
 from .models import (
     SOURCE_RANK,
+    Adoption,
+    AdoptResult,
     Attempt,
     Callback,
     Claim,
@@ -71,15 +73,16 @@ _SCRIPTS = (
     "claim",
     "renew",
     "settle",
+    "adopt",
     "resolve",
     "manual",
     "housekeeping",
     "selfserved",
 )
 # The scripts carrying the caller's holding of the leader lease (refused when stale).
-_FENCED = frozenset({"claim", "renew", "settle"})
+_FENCED = frozenset({"claim", "renew", "settle", "adopt"})
 # The writes a failover must not lose: with [redis] wait_replicas they wait for a replica.
-_DURABLE = frozenset({"enqueue", "claim", "settle", "resolve", "manual"})
+_DURABLE = frozenset({"enqueue", "claim", "settle", "adopt", "resolve", "manual"})
 
 # The holding of the leader lease this dialer last had (None: none); see lease.py.
 FenceSource = Callable[[], Fence | None]
@@ -373,6 +376,45 @@ class CallbackQueue:
             },
         )
         return out["result"] == "ok"
+
+    async def adopt(
+        self, adoptions: list[Adoption], *, claimer: str, lease: float | None = None
+    ) -> list[AdoptResult]:
+        """Take over the claims of callbacks whose calls are up in Asterisk and followed by no
+        attempt of ours, all in one script: each open one gets a new claim token, held by
+        ``claimer`` under this dialer's leader lease (``NotLeader`` when that is stale)."""
+        if not adoptions:
+            return []
+        # One script for all: a thousand calls are taken over in one round trip.
+        tokens = {a.callback_id: a.token for a in adoptions}
+        out = await self._run(
+            "adopt",
+            {
+                "claimer": claimer,
+                "lease": lease if lease is not None else self.config.queue.lease_seconds,
+                "items": [
+                    {
+                        "id": a.callback_id,
+                        "token": a.token,
+                        "agent": a.agent,
+                        "stage": a.stage,
+                        # Lua's cjson makes a null truthy: a time left out is "now" there.
+                        **({"stage_at": a.stage_at} if a.stage_at is not None else {}),
+                    }
+                    for a in adoptions
+                ],
+            },
+        )
+        results = []
+        for item in out.get("items") or []:
+            claim = None
+            if item.get("callback"):
+                cb = Callback.from_redis(item["callback"])
+                claim = Claim(callback=cb, token=tokens[cb.id])
+            results.append(
+                AdoptResult(item["id"], item["result"], claim=claim, state=item.get("state", ""))
+            )
+        return results
 
     async def _settle(
         self,

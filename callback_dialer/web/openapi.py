@@ -243,6 +243,11 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "stage": {"enum": STAGES},
                 "since": N,
                 "started_at": N,
+                "adopted": {
+                    "type": "boolean",
+                    "description": "Placed by a previous run or a replaced leader, found up in "
+                    "Asterisk and followed to its end by this dialer.",
+                },
             }
         ),
         "InProgressList": _obj({"in_progress": _arr(_ref("InProgress"))}),

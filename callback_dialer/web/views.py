@@ -107,6 +107,8 @@ class Views:
                     "stage": f["stage"],
                     "since": f["since"],
                     "started_at": f["started_at"],
+                    # Placed by a previous run (or a replaced leader) and taken over by us.
+                    "adopted": bool(f.get("adopted")),
                 }
             )
         ours = {f["id"] for f in flights}
@@ -124,6 +126,7 @@ class Views:
                     "stage": cb.stage or "claimed",
                     "since": cb.updated_at,
                     "started_at": cb.updated_at,
+                    "adopted": False,
                 }
             )
         return out

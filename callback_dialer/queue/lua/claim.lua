@@ -43,6 +43,6 @@ if best_id == nil then return cjson.encode({result = 'empty'}) end
 local r = load(best_id)
 transition(r, 'dialing', {
   claim_token = P.token, claimed_by = P.claimer, lease_until = fmt(NOW + tonumber(P.lease)),
-  stage = 'claimed', agent = P.agent or '',
+  stage = 'claimed', stage_at = fmt(NOW), agent = P.agent or '',
 }, 'claimed', '', {claimed_by = P.claimer, agent = P.agent or ''})
 return cjson.encode({result = 'claimed', callback = public(r)})

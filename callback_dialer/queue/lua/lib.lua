@@ -84,12 +84,14 @@ local function transition(r, state, fields, event, reason, detail)
     r.claimed_by = ''
     r.lease_until = ''
     r.stage = ''
+    r.stage_at = ''
     r.next_at = ''
   elseif state ~= 'dialing' then
     r.claim_token = ''
     r.claimed_by = ''
     r.lease_until = ''
     r.stage = ''
+    r.stage_at = ''
   end
   if state ~= 'scheduled' then r.next_at = '' end
   index(r)

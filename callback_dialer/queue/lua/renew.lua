@@ -10,6 +10,9 @@ local fields = {'lease_until', fmt(NOW + tonumber(P.lease))}
 if P.stage ~= nil and P.stage ~= '' and P.stage ~= r.stage then
   fields[#fields + 1] = 'stage'
   fields[#fields + 1] = P.stage
+  -- When the stage began: a dialer adopting this call later counts the talk time from it.
+  fields[#fields + 1] = 'stage_at'
+  fields[#fields + 1] = fmt(NOW)
   r.stage = P.stage
   if P.agent ~= nil and P.agent ~= '' then
     fields[#fields + 1] = 'agent'

@@ -399,7 +399,8 @@
       el("td", { className: "number" }, f.number),
       el("td", { className: "name", title: f.name }, f.name),
       el("td", {}, categoryTag(f.category)),
-      el("td", {}, t("stage_" + f.stage)),
+      el("td", {}, t("stage_" + f.stage),
+        f.adopted ? [" ", el("span", { className: "tag adopted", title: t("adopted_hint") }, t("adopted"))] : null),
       el("td", {}, age(f.started_at))),
     ["col_agent", "col_number", "col_name", "col_category", "col_stage", "col_duration"])));
   }

@@ -1,0 +1,45 @@
+-- Take over the claims of callbacks whose calls are up in Asterisk but followed by no live
+-- dialer (a previous run killed, a leader replaced): each gets a new claim token held by the
+-- caller, under the caller's leader lease. P: claimer lease items[{id token agent stage
+-- stage_at}]. Per item: 'adopted' (it was claimed by someone else: the token changes hands),
+-- 'reclaimed' (its lease had run out and it was offered again, though its call never ended:
+-- claimed again, so nobody dials it a second time), 'closed' (it is finished: the call is
+-- left alone, its number not dialled while it is up), 'gone'.
+if fenced(true) then return cjson.encode({result = 'fenced'}) end  -- leader lease
+local out = {}
+local lease_until = fmt(NOW + tonumber(P.lease))
+for _, item in ipairs(P.items) do
+  local r = load(item.id)
+  local result
+  if r == nil then
+    result = {id = item.id, result = 'gone'}
+  elseif not OPEN[r.state] then
+    result = {id = item.id, result = 'closed', state = r.state}
+  else
+    local fields = {claim_token = item.token, claimed_by = P.claimer, lease_until = lease_until}
+    if item.agent ~= nil and item.agent ~= '' then fields.agent = item.agent end
+    if item.stage ~= nil and item.stage ~= '' and item.stage ~= r.stage then
+      fields.stage = item.stage
+      fields.stage_at = fmt(tonumber(item.stage_at or NOW))
+    end
+    local detail = {from = r.claimed_by or '', agent = fields.agent or r.agent or '',
+      stage = fields.stage or r.stage or ''}
+    if r.state == 'dialing' then
+      redis.call('ZADD', K.leases(), lease_until, r.id)
+      for k, v in pairs(fields) do r[k] = v end
+      r.updated_at = fmt(NOW)
+      save(r)
+      record_change(r, 'adopted', 'adopted', detail)
+      result = {id = item.id, result = 'adopted', callback = public(r)}
+    else
+      if fields.stage == nil then
+        fields.stage = item.stage or 'claimed'
+        fields.stage_at = fmt(tonumber(item.stage_at or NOW))
+      end
+      transition(r, 'dialing', fields, 'adopted', 'adopted', detail)
+      result = {id = item.id, result = 'reclaimed', callback = public(r)}
+    end
+  end
+  out[#out + 1] = result
+end
+return cjson.encode({result = 'ok', items = out})
