@@ -17,6 +17,7 @@ from ..config import Config
 from ..queue.store import CallbackQueue
 from .agents import AgentBook
 from .facts import Fact
+from .livequeue import LiveQueueBook
 from .sink import OnApplied, QueueSink
 from .tracker import CallTracker
 
@@ -27,6 +28,7 @@ class Pipeline:
     tracker: CallTracker
     agents: AgentBook
     sink: QueueSink
+    live: LiveQueueBook
 
     def stream(self) -> AmiStream:
         """An AmiStream for a recording (a live link has its own, with its responses hook)."""
@@ -43,6 +45,7 @@ def build_pipeline(
     on_agent_change: Callable[[str], None] | None = None,
     on_rest: Callable[[float], None] | None = None,
     on_fact: Callable[[Fact], None] | None = None,
+    on_live_change: Callable[[str], None] | None = None,
 ) -> Pipeline:
     router = EventRouter()
     sink = QueueSink(queue, spool=spool, on_applied=on_applied)
@@ -54,7 +57,13 @@ def build_pipeline(
         sink.put(fact)
 
     tracker = CallTracker(config, emit, is_agent_channel=agents.is_agent_channel)
-    # Agents first: a bridge is judged against the freshest list of agents' channels.
+    live = LiveQueueBook(
+        config, clock, known_category=tracker.category_var_of, on_change=on_live_change
+    )
+    # Agents first: a bridge is judged against the freshest list of agents' channels. The
+    # live queue before the tracker: a caller's category is taken before the tracker may
+    # forget a call that ends with this event.
     router.add(agents)
+    router.add(live)
     router.add(tracker)
-    return Pipeline(router=router, tracker=tracker, agents=agents, sink=sink)
+    return Pipeline(router=router, tracker=tracker, agents=agents, sink=sink, live=live)

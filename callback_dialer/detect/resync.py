@@ -1,7 +1,8 @@
 """After every (re)connect: learn again what changed while nobody was listening.
 
 Events sent while the link was down are gone. Asterisk's own lists tell the present:
-QueueStatus rebuilds every agent (and drops members who left); CoreShowChannels tells which
+QueueStatus rebuilds every agent (and drops members who left) and the live queue (its
+QueueEntry items: callers who joined or left unseen); CoreShowChannels tells which
 calls are still up, so the tracker can settle the ones that ended unseen.
 """
 
@@ -17,10 +18,18 @@ log = get_logger(__name__)
 
 async def resync_agents(ami: AmiClient, pipeline: Pipeline) -> int:
     pipeline.agents.begin_resync()
-    # The QueueMember events reach the agent book through the router as they arrive.
+    pipeline.live.begin_resync()
+    # The QueueMember and QueueEntry events reach the agent book and the live queue through
+    # the router as they arrive.
     items = await ami.send_list({"Action": "QueueStatus"})
     members = sum(1 for m in items if m.event == "QueueMember")
-    log.info("agents resynchronised", members=members, agents=len(pipeline.agents.agents))
+    entries = sum(1 for m in items if m.event == "QueueEntry")
+    log.info(
+        "agents and live queue resynchronised",
+        members=members,
+        agents=len(pipeline.agents.agents),
+        live_callers=entries,
+    )
     return members
 
 

@@ -476,6 +476,11 @@ class CallTracker:
     def call_ids(self) -> frozenset[str]:
         return frozenset(self.calls)
 
+    def category_var_of(self, call_id: str) -> str:
+        """The CALLBACK_CATEGORY this call's events carried ("" when none or unknown)."""
+        call = self.calls.get(call_id)
+        return call.category_var if call is not None else ""
+
     def reconcile(
         self, live_channels: list[dict[str, str]], now: float, known_before: frozenset[str]
     ) -> None:
