@@ -19,13 +19,19 @@ from .observe import CallConnected
 from .scheduler import Timer
 from .switch import Member, Queue, QueueEntry, Switch
 
+# app_queue.c: ``#define RECHECK 1`` -- a caller whose turn has not come (wait_our_turn)
+# looks again every second; after ringing a member who did not answer it waits ``retry``
+# (wait_a_bit).
+RECHECK = 1.0
+
 
 def poll(pbx: Switch, entry: QueueEntry) -> None:
     """A waiting caller's turn at the queue, as app_queue does it: when enough members are
-    free for everyone ahead (autofill), ring the next one in rrmemory order (never a member
-    whose phone is in use, paused or in wrap-up); otherwise look again after ``retry``.
-    A member who becomes free is only noticed at a caller's next look (busy_hour shows
-    callers picked up up to ``retry`` seconds after an agent hung up)."""
+    free for everyone ahead (autofill, is_our_turn), ring the next one in rrmemory order
+    (never a member whose phone is in use, paused or in wrap-up); otherwise look again after
+    RECHECK. A member who becomes free or is unpaused is only noticed at a caller's next
+    look: up to a second later on a real Asterisk 22, which is the window in which a dialer
+    reacting in milliseconds takes the agent first."""
     queue = entry.queue
     if entry.ring is not None or entry.left:
         return
@@ -38,7 +44,7 @@ def poll(pbx: Switch, entry: QueueEntry) -> None:
             ahead += 1
     member = _next_member(queue, entry, now, ahead)
     if member is None:
-        entry.poll_timer = pbx.scheduler.call_later(queue.spec.retry, poll, pbx, entry)
+        entry.poll_timer = pbx.scheduler.call_later(RECHECK, poll, pbx, entry)
         return
     MemberRing(pbx, entry, member).start()
 
