@@ -95,6 +95,7 @@ def build_dialer(
         on_agent_change=lambda interface: dispatcher.agent_changed(interface),
         on_rest=lambda at: dispatcher.rest_ends_at(at),
         on_fact=lambda fact: _observe(fact, metrics),
+        on_live_change=lambda queue: dispatcher.live_changed(queue),
     )
     ami = AmiClient(config.ami, pipeline.router, clock)
     dispatcher = Dispatcher(
@@ -107,6 +108,7 @@ def build_dialer(
         metrics,
         name=leadership.instance,
         leading=leadership.may_act,
+        live=pipeline.live,
     )
     jobs_admin = _JobsAdminLink(config)
     status = DialerStatus(

@@ -86,6 +86,18 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def parse_signed_duration(value: Any) -> float:
+    """A duration that may be negative: ``"-1s"``, ``-60``, ``"10d"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return -parse_duration(value.strip()[1:])
+    return parse_duration(value)
+
+
+SignedDuration = Annotated[float, BeforeValidator(parse_signed_duration)]
+
+
 def _at_least_one(delays: tuple[float, ...]) -> tuple[float, ...]:
     if not delays:
         raise ValueError("needs at least one delay")
@@ -504,6 +516,16 @@ class DispatchConfig(Strict):
     tick_seconds: Duration = 5.0
     # How long to wait for an Originate's outcome before giving up on it.
     originate_timeout: Duration = 120.0
+    # Callbacks and live callers take turns by one score (README, "Callbacks and live
+    # callers"): a callback is taken for a free agent only if first_missed - weight +
+    # callback_handicap is lower than joined_at - weight of every live caller waiting in the
+    # agent's queues. 0s: a strict turn by first call; "10d": live callers always first;
+    # negative: callbacks never wait for live callers (the behaviour before the live queue).
+    callback_handicap: SignedDuration = 300.0
+    # At most this fraction of a queue's logged-in agents on callbacks at once (1.0: no cap).
+    max_callback_share: float = Field(1.0, ge=0.0, le=1.0)
+    # Per queue: agents kept free for live calls whenever anyone waits in that queue.
+    reserve_agents: dict[str, Annotated[int, Field(ge=0, le=10_000)]] = Field(default_factory=dict)
 
     @field_validator("trunks")
     @classmethod

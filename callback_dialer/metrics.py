@@ -137,6 +137,11 @@ class Metrics:
             "From the event that freed an agent to the Originate written on the socket.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
         )
+        self.left_to_live = Counter(
+            "callback_dialer_agents_left_to_live_total",
+            "Free agents left to Asterisk's queue for live callers instead of a callback",
+            ("queue", "reason"),
+        )
         self.ami_reconnects = Counter(
             "callback_dialer_ami_connects_total", "Successful AMI logins (the first one included)."
         )

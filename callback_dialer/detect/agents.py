@@ -61,6 +61,15 @@ class AgentView:
     reserved_for: str = ""
 
 
+@dataclass(slots=True)
+class QueueAgents:
+    logged_in: int = 0
+    free: int = 0
+    on_live: int = 0
+    on_callbacks: int = 0
+    paused: int = 0
+
+
 def channel_prefix(interface: str) -> str:
     """``PJSIP/101`` -> ``PJSIP/101-``; ``Local/101@agents/n`` -> ``Local/101@agents-``:
     the start of the names of that device's channels."""
@@ -233,6 +242,37 @@ class AgentBook:
             return ()
         wanted = {c for q in agent.memberships for c in self.serves.get(q, ())}
         return tuple(c for c in self.config.category_names() if c in wanted)
+
+    def answering_queues(self, interface: str) -> tuple[str, ...]:
+        """The queues that would ring this agent for a live caller now: every queue they
+        are an unpaused member of, whether or not it serves a callback category."""
+        agent = self.agents.get(interface)
+        if agent is None:
+            return ()
+        return tuple(sorted(q for q, m in agent.memberships.items() if not m.paused))
+
+    def queue_counts(self) -> dict[str, QueueAgents]:
+        """Per queue: members logged in (device not unavailable), free now, on a live call,
+        on a callback (reserved for one of our attempts), paused."""
+        now = self.clock.now()
+        out: dict[str, QueueAgents] = {}
+        for agent in self.agents.values():
+            unavailable = agent.status in (DeviceState.UNAVAILABLE, DeviceState.INVALID)
+            available = self._available(agent, now)
+            for queue, member in agent.memberships.items():
+                c = out.setdefault(queue, QueueAgents())
+                if unavailable:
+                    continue
+                c.logged_in += 1
+                if agent.reserved_for:
+                    c.on_callbacks += 1
+                elif agent.busy or agent.in_call():
+                    c.on_live += 1
+                elif member.paused:
+                    c.paused += 1
+                elif available:
+                    c.free += 1
+        return out
 
     def _free_somewhere(self, agent: _Agent, now: float) -> bool:
         return self._available(agent, now) and bool(self.categories_for(agent.interface))

@@ -38,12 +38,22 @@ from ..ami.frames import AmiMessage
 from ..clock import Clock, wait_event
 from ..config import Config
 from ..detect.agents import AgentBook
+from ..detect.livequeue import LiveQueueBook
 from ..detect.tracker import CallTracker
 from ..hours import CallingHours
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..phone import NumberPolicy
-from ..queue.models import Adoption, Callback, Claim, DispatchControl, QueueChange, Stage, State
+from ..queue.models import (
+    Adoption,
+    Callback,
+    Claim,
+    DispatchControl,
+    HeldBack,
+    QueueChange,
+    Stage,
+    State,
+)
 from ..queue.models import Attempt as AttemptRecord
 from ..queue.store import CallbackQueue, NotLeader, QueueUnavailable
 from ..tasks import TaskSet
@@ -52,6 +62,7 @@ from .attempt import Attempt, Attempts
 from .outcome import STREAK_NEUTRAL, Outcome, OutcomeKind, Reason
 from .runner import AttemptRunner
 from .strategies import Recheck, strategy_for
+from .turns import Hold, Turns
 
 log = get_logger(__name__)
 
@@ -76,6 +87,7 @@ class Dispatcher:
         *,
         name: str | None = None,
         leading: Callable[[], bool] = lambda: True,
+        live: LiveQueueBook | None = None,
     ) -> None:
         self.config = config
         self.dispatch = config.dispatch
@@ -85,6 +97,14 @@ class Dispatcher:
         self.tracker = tracker
         self.ami = ami
         self.metrics = metrics or Metrics()
+        # Whose turn a free agent is, a callback's or a live caller's (turns.py). Without a
+        # live queue (a test's bare dispatcher) nobody waits live.
+        self.live = live or LiveQueueBook(config, clock)
+        self.turns = Turns(config, agents, self.live)
+        # Agents left to Asterisk's queue by the last pass, and why (the page's notice);
+        # each agent counted once per time they were left, not once per pass.
+        self.holding: dict[str, Hold] = {}
+        self.holding_since: float | None = None
         self.hours = CallingHours(config.hours)
         self.numbers = NumberPolicy(config.phone)
         self.strategy = strategy_for(config.dispatch)  # agent first or customer first
@@ -324,13 +344,16 @@ class Dispatcher:
         ok, _ = self.can_dispatch()
         if not ok:
             self._kicked_at = None
+            self.holding, self.holding_since = {}, None  # not dispatching says it all
             return 0
         started = 0
         # Category sets a claim in this pass found nothing for. Later agents serving the same
         # or fewer categories would find nothing either (the pass only ever excludes more), so
         # a thousand idle agents cost one claim each per category set, not one each.
         nothing_for: list[frozenset[str]] = []
+        holding: dict[str, Hold] = {}
         async with self._pass_lock:
+            counts = self.agents.queue_counts()
             for interface in self.agents.free_agents():
                 if len(self.inflight) >= self.dispatch.max_concurrent:
                     break
@@ -341,6 +364,11 @@ class Dispatcher:
                 wanted = frozenset(categories)
                 if not wanted or any(wanted <= empty for empty in nothing_for):
                     continue
+                hold = self.turns.guard(interface, counts)
+                if hold is not None:
+                    holding[interface] = hold
+                    continue
+                bound = self.turns.bound(interface)
                 claim = await self.queue.claim(
                     categories,
                     claimer=self.name,
@@ -348,7 +376,12 @@ class Dispatcher:
                     trunks=None if len(trunks) == len(self.dispatch.trunks) else trunks,
                     exclude_numbers=sorted(self._busy_numbers()),
                     held=list(self.inflight),
+                    below=bound.below if bound is not None else None,
                 )
+                if isinstance(claim, HeldBack):
+                    assert bound is not None
+                    holding[interface] = self.turns.held_by_score(interface, bound, claim.score)
+                    continue
                 if claim is None:
                     nothing_for.append(wanted)
                     continue
@@ -357,10 +390,43 @@ class Dispatcher:
                     await self.queue.release(claim, Reason.AGENT_BUSY)
                     continue
                 self._start(claim, interface)
+                for queue in self.agents.answering_queues(interface):
+                    if queue in counts:
+                        counts[queue].on_callbacks += 1
+                        counts[queue].free -= 1
                 started += 1
+            self._note_holding(holding)
         if started == 0:
             self._kicked_at = None
         return started
+
+    def _note_holding(self, holding: dict[str, Hold]) -> None:
+        """Remember who this pass left to the live queue; count each agent once per time."""
+        for interface, hold in holding.items():
+            if interface not in self.holding:
+                self.metrics.left_to_live.inc(hold.queue, hold.reason.value)
+                log.info(
+                    "agent left to the live queue",
+                    agent=interface,
+                    queue=hold.queue,
+                    reason=hold.reason.value,
+                    waiting=hold.waiting,
+                    detail=hold.detail,
+                )
+        if holding and not self.holding:
+            self.holding_since = self.clock.now()
+        elif not holding:
+            self.holding_since = None
+        self.holding = holding
+
+    def holding_off(self) -> list[Hold]:
+        """Agents the last pass left to Asterisk's queue for live callers, and why."""
+        return sorted(self.holding.values(), key=lambda h: (h.queue, h.agent))
+
+    def live_changed(self, queue: str) -> None:
+        """A live caller left a queue: an agent held back for them may take a callback."""
+        if self.holding:
+            self.kick("live_left")
 
     def _open_trunks(self) -> list[str]:
         used: dict[str, int] = {}

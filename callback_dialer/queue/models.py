@@ -207,6 +207,14 @@ class AdoptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldBack:
+    """A claim that found a callback but took none: its score was not below the bound (a
+    live caller in Asterisk's queue goes first)."""
+
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     at: float
     event: str

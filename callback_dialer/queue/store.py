@@ -57,6 +57,7 @@ from .models import (
     Claim,
     DispatchControl,
     EnqueueResult,
+    HeldBack,
     HistoryEntry,
     QueueChange,
     Source,
@@ -328,12 +329,15 @@ class CallbackQueue:
         trunks: list[str] | None = None,
         exclude_numbers: list[str] | tuple[str, ...] = (),
         held: list[str] | tuple[str, ...] = (),
-    ) -> Claim | None:
+        below: float | None = None,
+    ) -> Claim | HeldBack | None:
         """Atomically take the best ready callback in ``categories`` (None when there is none).
 
         ``trunks``: only callbacks over these trunks (None: any). ``exclude_numbers``: skip these
         numbers (customers on a call with us right now). ``held``: ids this claimer is still
-        working on, never taken back as expired leases.
+        working on, never taken back as expired leases. ``below``: take it only if its score
+        is lower, else nothing is claimed and ``HeldBack`` tells the best one's score (a live
+        caller goes first: dispatch/turns.py).
         """
         if not categories:
             return None
@@ -350,8 +354,11 @@ class CallbackQueue:
                 "exclude": list(exclude_numbers),
                 "held": list(held),
                 "scan": 50,
+                "below": below,
             },
         )
+        if out["result"] == "held":
+            return HeldBack(score=float(out["score"]))
         if out["result"] != "claimed":
             return None
         return Claim(callback=Callback.from_redis(out["callback"]), token=token)

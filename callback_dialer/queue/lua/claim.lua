@@ -1,5 +1,8 @@
 -- Take the best ready callback among P.categories, for P.lease seconds.
--- P: categories[] token claimer lease trunks[]|nil exclude[]|nil held[]|nil scan
+-- P: categories[] token claimer lease trunks[]|nil exclude[]|nil held[]|nil scan below|nil
+-- below: take the best only if its score is lower (a live caller in Asterisk's queue scores
+-- that, less the handicap: dispatch/turns.py); else 'held' with the best's score. In this
+-- script, so a callback written between the dialer's look and the claim cannot slip past it.
 if fenced(true) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 promote_due(200)
 local held = {}
@@ -39,6 +42,10 @@ for _, category in ipairs(P.categories) do
   end
 end
 if best_id == nil then return cjson.encode({result = 'empty'}) end
+local below = tonumber(P.below)
+if below ~= nil and best_score >= below then
+  return cjson.encode({result = 'held', score = best_score})
+end
 
 local r = load(best_id)
 transition(r, 'dialing', {
