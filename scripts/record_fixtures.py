@@ -290,10 +290,11 @@ class Session:
     ../shared/ami-captures was: ``Action: Login``, ``ActionID: dialer-1``, then ``dialer-2``..
     for every action sent on it, ``Logoff`` last."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, logoff: bool = True) -> None:
         self.out = out
         self.handle = out.open("w", encoding="utf-8")
         self.ami: Ami | None = None
+        self.logoff = logoff  # False: the link just drops (a reconnect's first half)
 
     async def __aenter__(self) -> Ami:
         writer = CaptureWriter(self.handle)  # t = 0 here, just before the connect
@@ -303,7 +304,10 @@ class Session:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.ami is not None
-        await self.ami.logoff()
+        if self.logoff:
+            await self.ami.logoff()
+        else:
+            await self.ami.close()
         await asyncio.sleep(0.05)
         self.handle.close()
 
@@ -650,6 +654,58 @@ async def busy_hour(lab: Lab, session: Ami) -> None:
     await lab.at(61.88)
 
 
+async def live_after_break(lab: Lab, session: Ami) -> None:
+    """Issue 12's scenario: every agent on a break; three callers give up in ``support``
+    (three callbacks due); four callers then wait there; 10 s later agents 102 and 103 come
+    back. With no dialer on the line, this is app_queue alone giving them the agents:
+    the QueueStatus at the start (agents, nobody waiting), one just before the unpause (four
+    QueueEntry items), and every queue event in between."""
+    await lab.pause_all(True, "break")
+    await session.action({"Action": "QueueStatus"}, complete="QueueStatusComplete")
+    for i in range(3):
+        await lab.at(1.0 + i)
+        await lab.call(Caller(f"+7916555010{i}", "2", patience=4.0))
+    for i in range(4):
+        await lab.at(9.0 + 0.5 * i)
+        await lab.call(Caller(f"+7916555020{i}", "2" if i != 2 else "3"))
+    await lab.at(20.0)
+    await session.action({"Action": "QueueStatus"}, complete="QueueStatusComplete")
+    await lab.at(21.0)
+    for interface in ("Local/102@agents/n", "Local/103@agents/n"):
+        await lab.pause(interface, False, "break")
+    await lab.at(42.0)
+
+
+async def live_reconnect_first(lab: Lab, session: Ami) -> None:
+    """The first connection of a reconnect mid-wait: everyone on a break, three callers join
+    ``support`` (one picks billing) and one ``sales``; then the link drops (the session's
+    socket closes without a Logoff: ``Session(logoff=False)``)."""
+    await lab.pause_all(True, "break")
+    await session.action({"Action": "QueueStatus"}, complete="QueueStatusComplete")
+    lab.calls.clear()
+    for i, digit in enumerate(("2", "3", "1", "2")):
+        await lab.at(1.0 + 0.5 * i)
+        patience = 6.0 if i == 0 else None  # the first gives up while the link is down
+        await lab.call(Caller(f"+7916555030{i}", digit, patience=patience))
+    await lab.at(6.0)
+
+
+async def live_reconnect_second(lab: Lab, session: Ami) -> None:
+    """The second connection, 6 s later: meanwhile the first caller gave up and a fifth
+    caller joined ``support`` unseen; the QueueStatus after the login tells who waits now.
+    Then the agents come back and serve them."""
+    await session.action({"Action": "QueueStatus"}, complete="QueueStatusComplete")
+    await lab.at(1.0)
+    await lab.pause_all(False, "break")
+    await lab.at(20.0)
+
+
+async def live_reconnect_gap(lab: Lab) -> None:
+    """Between the two connections (unrecorded): the fifth caller joins support."""
+    await lab.call(Caller("+79165550304", "2"))
+    await asyncio.sleep(4.0)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -668,6 +724,9 @@ SCENARIOS = [  # in this order, on one freshly started PBX (Uniqueids .1, .2 .. 
     Scenario("callbacks", callbacks, 54, False),
     Scenario("busy_hour", busy_hour, 62, False),
     Scenario("customer_first", customer_first_calls, 54, False),
+    # Issue 12 (the live queue); recorded on their own lab (--ports), see tests/fixtures.
+    Scenario("live_after_break", live_after_break, 42, False),
+    Scenario("live_reconnect", live_reconnect_first, 6, False),
 ]
 
 
@@ -680,6 +739,17 @@ async def record_one(scenario: Scenario, out: Path, config: Path) -> None:
                 booted = next(json.loads(x)["t"] for x in first if "FullyBooted" in x)
                 lab.start_clock(time.monotonic() - booted)
                 await scenario.play(lab)
+        elif scenario.name == "live_reconnect":
+            # Two recorded connections with an unrecorded gap: _1 drops, _2 logs in again.
+            first = out / "live_reconnect_1.jsonl"
+            async with Session(first, logoff=False) as ami:
+                lab.start_clock(ami.writer.origin)
+                await scenario.play(lab, ami)
+            await live_reconnect_gap(lab)
+            path = out / "live_reconnect_2.jsonl"
+            async with Session(path) as ami:
+                lab.start_clock(ami.writer.origin)
+                await live_reconnect_second(lab, ami)
         else:
             session = Session(path)
             async with session as ami:
@@ -738,6 +808,12 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-running", action="store_true", help="leave the lab running afterwards"
     )
     parser.add_argument(
+        "--ports",
+        metavar="PBX_AMI,CARRIER_AMI,PBX_IAX,CARRIER_IAX",
+        help="run the two instances on these ports (start.sh) instead of up.sh's 5038/5039 "
+        "and 4569/4570: a lab beside another one",
+    )
+    parser.add_argument(
         "scenarios",
         nargs="*",
         metavar="SCENARIO",
@@ -749,6 +825,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.scenarios) - {s.name for s in SCENARIOS}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    global PBX_PORT, CARRIER_PORT
+    ports: list[int] | None = None
+    if args.ports:
+        try:
+            ports = [int(p) for p in args.ports.split(",")]
+        except ValueError:
+            ports = []
+        if len(ports) != 4:
+            parser.error("--ports wants four numbers: PBX_AMI,CARRIER_AMI,PBX_IAX,CARRIER_IAX")
+        PBX_PORT, CARRIER_PORT = ports[0], ports[1]
     for port in (PBX_PORT, CARRIER_PORT):
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
             parser.error(f"something already listens on {HOST}:{port}: stop that lab first")
@@ -756,7 +842,19 @@ def main(argv: list[str] | None = None) -> int:
     print(asterisk_version(args.prefix), file=sys.stderr)
     kit = prepare_kit(args.kit, args.lab)
     read_secrets(kit)
-    lab_command(kit, "up.sh", args.prefix, args.lab)
+    if ports is None:
+        lab_command(kit, "up.sh", args.prefix, args.lab)
+    else:
+        env = {**os.environ, "PREFIX": str(args.prefix)}
+        for role, ami, iax, peer in (
+            ("pbx", ports[0], ports[2], ports[3]),
+            ("carrier", ports[1], ports[3], ports[2]),
+        ):
+            subprocess.run(
+                [str(kit / "start.sh"), role, str(args.lab / role), str(ami), str(iax), str(peer)],
+                env=env,
+                check=True,
+            )
     try:
         time.sleep(1)
         asyncio.run(record_all(args.scenarios, args.out, args.lab))
