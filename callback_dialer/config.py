@@ -735,6 +735,26 @@ WEBHOOK_EVENTS = (
 )
 
 
+WHISPER_LANGUAGES = ("en", "ru")
+
+
+class WhisperConfig(Strict):
+    # Agent first: once the agent answers and before the customer is dialled, the agent hears
+    # the category, how long ago the customer first called and how many times (the dialplan's
+    # callback-whisper; prompts in the README).
+    enabled: StrictBool = True
+    # Customer first: the customer is already on the line when the agent answers and would wait
+    # through the whisper (about five seconds, hearing ringing): off unless you want it.
+    customer_first: StrictBool = False
+    # Which language the agent hears: "" the agent channel's own (its endpoint's language=),
+    # or "en" / "ru" for all; agent_languages names it per agent interface.
+    language: Literal["", "en", "ru"] = ""
+    agent_languages: dict[str, Literal["en", "ru"]] = Field(default_factory=dict)
+
+    def language_for(self, agent: str) -> str:
+        return self.agent_languages.get(agent, self.language)
+
+
 class SmsConfig(Strict):
     enabled: StrictBool = False
     url: str = ""
@@ -834,6 +854,7 @@ class Config(Strict):
     leader: LeaderConfig = LeaderConfig()
     web: WebConfig = WebConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
+    whisper: WhisperConfig = WhisperConfig()
     sms: SmsConfig = SmsConfig()
     reports: ReportsConfig = ReportsConfig()
     jobs: JobsConfig = JobsConfig()

@@ -146,6 +146,11 @@ async def test_a_free_agent_gets_the_right_originate_field_by_field(rig) -> None
         ("Variable", f"CALLBACK_ID={cb}"),
         ("Variable", "CALLBACK_CATEGORY=new_connection"),
         ("Variable", "CALLBACK_TRUNK=default"),
+        # The whisper's facts (on by default): one call, a minute ago (r.missed), no hours.
+        ("Variable", "CALLBACK_WHISPER=1"),
+        ("Variable", "CALLBACK_CALLS=1"),
+        ("Variable", "CALLBACK_WAITED=1"),
+        ("Variable", "CALLBACK_WAITED_HOURS=0"),
     ]
 
 

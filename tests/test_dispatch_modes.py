@@ -295,13 +295,20 @@ def test_each_mode_dials_its_own_first_leg(make_config) -> None:
         f = plan.fields
         sent[mode] = (f["Channel"], f["Context"], f["Exten"], f["Timeout"], f["Variable"][3:])
     assert sent == {
-        "agent_first": ("Local/101@agents", "callback-outbound", "79161230001", "15000", []),
+        # No whisper facts given: the dialplan is told to say nothing.
+        "agent_first": (
+            "Local/101@agents",
+            "callback-outbound",
+            "79161230001",
+            "15000",
+            ["CALLBACK_WHISPER=0"],
+        ),
         "customer_first": (
             "Local/79161230001@callback-customer/n",
             "callback-agent",
             "101",
             "30000",
-            ["CALLBACK_AGENT=Local/101@agents"],
+            ["CALLBACK_WHISPER=0", "CALLBACK_AGENT=Local/101@agents"],
         ),
     }
 

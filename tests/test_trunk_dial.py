@@ -59,7 +59,7 @@ def test_each_trunk_is_dialled_with_its_own_string_and_an_unknown_one_with_none(
     )
     body = _context(render_dialplan(config), "callback-outbound")
     lines = body.splitlines()
-    jumps = [line for line in lines if "GotoIf" in line]
+    jumps = [line for line in lines if "GotoIf" in line and "CALLBACK_TRUNK" in line]
     assert jumps == [
         ' same => n,GotoIf($["${CALLBACK_TRUNK}" = "carrier"]?trunk1)',
         ' same => n,GotoIf($["${CALLBACK_TRUNK}" = "e1"]?trunk2)',

@@ -17,6 +17,7 @@ from typing import Protocol
 from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
 from ..config import Config
 from ..phone import PhoneNumber, is_e164
+from .whisper import WhisperFacts, whisper_variables
 
 _INTERFACE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9@._:+\-/;]+$")
 _SAFE_VALUE = re.compile(r"^[^\r\n\x00]*$")
@@ -60,6 +61,7 @@ def plan_originate(
     interface: str,
     trunk: str,
     attempt_no: int,
+    whisper: WhisperFacts | None = None,
 ) -> OriginatePlan:
     if not is_e164(number.e164):
         raise OriginateInputError(f"refusing to dial a number that is not E.164: {number.e164!r}")
@@ -95,6 +97,10 @@ def plan_originate(
         f"{CATEGORY_VAR}={category}",
         f"CALLBACK_TRUNK={trunk}",
     ]
+    try:
+        variables.extend(whisper_variables(whisper))
+    except ValueError as exc:
+        raise OriginateInputError(str(exc)) from None
     leg_fields, leg_variables = leg.first_leg(values)
     variables.extend(leg_variables)
     fields: dict[str, str | list[str]] = dict(leg_fields)

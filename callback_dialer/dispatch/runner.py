@@ -29,6 +29,7 @@ from .attempt import Attempt
 from .origination import OriginateInputError, plan_originate
 from .outcome import Outcome, Reason
 from .strategies import Strategy
+from .whisper import whisper_facts
 
 log = get_logger(__name__)
 
@@ -80,6 +81,9 @@ class AttemptRunner:
                 interface=attempt.agent,
                 trunk=attempt.trunk,
                 attempt_no=cb.attempts + 1,
+                whisper=whisper_facts(
+                    self.config.whisper, self.strategy.name, cb, attempt.agent, self.clock.now()
+                ),
             )
         except OriginateInputError as exc:
             log_.error("originate refused by our own checks", error=str(exc))

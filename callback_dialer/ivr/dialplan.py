@@ -29,6 +29,49 @@ CALLBACK_PUBLIC_CALLERID = "Support" <74950000000>
 """
 
 
+# What the dialer set on the Originate (dispatch/whisper.py), handed to the whisper.
+WHISPER_ARGS = (
+    "${CALLBACK_CATEGORY},${CALLBACK_WAITED},${CALLBACK_WAITED_HOURS},${CALLBACK_CALLS},"
+    "${CALLBACK_LANG}"
+)
+
+WHISPER_CONTEXTS = """\
+; ---------------------------------------------------------------------------------------
+; The whisper ([whisper]), on the agent's channel: "Callback. <category>. Called <N> minutes
+; (or hours) ago, <M> times." ARG1 category, ARG2 minutes since the first missed call, ARG3
+; whole hours (0 under two hours), ARG4 calls, ARG5 language ("": the channel's own). Every
+; value is a category name or a number the dialer wrote; the prompts are listed in the README.
+[callback-whisper]
+exten => s,1,ExecIf($["${ARG5}" != ""]?Set(CHANNEL(language)=${ARG5}))
+ same => n,Playback(callback-whisper)
+ same => n,Playback(callback-category-${ARG1})
+ same => n,Playback(callback-whisper-called)
+ same => n,GotoIf($[${ARG3} > 0]?hours)
+ same => n,Gosub(callback-say-counted,s,1(${ARG2},callback-minute,f))
+ same => n,Goto(ago)
+ same => n(hours),Gosub(callback-say-counted,s,1(${ARG3},callback-hour))
+ same => n(ago),Playback(callback-ago)
+ same => n,Gosub(callback-say-counted,s,1(${ARG4},callback-time))
+ same => n,Return()
+
+; SayNumber(ARG1, gender ARG3), then the noun ARG2 in the form that number needs, named as
+; SayCountedNoun names them (app_saycounted is not built by default): English ARG2 for 1,
+; ARG2 + "s" otherwise; Russian ARG2 for 1, 21, 31 ..., ARG2 + "x1" for 2-4, 22-24 ...,
+; ARG2 + "x2" for 0, 5-20, 25-30 ...
+[callback-say-counted]
+exten => s,1,SayNumber(${ARG1},${ARG3})
+ same => n,GotoIf($["${CHANNEL(language):0:2}" = "ru"]?ru)
+ same => n,Playback(${ARG2}${IF($[${ARG1} = 1]?:s)})
+ same => n,Return()
+ same => n(ru),Set(LOCAL(form)=x2)
+ same => n,ExecIf($[$[${ARG1} % 10] >= 2 & $[${ARG1} % 10] <= 4 & \
+$[$[${ARG1} % 100] < 12 | $[${ARG1} % 100] > 14]]?Set(LOCAL(form)=x1))
+ same => n,ExecIf($[$[${ARG1} % 10] = 1 & $[${ARG1} % 100] != 11]?Set(LOCAL(form)=))
+ same => n,Playback(${ARG2}${form})
+ same => n,Return()
+"""
+
+
 def _queue_for(config: Config, category: str) -> str | None:
     for queue, categories in config.dispatch.queues.items():
         if category in categories:
@@ -153,6 +196,9 @@ Category: ${{CALLBACK_CATEGORY}})
 exten => _X.,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXTEN}} \
 over ${{CALLBACK_TRUNK}})
  same => n,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
+ same => n,GotoIf($["${{CALLBACK_WHISPER}}" != "1"]?trunk)
+ same => n,Gosub(callback-whisper,s,1({WHISPER_ARGS}))
+ same => n(trunk),NoOp(dialling over ${{CALLBACK_TRUNK}})
 {_dial_by_trunk(config, d.customer_ring_seconds)}
  same => n(dialled),NoOp(customer dial status ${{DIALSTATUS}})
  same => n,Hangup()
@@ -167,9 +213,16 @@ exten => _X.,1,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
  same => n(dialled),Hangup()
 
 ; ... and once they answer, {d.agent_context} rings the reserved agent (CALLBACK_AGENT).
+; With [whisper] customer_first the agent hears the whisper once they answer (Dial's U
+; option), before being put through; the customer hears ringing meanwhile.
 [{d.agent_context}]
 exten => _X.,1,NoOp(callback ${{CALLBACK_ID}}: customer answered, ringing ${{CALLBACK_AGENT}})
+ same => n,GotoIf($["${{CALLBACK_WHISPER}}" = "1"]?whisper)
  same => n,Dial(${{CALLBACK_AGENT}},{int(d.agent_ring_seconds)})
  same => n,Hangup()
-""")
+ same => n(whisper),Dial(${{CALLBACK_AGENT}},{int(d.agent_ring_seconds)},\
+U(callback-whisper^{WHISPER_ARGS.replace(",", "^")}))
+ same => n,Hangup()
+
+{WHISPER_CONTEXTS}""")
     return "\n".join(lines)

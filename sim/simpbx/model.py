@@ -166,6 +166,8 @@ class PbxSpec:
     # callback-outbound: Dial(IAX2/carrier/${EXTEN},20)
     callback_context: str = "callback-outbound"
     callback_dial_timeout: float = 20.0
+    # How long callback-whisper takes on the agent's channel (CALLBACK_WHISPER=1).
+    whisper_seconds: float = 6.0
     # customer first: Local/<number>@callback-customer dials the customer, then the
     # Originate's Context (callback-agent) dials ${CALLBACK_AGENT}.
     customer_context: str = "callback-customer"

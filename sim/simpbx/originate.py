@@ -560,6 +560,45 @@ class Origination:
         one.at(req.context, req.exten, 1)
         p.emit(wire.newexten(one, "NoOp", f"callback {self.callback_id} to {req.exten}"))
         one.priority = 2
+        if req.var("CALLBACK_WHISPER") == "1":
+            # callback-whisper on the agent's channel: the customer is dialled once it is said.
+            self._whisper(one)
+            self._later(p.spec.whisper_seconds, self._dial_customer)
+            return
+        self._dial_customer()
+
+    def _whisper(self, channel: Channel) -> None:
+        """The Gosub(callback-whisper) of the generated dialplan, as Newexten events."""
+        p, req = self.pbx, self.req
+        args = ",".join(
+            req.var(name)
+            for name in (
+                "CALLBACK_CATEGORY",
+                "CALLBACK_WAITED",
+                "CALLBACK_WAITED_HOURS",
+                "CALLBACK_CALLS",
+                "CALLBACK_LANG",
+            )
+        )
+        p.emit(wire.newexten(channel, "Gosub", f"callback-whisper,s,1({args})"))
+        context, exten, priority = channel.context, channel.exten, channel.priority
+        channel.at("callback-whisper", "s", 1)
+        for prompt in ("callback-whisper", f"callback-category-{req.var('CALLBACK_CATEGORY')}"):
+            p.emit(wire.newexten(channel, "Playback", prompt))
+            channel.priority += 1
+        p.emit(wire.newexten(channel, "SayNumber", req.var("CALLBACK_WAITED")))
+        channel.priority += 1
+        p.emit(wire.newexten(channel, "SayNumber", req.var("CALLBACK_CALLS")))
+        channel.priority += 1
+        p.emit(wire.newexten(channel, "Return", ""))
+        channel.at(context, exten, priority + 1)
+
+    def _dial_customer(self) -> None:
+        p, req, leg, agent = self.pbx, self.req, self.leg, self.agent
+        assert leg is not None and agent is not None
+        one = leg.one
+        if one.uniqueid not in p.channels:
+            return  # the agent hung up meanwhile
         dial_timeout = p.spec.callback_dial_timeout
         dial = f"{p.spec.dial_string(req.exten)},{wire.app_seconds(dial_timeout)}"
         p.emit(wire.newexten(one, "Dial", dial))
