@@ -42,10 +42,11 @@ from .jobs.bridge import JobsBridge
 from .jobs.reports import ReportFiles, generate_report, list_reports, report_file
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .outage.service import OutageService
 from .queue.connect import AsyncClient, ClusterNotSupported, async_client, close_async_client
 from .queue.keys import Keys
 from .queue.lease import LeaderLease
-from .queue.models import Callback, EnqueueResult, HistoryEntry
+from .queue.models import Callback, EnqueueResult, HistoryEntry, Outage, OutageEnd
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
 from .web.ports import DispatchState, SideJobs, StoredSession
@@ -96,8 +97,14 @@ def build_dialer(
         on_rest=lambda at: dispatcher.rest_ends_at(at),
         on_fact=lambda fact: _observe(fact, metrics),
         on_live_change=lambda queue: dispatcher.live_changed(queue),
+        # Outage mode by area: the CRM's word on where a caller lives, asked only then.
+        area_of=lambda number, category: outages.area_for(number, category),
     )
     ami = AmiClient(config.ami, pipeline.router, clock)
+    # Outages: held callbacks, the dialplan's UserEvent, the AstDB mirror; the leader settles.
+    outages = OutageService(
+        config, clock, queue, ami_action=ami.send_action, leading=leadership.may_act
+    )
     dispatcher = Dispatcher(
         config,
         clock,
@@ -124,17 +131,23 @@ def build_dialer(
         jobs_admin=jobs_admin,
     )
     commands = DialerCommands(
-        config=config, queue=queue, dispatcher=dispatcher, jobs_admin=jobs_admin
+        config=config,
+        queue=queue,
+        dispatcher=dispatcher,
+        jobs_admin=jobs_admin,
+        outages=outages,
     )
     sessions = RedisSessions(redis, queue.keys, keep=config.web.session_max)
 
     pipeline.router.add(dispatcher)
+    pipeline.router.add(outages)
+    ami.on_ready("outages", outages.ami_ready)
     ami.on_ready("agents", lambda: resync_agents(ami, pipeline))
     ami.on_ready("calls", lambda: resync_calls(ami, pipeline, clock))
     ami.on_ready("dispatcher", lambda: _ami_ready(metrics, dispatcher))
     ami.on_lost(dispatcher.on_ami_lost)
 
-    _register_gauges(metrics, config, clock, queue, ami, dispatcher, pipeline.sink)
+    _register_gauges(metrics, config, clock, queue, ami, dispatcher, pipeline.sink, outages)
     _register_side_job_gauges(metrics, jobs_admin)
 
     bridge = None
@@ -168,6 +181,7 @@ def build_dialer(
         sessions=sessions,
         web=WebServer(config, status, commands, sessions) if web else None,
         jobs_bridge=bridge,
+        outages=outages,
     )
 
 
@@ -206,12 +220,13 @@ def _register_gauges(
     ami: AmiClient,
     dispatcher: Dispatcher,
     sink: QueueSink,
+    outages: OutageService,
 ) -> None:
     async def depth() -> Reading:
         counts = await queue.counts()
         out = []
         for category in config.category_names():
-            for state in ("pending", "scheduled", "dialing"):
+            for state in ("pending", "scheduled", "dialing", "held"):
                 out.append(((category, state), float(counts[state].get(category, 0))))
         return out
 
@@ -233,6 +248,16 @@ def _register_gauges(
 
     async def backlog() -> Reading:
         return [((), float(sink.backlog))]
+
+    async def outages_now() -> Reading:
+        found = await queue.outages(limit=50)
+        return [
+            ((state,), float(sum(1 for o in found if o.state.value == state)))
+            for state in ("active", "ending")
+        ]
+
+    async def lookups_failed() -> Reading:
+        return [((), float(outages.lookups_failed))]
 
     m = metrics
     m.gauge(
@@ -257,6 +282,18 @@ def _register_gauges(
         in_progress,
     )
     m.gauge("callback_dialer_facts_waiting", "Missed/served facts not yet in Redis.", (), backlog)
+    m.gauge(
+        "callback_dialer_outages",
+        "Outages holding missed calls (active), and ended ones still settling their held.",
+        ("state",),
+        outages_now,
+    )
+    m.gauge(
+        "callback_dialer_area_lookups_failed",
+        "CRM area lookups that failed or timed out since start (those calls were not held).",
+        (),
+        lookups_failed,
+    )
 
 
 def _register_side_job_gauges(metrics: Metrics, jobs_admin: _JobsAdminLink) -> None:
@@ -396,6 +433,16 @@ class DialerStatus:
 
     async def day_stats(self, day: str) -> dict[str, int]:
         return await self._queue.day_stats(day)
+
+    async def outages(self) -> list[Outage]:
+        return await self._queue.outages(limit=20)
+
+    async def held_callbacks(self, limit: int) -> list[Callback]:
+        found: list[Callback] = []
+        for outage in await self._queue.outages(limit=50):
+            if outage.waiting and len(found) < limit:
+                found += await self._queue.held_callbacks(outage.id, limit - len(found))
+        return found
 
     async def next_queue_change(self, after: str | None) -> str | None:
         try:
@@ -582,11 +629,37 @@ class DialerCommands:
         queue: CallbackQueue,
         dispatcher: Dispatcher,
         jobs_admin: _JobsAdminLink,
+        outages: OutageService,
     ) -> None:
         self._config = config
         self._queue = queue
         self._dispatcher = dispatcher
         self._jobs_admin = jobs_admin
+        self._outages = outages
+
+    async def declare_outage(
+        self,
+        actor: str,
+        *,
+        categories: list[str],
+        prefixes: list[str],
+        areas: list[str],
+        message: str,
+        expected_end: float | None,
+    ) -> tuple[bool, Outage]:
+        return await self._outages.declare(
+            actor=actor,
+            categories=categories,
+            prefixes=prefixes,
+            areas=areas,
+            message=message,
+            expected_end=expected_end,
+        )
+
+    async def end_outage(
+        self, outage_id: str, choice: OutageEnd, actor: str, *, per_hour: int | None
+    ) -> tuple[str, Outage | None]:
+        return await self._outages.end(outage_id, choice, actor=actor, per_hour=per_hour)
 
     async def call_now(self, callback_id: str, actor: str) -> ActionResult:
         return await self._queue.call_now(callback_id, actor)
@@ -648,6 +721,7 @@ class Dialer:
         sessions: RedisSessions,
         web: WebServer | None,
         jobs_bridge: JobsBridge | None,
+        outages: OutageService,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -663,6 +737,7 @@ class Dialer:
         self.sessions = sessions
         self.web = web
         self.jobs_bridge = jobs_bridge
+        self.outages = outages
         self._jobs_admin = jobs_admin
         self._tasks = TaskSet("dialer", on_error=self._core_failed)
         self._stop = asyncio.Event()
@@ -694,6 +769,7 @@ class Dialer:
         self._spawn("ami", self.ami.run())
         self._spawn("leader", self.leadership.run())
         self._spawn("dispatcher", self.dispatcher.run())
+        self._spawn("outages", self.outages.run())
         if self.web is not None:
             self._spawn("web", self.web.run())
         if self.jobs_bridge is not None:
@@ -719,6 +795,8 @@ class Dialer:
         # Outcomes stored (with our holding): now a standby may take over at once.
         await self.leadership.stop()
         await self.pipeline.sink.close(timeout=5)
+        with contextlib.suppress(Exception):
+            await self.outages.close()
         if self.web is not None:
             with contextlib.suppress(Exception):
                 await self.web.close()

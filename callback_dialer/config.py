@@ -732,6 +732,11 @@ WEBHOOK_EVENTS = (
     "cancelled",
     "served_inbound",
     "served_outbound",
+    "held",
+    "outage_released",
+    "outage_dropped",
+    "outage_declared",
+    "outage_ended",
 )
 
 
@@ -769,6 +774,12 @@ class SmsConfig(Strict):
     # At most one message to a number within this period.
     min_interval: Duration = 86400.0
     timeout: Duration = 10.0
+    # An outage holds a caller's callback: they get the outage's message (one SMS, counted
+    # by min_interval like the missed-call one). {message}: the outage's message.
+    outage_text: str = "{message}"
+    # An outage ended and its held callbacks were dropped: the caller is told (once per
+    # min_interval, apart from the other messages).
+    service_back_text: str = "Service is back. If anything still does not work, call us again."
 
     @model_validator(mode="after")
     def _url_when_enabled(self) -> SmsConfig:
@@ -786,10 +797,15 @@ class SmsConfig(Strict):
     def _missed_text(cls, v: str) -> str:
         return cls._placeholders(v, ("minutes",))
 
-    @field_validator("final_text")
+    @field_validator("final_text", "service_back_text")
     @classmethod
     def _final_text(cls, v: str) -> str:
         return cls._placeholders(v, ())
+
+    @field_validator("outage_text")
+    @classmethod
+    def _outage_text(cls, v: str) -> str:
+        return cls._placeholders(v, ("message",))
 
     @staticmethod
     def _placeholders(text: str, allowed: tuple[str, ...]) -> str:
@@ -799,6 +815,33 @@ class SmsConfig(Strict):
                 choices = ", ".join(f"{{{a}}}" for a in allowed) or "none"
                 raise ValueError(f"unknown placeholder {{{name}}}; allowed: {choices}")
         return text
+
+
+class OutageConfig(Strict):
+    # Categories an outage covers when its declaration names none (the UserEvent, the API);
+    # empty: "support" when that is a category, else every category.
+    default_categories: tuple[str, ...] = ()
+    # Held callbacks released after an outage: at most this many fall due per hour (the
+    # supervisor may choose another number when ending it). 0: all at once.
+    release_per_hour: StrictInt = Field(60, ge=0, le=100_000)
+    # Optional CRM lookup of a caller's area, for outages declared by area name: the dialer
+    # POSTs {"number": "+7..."} (JSON) and expects {"area": "<name>"} within the timeout; no
+    # answer in time or an error: the call is treated as outside the area (called back).
+    area_lookup_url: str = ""
+    area_lookup_timeout: Duration = 2.0
+    # Keep the AstDB family callback-outage in step with the active outages (DBPut/DBDel;
+    # needs "system" in the AMI user's write), for the dialplan's ${DB_EXISTS(...)}.
+    mirror_astdb: StrictBool = True
+    # How often every dialer re-reads the outages from Redis (another dialer or the API may
+    # have declared one) and the leader settles ended ones.
+    refresh_every: Duration = 2.0
+
+    @field_validator("area_lookup_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://", v):
+            raise ValueError("must be an http(s) URL or empty")
+        return v
 
 
 class ReportsConfig(Strict):
@@ -856,6 +899,7 @@ class Config(Strict):
     webhooks: tuple[WebhookConfig, ...] = ()
     whisper: WhisperConfig = WhisperConfig()
     sms: SmsConfig = SmsConfig()
+    outage: OutageConfig = OutageConfig()
     reports: ReportsConfig = ReportsConfig()
     jobs: JobsConfig = JobsConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -889,6 +933,11 @@ class Config(Strict):
                     f"detection.queue_categories.{queue}: {category!r} is not a category; "
                     f"allowed: {allowed}"
                 )
+        for category in self.outage.default_categories:
+            if category not in names:
+                raise ValueError(
+                    f"outage.default_categories: {category!r} is not a category; allowed: {allowed}"
+                )
         for queue, categories in self.dispatch.queues.items():
             for category in categories:
                 if category not in names:
@@ -918,6 +967,13 @@ class Config(Strict):
 
     def weights(self) -> dict[str, float]:
         return {c.name: c.weight for c in self.categories}
+
+    def outage_categories(self) -> tuple[str, ...]:
+        """What an outage covers when its declaration names no category."""
+        if self.outage.default_categories:
+            return self.outage.default_categories
+        names = self.category_names()
+        return ("support",) if "support" in names else names
 
 
 # --------------------------------------------------------------------------- loading

@@ -18,7 +18,7 @@ from ..queue.store import CallbackQueue
 from .agents import AgentBook
 from .facts import Fact
 from .livequeue import LiveQueueBook
-from .sink import OnApplied, QueueSink
+from .sink import AreaOf, OnApplied, QueueSink
 from .tracker import CallTracker
 
 
@@ -46,9 +46,10 @@ def build_pipeline(
     on_rest: Callable[[float], None] | None = None,
     on_fact: Callable[[Fact], None] | None = None,
     on_live_change: Callable[[str], None] | None = None,
+    area_of: AreaOf | None = None,
 ) -> Pipeline:
     router = EventRouter()
-    sink = QueueSink(queue, spool=spool, on_applied=on_applied)
+    sink = QueueSink(queue, spool=spool, on_applied=on_applied, area_of=area_of)
     agents = AgentBook(config, clock, on_change=on_agent_change, on_rest=on_rest)
 
     def emit(fact: Fact) -> None:

@@ -24,6 +24,8 @@ from .facts import Fact, MissedCall, NotQueued, SelfServed, Served
 log = get_logger(__name__)
 
 OnApplied = Callable[[Fact, Any], Awaitable[None] | None]
+# The caller's area for outage mode (number, category) -> area name or "" (outage/service.py).
+AreaOf = Callable[[str, str], Awaitable[str]]
 
 
 def _to_json(fact: Fact) -> str:
@@ -55,8 +57,10 @@ class QueueSink:
         spool: Path | None = None,
         on_applied: OnApplied | None = None,
         max_delay: float = 10.0,
+        area_of: AreaOf | None = None,
     ) -> None:
         self.queue = queue
+        self.area_of = area_of
         self.spool = spool
         self.on_applied = on_applied
         self.max_delay = max_delay
@@ -166,6 +170,7 @@ class QueueSink:
 
     async def _apply(self, fact: Fact) -> Any:
         if isinstance(fact, MissedCall):
+            area = await self.area_of(fact.number, fact.category) if self.area_of else ""
             result = await self.queue.add_missed(
                 number=fact.number,
                 category=fact.category,
@@ -175,6 +180,7 @@ class QueueSink:
                 name=fact.name,
                 queue=fact.queue,
                 actor="pbx",
+                area=area,
             )
             log.info(
                 "missed call queued",

@@ -23,9 +23,13 @@ What it hands over, for every entry of ``Keys.events()`` after its cursor:
 - webhooks: ``created``, ``merged``, ``claimed`` (sent as ``dialing``), ``done``, ``failed``,
   ``cancelled``, ``served_inbound``, ``served_outbound``; each document goes to the outbox of
   every receiver whose ``events`` filter takes it (see ``jobs.webhooks``);
-- SMS: ``created`` and ``merged`` (not for callbacks added by hand) queue a missed-call notice,
-  ``failed`` a final notice when ``sms.notify_final_failure``; only in calling hours, only to
-  numbers not told within ``sms.min_interval`` (the job checks all of it again, see
+- webhooks also: ``held``, ``outage_released``, ``outage_dropped`` (a callback an outage holds,
+  releases, drops) and ``outage_declared``, ``outage_ended`` (the outage itself: ``id`` is the
+  outage's, ``callback`` null);
+- SMS: ``created`` and ``merged`` (not for callbacks added by hand, nor merged into a held
+  one) queue a missed-call notice, ``held`` the outage's message, ``outage_dropped`` "service
+  is back", ``failed`` a final notice when ``sms.notify_final_failure``; only in calling
+  hours, only to numbers not told within ``sms.min_interval`` (the job checks all of it again, see
   ``jobs.sms``).
 
 Exactly once: the outbox entries, the rq jobs and the new cursor (``Keys.jobs_cursor()``) are
@@ -54,7 +58,7 @@ from ..hours import CallingHours
 from ..logs import get_logger
 from ..phone import NumberPolicy, Rejected, is_e164
 from ..queue.keys import Keys
-from ..queue.models import Callback
+from ..queue.models import Callback, State
 from ..queue.store import CallbackQueue, QueueUnavailable
 from . import sms as sms_jobs
 from .common import connect, retry_policy, rq_queue, webhooks_by_receiver
@@ -69,6 +73,8 @@ from .webhooks import (
 )
 
 EstimateMinutes = Callable[[Callback], Awaitable[int]]
+# Events about an outage itself, not one callback: their ``id`` is the outage's.
+OUTAGE_LEVEL = frozenset({"outage_declared", "outage_ended", "outage_settled"})
 
 SMS_JOB_TIMEOUT = 120
 _MAX_BACKOFF = 30.0
@@ -268,11 +274,12 @@ class JobsBridge:
         if name is not None:
             targets = [r for r, hook in self.hooks.items() if wants(hook, name)]
             if targets:
+                outage_level = event.startswith("outage_") and event in OUTAGE_LEVEL
                 doc = build_document(
                     entry_id,
                     name,
                     fields,
-                    await self._snapshot(callback_id, cache),
+                    None if outage_level else await self._snapshot(callback_id, cache),
                     installation=self.config.redis.key_prefix,
                     tz=self.hours.tz,
                 )
@@ -281,20 +288,34 @@ class JobsBridge:
                     batch.outbox.setdefault(receiver, []).append(body)
         if sms_jobs.missed_wanted(self.config, event, reason):
             kind = sms_jobs.MISSED
+        elif sms_jobs.outage_wanted(self.config, event):
+            kind = sms_jobs.OUTAGE
+        elif sms_jobs.service_back_wanted(self.config, event):
+            kind = sms_jobs.SERVICE_BACK
         elif sms_jobs.final_failure_wanted(self.config, event):
             kind = sms_jobs.FINAL
         else:
             return
         number, at = fields.get("number", ""), float(fields.get("at") or 0)
-        if not await self._may_text(number, at, entry_id):
+        if not await self._may_text(number, at, entry_id, kind):
             return
         minutes = 0
         if kind == sms_jobs.MISSED:
             callback = await self._snapshot(callback_id, cache)
             if callback is None or not callback.state.is_open:
                 return
+            if callback.state is State.HELD:
+                return  # it got (or gets) the outage's message instead
             minutes = await self._estimate(callback)
             text = sms_jobs.missed_text(self.config.sms, minutes)
+        elif kind == sms_jobs.OUTAGE:
+            callback = await self._snapshot(callback_id, cache)
+            outage = await self.queue.outage(callback.outage) if callback else None
+            if outage is None or not outage.message:
+                return  # nothing to tell but "we know": the IVR said so already
+            text = sms_jobs.outage_text(self.config.sms, outage.message)
+        elif kind == sms_jobs.SERVICE_BACK:
+            text = self.config.sms.service_back_text
         else:
             text = self.config.sms.final_text
         batch.sms.append(
@@ -309,7 +330,9 @@ class JobsBridge:
             )
         )
 
-    async def _may_text(self, number: str, at: float, entry_id: str) -> bool:
+    async def _may_text(
+        self, number: str, at: float, entry_id: str, kind: str = sms_jobs.MISSED
+    ) -> bool:
         """The cheap early checks; the job repeats them (and the atomic rate limit)."""
         if not is_e164(number):
             self.log.warning("jobs_bridge_bad_number", event_id=entry_id)
@@ -318,7 +341,7 @@ class JobsBridge:
             return False
         if not self.hours.is_open(at):
             return False
-        return not await self.redis.exists(self.keys.sms_sent(number))
+        return not await self.redis.exists(sms_jobs.rate_slot(self.keys, kind, number))
 
     async def _estimate(self, callback: Callback) -> int:
         if self.estimate_minutes is not None:

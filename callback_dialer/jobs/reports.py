@@ -75,7 +75,8 @@ MISSED_COLUMNS: tuple[tuple[str, str], ...] = (
     (
         "fate",
         "called_back, served_inbound, served_outbound (got through on their own), "
-        "failed, cancelled, waiting, in_progress, self_service (no callback owed), "
+        "failed, cancelled, waiting, in_progress, self_service (no callback owed), held "
+        "(an outage holds it), outage_dropped (dropped when the outage ended), "
         "or unknown (record expired)",
     ),
     (
@@ -93,6 +94,10 @@ MISSED_COLUMNS: tuple[tuple[str, str], ...] = (
     ),
     ("closed_at", "local time the callback was finished"),
     ("agent", "the agent of the last attempt"),
+    (
+        "outage",
+        "the outage that held this callback (it was held, then released or dropped); empty if none",
+    ),
 )
 CATEGORY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("category", "category of the missed calls (total: all of them)"),
@@ -110,6 +115,9 @@ CATEGORY_COLUMNS: tuple[tuple[str, str], ...] = (
     ),
     ("median_minutes_to_first_call", "median minutes from first missed call to our first call"),
     ("self_service", "calls that ended in self-service (the IVR served them; not missed)"),
+    ("held", "callbacks an outage held (still held, released or dropped)"),
+    ("outage_released", "held callbacks released to the agents when their outage ended"),
+    ("outage_dropped", "held callbacks dropped when their outage ended (service is back)"),
 )
 HOUR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("hour", "hour of day, local time (total: the whole day)"),
@@ -222,6 +230,7 @@ def collect(config: Config, day: str, conn: redis.Redis) -> Report:
                 ),
                 "closed_at": local(cb.closed_at) if cb else None,
                 "agent": cb.agent if cb else "",
+                "outage": cb.outage if cb else "",
             }
         )
     return Report(
@@ -259,9 +268,14 @@ def fate(cb: Callback | None) -> str:
     state = cb.state.value
     if state == "done":
         return cb.reason or "called_back"
-    return {"pending": "waiting", "scheduled": "waiting", "dialing": "in_progress"}.get(
-        state, state
-    )
+    if state == "cancelled" and cb.outage and cb.reason == "outage_over":
+        return "outage_dropped"
+    return {
+        "pending": "waiting",
+        "scheduled": "waiting",
+        "dialing": "in_progress",
+        "held": "held",
+    }.get(state, state)
 
 
 def _summary(
@@ -269,6 +283,7 @@ def _summary(
 ) -> dict[str, Any]:
     served_by_ivr = sum(1 for r in rows if r["fate"] == "self_service")
     ids = {r["callback_id"] for r in rows if r["callback_id"]}
+    by_outage = [cb for i in ids if (cb := callbacks.get(i)) is not None and cb.outage]
     fates = [fate(callbacks.get(i)) for i in ids]
     waits = [
         cb.first_dialed_at - cb.first_missed
@@ -277,17 +292,20 @@ def _summary(
     ]
     return {
         "missed_calls": len(rows) - served_by_ivr,
-        "self_service": served_by_ivr,
         "callbacks": len(ids),
         "called_back": fates.count("called_back"),
         "served": fates.count("served_inbound") + fates.count("served_outbound"),
         "failed": fates.count("failed"),
-        "cancelled": fates.count("cancelled"),
-        "open": fates.count("waiting") + fates.count("in_progress"),
+        "cancelled": fates.count("cancelled") + fates.count("outage_dropped"),
+        "open": fates.count("waiting") + fates.count("in_progress") + fates.count("held"),
         "within_target": sum(1 for w in waits if w <= target),
         "median_minutes_to_first_call": (
             round(statistics.median(waits) / 60, 1) if waits else None
         ),
+        "self_service": served_by_ivr,
+        "held": len(by_outage),
+        "outage_released": sum(1 for cb in by_outage if fate(cb) not in ("held", "outage_dropped")),
+        "outage_dropped": sum(1 for cb in by_outage if fate(cb) == "outage_dropped"),
     }
 
 

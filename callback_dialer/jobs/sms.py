@@ -1,4 +1,6 @@
-"""SMS through an HTTP gateway: "we missed your call" and, optionally, "we could not reach you".
+"""SMS through an HTTP gateway: "we missed your call" and, optionally, "we could not reach you";
+in outage mode the outage's message to a caller whose callback it holds, and "service is back"
+when the outage ends and the held callbacks are dropped.
 
 The jobs bridge decides that a message is due (a missed call, a callback's final failure) and
 queues ``send_sms``; the job checks again when it runs, because it may run much later:
@@ -7,7 +9,8 @@ queues ``send_sms``; the job checks again when it runs, because it may run much 
 - the calling hours are open (judged on the dialer's clock: the event's time plus the real time
   the job waited);
 - a missed-call notice only while its callback is still open and before its promise ("in about
-  N minutes") has run out; a failure notice only while the number has no new open callback;
+  N minutes") has run out; an outage notice only while its callback is still held; a failure
+  or "service is back" notice only while the number has no new open callback;
 - at most one message per number per ``min_interval``: ``SET sms:<number> NX EX`` claims the
   slot atomically; a retry of the same message recognises its own claim.
 
@@ -38,8 +41,10 @@ from .common import http_send, resolve_secret, worker_config
 
 MISSED = "missed"
 FINAL = "final"
+OUTAGE = "outage"  # a held callback: the outage's message
+SERVICE_BACK = "service_back"  # a dropped one: the outage is over
 _PLACEHOLDER = re.compile(r"{(number|digits|text|text_urlencoded|text_json)}")
-_OPEN_STATES = {b"pending", b"scheduled", b"dialing"}
+_OPEN_STATES = {b"pending", b"scheduled", b"dialing", b"held"}
 
 log = get_logger("callback_dialer.jobs.sms")
 
@@ -170,9 +175,13 @@ def _send(
             return _skip("callback_closed", state=(state or b"gone").decode(), **fields)
         if minutes and now - at > minutes * 60:
             return _skip("promise_already_past", minutes=minutes, **fields)
+    elif kind == OUTAGE:
+        state = conn.hget(keys.callback(callback_id), "state")
+        if state != b"held":
+            return _skip("callback_not_held", state=(state or b"gone").decode(), **fields)
     elif conn.hget(keys.open(), number):
         return _skip("number_has_open_callback", **fields)
-    slot = keys.sms_sent(number)
+    slot = rate_slot(keys, kind, number)
     interval = max(1, math.ceil(sms.min_interval))
     if not conn.set(slot, token, nx=True, ex=interval):
         holder = conn.get(slot)
@@ -189,6 +198,24 @@ def _send(
         log.error("sms_refused_by_gateway", status=outcome.status, error=outcome.detail, **fields)
         return {"result": "refused", "status": outcome.status}
     raise SmsFailed(f"SMS gateway: {outcome.detail}")
+
+
+def rate_slot(keys: Keys, kind: str, number: str) -> str:
+    """The per-number rate limit key: "service is back" has its own, since the outage notice
+    that came before it would otherwise always hold the number's slot."""
+    return keys.sms_sent(number + ":back" if kind == SERVICE_BACK else number)
+
+
+def outage_text(sms: SmsConfig, message: str) -> str:
+    return sms.outage_text.replace("{message}", message)
+
+
+def outage_wanted(config: Config, event: str) -> bool:
+    return config.sms.enabled and event == "held"
+
+
+def service_back_wanted(config: Config, event: str) -> bool:
+    return config.sms.enabled and event == "outage_dropped"
 
 
 def final_failure_wanted(config: Config, event: str) -> bool:

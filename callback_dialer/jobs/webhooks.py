@@ -74,6 +74,11 @@ _WEBHOOK_NAMES = {
     "cancelled": "cancelled",
     "served_inbound": "served_inbound",
     "served_outbound": "served_outbound",
+    "held": "held",
+    "outage_released": "outage_released",
+    "outage_dropped": "outage_dropped",
+    "outage_declared": "outage_declared",
+    "outage_ended": "outage_ended",
 }
 
 log = get_logger("callback_dialer.jobs.webhooks")
@@ -102,19 +107,23 @@ def build_document(
     later changes)."""
     at = float(fields.get("at") or 0)
     detail = fields.get("detail") or ""
+    details = json.loads(detail) if detail else {}
+    # Declared/ended are about the outage itself: its id is in "outage_id", no callback.
+    outage_level = name in ("outage_declared", "outage_ended")
     return {
         "id": entry_id,
         "event": name,
         "at": at,
         "at_local": dt.datetime.fromtimestamp(at, tz).isoformat(timespec="seconds"),
         "installation": installation,
-        "callback_id": fields.get("id", ""),
+        "callback_id": "" if outage_level else fields.get("id", ""),
+        "outage_id": fields.get("id", "") if outage_level else str(details.get("outage", "")),
         "state": fields.get("state", ""),
         "reason": fields.get("reason", ""),
         "actor": fields.get("actor", ""),
         "category": fields.get("category", ""),
         "number": fields.get("number", ""),
-        "detail": json.loads(detail) if detail else {},
+        "detail": details,
         "callback": callback.to_public() if callback is not None else None,
     }
 

@@ -40,6 +40,10 @@ _LAYOUT: dict[str, str] = {
     "report_job": "reports:job",  # string: rq job id of the next scheduled daily report
     "session": "session:%s",  # hash per status-page session (by cookie digest): user, times
     "user_sessions": "sessions:%s",  # set per web user: digests of their open sessions
+    "outage": "outage:%s",  # hash per outage: what it covers, its message, state, counters
+    "outages": "outages",  # zset: every outage id -> when it was declared
+    "outages_active": "outages:active",  # zset: ids of outages holding calls now -> declared
+    "held": "held:%s",  # zset per outage: ids of the callbacks it holds -> priority score
     # hash: the leader lease: holder (instance), token (only grows), until (Redis ms); never
     # expires, so the token never starts again from 1
     "leader": "leader",
@@ -156,6 +160,18 @@ class Keys:
 
     def leader(self) -> str:
         return self._k("leader")
+
+    def outage(self, outage_id: str) -> str:
+        return self._k("outage", outage_id)
+
+    def outages(self) -> str:
+        return self._k("outages")
+
+    def outages_active(self) -> str:
+        return self._k("outages_active")
+
+    def held(self, outage_id: str) -> str:
+        return self._k("held", outage_id)
 
 
 def lua_prelude() -> str:

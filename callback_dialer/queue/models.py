@@ -12,16 +12,17 @@ class State(StrEnum):
     PENDING = "pending"  # ready: the next free suitable agent takes it
     SCHEDULED = "scheduled"  # due later: retry delay, calling hours closed
     DIALING = "dialing"  # claimed by a dispatcher (a lease), a call is being made
+    HELD = "held"  # an outage covers it: not dialled until the outage ends (released/dropped)
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def is_open(self) -> bool:
-        return self in (State.PENDING, State.SCHEDULED, State.DIALING)
+        return self in OPEN_STATES
 
 
-OPEN_STATES = (State.PENDING, State.SCHEDULED, State.DIALING)
+OPEN_STATES = (State.PENDING, State.SCHEDULED, State.DIALING, State.HELD)
 FINISHED_STATES = (State.DONE, State.FAILED, State.CANCELLED)
 
 
@@ -115,6 +116,7 @@ class Callback:
     pinned: bool = False
     note: str = ""
     day: str = ""
+    outage: str = ""  # the outage that held it (kept after release or drop, for reports)
     attempt_log: tuple[Attempt, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -147,6 +149,7 @@ class Callback:
             pinned=raw.get("pinned") == "1",
             note=raw.get("note", ""),
             day=raw.get("day", ""),
+            outage=raw.get("outage", ""),
             attempt_log=log,
         )
 
@@ -170,6 +173,7 @@ class Callback:
             "stage": self.stage,
             "pinned": self.pinned,
             "note": self.note,
+            "outage": self.outage,
             "attempt_log": [a.to_json() for a in self.attempt_log],
         }
 
@@ -255,6 +259,100 @@ class DispatchControl:
     reason: str = ""
     alarm: str = ""
     at: float | None = None  # when it was saved (read back only; saving stamps the time)
+
+
+class OutageState(StrEnum):
+    ACTIVE = "active"  # declared: covered missed calls are held
+    ENDING = "ending"  # ended by a supervisor: its held callbacks are being dropped/released
+    ENDED = "ended"  # every held callback has its fate
+
+
+class OutageEnd(StrEnum):
+    """What becomes of an outage's held callbacks when it ends (the supervisor's choice)."""
+
+    DROP = "drop"  # cancelled, the caller told "service is back" (SMS)
+    RELEASE = "release"  # called back in the usual order, at most ``release_per_hour``
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A known outage: while active, the missed calls it covers are held, not dialled."""
+
+    id: str
+    categories: tuple[str, ...]
+    prefixes: tuple[str, ...]  # E.164 starts ("+7495123"); none and no areas: every caller
+    areas: tuple[str, ...]  # area names the CRM lookup hook answers with
+    message: str
+    expected_end: float | None
+    declared_by: str
+    declared_at: float
+    state: OutageState
+    end_choice: str = ""  # drop | release, once ended
+    release_per_hour: int = 0
+    ended_by: str = ""
+    ended_at: float | None = None
+    held: int = 0  # callbacks held so far (all of them, released and dropped included)
+    released: int = 0
+    dropped: int = 0
+    waiting: int = 0  # still held now
+
+    @property
+    def active(self) -> bool:
+        return self.state is OutageState.ACTIVE
+
+    def covers(self, category: str, number: str, area: str = "") -> bool:
+        """Would a missed call of ``category`` from ``number`` (in ``area``) be held? The
+        same rule as enqueue.lua's, for the page and the tests."""
+        if not self.active or category not in self.categories:
+            return False
+        if not self.prefixes and not self.areas:
+            return True
+        return any(number.startswith(p) for p in self.prefixes) or (
+            bool(area) and area in self.areas
+        )
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str], waiting: int = 0) -> Outage:
+        return cls(
+            id=raw["id"],
+            categories=tuple(json.loads(raw.get("categories") or "[]")),
+            prefixes=tuple(json.loads(raw.get("prefixes") or "[]")),
+            areas=tuple(json.loads(raw.get("areas") or "[]")),
+            message=raw.get("message", ""),
+            expected_end=_f(raw.get("expected_end")),
+            declared_by=raw.get("declared_by", ""),
+            declared_at=float(raw.get("declared_at") or 0),
+            state=OutageState(raw.get("state") or "active"),
+            end_choice=raw.get("end_choice", ""),
+            release_per_hour=int(raw.get("release_per_hour") or 0),
+            ended_by=raw.get("ended_by", ""),
+            ended_at=_f(raw.get("ended_at")),
+            held=int(raw.get("held") or 0),
+            released=int(raw.get("released") or 0),
+            dropped=int(raw.get("dropped") or 0),
+            waiting=waiting,
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "categories": list(self.categories),
+            "prefixes": list(self.prefixes),
+            "areas": list(self.areas),
+            "message": self.message,
+            "expected_end": self.expected_end,
+            "declared_by": self.declared_by,
+            "declared_at": self.declared_at,
+            "end_choice": self.end_choice,
+            "release_per_hour": self.release_per_hour,
+            "ended_by": self.ended_by,
+            "ended_at": self.ended_at,
+            "held": self.held,
+            "released": self.released,
+            "dropped": self.dropped,
+            "waiting": self.waiting,
+        }
 
 
 @dataclass(frozen=True, slots=True)

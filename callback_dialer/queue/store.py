@@ -59,6 +59,9 @@ from .models import (
     EnqueueResult,
     HeldBack,
     HistoryEntry,
+    Outage,
+    OutageEnd,
+    OutageState,
     QueueChange,
     Source,
     Stage,
@@ -79,11 +82,12 @@ _SCRIPTS = (
     "manual",
     "housekeeping",
     "selfserved",
+    "outage",
 )
 # The scripts carrying the caller's holding of the leader lease (refused when stale).
 _FENCED = frozenset({"claim", "renew", "settle", "adopt"})
 # The writes a failover must not lose: with [redis] wait_replicas they wait for a replica.
-_DURABLE = frozenset({"enqueue", "claim", "settle", "adopt", "resolve", "manual"})
+_DURABLE = frozenset({"enqueue", "claim", "settle", "adopt", "resolve", "manual", "outage"})
 
 # The holding of the leader lease this dialer last had (None: none); see lease.py.
 FenceSource = Callable[[], Fence | None]
@@ -247,11 +251,14 @@ class CallbackQueue:
         queue: str = "",
         actor: str = "system",
         note: str = "",
+        area: str = "",
     ) -> EnqueueResult:
         """A missed call from ``number`` (E.164): a new callback, or merged into its open one.
 
         ``call_id`` makes it idempotent: the same call reported twice (replay, resync) counts
-        once. Outside calling hours the callback is scheduled for the next opening.
+        once. Outside calling hours the callback is scheduled for the next opening. A new
+        callback an active outage covers (its category, and its number's prefix or ``area``)
+        is held instead (result ``created``, state ``held``).
         """
         if not is_e164(number):
             raise QueueInputError(f"not an E.164 number: {number!r}")
@@ -275,6 +282,7 @@ class CallbackQueue:
             "note": note,
             "actor": actor,
             "now": now,
+            "area": area,
         }
         out = await self._run("enqueue", payload)
         if out["result"] in ("created", "merged"):
@@ -622,6 +630,132 @@ class CallbackQueue:
                 "now": now,
             },
         )
+
+    # ------------------------------------------------------------------ outages
+
+    async def declare_outage(
+        self,
+        *,
+        outage_id: str,
+        categories: list[str] | tuple[str, ...],
+        prefixes: list[str] | tuple[str, ...] = (),
+        areas: list[str] | tuple[str, ...] = (),
+        message: str = "",
+        expected_end: float | None = None,
+        actor: str = "system",
+    ) -> tuple[bool, Outage]:
+        """Declare an outage (idempotent by id: the same UserEvent seen by two dialers, an
+        API call sent twice). Returns (newly declared, the outage as stored)."""
+        if not categories:
+            raise QueueInputError("an outage needs at least one category")
+        for category in categories:
+            self._check_category(category)
+        for prefix in prefixes:
+            if not prefix.startswith("+") or not prefix[1:].isdigit() or len(prefix) > 16:
+                raise QueueInputError(f"not a number prefix like +7495123: {prefix!r}")
+        out = await self._run(
+            "outage",
+            {
+                "op": "declare",
+                "id": outage_id,
+                "categories": list(dict.fromkeys(categories)),
+                "prefixes": list(dict.fromkeys(prefixes)),
+                "areas": list(dict.fromkeys(areas)),
+                "message": message,
+                "expected_end": "" if expected_end is None else f"{expected_end:.3f}",
+                "actor": actor,
+            },
+        )
+        return out["result"] == "declared", Outage.from_redis(out["outage"])
+
+    async def end_outage(
+        self, outage_id: str, choice: OutageEnd, *, per_hour: int = 0, actor: str = "system"
+    ) -> tuple[str, Outage | None]:
+        """End an active outage: from now on new calls are dialled; its held callbacks are
+        then dropped or released by ``settle_outage`` batches. ``ok``, ``not_found`` or
+        ``not_active``."""
+        out = await self._run(
+            "outage",
+            {
+                "op": "end",
+                "id": outage_id,
+                "choice": OutageEnd(choice).value,
+                "per_hour": max(0, int(per_hour)),
+                "actor": actor,
+            },
+        )
+        outage = Outage.from_redis(out["outage"]) if out.get("outage") else None
+        return out["result"], outage
+
+    async def settle_outage(self, outage_id: str, *, batch: int = 200) -> int:
+        """One batch of an ending outage's held callbacks dropped or released (in priority
+        order, due times spaced by its ``release_per_hour`` within calling hours). Returns how
+        many are left (0: settled). Safe to repeat and to resume after a restart."""
+        outage = await self.outage(outage_id)
+        if outage is None or outage.state is not OutageState.ENDING:
+            return 0
+        if outage.end_choice == OutageEnd.DROP:
+            out = await self._run(
+                "outage", {"op": "drop", "id": outage_id, "limit": batch, "actor": "system"}
+            )
+            event = "outage_dropped"
+        else:
+            rows = await self._call(self.redis.zrange(self.keys.held(outage_id), 0, batch - 1))
+            ids = [r.decode() if isinstance(r, bytes) else r for r in rows]
+            start = outage.ended_at or self.clock.now()
+            spacing = 3600.0 / outage.release_per_hour if outage.release_per_hour else 0.0
+            items = []
+            for k, callback_id in enumerate(ids):
+                slot = max(self.clock.now(), start + (outage.released + k) * spacing)
+                opening = self.hours.next_open(slot)
+                items.append({"id": callback_id, "due": opening if opening else slot})
+            out = await self._run(
+                "outage", {"op": "release", "id": outage_id, "items": items, "actor": "system"}
+            )
+            event = "outage_released"
+        if out["result"] != "ok":
+            return 0
+        settled = out.get("settled") or []
+        if isinstance(settled, list) and settled:
+            # The dispatcher learns of each (a due time to wake for; a closed one to forget).
+            for cb in await self.get_many(settled):
+                self._changed_to(cb, event, previous_state=State.HELD)
+        return int(out.get("left", 0))
+
+    async def outage(self, outage_id: str) -> Outage | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.outage(outage_id))
+        pipe.zcard(self.keys.held(outage_id))
+        raw, waiting = await self._call(pipe.execute())
+        if not raw:
+            return None
+        return Outage.from_redis(_decode(raw), int(waiting))
+
+    async def outages(self, limit: int = 20) -> list[Outage]:
+        """Active and ending outages first, then the most recent ones."""
+        rows = await self._call(self.redis.zrevrange(self.keys.outages(), 0, limit - 1))
+        ids = [r.decode() if isinstance(r, bytes) else r for r in rows]
+        pipe = self.redis.pipeline(transaction=False)
+        for outage_id in ids:
+            pipe.hgetall(self.keys.outage(outage_id))
+            pipe.zcard(self.keys.held(outage_id))
+        raw = await self._call(pipe.execute()) if ids else []
+        found = [
+            Outage.from_redis(_decode(raw[i]), int(raw[i + 1]))
+            for i in range(0, len(raw), 2)
+            if raw[i]
+        ]
+        order = {OutageState.ACTIVE: 0, OutageState.ENDING: 1, OutageState.ENDED: 2}
+        return sorted(found, key=lambda o: (order[o.state], -o.declared_at))
+
+    async def active_outages(self) -> list[Outage]:
+        rows = await self._call(self.redis.zrange(self.keys.outages_active(), 0, -1))
+        found = [await self.outage(r.decode() if isinstance(r, bytes) else r) for r in rows]
+        return [o for o in found if o is not None and o.active]
+
+    async def held_callbacks(self, outage_id: str, limit: int = 200) -> list[Callback]:
+        rows = await self._call(self.redis.zrange(self.keys.held(outage_id), 0, limit - 1))
+        return await self.get_many([r.decode() if isinstance(r, bytes) else r for r in rows])
 
     # ------------------------------------------------------------------ dispatch control
 

@@ -18,7 +18,7 @@ from ..config import Config
 from ..jobs import reports as report_jobs
 from ..logs import get_logger
 from ..phone import NumberPolicy, Rejected, clean_name
-from ..queue.models import FINISHED_STATES, OPEN_STATES, Callback, State
+from ..queue.models import FINISHED_STATES, OPEN_STATES, Callback, OutageEnd, State
 from ..queue.store import ActionResult, QueueInputError
 from .errors import ApiError, json_body, text_field
 from .live import LiveHub
@@ -37,6 +37,7 @@ log = get_logger(__name__)
 MAX_REASON = 200
 MAX_NAME = 64
 MAX_NOTE = 500
+MAX_OUTAGE_MESSAGE = 300
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 RECENT_FINISHED = 86400.0
@@ -89,6 +90,9 @@ class Api:
             web.post("/api/jobs/rerun-failed", self.rerun_all_failed),
             web.post("/api/jobs/{job_id}/rerun", self.rerun_failed),
             web.post("/api/webhooks/rerun-parked", self.rerun_parked),
+            web.get("/api/outages", self.list_outages),
+            web.post("/api/outages", self.declare_outage),
+            web.post("/api/outages/{id}/end", self.end_outage),
             web.get("/api/reports", self.list_reports),
             web.post("/api/reports", self.make_report),
             web.post("/api/sessions/end", self.end_sessions),
@@ -115,6 +119,7 @@ class Api:
                 "timezone": self.config.hours.timezone,
                 "target_seconds": self.config.web.target,
                 "target_share": self.config.web.target_share,
+                "outage_release_per_hour": self.config.outage.release_per_hour,
                 "categories": self.views.categories(),
             }
         )
@@ -172,6 +177,8 @@ class Api:
                 positioned = True
             if State.DIALING in wanted:
                 found += await self.status.dialing()
+            if State.HELD in wanted:
+                found += await self.status.held_callbacks(limit)
             if wanted & set(FINISHED_STATES):
                 now = self.status.now()
                 found += await self.status.finished_between(now - RECENT_FINISHED, now)
@@ -361,6 +368,75 @@ class Api:
         await json_body(request, ())
         await self.commands.resume(who.actor)
         return web.json_response(self.views.dispatch(self.masked(request)))
+
+    # ------------------------------------------------------------------ outages
+
+    async def list_outages(self, request: web.Request) -> web.Response:
+        masked = self.masked(request)
+        outages = await self.status.outages()
+        return web.json_response({"outages": [self.views.outage(o, masked) for o in outages]})
+
+    async def declare_outage(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        data = await json_body(
+            request, ("categories", "prefixes", "areas", "message", "expected_end")
+        )
+
+        def names(field: str) -> list[str]:
+            value = data.get(field, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ApiError(400, "bad_field", f"{field} must be a list of strings")
+            if len(value) > 200:
+                raise ApiError(400, "bad_field", f"{field}: at most 200 entries")
+            return [v.strip() for v in value if v.strip()]
+
+        categories = names("categories")
+        for category in categories:
+            if category not in self.config.category_names():
+                raise ApiError(
+                    400,
+                    "unknown_category",
+                    f"unknown category {category!r}; allowed: "
+                    + ", ".join(self.config.category_names()),
+                )
+        end = data.get("expected_end")
+        if end is not None and (isinstance(end, bool) or not isinstance(end, int | float)):
+            raise ApiError(400, "bad_field", "expected_end must be a Unix time or null")
+        try:
+            created, outage = await self.commands.declare_outage(
+                who.actor,
+                categories=categories,
+                prefixes=names("prefixes"),
+                areas=names("areas"),
+                message=text_field(data, "message", required=False, limit=MAX_OUTAGE_MESSAGE),
+                expected_end=float(end) if end is not None else None,
+            )
+        except QueueInputError as exc:
+            raise ApiError(400, "bad_outage", str(exc)) from None
+        shown = self.views.outage(outage, False)
+        return web.json_response(
+            {"result": "declared" if created else "exists", "outage": shown},
+            status=201 if created else 200,
+        )
+
+    async def end_outage(self, request: web.Request) -> web.Response:
+        who = require_supervisor(request)
+        data = await json_body(request, ("choice", "per_hour"))
+        choice = data.get("choice")
+        if choice not in ("drop", "release"):
+            raise ApiError(400, "bad_field", "choice must be drop or release")
+        per_hour = data.get("per_hour")
+        whole = isinstance(per_hour, int) and not isinstance(per_hour, bool)
+        if per_hour is not None and (not whole or not 0 <= per_hour <= 100_000):
+            raise ApiError(400, "bad_field", "per_hour must be a whole number 0-100000 or null")
+        result, outage = await self.commands.end_outage(
+            request.match_info["id"], OutageEnd(choice), who.actor, per_hour=per_hour
+        )
+        if result == "not_found":
+            raise ApiError(404, "not_found", "no such outage")
+        if result != "ok" or outage is None:
+            raise ApiError(409, "not_active", "this outage has ended already")
+        return web.json_response({"result": "ok", "outage": self.views.outage(outage, False)})
 
     # ------------------------------------------------------------------ side jobs
 

@@ -206,11 +206,16 @@ class LiveHub:
                 raw["dialing"],
                 raw["counts"],
                 raw["oldest"],
+                raw["outages"],
             ) = await asyncio.gather(
-                s.waiting(WAITING_LIMIT), s.dialing(), s.counts(), s.oldest_waiting_since()
+                s.waiting(WAITING_LIMIT),
+                s.dialing(),
+                s.counts(),
+                s.oldest_waiting_since(),
+                s.outages(),
             )
         except QueueUnavailable as exc:
-            raw.update(waiting=[], dialing=[], counts={}, oldest=None, error=str(exc))
+            raw.update(waiting=[], dialing=[], counts={}, oldest=None, outages=[], error=str(exc))
         return raw
 
     def _render(self, raw: dict[str, Any], masked: bool) -> dict[str, Any]:
@@ -240,6 +245,10 @@ class LiveHub:
             "in_progress": views.in_progress(raw["flights"], raw["dialing"], masked),
             "agents": views.agents(masked),
             "counts": counts,
+            # Outages holding calls (active) or settling their held ones (ending): the band.
+            "outages": [
+                views.outage(o, masked) for o in raw["outages"] if o.state.value != "ended"
+            ],
         }
 
     async def snapshot(self, masked: bool) -> dict[str, Any]:

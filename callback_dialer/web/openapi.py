@@ -13,7 +13,7 @@ from .. import __version__
 from ..config import Config
 from .auth import CSRF_HEADER, SESSION_COOKIE
 
-STATES = ["pending", "scheduled", "dialing", "done", "failed", "cancelled"]
+STATES = ["pending", "scheduled", "dialing", "held", "done", "failed", "cancelled"]
 STATE_FILTERS = [*STATES, "open", "waiting", "finished"]
 SOURCES = ["abandon", "ivr_hangup", "timeout", "explicit", "manual"]
 STAGES = ["claimed", "ringing_agent", "ringing_customer", "talking"]
@@ -158,6 +158,10 @@ def _schemas(config: Config) -> dict[str, Any]:
         "stage": S,
         "pinned": B,
         "note": S,
+        "outage": {
+            "type": "string",
+            "description": "The outage that held it (kept after release or drop); '' if none.",
+        },
         "attempt_log": _arr(_ref("Attempt")),
         "first_dialed_at": N_OR_NULL,
         "day": {"type": "string", "description": "Local date of the first missed call."},
@@ -308,6 +312,7 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "timezone": S,
                 "target_seconds": N,
                 "target_share": N,
+                "outage_release_per_hour": I,
                 "categories": _arr(_obj({"name": {"enum": categories}, "label": S, "label_ru": S})),
             }
         ),
@@ -362,7 +367,32 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "in_progress": _arr(_ref("InProgress")),
                 "agents": _arr(_ref("Agent")),
                 "counts": {"type": "object", "additionalProperties": COUNTS},
+                "outages": _arr(_ref("Outage")),
             }
+        ),
+        "Outage": _obj(
+            {
+                "id": S,
+                "state": {"enum": ["active", "ending", "ended"]},
+                "categories": _arr(S),
+                "prefixes": _arr(S),
+                "areas": _arr(S),
+                "message": S,
+                "expected_end": N_OR_NULL,
+                "declared_by": S,
+                "declared_at": N,
+                "end_choice": {"enum": ["", "drop", "release"]},
+                "release_per_hour": I,
+                "ended_by": S,
+                "ended_at": N_OR_NULL,
+                "held": {"type": "integer", "description": "Callbacks it held, in all."},
+                "released": I,
+                "dropped": I,
+                "waiting": {"type": "integer", "description": "Callbacks it holds now."},
+            }
+        ),
+        "OutageResult": _obj(
+            {"result": {"enum": ["declared", "exists", "ok"]}, "outage": _ref("Outage")}
         ),
     }
 
@@ -540,6 +570,47 @@ def build_openapi(config: Config) -> dict[str, Any]:
                 body=_obj({"reason": text_body}, required=[]),
             ),
             "/api/dispatch/resume": _post("Resume calling back", _ref("Dispatch")),
+            "/api/outages": {
+                **_get("Outages: active and ending first", _obj({"outages": _arr(_ref("Outage"))})),
+                **_post(
+                    "Declare an outage: the missed calls it covers are held, not dialled",
+                    _ref("OutageResult"),
+                    status="201",
+                    body=_obj(
+                        {
+                            "categories": _arr({"enum": categories}),
+                            "prefixes": _arr(
+                                {"type": "string", "description": "E.164 start, +7495123"}
+                            ),
+                            "areas": _arr({"type": "string", "description": "CRM area names"}),
+                            "message": text_body,
+                            "expected_end": N_OR_NULL,
+                        },
+                        required=[],
+                    ),
+                    errors={"400": _err("An unknown category, a bad prefix or time.")},
+                    description=(
+                        "No categories: [outage] default_categories. No prefixes and no "
+                        "areas: every caller of those categories."
+                    ),
+                ),
+            },
+            "/api/outages/{id}/end": _post(
+                "End an outage: drop its held callbacks or release them, capped per hour",
+                _ref("OutageResult"),
+                params=[{"name": "id", "in": "path", "required": True, "schema": S}],
+                body=_obj(
+                    {
+                        "choice": {"enum": ["drop", "release"]},
+                        "per_hour": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                    required=["choice"],
+                ),
+                errors={
+                    "404": _err("No outage with this id."),
+                    "409": _err("The outage has ended already."),
+                },
+            ),
             "/api/jobs": _get(
                 "Side jobs: failed jobs, refused webhook events, reports", _ref("Jobs")
             ),

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from ..jobs.admin import FailedJob, JobCounts, ParkedEvent, ReceiverState
 from ..jobs.reports import ReportFiles
-from ..queue.models import Callback, EnqueueResult, HistoryEntry
+from ..queue.models import Callback, EnqueueResult, HistoryEntry, Outage, OutageEnd
 from ..queue.store import ActionResult
 
 
@@ -113,6 +113,14 @@ class StatusSource(Protocol):
 
     async def day_callbacks(self, day: str) -> list[Callback]:
         """The callbacks first missed on ``day``."""
+        ...
+
+    async def held_callbacks(self, limit: int) -> list[Callback]:
+        """Callbacks outages hold now, each outage's in the order they would be released."""
+        ...
+
+    async def outages(self) -> list[Outage]:
+        """Active and ending outages first, then the latest ended ones."""
         ...
 
     async def day_stats(self, day: str) -> dict[str, int]:
@@ -220,4 +228,25 @@ class Commands(Protocol):
 
     async def make_report(self, day: str) -> ReportFiles:
         """Make (or remake) the daily report of ``day`` now."""
+        ...
+
+    async def declare_outage(
+        self,
+        actor: str,
+        *,
+        categories: list[str],
+        prefixes: list[str],
+        areas: list[str],
+        message: str,
+        expected_end: float | None,
+    ) -> tuple[bool, Outage]:
+        """Declare an outage: the missed calls it covers are held. (newly declared, outage);
+        raises QueueInputError on a bad category, prefix or time."""
+        ...
+
+    async def end_outage(
+        self, outage_id: str, choice: OutageEnd, actor: str, *, per_hour: int | None
+    ) -> tuple[str, Outage | None]:
+        """End an active outage; its held callbacks are dropped or released (``per_hour``
+        None: [outage] release_per_hour). Result ok | not_found | not_active."""
         ...

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..phone import NumberPolicy, clean_text, mask_numbers
-from ..queue.models import Callback, HistoryEntry
+from ..queue.models import Callback, HistoryEntry, Outage
 
 if TYPE_CHECKING:
     from .auth import Principal
@@ -73,6 +73,14 @@ class Views:
         out["day"] = cb.day
         if position is not None:
             out["position"] = position
+        return out
+
+    def outage(self, outage: Outage, masked: bool) -> dict[str, Any]:
+        out = outage.to_public()
+        # Free text typed by people (or a dialplan): masked like every other note.
+        out["message"] = self.text(outage.message, masked)
+        out["declared_by"] = self.text(outage.declared_by, masked)
+        out["ended_by"] = self.text(outage.ended_by, masked)
         return out
 
     def history(self, entries: list[HistoryEntry], masked: bool) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
 -- A missed call: open a callback for the number, or merge into its open one.
 -- P: number name category source missed_at call_id trunk weights{} ranks{} day hour due_at
+--    area (the caller's area from the CRM hook, or '')
+-- A new callback that an active outage covers is held (not dialled) until the outage ends;
+-- a repeat call merges into the open callback as it is (held or not).
 local function weight(category) return tonumber(P.weights[category] or 0) end
 local function rank(source) return tonumber(P.ranks[source] or 0) end
 
@@ -56,7 +59,7 @@ if id then
       transition(r, state, fields, 'merged', P.source,
         {missed_at = missed_at, category = P.category})
     end
-    redis.call('ZADD', K.age(), fmt(first), id)
+    if r.state ~= 'held' then redis.call('ZADD', K.age(), fmt(first), id) end
     log_missed(id, '1')
     return cjson.encode({result = 'merged', id = id, state = r.state, next_at = r.next_at})
   end
@@ -72,7 +75,15 @@ local r = {
   lease_until = '', first_dialed_at = '', pinned = '0', note = P.note or '',
   day = P.day, attempt_log = '[]', queue = P.queue or '',
 }
-if P.due_at ~= nil and P.due_at ~= '' then
+local outage = nil
+if P.source ~= 'manual' then outage = covering_outage(P.category, P.number, P.area) end
+if outage ~= nil then
+  r.state = 'held'
+  r.outage = outage
+  redis.call('HINCRBY', K.outage(outage), 'held', 1)
+  stat(P.day, 'held:total', 1)
+  stat(P.day, 'held:cat:' .. P.category, 1)
+elseif P.due_at ~= nil and P.due_at ~= '' then
   r.state = 'scheduled'
   r.next_at = fmt(tonumber(P.due_at))
 end
@@ -88,6 +99,11 @@ redis.call('EXPIRE', K.day(P.day), KEEP)
 redis.call('HINCRBY', K.counts(), r.state .. ':' .. r.category, 0)
 index(r)
 save(r)
-record_change(r, 'created', P.source, {missed_at = missed_at})
+if outage ~= nil then
+  -- 'held' instead of 'created': receivers and the SMS learn it waits for the outage.
+  record_change(r, 'held', P.source, {missed_at = missed_at, outage = outage})
+else
+  record_change(r, 'created', P.source, {missed_at = missed_at})
+end
 log_missed(id, '0')
 return cjson.encode({result = 'created', id = id, state = r.state, next_at = r.next_at})

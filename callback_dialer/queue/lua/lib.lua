@@ -7,7 +7,7 @@ local ACTOR = P.actor or 'system'
 local KEEP = tonumber(P.keep_seconds or 7776000)
 local HISTORY_MAX = tonumber(P.history_max or 500)
 local EVENTS_MAX = 20000
-local OPEN = {pending = true, scheduled = true, dialing = true}
+local OPEN = {pending = true, scheduled = true, dialing = true, held = true}
 
 local function fmt(t) return string.format('%.3f', t) end
 
@@ -39,6 +39,7 @@ local function unindex(r)
   if r.state == 'pending' then redis.call('ZREM', K.ready(r.category), r.id)
   elseif r.state == 'scheduled' then redis.call('ZREM', K.scheduled(), r.id)
   elseif r.state == 'dialing' then redis.call('ZREM', K.leases(), r.id)
+  elseif r.state == 'held' then redis.call('ZREM', K.held(r.outage), r.id)
   end
   redis.call('HINCRBY', K.counts(), r.state .. ':' .. r.category, -1)
 end
@@ -47,6 +48,11 @@ local function index(r)
   if r.state == 'pending' then redis.call('ZADD', K.ready(r.category), r.score, r.id)
   elseif r.state == 'scheduled' then redis.call('ZADD', K.scheduled(), r.next_at, r.id)
   elseif r.state == 'dialing' then redis.call('ZADD', K.leases(), r.lease_until, r.id)
+  elseif r.state == 'held' then
+    -- Held callbacks wait for their outage, not for an agent: out of the age index (no
+    -- expiry, not "the oldest waiting") until released.
+    redis.call('ZADD', K.held(r.outage), r.score, r.id)
+    redis.call('ZREM', K.age(), r.id)
   else
     redis.call('ZADD', K.finished(), r.closed_at, r.id)
     redis.call('ZREM', K.age(), r.id)
@@ -158,4 +164,33 @@ local function fenced(fresh)
     return tonumber(lease[3] or '0') <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
   return false
+end
+
+-- The active outage that covers a new missed call (nil: none). P.area: the caller's area
+-- from the CRM lookup hook ('' when not asked or not known).
+local function covering_outage(category, number, area)
+  local ids = redis.call('ZRANGE', K.outages_active(), 0, -1)
+  for _, oid in ipairs(ids) do
+    local o = redis.call('HMGET', K.outage(oid), 'state', 'categories', 'prefixes', 'areas')
+    if o[1] == 'active' then
+      local covered = false
+      for _, c in ipairs(cjson.decode(o[2] or '[]')) do
+        if c == category then covered = true end
+      end
+      if covered then
+        local prefixes = cjson.decode(o[3] or '[]')
+        local areas = cjson.decode(o[4] or '[]')
+        if #prefixes == 0 and #areas == 0 then return oid end
+        for _, p in ipairs(prefixes) do
+          if string.sub(number, 1, #p) == p then return oid end
+        end
+        if area ~= nil and area ~= '' then
+          for _, a in ipairs(areas) do
+            if a == area then return oid end
+          end
+        end
+      end
+    end
+  end
+  return nil
 end

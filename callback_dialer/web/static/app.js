@@ -595,7 +595,7 @@
       for (const form of [$("day-form"), $("report-form")]) {
         if (!form.elements.day.dataset.iso) setDay(form.elements.day, S.snapshot.day);
       }
-      renderHeader(); renderWaiting(); renderInProgress(); renderAgents(); renderTiles();
+      renderHeader(); renderOutages(); renderWaiting(); renderInProgress(); renderAgents(); renderTiles();
     });
     es.addEventListener("stats", (e) => {
       onMessage();
@@ -779,6 +779,106 @@
     }
   }
 
+  // ---------------------------------------------------------------- outages
+
+  // An outage holds calls: a striped red band above everything, one line per outage.
+  function renderOutages() {
+    const box = $("outage-banner");
+    const list = S.snapshot?.outages || [];
+    document.body.classList.toggle("has-outage", list.some((o) => o.state === "active"));
+    box.replaceChildren(...list.map(outageLine));
+    show(box, list.length > 0);
+  }
+
+  function outageLine(o) {
+    const categories = o.categories.map(categoryLabel).join(", ");
+    const where = [...o.prefixes, ...o.areas];
+    const parts = [
+      t("outage_area", { area: where.length ? where.join(", ") : t("outage_everyone") }),
+      o.expected_end ? t("outage_until", { time: fmtTime(o.expected_end) }) : t("outage_until_unknown"),
+      t("outage_held", { count: o.waiting }),
+    ];
+    if (o.state !== "active") parts.push(t("outage_totals", { released: o.released, dropped: o.dropped }));
+    parts.push(t("outage_since", { time: fmtTime(o.declared_at), by: actorLabel(o.declared_by) || "?" }));
+    const title = o.state === "active" ? t("outage_active", { categories })
+      : t("outage_ending", { choice: t("outage_choice_" + (o.end_choice || "release")) });
+    const line = el("div", { className: "outage-line", dataset: { outage: o.id, state: o.state } },
+      el("strong", {}, title), " ",
+      o.message ? el("span", { className: "outage-msg" }, "«" + o.message + "» ") : null,
+      el("span", {}, parts.join(" · ")));
+    if (o.state === "active" && canAct()) {
+      line.append(el("button", { type: "button", className: "act", dataset: { end: o.id } }, t("outage_end")));
+    }
+    return line;
+  }
+
+  function onOutageClick() {
+    const box = $("outage-categories");
+    box.replaceChildren(el("legend", {}, t("outage_categories")),
+      ...(S.session?.categories || []).map((c) => el("label", {},
+        el("input", { type: "checkbox", name: "category", value: c.name, checked: c.name === "support" }),
+        " " + categoryLabel(c.name) + " ")));
+    $("outage-error").textContent = "";
+    $("outage-dialog").showModal();
+  }
+
+  // "18:00" in the PBX's time zone, today or (once past) tomorrow, as a Unix time.
+  function untilFromTime(text) {
+    if (!text) return null;
+    const [h, m] = text.split(":").map(Number);
+    const now = serverNow();
+    const parts = fmt("time").formatToParts(new Date(now * 1000));
+    const nowH = Number(parts.find((p) => p.type === "hour").value);
+    const nowM = Number(parts.find((p) => p.type === "minute").value);
+    let delta = (h * 60 + m - (nowH * 60 + nowM)) * 60;
+    if (delta <= 0) delta += 86400;
+    return Math.round(now + delta - (now % 60));
+  }
+
+  async function onOutageSubmit(event) {
+    event.preventDefault();
+    const form = $("outage-form");
+    const categories = [...form.querySelectorAll("input[name=category]:checked")].map((i) => i.value);
+    if (!categories.length) { $("outage-error").textContent = t("outage_need_category"); return; }
+    const prefixes = form.elements.prefixes.value.split(/[\s,;]+/).filter(Boolean);
+    try {
+      await api("POST", "/api/outages", {
+        categories, prefixes, message: form.elements.message.value,
+        expected_end: untilFromTime(form.elements.until.value),
+      });
+      $("outage-dialog").close();
+    } catch (e) {
+      if (e.status === 401) { sessionOver(); return; }
+      $("outage-error").textContent = t("error", { message: e.message });
+    }
+  }
+
+  function onOutageBannerClick(event) {
+    const button = event.target.closest("button[data-end]");
+    if (!button) return;
+    const outage = (S.snapshot?.outages || []).find((o) => o.id === button.dataset.end);
+    if (!outage) return;
+    S.endOutage = outage.id;
+    $("outage-end-title").textContent = t("outage_end_title", { categories: outage.categories.map(categoryLabel).join(", ") });
+    $("outage-end-form").elements.per_hour.value = String(outage.release_per_hour || S.session?.outage_release_per_hour || 60);
+    $("outage-end-error").textContent = "";
+    $("outage-end-dialog").showModal();
+  }
+
+  async function onOutageEndSubmit(event) {
+    event.preventDefault();
+    const form = $("outage-end-form");
+    const choice = form.elements.choice.value;
+    const perHour = form.elements.per_hour.value === "" ? null : Number(form.elements.per_hour.value);
+    try {
+      await api("POST", "/api/outages/" + encodeURIComponent(S.endOutage) + "/end", { choice, per_hour: perHour });
+      $("outage-end-dialog").close();
+    } catch (e) {
+      if (e.status === 401) { sessionOver(); return; }
+      $("outage-end-error").textContent = t("error", { message: e.message });
+    }
+  }
+
   async function onPauseClick() {
     if ($("pause-btn").dataset.paused) {
       await act("POST", "/api/dispatch/resume").catch(() => {});
@@ -904,6 +1004,12 @@
     $("cancel-form").addEventListener("submit", onCancelSubmit);
     $("cancel-close").addEventListener("click", () => $("cancel-dialog").close());
     $("pause-btn").addEventListener("click", onPauseClick);
+    $("outage-btn").addEventListener("click", onOutageClick);
+    $("outage-form").addEventListener("submit", onOutageSubmit);
+    $("outage-close").addEventListener("click", () => $("outage-dialog").close());
+    $("outage-banner").addEventListener("click", onOutageBannerClick);
+    $("outage-end-form").addEventListener("submit", onOutageEndSubmit);
+    $("outage-end-close").addEventListener("click", () => $("outage-end-dialog").close());
     $("pause-form").addEventListener("submit", onPauseSubmit);
     $("pause-close").addEventListener("click", () => $("pause-dialog").close());
     $("history-close").addEventListener("click", () => $("history-dialog").close());

@@ -1,0 +1,306 @@
+"""Outage mode on a real Redis: covered missed calls held, never claimed; the outage ended by
+dropping or releasing them (capped per hour, in the usual order); declared by the API, the
+dialplan's UserEvent; mirrored into AstDB; resumed by another instance after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from callback_dialer.ami.frames import AmiMessage
+from callback_dialer.clock import ManualClock
+from callback_dialer.outage.service import OutageInputError, OutageService, parse_until
+from callback_dialer.queue.models import OutageEnd, OutageState, Source, State
+from callback_dialer.queue.store import CallbackQueue, QueueInputError
+
+from .helpers.wait import until_async
+
+DISTRICT = "+7495123"
+IN_DISTRICT = ["+74951230001", "+74951230002", "+74951230003", "+74951230004"]
+ELSEWHERE = "+79161234567"
+
+
+async def miss(queue: CallbackQueue, number: str, category: str = "support", ago: float = 0):
+    return await queue.add_missed(
+        number=number,
+        category=category,
+        source=Source.ABANDON,
+        missed_at=queue.clock.now() - ago,
+        call_id=f"{number}-{category}-{ago}-{queue.clock.now()}",
+    )
+
+
+async def declare(queue: CallbackQueue, **kw):
+    kw.setdefault("outage_id", "o1")
+    kw.setdefault("categories", ["support"])
+    kw.setdefault("prefixes", [DISTRICT])
+    kw.setdefault("message", "Known outage in your district, fix expected by 18:00")
+    return await queue.declare_outage(actor="web:boss", **kw)
+
+
+async def test_covered_calls_are_held_and_never_claimed(queue: CallbackQueue) -> None:
+    await declare(queue)
+    held = await miss(queue, IN_DISTRICT[0])
+    other_area = await miss(queue, ELSEWHERE)
+    new_subscriber = await miss(queue, IN_DISTRICT[1], "new_connection")
+    states = {r.id: (await queue.get(r.id)).state for r in (held, other_area, new_subscriber)}
+    assert states == {
+        held.id: State.HELD,
+        other_area.id: State.PENDING,
+        new_subscriber.id: State.PENDING,
+    }
+    claimed = []
+    while (claim := await queue.claim(["support", "new_connection"], claimer="t")) is not None:
+        claimed.append(claim.callback.id)
+    assert sorted(claimed) == sorted([other_area.id, new_subscriber.id])
+    cb = await queue.get(held.id)
+    assert cb.outage == "o1"
+    assert [e.event for e in await queue.history(held.id)] == ["held"]
+    # Held callbacks are not "waiting for an agent": not the oldest waiting, never expired.
+    assert await queue.oldest_waiting_since() is None or held.id not in [
+        c.id for c in await queue.waiting()
+    ]
+    outage = await queue.outage("o1")
+    assert (outage.held, outage.waiting) == (1, 1)
+
+
+async def test_a_held_caller_calling_again_stays_held_once(queue: CallbackQueue, clock) -> None:
+    await declare(queue)
+    first = await miss(queue, IN_DISTRICT[0])
+    await clock.advance(60)
+    again = await miss(queue, IN_DISTRICT[0])
+    assert (again.result, again.id) == ("merged", first.id)
+    cb = await queue.get(first.id)
+    assert (cb.state, cb.missed_count) == (State.HELD, 2)
+    assert (await queue.outage("o1")).waiting == 1
+
+
+async def test_a_held_caller_who_gets_through_is_closed(queue: CallbackQueue) -> None:
+    await declare(queue)
+    held = await miss(queue, IN_DISTRICT[0])
+    resolved = await queue.resolve_number(IN_DISTRICT[0], "served_inbound")
+    assert resolved.closed and resolved.previous_state == "held"
+    assert (await queue.outage("o1")).waiting == 0
+    assert (await queue.get(held.id)).state is State.DONE
+
+
+async def test_declaring_twice_by_id_is_one_outage(queue: CallbackQueue) -> None:
+    created, _ = await declare(queue)
+    again, outage = await declare(queue, message="other")
+    assert (created, again) == (True, False)
+    assert outage.message.startswith("Known outage")
+    assert len(await queue.outages()) == 1
+
+
+async def test_a_bad_declaration_is_refused_with_its_reason(queue: CallbackQueue) -> None:
+    with pytest.raises(QueueInputError, match="unknown category"):
+        await declare(queue, categories=["nope"])
+    with pytest.raises(QueueInputError, match="prefix"):
+        await declare(queue, prefixes=["495;DROP"])
+
+
+async def test_ending_with_release_spaces_them_in_the_usual_order(
+    queue: CallbackQueue, clock
+) -> None:
+    await declare(queue)
+    ids = []
+    for i, number in enumerate(IN_DISTRICT):
+        ids.append((await miss(queue, number, ago=600 - i * 100)).id)  # oldest first
+    changes = []
+    queue.on_change(changes.append)
+    result, outage = await queue.end_outage("o1", OutageEnd.RELEASE, per_hour=2, actor="web:boss")
+    assert (result, outage.state) == ("ok", OutageState.ENDING)
+    # From now on a new call from the district is dialled as usual.
+    assert (await queue.get((await miss(queue, "+74951239999")).id)).state is State.PENDING
+    assert await queue.settle_outage("o1") == 0
+    released = [await queue.get(i) for i in ids]
+    assert [cb.state for cb in released] == [State.SCHEDULED] * 4
+    now = clock.now()
+    assert [round(cb.next_at - now) for cb in released] == [0, 1800, 3600, 5400]
+    assert [e.event for e in await queue.history(ids[0])] == ["held", "outage_released"]
+    assert {c.event for c in changes if c.id in ids} == {"outage_released"}
+    finished = await queue.outage("o1")
+    assert (finished.state, finished.released, finished.waiting) == (OutageState.ENDED, 4, 0)
+    stats = await queue.day_stats(queue.hours.day_key(now))
+    assert (stats["held:total"], stats["outage_released:total"]) == (4, 4)
+    # Released, they are claimed in the usual order as they fall due.
+    assert (await queue.claim(["support"], claimer="t")).callback.id == ids[0]
+
+
+async def test_ending_with_drop_cancels_them_for_good(queue: CallbackQueue, clock) -> None:
+    await declare(queue)
+    ids = [(await miss(queue, n)).id for n in IN_DISTRICT]
+    await queue.end_outage("o1", OutageEnd.DROP, actor="web:boss")
+    assert await queue.settle_outage("o1", batch=3) == 1  # bounded batches
+    assert await queue.settle_outage("o1", batch=3) == 0
+    dropped = [await queue.get(i) for i in ids]
+    assert {(cb.state, cb.reason) for cb in dropped} == {(State.CANCELLED, "outage_over")}
+    assert (await queue.history(ids[0]))[-1].event == "outage_dropped"
+    assert (await queue.outage("o1")).dropped == 4
+    assert await queue.claim(["support"], claimer="t") is None
+    result, _ = await queue.end_outage("o1", OutageEnd.RELEASE, actor="web:boss")
+    assert result == "not_active"
+
+
+async def test_a_dialer_killed_mid_release_is_resumed_without_doubles(
+    redis_client, config, clock
+) -> None:
+    first = CallbackQueue(redis_client, config, clock)
+    await declare(first)
+    ids = [(await miss(first, n)).id for n in IN_DISTRICT]
+    await first.end_outage("o1", OutageEnd.RELEASE, per_hour=60, actor="web:boss")
+    assert await first.settle_outage("o1", batch=2) == 2
+    # The first dialer is gone; another one (a fresh process: nothing in memory) goes on.
+    second = OutageService(config, clock, CallbackQueue(redis_client, config, clock))
+    await second.refresh()
+    await second.settle()
+    callbacks = [await first.get(i) for i in ids]
+    assert [cb.state for cb in callbacks] == [State.SCHEDULED] * 4
+    now = clock.now()
+    assert [round(cb.next_at - now) for cb in callbacks] == [0, 60, 120, 180]
+    for i in ids:
+        assert [e.event for e in await first.history(i)].count("outage_released") == 1
+
+
+async def test_the_dialplan_declares_and_ends_by_user_event(queue, config, clock) -> None:
+    service = OutageService(config, clock, queue)
+
+    def event(**fields):
+        return AmiMessage({"Event": "UserEvent", "UserEvent": "CallbackOutage", **fields})
+
+    declared = event(
+        Action="declare",
+        Id="noc-7",
+        Categories="support|billing",
+        Prefixes="7495123",
+        Message="Cable cut",
+        Until="23:59",
+        Channel="PJSIP/noc-1",
+    )
+    service.on_user_event(declared)
+    service.on_user_event(declared)  # a second dialer saw it too: one outage
+    await until_async(lambda: queue.outage("noc-7"))
+    await asyncio.gather(*service._tasks)
+    outage = await queue.outage("noc-7")
+    assert (outage.categories, outage.prefixes, outage.message) == (
+        ("support", "billing"),
+        ("+7495123",),
+        "Cable cut",
+    )
+    assert outage.declared_by == "pbx:PJSIP/noc-1" and outage.expected_end > clock.now()
+    assert len(await queue.outages()) == 1
+    service.on_user_event(event(Action="end", Id="noc-7", Choice="drop"))
+    await asyncio.gather(*service._tasks)
+    assert (await queue.outage("noc-7")).end_choice == "drop"
+
+
+async def test_a_malformed_user_event_is_logged_not_raised(queue, config, clock) -> None:
+    service = OutageService(config, clock, queue)
+    service.on_user_event(
+        AmiMessage({"Event": "UserEvent", "UserEvent": "CallbackOutage", "Until": "soon"})
+    )
+    await asyncio.gather(*service._tasks)
+    assert await queue.outages() == []
+
+
+def test_an_expected_end_is_local_time_today_or_tomorrow(config) -> None:
+    from callback_dialer.hours import CallingHours
+
+    hours = CallingHours(config.hours)
+    now = 1795413600.0  # 09:00 Moscow
+    assert parse_until("18:00", now, hours) == now + 9 * 3600
+    assert parse_until("08:00", now, hours) == now + 23 * 3600
+    with pytest.raises(OutageInputError):
+        parse_until("tomorrow", now, hours)
+
+
+async def test_the_active_outage_is_mirrored_into_astdb(queue, config, clock) -> None:
+    sent: list[dict] = []
+
+    async def ami(fields):
+        sent.append(dict(fields))
+        if fields["Action"] == "DBDel":
+            raise RuntimeError("Database entry not found")
+
+    service = OutageService(config, clock, queue, ami_action=ami)
+    await service.ami_ready()
+    assert {s["Key"] for s in sent if s["Action"] == "DBDel"} >= {"cat-support", "message"}
+    sent.clear()
+    await service.declare(actor="web:boss", categories=["support"], message="Cable cut")
+    puts = {s["Key"]: s["Val"] for s in sent if s["Action"] == "DBPut"}
+    assert puts == {"cat-support": "1", "message": "Cable cut", "until": ""}
+    assert all(s["Family"] == "callback-outage" for s in sent)
+    sent.clear()
+    await service.refresh()  # nothing changed: nothing sent
+    assert sent == []
+    outage = (await queue.outages())[0]
+    await service.end(outage.id, OutageEnd.RELEASE, actor="web:boss")
+    assert {s["Key"] for s in sent if s["Action"] == "DBDel"} == {"cat-support", "message", "until"}
+
+
+async def area_server(handler):
+    app = web.Application()
+    app.router.add_post("/area", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}/area"
+
+
+async def test_an_outage_by_area_asks_the_crm_and_holds_its_callers(
+    make_config, redis_client, clock
+) -> None:
+    asked = []
+
+    async def crm(request):
+        number = (await request.json())["number"]
+        asked.append(number)
+        return web.json_response({"area": "north" if number.endswith("1") else "south"})
+
+    runner, url = await area_server(crm)
+    try:
+        config = make_config(outage={"area_lookup_url": url})
+        queue = CallbackQueue(redis_client, config, clock)
+        service = OutageService(config, clock, queue)
+        assert await service.area_for("+79160000001", "support") == ""  # no outage: not asked
+        await service.declare(actor="web:boss", categories=["support"], areas=["north"])
+        north = await service.area_for("+79160000001", "support")
+        south = await service.area_for("+79160000002", "support")
+        assert (north, south) == ("north", "south")
+        assert await service.area_for("+79160000001", "billing") == ""  # not covered: not asked
+        held = await queue.add_missed(
+            number="+79160000001",
+            category="support",
+            source=Source.ABANDON,
+            missed_at=clock.now(),
+            area=north,
+        )
+        assert (await queue.get(held.id)).state is State.HELD
+        assert asked == ["+79160000001", "+79160000002"]
+        await service.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_crm_that_does_not_answer_in_time_means_not_held(
+    make_config, redis_client, clock
+) -> None:
+    async def slow(request):
+        await asyncio.sleep(5)
+        return web.json_response({"area": "north"})
+
+    runner, url = await area_server(slow)
+    try:
+        config = make_config(outage={"area_lookup_url": url, "area_lookup_timeout": 0.2})
+        queue = CallbackQueue(redis_client, config, ManualClock())
+        service = OutageService(config, clock, queue)
+        await service.declare(actor="web:boss", categories=["support"], areas=["north"])
+        assert await service.area_for("+79160000001", "support") == ""
+        assert service.lookups_failed == 1
+        await service.close()
+    finally:
+        await runner.cleanup()
