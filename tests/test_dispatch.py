@@ -746,6 +746,42 @@ async def test_a_call_a_killed_run_left_talking_is_adopted_and_its_outcome_recor
     assert r.originates() == []  # nobody was called a second time
 
 
+async def test_a_take_over_and_a_reconnect_adopting_at_once_take_each_call_over_once(
+    rig,
+) -> None:
+    # Found on the lab: the take-over and the AMI ready hook each adopted the same two calls,
+    # the second claim token left the first attempts unable to record, and nothing was stored.
+    r = await rig({"101": ["sales"]}, start=False, speed=10.0)
+    cb = await r.missed("+79161230001", "new_connection")
+    await r.queue.claim(["new_connection"], claimer="old-run", agent="Local/101@agents/n")
+    uid = f"cbd-{cb}-1-abcdef"
+    listing: list = []
+
+    async def channels(session, message) -> None:
+        async def answer() -> None:
+            await asyncio.sleep(0.1)  # a slow Asterisk: both listings come back together
+            session.write(
+                r.server.list_response("coreshowchannels", message.get("ActionID"), listing)
+            )
+
+        answers.append(asyncio.get_running_loop().create_task(answer()))
+
+    answers: list = []
+
+    r.server.on_action("CoreShowChannels", channels)
+    await r.dialer.start()
+    await until(lambda: r.dialer.dispatcher.synced)
+    listing.append(_listed(cb, uid, "Local/101@agents-00000007;1", up=True, bridge="br-1"))
+    d = r.dialer.dispatcher
+    assert await asyncio.gather(d.adopt_calls(), d.adopt_calls()) in ([1, 0], [0, 1])
+    listing.clear()
+    r.server.broadcast_nowait(
+        encode_message([("Event", "Hangup"), ("Uniqueid", uid), ("Linkedid", uid)])
+    )
+    done = await r.wait_state(cb, State.DONE, State.SCHEDULED)
+    assert len(done.attempt_log) == 1
+
+
 async def test_a_call_left_up_for_a_finished_callback_keeps_its_number_from_being_dialled(
     rig,
 ) -> None:

@@ -132,6 +132,10 @@ class Dispatcher:
         # replay them, so a call that ends between the listing and the take-over is seen.
         self._adopting = 0
         self._unclaimed: list[tuple[str, AmiMessage]] = []
+        # One adoption at a time: a take-over and an AMI reconnect can both ask for one at
+        # once, and two would each take the claim with a token of their own, the second
+        # leaving the first one's attempt unable to record anything.
+        self._adoption_lock = asyncio.Lock()
         self.adopted = 0  # calls taken over since start (log, tests)
         # No decisions between a (re)connect and the end of the resync: until Asterisk has
         # told us its agents and calls, "free" may be stale.
@@ -625,7 +629,8 @@ class Dispatcher:
         were adopted."""
         self._adopting += 1
         try:
-            return await self._adopt_calls(reclaim)
+            async with self._adoption_lock:
+                return await self._adopt_calls(reclaim)
         finally:
             self._adopting -= 1
             if not self._adopting:
