@@ -29,8 +29,9 @@ from redis.exceptions import RedisError
 from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
-from .detect.agents import AgentBook, AgentView
+from .detect.agents import AgentBook, AgentView, QueueAgents
 from .detect.facts import Fact, MissedCall, NotQueued, SelfServed, Served
+from .detect.livequeue import LiveQueueBook
 from .detect.pipeline import Pipeline, build_pipeline
 from .detect.resync import resync_agents, resync_calls
 from .detect.sink import QueueSink
@@ -49,7 +50,14 @@ from .queue.lease import LeaderLease
 from .queue.models import Callback, EnqueueResult, HistoryEntry, Outage, OutageEnd
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
 from .tasks import TaskSet
-from .web.ports import DispatchState, SideJobs, StoredSession
+from .web.ports import (
+    DispatchState,
+    HoldRow,
+    LiveQueueRow,
+    LiveQueues,
+    SideJobs,
+    StoredSession,
+)
 from .web.server import WebServer
 
 log = get_logger(__name__)
@@ -125,6 +133,7 @@ def build_dialer(
         redis=redis,
         queue=queue,
         agents=pipeline.agents,
+        live=pipeline.live,
         dispatcher=dispatcher,
         leadership=leadership,
         ami=ami,
@@ -148,6 +157,7 @@ def build_dialer(
     ami.on_lost(dispatcher.on_ami_lost)
 
     _register_gauges(metrics, config, clock, queue, ami, dispatcher, pipeline.sink, outages)
+    _register_live_gauges(metrics, config, pipeline.live)
     _register_side_job_gauges(metrics, jobs_admin)
 
     bridge = None
@@ -296,6 +306,32 @@ def _register_gauges(
     )
 
 
+def _register_live_gauges(metrics: Metrics, config: Config, live: LiveQueueBook) -> None:
+    """Asterisk's queues as the dialer follows them: every queue it knows of, 0 when empty."""
+
+    def views() -> list[Any]:
+        return live.views(sorted(set(config.dispatch.queues) | set(live.queues())))
+
+    async def waiting() -> Reading:
+        return [((v.queue,), float(v.waiting)) for v in views()]
+
+    async def longest() -> Reading:
+        return [((v.queue,), round(v.longest_wait, 3)) for v in views()]
+
+    metrics.gauge(
+        "callback_dialer_live_waiting",
+        "Callers waiting live in each Asterisk queue now.",
+        ("queue",),
+        waiting,
+    )
+    metrics.gauge(
+        "callback_dialer_live_longest_wait_seconds",
+        "How long the longest-waiting live caller of each Asterisk queue has held.",
+        ("queue",),
+        longest,
+    )
+
+
 def _register_side_job_gauges(metrics: Metrics, jobs_admin: _JobsAdminLink) -> None:
     async def job_counts() -> Any:
         try:
@@ -372,6 +408,7 @@ class DialerStatus:
         redis: AsyncClient,
         queue: CallbackQueue,
         agents: AgentBook,
+        live: LiveQueueBook,
         dispatcher: Dispatcher,
         leadership: Leadership,
         ami: AmiClient,
@@ -384,6 +421,7 @@ class DialerStatus:
         self._redis = redis
         self._queue = queue
         self._agents = agents
+        self._live = live
         self._dispatcher = dispatcher
         self._ami = ami
         self._jobs_admin = jobs_admin
@@ -464,6 +502,43 @@ class DialerStatus:
 
     def agents(self) -> list[AgentView]:
         return self._agents.views()
+
+    def live_queues(self) -> LiveQueues:
+        counts = self._agents.queue_counts()
+        names = sorted(set(self._config.dispatch.queues) | set(counts) | set(self._live.queues()))
+        rows = []
+        for view in self._live.views(names):
+            c = counts.get(view.queue, QueueAgents())
+            rows.append(
+                LiveQueueRow(
+                    queue=view.queue,
+                    waiting=view.waiting,
+                    longest_wait=view.longest_wait,
+                    oldest_joined_at=view.oldest_joined_at,
+                    logged_in=c.logged_in,
+                    agents_free=c.free,
+                    agents_on_live=c.on_live,
+                    agents_on_callbacks=c.on_callbacks,
+                    agents_paused=c.paused,
+                )
+            )
+        d = self._dispatcher
+        return LiveQueues(
+            queues=rows,
+            holding=[
+                HoldRow(
+                    agent=h.agent,
+                    queue=h.queue,
+                    reason=h.reason.value,
+                    waiting=h.waiting,
+                    longest_wait=h.longest_wait,
+                    detail=h.detail,
+                )
+                for h in d.holding_off()
+            ],
+            holding_since=d.holding_since,
+            handicap=self._config.dispatch.callback_handicap,
+        )
 
     def dispatch_state(self) -> DispatchState:
         d = self._dispatcher

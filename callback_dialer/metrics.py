@@ -158,6 +158,7 @@ class Metrics:
             self.self_service,
             self.served,
             self.outcomes,
+            self.left_to_live,
             self.ami_reconnects,
         ):
             lines += metric.render()

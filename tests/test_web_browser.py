@@ -477,3 +477,78 @@ async def test_the_russian_page_tells_a_finished_callback_s_history_in_russian(
     await page.click("#day-form button[data-day-step='-1']")
     await page.wait_for_function("() => document.querySelector('#day-stats .tiles') !== null")
     tab.assert_clean()
+
+
+def queue_entry(queue: str, position: int, uniqueid: str, number: str, wait: int) -> list:
+    """A QueueEntry item of QueueStatus, in the header order of app_queue.c (Asterisk 22)."""
+    return [
+        ("Event", "QueueEntry"),
+        ("Queue", queue),
+        ("Position", str(position)),
+        ("Channel", f"IAX2/carrier-{uniqueid[-4:]}"),
+        ("Uniqueid", uniqueid),
+        ("CallerIDNum", number),
+        ("CallerIDName", "unknown"),
+        ("ConnectedLineNum", "unknown"),
+        ("ConnectedLineName", "unknown"),
+        ("Wait", str(wait)),
+        ("Priority", "0"),
+    ]
+
+
+async def test_the_live_queues_panel_and_the_holding_off_notice(
+    browser, make_config, tmp_path
+) -> None:
+    """Two live callers have held in support for 2 and 1.5 minutes; agent 102 (support) is
+    free and a support callback missed 10 s ago waits: with the default handicap the
+    callers go first, and the page says so and why."""
+    pbx = await start_pbx(
+        [
+            queue_member("sales", "101", paused=True, reason="lunch"),
+            queue_member("support", "102"),
+            queue_entry("support", 1, "1796126166.4", "+79165550200", 120),
+            queue_entry("support", 2, "1796126166.5", "+79165550201", 90),
+        ]
+    )
+    config = users_config(make_config, tmp_path, ami=ami_section(pbx))
+    async with web_rig(config, spool=tmp_path / "spool.jsonl", pbx=pbx) as r:
+        cb = await missed(r.queue, SUPPORT, "support", 10, name="Pyotr")
+        await r.start()
+        tab = await open_page(browser, r, "alice")
+        page = tab.page
+        await page.wait_for_selector('#live-queues-body tr[data-queue="support"]')
+        rows = await page.locator("#live-queues-body tr").evaluate_all(
+            "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+        )
+        by_queue = {row[0]: row for row in rows}
+        # queue, waiting now, longest wait, agents free / on live calls / on callbacks
+        assert by_queue["support"][1] == "2"
+        assert by_queue["support"][2].startswith("2") and "min" in by_queue["support"][2]
+        assert by_queue["support"][3:] == ["1", "0", "0"]
+        assert by_queue["sales"][1:2] == ["0"]
+        notice = page.locator("#holding-off")
+        await notice.wait_for(state="visible")
+        text = await notice.inner_text()
+        assert "Holding off for live callers" in text
+        assert "2 waiting in support" in text and "Agent 102" not in text
+        assert "Local/102@agents/n" in text
+        # nothing was dialled for the callback: it still waits
+        assert (await r.queue.get(cb)).state.value == "pending"
+        assert r.pbx.actions_named("Originate") == []
+        # the API and /metrics say the same
+        live = await page.evaluate("fetch('/api/live-queues').then(r => r.json())")
+        support = next(q for q in live["queues"] if q["queue"] == "support")
+        assert (support["waiting"], support["agents_free"]) == (2, 1)
+        assert live["holding_off"][0]["reason"] == "live_caller_ahead"
+        metrics = await r.dialer.status.metrics_text()
+        assert 'callback_dialer_live_waiting{queue="support"} 2' in metrics
+        assert 'callback_dialer_live_waiting{queue="sales"} 0' in metrics
+        longest = re.search(
+            r'callback_dialer_live_longest_wait_seconds\{queue="support"\} ([0-9.]+)', metrics
+        )
+        assert longest is not None and 119 <= float(longest.group(1)) <= 121
+        assert (
+            'callback_dialer_agents_left_to_live_total{queue="support",'
+            'reason="live_caller_ahead"} 1' in metrics
+        )
+        tab.assert_clean()

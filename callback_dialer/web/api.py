@@ -82,6 +82,7 @@ class Api:
             web.post("/api/callbacks/{id}/category", self.set_category),
             web.get("/api/in-progress", self.in_progress),
             web.get("/api/agents", self.agents),
+            web.get("/api/live-queues", self.live_queues),
             web.get("/api/stats", self.stats),
             web.get("/api/dispatch", self.dispatch),
             web.post("/api/dispatch/pause", self.pause),
@@ -256,6 +257,9 @@ class Api:
 
     async def agents(self, request: web.Request) -> web.Response:
         return web.json_response({"agents": self.views.agents(self.masked(request))})
+
+    async def live_queues(self, request: web.Request) -> web.Response:
+        return web.json_response(self.views.live(self.masked(request)))
 
     async def stats(self, request: web.Request) -> web.Response:
         now = self.status.now()

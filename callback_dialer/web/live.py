@@ -244,6 +244,7 @@ class LiveHub:
             "oldest_waiting_since": raw["oldest"],
             "in_progress": views.in_progress(raw["flights"], raw["dialing"], masked),
             "agents": views.agents(masked),
+            "live": views.live(masked),
             "counts": counts,
             # Outages holding calls (active) or settling their held ones (ending): the band.
             "outages": [

@@ -236,6 +236,44 @@ def _schemas(config: Config) -> dict[str, Any]:
             }
         ),
         "AgentList": _obj({"agents": _arr(_ref("Agent"))}),
+        "LiveQueue": _obj(
+            {
+                "queue": S,
+                "waiting": {"type": "integer", "description": "Live callers waiting now."},
+                "longest_wait_seconds": {
+                    "type": "number",
+                    "description": "How long the longest-waiting of them has held.",
+                },
+                "oldest_joined_at": N_OR_NULL,
+                "logged_in": I,
+                "agents_free": I,
+                "agents_on_live": {"type": "integer", "description": "On a queue call now."},
+                "agents_on_callbacks": {"type": "integer", "description": "On our callbacks."},
+                "agents_paused": I,
+            }
+        ),
+        "HoldingOff": _obj(
+            {
+                "agent": S,
+                "queue": S,
+                "reason": {"enum": ["live_caller_ahead", "max_callback_share", "reserve_agents"]},
+                "waiting": I,
+                "longest_wait_seconds": N,
+                "detail": {"type": "string", "description": "Why, in words."},
+            }
+        ),
+        "LiveQueues": _obj(
+            {
+                "queues": _arr(_ref("LiveQueue")),
+                "holding_off": {
+                    **_arr(_ref("HoldingOff")),
+                    "description": "Free agents left to Asterisk's queue for live callers by "
+                    "the last dispatch pass (README, Callbacks and live callers).",
+                },
+                "holding_since": N_OR_NULL,
+                "callback_handicap_seconds": N,
+            }
+        ),
         "InProgress": _obj(
             {
                 "id": S,
@@ -366,6 +404,7 @@ def _schemas(config: Config) -> dict[str, Any]:
                 "oldest_waiting_since": N_OR_NULL,
                 "in_progress": _arr(_ref("InProgress")),
                 "agents": _arr(_ref("Agent")),
+                "live": _ref("LiveQueues"),
                 "counts": {"type": "object", "additionalProperties": COUNTS},
                 "outages": _arr(_ref("Outage")),
             }
@@ -557,6 +596,10 @@ def build_openapi(config: Config) -> dict[str, Any]:
             ),
             "/api/in-progress": _get("Callbacks being called now", _ref("InProgressList")),
             "/api/agents": _get("Agents and their states", _ref("AgentList")),
+            "/api/live-queues": _get(
+                "Callers waiting live in Asterisk's queues, and agents left to them",
+                _ref("LiveQueues"),
+            ),
             "/api/stats": _get(
                 "The numbers of one day (default today)",
                 _ref("Stats"),

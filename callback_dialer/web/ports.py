@@ -63,6 +63,41 @@ class DispatchState:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveQueueRow:
+    """One Asterisk queue now: its live callers, and where its logged-in agents are."""
+
+    queue: str
+    waiting: int
+    longest_wait: float  # seconds the longest-waiting live caller has held
+    oldest_joined_at: float | None  # when they joined (None: nobody waits)
+    logged_in: int
+    agents_free: int
+    agents_on_live: int
+    agents_on_callbacks: int
+    agents_paused: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """A free agent the dispatcher left to Asterisk's queue, and why."""
+
+    agent: str
+    queue: str
+    reason: str  # live_caller_ahead | max_callback_share | reserve_agents
+    waiting: int
+    longest_wait: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveQueues:
+    queues: list[LiveQueueRow]
+    holding: list[HoldRow]
+    holding_since: float | None  # since when calling back holds off (None: it does not)
+    handicap: float  # [dispatch] callback_handicap, seconds
+
+
+@dataclass(frozen=True, slots=True)
 class SideJobs:
     """The side jobs (rq) and the reports on disk, read together."""
 
@@ -138,6 +173,10 @@ class StatusSource(Protocol):
         ...
 
     def agents(self) -> Sequence[AgentRow]: ...
+    def live_queues(self) -> LiveQueues:
+        """Asterisk's queues as the dialer follows them, and the agents it leaves to them."""
+        ...
+
     def dispatch_state(self) -> DispatchState: ...
     def on_dispatch_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever dispatching is paused, resumed or alarmed."""

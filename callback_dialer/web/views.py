@@ -177,6 +177,39 @@ class Views:
             for a in self.status.agents()
         ]
 
+    def live(self, masked: bool) -> dict[str, Any]:
+        """Asterisk's queues, live, and the free agents calling back leaves to them."""
+        live = self.status.live_queues()
+        return {
+            "queues": [
+                {
+                    "queue": self.text(q.queue, masked),
+                    "waiting": q.waiting,
+                    "longest_wait_seconds": round(q.longest_wait),
+                    "oldest_joined_at": q.oldest_joined_at,
+                    "logged_in": q.logged_in,
+                    "agents_free": q.agents_free,
+                    "agents_on_live": q.agents_on_live,
+                    "agents_on_callbacks": q.agents_on_callbacks,
+                    "agents_paused": q.agents_paused,
+                }
+                for q in live.queues
+            ],
+            "holding_off": [
+                {
+                    "agent": self.text(h.agent, masked),
+                    "queue": self.text(h.queue, masked),
+                    "reason": h.reason,
+                    "waiting": h.waiting,
+                    "longest_wait_seconds": round(h.longest_wait),
+                    "detail": self.text(h.detail, masked),
+                }
+                for h in live.holding
+            ],
+            "holding_since": live.holding_since,
+            "callback_handicap_seconds": live.handicap,
+        }
+
     def dispatch(self, masked: bool) -> dict[str, Any]:
         d = self.status.dispatch_state()
         return {

@@ -268,6 +268,7 @@
     renderWaiting();
     renderInProgress();
     renderAgents();
+    renderLive();
     renderTiles();
     renderStats($("today-stats"), S.stats);
     renderStats($("day-stats"), S.dayStats);
@@ -417,6 +418,39 @@
       el("td", {}, a.paused_reason || ""),
       el("td", {}, a.categories.map((c) => categoryTag(c)))),
     ["col_agent", "col_state", "col_since", "col_paused_reason", "col_categories"])));
+  }
+
+  const LIVE_LABELS = ["col_queue", "col_live_waiting", "col_longest_wait", "col_agents_free",
+    "col_agents_live", "col_agents_callbacks"];
+
+  // Asterisk's queues, live: who waits there, and where their agents are. Calling back leaves
+  // a free agent to a queue whose live caller scores lower than the best callback (README,
+  // "Callbacks and live callers"); the notice says so, and why.
+  function renderLive() {
+    const snap = S.snapshot;
+    if (!snap || !snap.live) return;
+    const live = snap.live;
+    const body = $("live-queues-body");
+    $("live-hint").textContent = live.callback_handicap_seconds < 0 ? t("live_hint_off")
+      : t("live_hint", { handicap: fmtDuration(live.callback_handicap_seconds) });
+    if (!live.queues.length) body.replaceChildren(emptyRow(6));
+    else body.replaceChildren(...live.queues.map((q) => labelCells(el("tr", { dataset: { queue: q.queue } },
+      el("td", {}, q.queue),
+      el("td", { className: "num" + (q.waiting ? " live-waiting" : "") }, q.waiting),
+      el("td", {}, q.oldest_joined_at ? age(q.oldest_joined_at) : "—"),
+      el("td", { className: "num" }, q.agents_free),
+      el("td", { className: "num" }, q.agents_on_live),
+      el("td", { className: "num" }, q.agents_on_callbacks)),
+    LIVE_LABELS)));
+    const box = $("holding-off");
+    const held = live.holding_off || [];
+    show(box, held.length > 0 && snap.dispatch.dispatching);
+    if (!held.length) return;
+    const queues = [...new Set(held.map((h) => h.queue))];
+    $("holding-title").textContent = t("holding_title", { agents: held.length, queues: queues.join(", ") });
+    $("holding-detail").textContent = held.map((h) =>
+      t("holding_" + h.reason, { agent: h.agent, queue: h.queue, waiting: h.waiting })
+      + (h.detail ? " (" + h.detail + ")" : "")).join("; ") + ".";
   }
 
   function tile(label, value, sub, kind, id) {
@@ -595,7 +629,7 @@
       for (const form of [$("day-form"), $("report-form")]) {
         if (!form.elements.day.dataset.iso) setDay(form.elements.day, S.snapshot.day);
       }
-      renderHeader(); renderOutages(); renderWaiting(); renderInProgress(); renderAgents(); renderTiles();
+      renderHeader(); renderOutages(); renderWaiting(); renderInProgress(); renderAgents(); renderLive(); renderTiles();
     });
     es.addEventListener("stats", (e) => {
       onMessage();
