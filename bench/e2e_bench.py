@@ -3,6 +3,7 @@
     .venv/bin/python bench/e2e_bench.py              # the day comparison (~10 min)
     .venv/bin/python bench/e2e_bench.py scale        # 1,000 agents, 100k waiting, 10 min
     .venv/bin/python bench/e2e_bench.py sweep        # 10, 100, 1,000 agents, 2 min measured
+    .venv/bin/python bench/e2e_bench.py turns        # callbacks vs live callers, 7 variants
     .venv/bin/python bench/e2e_bench.py plots        # redraw the SVGs from bench/results/*.json
 
 ``day``: a simulated working day (08:00-21:15, agents on shift 09:00-21:00, calling hours all
@@ -37,6 +38,8 @@ from e2e.analysis import CATEGORIES, pooled, run_figures
 from e2e.common import DEFAULT_REDIS, median, percentile
 from e2e.day import DaySpec, Job, Variant, run_days
 from e2e.scale import ScaleSpec, run_scale
+from e2e.turns import choose, pool, turn_figures
+from e2e.turns import variants as turn_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,6 +78,7 @@ def minutes(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------- the day
+TURN_SEEDS = [1, 2, 3]  # busy days pooled for the turns comparison (fewer than `day`: time)
 
 
 def run_day_comparison(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,6 +127,132 @@ def run_day_comparison(args: argparse.Namespace) -> dict[str, Any]:
             "variants": {v: {"pooled": pooled(rs), "runs": rs} for v, rs in variants.items()},
         }
     return out
+
+
+def run_turns(args: argparse.Namespace) -> dict[str, Any]:
+    """Issue 12: every variant of e2e/turns.py on the same seeded days, side by side."""
+    config_path = ROOT / "config" / "dialer.toml"
+    config = tomllib.loads(config_path.read_text("utf-8"))
+    dispatch_queues = config.get("dispatch", {}).get(
+        "queues", {"sales": ["new_connection"], "support": ["support", "billing", "other"]}
+    )
+    weights = {c["name"]: _seconds(c.get("weight", 0)) for c in config.get("categories", [])}
+    min_call = float(config.get("detection", {}).get("min_call_seconds", 3))
+    jobs = []
+    for name in args.scenarios.split(","):
+        scenario = SCENARIOS[name]
+        seeds = (args.seeds or TURN_SEEDS) if name == "busy" else scenario["seeds"]
+        for seed in seeds:
+            spec = DaySpec(
+                agents=scenario["agents"],
+                traffic=scenario["traffic"],
+                seed=seed,
+                start=DAY_START,
+                hours=13.0,
+                speed=args.speed,
+            )
+            for variant in turn_variants():
+                jobs.append(Job(f"{name}/{seed}/{variant.name}", spec, variant))
+    t0 = time.time()
+    log(f"turns: {len(jobs)} runs side by side at {args.speed:g}x")
+    results = run_days(jobs, url=args.redis, config_path=config_path, stagger=args.stagger, log=log)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for label, result in results.items():
+        scenario, _, variant = label.split("/")
+        figures = turn_figures(
+            result.sim,
+            result.dialer,
+            variant=variant,
+            min_call_seconds=min_call,
+            dispatch_queues=dispatch_queues,
+            weights=weights,
+        )
+        figures["label"] = label
+        runs.setdefault(scenario, {}).setdefault(variant, []).append(figures)
+    out: dict[str, Any] = {"speed": args.speed, "wall_seconds": time.time() - t0, "scenarios": {}}
+    order = [v.name for v in turn_variants()]
+    for scenario, by_variant in runs.items():
+        pooled_ = {v: pool(by_variant[v]) for v in order if v in by_variant}
+        out["scenarios"][scenario] = {
+            "seeds": sorted({int(r["label"].split("/")[1]) for r in by_variant[order[0]]}),
+            "agents": SCENARIOS[scenario]["agents"],
+            "traffic": SCENARIOS[scenario]["traffic"],
+            "pooled": pooled_,
+            "runs": by_variant,
+        }
+    if "busy" in out["scenarios"]:
+        out["choice"] = choose(out["scenarios"]["busy"]["pooled"])
+    return out
+
+
+def _seconds(value: Any) -> float:
+    from callback_dialer.config import parse_duration
+
+    return parse_duration(value)
+
+
+def turns_tables(turns: dict[str, Any]) -> str:
+    lines = []
+    for name, scenario in turns["scenarios"].items():
+        agents = scenario["agents"] or "the profile's 3"
+        seeds = ", ".join(str(s) for s in scenario["seeds"])
+        lines.append(
+            f"**{name}** ({agents} agents, traffic x{scenario['traffic']:g}, seeds {seeds})\n"
+        )
+        lines.append(
+            "| variant | live abandon rate | live hold p50 / p90, s | missed callers / day | "
+            "lost for good / day | new subscribers: time to callback, min: median / p90 | "
+            "old bound, min | live-respecting bound, min | agent h/day on callbacks | "
+            "agents left to live / day |"
+        )
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for variant, p in scenario["pooled"].items():
+            lines.append(
+                f"| {variant} | {p['abandon_rate']:.1%} | {p['hold_p50']:.0f} / {p['hold_p90']:.0f}"
+                f" | {p['missed_per_day']:.1f} | {p['lost_per_day']:.1f} | "
+                f"{minutes(p['new_median'])} / {minutes(p['new_p90'])} (n={p['new_n']}) | "
+                f"{minutes(p['bound_median'])} / {minutes(p['bound_p90'])} | "
+                f"{minutes(p['live_bound_median'])} / {minutes(p['live_bound_p90'])} | "
+                f"{p['agent_hours_per_day']:.2f} | {p['left_to_live_per_day']:.0f} |"
+            )
+        dup = sum(p["callbacks_to_served"] for p in scenario["pooled"].values())
+        err = sum(p["errors"] for p in scenario["pooled"].values())
+        lines.append(
+            f"\nCallbacks to customers already served, all variants: {dup}. "
+            f"Errors in the simulator or the dialer's handlers: {err}.\n"
+        )
+    if "choice" in turns:
+        lines.append(
+            f"Chosen by the rule on the busy days: **{turns['choice'][0]}** "
+            f"({turns['choice'][1]}).\n"
+        )
+    return "\n".join(lines)
+
+
+def turns_plot(turns: dict[str, Any]) -> Path | None:
+    scenario = turns["scenarios"].get("busy")
+    if scenario is None:
+        return None
+    pooled_ = scenario["pooled"]
+    points = [
+        (name, 100 * p["abandon_rate"], p["lost_per_day"])
+        for name, p in pooled_.items()
+        if name != "off"
+    ]
+    off = pooled_["off"]
+    chart = svg.scatter(
+        points,
+        title="Callbacks vs live callers: abandon rate against callers lost for good",
+        subtitle=(
+            f"busy days ({len(scenario['seeds'])} seeds pooled); callbacks off: "
+            f"{100 * off['abandon_rate']:.1f}% abandon, {off['lost_per_day']:.1f} lost/day"
+        ),
+        xlabel="live-queue abandon rate, %",
+        ylabel="callers lost for good per day",
+        vline=(100 * off["abandon_rate"] + 0.5, "callbacks off + 0.5 point"),
+        highlight=turns.get("choice", ("",))[0],
+    )
+    return _write("e2e_turns_tradeoff.svg", chart)
 
 
 def day_tables(day: dict[str, Any]) -> str:
@@ -454,7 +584,7 @@ def sweep_plot(rows: list[dict[str, Any]]) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "command", nargs="?", default="day", choices=["day", "scale", "sweep", "plots"]
+        "command", nargs="?", default="day", choices=["day", "turns", "scale", "sweep", "plots"]
     )
     parser.add_argument("--redis", default=DEFAULT_REDIS)
     parser.add_argument("--speed", type=float, default=100.0, help="day: clock speed")
@@ -491,6 +621,13 @@ def main() -> None:
         day_plots(day)
         log(day_tables(day))
         print(json.dumps({"day": day_headline(day), "wall_seconds": round(day["wall_seconds"])}))
+    elif args.command == "turns":
+        turns = run_turns(args)
+        (RESULTS / "e2e_turns.json").write_text(json.dumps(turns, default=str), "utf-8")
+        (RESULTS / "e2e_turns.md").write_text(turns_tables(turns), "utf-8")
+        turns_plot(turns)
+        log(turns_tables(turns))
+        print(json.dumps({"choice": turns.get("choice"), "wall": round(turns["wall_seconds"])}))
     elif args.command in ("scale", "sweep"):
         sweep = args.command == "sweep"
         agents = [int(x) for x in (args.agents or ("10,100,1000" if sweep else "1000")).split(",")]
@@ -510,6 +647,11 @@ def main() -> None:
             day = json.loads(day_file.read_text("utf-8"))
             (RESULTS / "e2e_day.md").write_text(day_tables(day), "utf-8")
             day_plots(day)
+        turns_file = RESULTS / "e2e_turns.json"
+        if turns_file.exists():
+            turns = json.loads(turns_file.read_text("utf-8"))
+            (RESULTS / "e2e_turns.md").write_text(turns_tables(turns), "utf-8")
+            turns_plot(turns)
         for name in ("e2e_scale", "e2e_sweep"):
             path = RESULTS / f"{name}.json"
             if path.exists():

@@ -44,8 +44,11 @@ class DaySpec:
 
 @dataclass(frozen=True)
 class Variant:
-    name: str  # priority | fifo
+    name: str  # priority | fifo | a turns variant (e2e/turns.py)
     fifo: bool = False  # all category weights 0
+    # [dispatch] keys over config/dialer.toml's: (("callback_handicap", "0s"),), or
+    # (("enabled", False),) for detection only
+    dispatch: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -150,7 +153,14 @@ def sim_process(conn: Any, spec: DaySpec, cpu: int | None) -> None:
 
 
 def dialer_config(
-    port: int, url: str, prefix: str, *, fifo: bool, agents: int, config_path: Path
+    port: int,
+    url: str,
+    prefix: str,
+    *,
+    fifo: bool,
+    agents: int,
+    config_path: Path,
+    overrides: dict[str, Any] | None = None,
 ) -> Any:
     """The configured dialer (config/dialer.toml) pointed at the simulator, open all day.
 
@@ -178,6 +188,7 @@ def dialer_config(
     for trunk in trunks:
         trunk["max_calls"] = max(int(trunk.get("max_calls", 10)), agents)
     dispatch["trunks"] = trunks
+    dispatch.update(overrides or {})
     data["dispatch"] = dispatch
     if fifo:
         data["categories"] = [{**c, "weight": 0} for c in data.get("categories", [])]
@@ -201,7 +212,14 @@ class RecordingHistogram:
 
 
 async def connect_dialer(
-    conn: Any, url: str, prefix: str, *, fifo: bool, agents: int, config_path: Path
+    conn: Any,
+    url: str,
+    prefix: str,
+    *,
+    fifo: bool,
+    agents: int,
+    config_path: Path,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[Any, SharedClock, RecordingHistogram, list[int]]:
     """The dialer process's side of the start: say ready, take the shared clock and the
     simulator's port, build the configured Dialer (not started) with every kicked decision's
@@ -212,7 +230,15 @@ async def connect_dialer(
     _, clock_spec = await asyncio.to_thread(conn.recv)
     clock = SharedClock(*clock_spec)
     _, port = await asyncio.to_thread(conn.recv)
-    config = dialer_config(port, url, prefix, fifo=fifo, agents=agents, config_path=config_path)
+    config = dialer_config(
+        port,
+        url,
+        prefix,
+        fifo=fifo,
+        agents=agents,
+        config_path=config_path,
+        overrides=overrides,
+    )
     dialer = build_dialer(
         config, clock=clock, redis_url=url, spool=Path(tempfile.mkdtemp()) / "spool.jsonl"
     )
@@ -235,7 +261,13 @@ def dialer_process(
     async def main() -> None:
         prefix = f"bench-e2e-{variant.name}-" + secrets.token_hex(4)
         dialer, clock, latency, handled = await connect_dialer(
-            conn, url, prefix, fifo=variant.fifo, agents=agents, config_path=Path(config_path)
+            conn,
+            url,
+            prefix,
+            fifo=variant.fifo,
+            agents=agents,
+            config_path=Path(config_path),
+            overrides=dict(variant.dispatch),
         )
         config = dialer.config
         cpu0 = time.process_time()
@@ -256,6 +288,9 @@ def dialer_process(
             "missed_calls": {"/".join(k): v for k, v in dialer.metrics.missed_calls.values.items()},
             "queue_counts": counts,
             "decision_latency": latency.samples,
+            "handicap": config.dispatch.callback_handicap,
+            "enabled": config.dispatch.enabled,
+            "left_to_live": sum(dialer.metrics.left_to_live.values.values()),
             "cpu_seconds": time.process_time() - cpu0,
         }
         await dialer.stop()

@@ -257,3 +257,46 @@ def _nice(v: float) -> float:
         if v <= m * exp:
             return m * exp
     return 10 * exp
+
+
+def scatter(
+    points: list[tuple[str, float, float]],
+    *,
+    title: str,
+    subtitle: str = "",
+    xlabel: str,
+    ylabel: str,
+    vline: tuple[float, str] | None = None,
+    highlight: str = "",
+) -> str:
+    """Labelled points joined in order (a trade-off curve); ``vline`` a dashed limit."""
+    c = Chart()
+    c.title(title, subtitle)
+    c.axes(xlabel, ylabel)
+    xs = [x for _, x, _ in points] + ([vline[0]] if vline else [])
+    lo_x, hi_x = min(xs), max(xs)
+    pad = (hi_x - lo_x) * 0.1 or 1.0
+    lo_x, hi_x = lo_x - pad, hi_x + pad
+    top = _nice(max(y for _, _, y in points))
+    sx = lambda v: c.left + (v - lo_x) / (hi_x - lo_x) * c.pw  # noqa: E731
+    sy = lambda v: c.top + (1 - v / top) * c.ph  # noqa: E731
+    for i in range(6):
+        v = top * i / 5
+        c.line(c.left, sy(v), c.left + c.pw, sy(v), stroke="#eee")
+        c.text(c.left - 6, sy(v) + 4, f"{v:g}", size=10, anchor="end")
+    for i in range(6):
+        v = lo_x + (hi_x - lo_x) * i / 5
+        c.text(sx(v), c.top + c.ph + 17, f"{v:.1f}", size=10, anchor="middle")
+    if vline:
+        c.line(sx(vline[0]), c.top, sx(vline[0]), c.top + c.ph, stroke="#d62728", dash="6 4")
+        c.add_legend(vline[1], "#d62728", "dash")
+    c.polyline([(sx(x), sy(y)) for _, x, y in points], stroke="#1f77b4", width=1.5)
+    for label, x, y in points:
+        colour = "#d62728" if label == highlight else "#1f77b4"
+        c.parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{colour}"/>')
+        weight = "bold" if label == highlight else "normal"
+        c.text(sx(x) + 6, sy(y) - 6, label, size=10, weight=weight)
+    c.add_legend("variants, in handicap order", "#1f77b4")
+    if highlight:
+        c.add_legend(f"shipped: {highlight}", "#d62728", "box")
+    return c.render()

@@ -47,6 +47,7 @@ class InboundRecord:
     choice: str = ""  # IVR key, "t" for no choice, "" for none (hung up in the IVR)
     category: str = ""
     queues: tuple[str, ...] = ()
+    queued_at: float | None = None  # when they first joined a queue (their live wait began)
     connected_at: float | None = None
     agent: str = ""
     callback_asked: str = ""  # KEYPRESS / TIMEOUT
@@ -213,7 +214,8 @@ class Ledger:
     def _on_CallQueued(self, e: CallQueued) -> None:
         record = self._calls.get(e.call_id)
         if record is not None:
-            self._update(e.call_id, queues=(*record.queues, e.queue))
+            first = record.queued_at if record.queued_at is not None else e.at
+            self._update(e.call_id, queues=(*record.queues, e.queue), queued_at=first)
 
     def _on_CallConnected(self, e: CallConnected) -> None:
         record = self._update(e.call_id, connected_at=e.at, agent=e.agent)
