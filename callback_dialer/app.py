@@ -49,6 +49,7 @@ from .queue.keys import Keys
 from .queue.lease import LeaderLease
 from .queue.models import Callback, EnqueueResult, HistoryEntry, Outage, OutageEnd
 from .queue.store import ActionResult, CallbackQueue, QueueUnavailable, ResolveResult
+from .queuelog import QueueLogWriter
 from .tasks import TaskSet
 from .web.ports import (
     DispatchState,
@@ -175,6 +176,13 @@ def build_dialer(
         # blocking this loop.
         bridge = JobsBridge(redis, config, queue, clock, estimate_minutes=estimate)
 
+    # Opt-in: each callback's life in Asterisk's queue_log, for the supervisors' reports.
+    queue_log = (
+        QueueLogWriter(redis, config, queue, ami, clock, leading=leadership.may_act)
+        if config.queue_log.enabled
+        else None
+    )
+
     return Dialer(
         config=config,
         clock=clock,
@@ -192,6 +200,7 @@ def build_dialer(
         web=WebServer(config, status, commands, sessions) if web else None,
         jobs_bridge=bridge,
         outages=outages,
+        queue_log=queue_log,
     )
 
 
@@ -797,6 +806,7 @@ class Dialer:
         web: WebServer | None,
         jobs_bridge: JobsBridge | None,
         outages: OutageService,
+        queue_log: QueueLogWriter | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -813,6 +823,7 @@ class Dialer:
         self.web = web
         self.jobs_bridge = jobs_bridge
         self.outages = outages
+        self.queue_log = queue_log
         self._jobs_admin = jobs_admin
         self._tasks = TaskSet("dialer", on_error=self._core_failed)
         self._stop = asyncio.Event()
@@ -849,6 +860,8 @@ class Dialer:
             self._spawn("web", self.web.run())
         if self.jobs_bridge is not None:
             self._spawn("jobs-bridge", self.jobs_bridge.run())
+        if self.queue_log is not None:
+            self._spawn("queue-log", self.queue_log.run())
         log.info(
             "dialer started",
             ami=f"{self.config.ami.host}:{self.config.ami.port}",
@@ -879,6 +892,8 @@ class Dialer:
             with contextlib.suppress(Exception):
                 await self.jobs_bridge.close()
         self._jobs_admin.close()
+        if self.queue_log is not None:
+            await self.queue_log.close()  # its task is cancelled below, mid-read or not
         await self.ami.close()
         await self._tasks.cancel_all()
         await close_async_client(self.redis)

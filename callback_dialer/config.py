@@ -740,6 +740,24 @@ WEBHOOK_EVENTS = (
 )
 
 
+class QueueLogConfig(Strict):
+    # Write each callback's life into Asterisk's queue_log (AMI action QueueLog; the dialer's
+    # AMI user then needs write = agent), under the uniqueid and queue of the missed call, so
+    # QueueMetrics, Asternic or any queue_log reader can match the recall to the abandon.
+    enabled: StrictBool = False
+    # The queue named on the lines of a callback whose call waited in no queue (an IVR hang-up).
+    default_queue: str = "NONE"
+    # How long to wait for Asterisk's answer to one line before trying it again.
+    timeout: Duration = 5.0
+
+    @field_validator("default_queue")
+    @classmethod
+    def _queue(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
+            raise ValueError("may hold only letters, digits and _ . - (at most 64)")
+        return v
+
+
 WHISPER_LANGUAGES = ("en", "ru")
 
 
@@ -898,6 +916,7 @@ class Config(Strict):
     web: WebConfig = WebConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
     whisper: WhisperConfig = WhisperConfig()
+    queue_log: QueueLogConfig = QueueLogConfig()
     sms: SmsConfig = SmsConfig()
     outage: OutageConfig = OutageConfig()
     reports: ReportsConfig = ReportsConfig()

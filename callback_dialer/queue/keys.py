@@ -35,6 +35,7 @@ _LAYOUT: dict[str, str] = {
     "webhook_dead": "webhooks:%s:dead",  # list per receiver: refused events, kept for re-run
     "rq_prefix": "rq",  # rq's queue name lives under this (see jobs)
     "jobs_cursor": "jobs:cursor",  # string: last events entry the jobs bridge handed over
+    "queue_log_cursor": "queuelog:cursor",  # string: last events entry written to queue_log
     "webhook_job": "webhooks:%s:job",  # string per receiver: rq job id now delivering its outbox
     "webhook_lock": "webhooks:%s:lock",  # string per receiver: held by the one worker delivering
     "report_job": "reports:job",  # string: rq job id of the next scheduled daily report
@@ -113,6 +114,9 @@ class Keys:
 
     def missed(self, day: str) -> str:
         return self._k("missed", day)
+
+    def queue_log_cursor(self) -> str:
+        return self._k("queue_log_cursor")
 
     def control(self) -> str:
         return self._k("control")

@@ -118,6 +118,10 @@ class Callback:
     day: str = ""
     outage: str = ""  # the outage that held it (kept after release or drop, for reports)
     attempt_log: tuple[Attempt, ...] = field(default_factory=tuple)
+    # The missed call it began with: its Linkedid (the caller channel's Uniqueid, as
+    # app_queue writes it in queue_log) and the queue it waited in ("" for none).
+    call_id: str = ""
+    queue: str = ""
 
     @classmethod
     def from_redis(cls, raw: dict[str, str]) -> Callback:
@@ -151,6 +155,8 @@ class Callback:
             day=raw.get("day", ""),
             outage=raw.get("outage", ""),
             attempt_log=log,
+            call_id=raw.get("call_id", ""),
+            queue=raw.get("queue", ""),
         )
 
     def to_public(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class PbxAmi:
             ("queuepause", self.queue_pause),
             ("queueadd", self.queue_add),
             ("queueremove", self.queue_remove),
+            ("queuelog", self.queue_log),
         ):
             server.on_action(name, self._guarded(handler))
 
@@ -150,6 +151,22 @@ class PbxAmi:
         self, session: AmiSession, action: str, action_id: str, items: list[list[tuple[str, str]]]
     ) -> None:
         self._write(session, self.server.list_response(action, action_id, items))
+
+    def queue_log(self, session: AmiSession, message: AmiMessage) -> None:
+        """app_queue's manager_queue_log_custom: Queue and Event required, the rest as given."""
+        action_id = message.get("ActionID")
+        queue, event = message.get("Queue"), message.get("Event")
+        if not queue or not event:
+            self._reply(session, action_id, "Need 'Queue' and 'Event' parameters.", "Error")
+            return
+        self.pbx.log_queue(
+            queue,
+            message.get("UniqueId") or "NONE",
+            message.get("Interface"),
+            event,
+            message.get("Message"),
+        )
+        self._reply(session, action_id, "Event added successfully")
 
     def queue_status(self, session: AmiSession, message: AmiMessage) -> None:
         wanted_queue = message.get("Queue")

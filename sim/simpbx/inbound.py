@@ -191,6 +191,9 @@ class InboundCall:
         self.phase = "queue"
         p.queue_changed(queue)
         p.emit(wire.queue_caller_join(ch, name, len(queue.entries), len(queue.entries)))
+        p.log_queue(
+            name, ch.uniqueid, "NONE", "ENTERQUEUE", f"|{ch.caller_num}|{len(queue.entries)}"
+        )
         p.notify(CallQueued(call_id=ch.uniqueid, queue=name, at=now))
         entry.timeout = p.scheduler.call_later(timeout, self._queue_timeout, entry)
         if self.first_join is None:
@@ -228,6 +231,13 @@ class InboundCall:
     def _abandon_event(self, entry: QueueEntry) -> None:
         queue = entry.queue
         queue.abandoned += 1
+        self.pbx.log_queue(
+            queue.name,
+            self.channel.uniqueid,
+            "NONE",
+            "ABANDON",
+            f"{queue.position(entry)}|{entry.original_position}|{self._waited(entry)}",
+        )
         self.pbx.emit(
             wire.queue_caller_abandon(
                 self.channel,

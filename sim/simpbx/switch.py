@@ -244,6 +244,9 @@ class Switch:
         self.listeners: list[Listener] = []
         self.observers: list[Observer] = []
         self.channels: dict[str, Channel] = {}  # uniqueid -> live channel
+        # Asterisk's queue_log file, line by line: app_queue's own lines and the QueueLog
+        # action's ("time|uniqueid|queue|agent|event|data...").
+        self.queue_log: list[str] = []
         self.queues: dict[str, Queue] = {q.name: Queue(q) for q in self.spec.queues}
         # Asterisk walks its queue and member containers in reverse order of definition
         # (QueueStatus, QueueMemberStatus in the captures): so do we.
@@ -370,6 +373,12 @@ class Switch:
             )
         return self.new_channel(
             name, uid, uid, self.spec.ivr.context, "s", state=ChannelState.RING, tech="IAX2"
+        )
+
+    def log_queue(self, queue: str, uniqueid: str, agent: str, event: str, data: str) -> None:
+        """One queue_log line, as ast_queue_log writes it to the file."""
+        self.queue_log.append(
+            f"{int(self.clock.now())}|{uniqueid or 'NONE'}|{queue}|{agent}|{event}|{data}"
         )
 
     def trunk_state(self) -> None:

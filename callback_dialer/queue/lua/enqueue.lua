@@ -53,11 +53,13 @@ if id then
       index(r)
       r.updated_at = fmt(NOW)
       save(r)
-      record_change(r, 'merged', P.source, {missed_at = missed_at, category = P.category})
+      record_change(r, 'merged', P.source, {missed_at = missed_at, category = P.category,
+        call_id = P.call_id or '', queue = P.queue or ''})
     else
       if state == 'scheduled' then fields.next_at = r.next_at end
       transition(r, state, fields, 'merged', P.source,
-        {missed_at = missed_at, category = P.category})
+        {missed_at = missed_at, category = P.category, call_id = P.call_id or '',
+         queue = P.queue or ''})
     end
     if r.state ~= 'held' then redis.call('ZADD', K.age(), fmt(first), id) end
     log_missed(id, '1')
@@ -73,7 +75,7 @@ local r = {
   created_at = fmt(NOW), updated_at = fmt(NOW), next_at = '', closed_at = '',
   trunk = P.trunk or '', agent = '', stage = '', claimed_by = '', claim_token = '',
   lease_until = '', first_dialed_at = '', pinned = '0', note = P.note or '',
-  day = P.day, attempt_log = '[]', queue = P.queue or '',
+  day = P.day, attempt_log = '[]', queue = P.queue or '', call_id = P.call_id or '',
 }
 local outage = nil
 if P.source ~= 'manual' then outage = covering_outage(P.category, P.number, P.area) end
@@ -101,9 +103,11 @@ index(r)
 save(r)
 if outage ~= nil then
   -- 'held' instead of 'created': receivers and the SMS learn it waits for the outage.
-  record_change(r, 'held', P.source, {missed_at = missed_at, outage = outage})
+  record_change(r, 'held', P.source,
+    {missed_at = missed_at, outage = outage, call_id = P.call_id or '', queue = P.queue or ''})
 else
-  record_change(r, 'created', P.source, {missed_at = missed_at})
+  record_change(r, 'created', P.source,
+    {missed_at = missed_at, call_id = P.call_id or '', queue = P.queue or ''})
 end
 log_missed(id, '0')
 return cjson.encode({result = 'created', id = id, state = r.state, next_at = r.next_at})
