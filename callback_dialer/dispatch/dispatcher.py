@@ -646,41 +646,29 @@ class Dispatcher:
         if not calls:
             self.foreign_numbers = frozenset()
             return 0
-        now = self.clock.now()
-        try:
-            callbacks = await self.queue.get_many(sorted(calls))
-        except QueueUnavailable as exc:
-            log.warning("calls up that no dialer follows; Redis away", error=str(exc))
-            return 0
-        wanted: list[Adoption] = []
-        foreign: set[str] = set()
-        by_id = {cb.id: cb for cb in callbacks}
-        for cb in callbacks:
-            if not cb.state.is_open or (cb.state is not State.DIALING and not reclaim):
-                foreign.add(cb.number)
-                continue
-            stage = self.strategy.adopted_stage(calls[cb.id])
-            since = cb.stage_at if cb.stage == stage.value else None
-            wanted.append(
-                Adoption(
-                    cb.id,
-                    secrets.token_hex(12),
-                    agent=cb.agent,
-                    stage=stage.value,
-                    stage_at=since if since is not None else now,
-                )
+        # Redis decides which are ours to follow (one script, no read before it: a thousand
+        # callbacks read back first would cost more than taking them over).
+        wanted = [
+            Adoption(
+                callback_id,
+                secrets.token_hex(12),
+                stage=self.strategy.adopted_stage(call).value,
             )
+            for callback_id, call in sorted(calls.items())
+        ]
         try:
-            results = await self.queue.adopt(wanted, claimer=self.name)
+            results = await self.queue.adopt(wanted, claimer=self.name, reclaim=reclaim)
         except (QueueUnavailable, NotLeader) as exc:
+            # Not followed yet; the next reconnect, take-over or upkeep looks again. Until
+            # then nobody dials a number of those calls: their callbacks are being dialled.
             log.warning("could not take over the calls in progress", error=str(exc))
-            foreign |= {by_id[a.callback_id].number for a in wanted}
-            self.foreign_numbers = frozenset(foreign)
             return 0
         adopted = 0
+        foreign: set[str] = set()
         for result in results:
             if result.claim is None:
-                foreign.add(by_id[result.callback_id].number)
+                if result.number:
+                    foreign.add(result.number)
                 continue
             self._follow(result.claim, calls[result.callback_id])
             adopted += 1

@@ -214,6 +214,7 @@ class AdoptResult:
     result: str
     claim: Claim | None = None
     state: str = ""
+    number: str = ""  # closed: the callback's number
 
 
 @dataclass(frozen=True, slots=True)

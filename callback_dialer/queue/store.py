@@ -393,11 +393,17 @@ class CallbackQueue:
         return out["result"] == "ok"
 
     async def adopt(
-        self, adoptions: list[Adoption], *, claimer: str, lease: float | None = None
+        self,
+        adoptions: list[Adoption],
+        *,
+        claimer: str,
+        lease: float | None = None,
+        reclaim: bool = True,
     ) -> list[AdoptResult]:
         """Take over the claims of callbacks whose calls are up in Asterisk and followed by no
-        attempt of ours, all in one script: each open one gets a new claim token, held by
-        ``claimer`` under this dialer's leader lease (``NotLeader`` when that is stale)."""
+        attempt of ours, all in one script: each one being dialled (and with ``reclaim`` one
+        offered again after its lease ran out) gets a new claim token, held by ``claimer``
+        under this dialer's leader lease (``NotLeader`` when that is stale)."""
         if not adoptions:
             return []
         # One script for all: a thousand calls are taken over in one round trip.
@@ -407,6 +413,7 @@ class CallbackQueue:
             {
                 "claimer": claimer,
                 "lease": lease if lease is not None else self.config.queue.lease_seconds,
+                "reclaim": reclaim,
                 "items": [
                     {
                         "id": a.callback_id,
@@ -427,7 +434,13 @@ class CallbackQueue:
                 cb = Callback.from_redis(item["callback"])
                 claim = Claim(callback=cb, token=tokens[cb.id])
             results.append(
-                AdoptResult(item["id"], item["result"], claim=claim, state=item.get("state", ""))
+                AdoptResult(
+                    item["id"],
+                    item["result"],
+                    claim=claim,
+                    state=item.get("state", ""),
+                    number=item.get("number", ""),
+                )
             )
         return results
 

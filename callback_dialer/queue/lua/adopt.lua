@@ -1,10 +1,12 @@
 -- Take over the claims of callbacks whose calls are up in Asterisk but followed by no live
 -- dialer (a previous run killed, a leader replaced): each gets a new claim token held by the
--- caller, under the caller's leader lease. P: claimer lease items[{id token agent stage
--- stage_at}]. Per item: 'adopted' (it was claimed by someone else: the token changes hands),
--- 'reclaimed' (its lease had run out and it was offered again, though its call never ended:
--- claimed again, so nobody dials it a second time), 'closed' (it is finished: the call is
--- left alone, its number not dialled while it is up), 'gone'.
+-- caller, under the caller's leader lease. P: claimer lease reclaim items[{id token agent
+-- stage stage_at}]; a stage the record already has keeps its stage_at (when it began), a new
+-- one begins at stage_at or now. Per item: 'adopted' (it was claimed by someone else: the
+-- token changes hands), 'reclaimed' (its lease had run out and it was offered again, though
+-- its call never ended: with P.reclaim, claimed again, so nobody dials it a second time),
+-- 'closed' (finished, or open but not dialing without P.reclaim: the call is left alone, its
+-- number not dialled while it is up), 'gone'.
 if fenced(true) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 local out = {}
 local lease_until = fmt(NOW + tonumber(P.lease))
@@ -13,8 +15,8 @@ for _, item in ipairs(P.items) do
   local result
   if r == nil then
     result = {id = item.id, result = 'gone'}
-  elseif not OPEN[r.state] then
-    result = {id = item.id, result = 'closed', state = r.state}
+  elseif not OPEN[r.state] or (r.state ~= 'dialing' and not P.reclaim) then
+    result = {id = item.id, result = 'closed', state = r.state, number = r.number}
   else
     local fields = {claim_token = item.token, claimed_by = P.claimer, lease_until = lease_until}
     if item.agent ~= nil and item.agent ~= '' then fields.agent = item.agent end
