@@ -860,3 +860,27 @@ async def test_a_callback_closed_while_being_dialled_has_its_call_hung_up(rig, c
     )
     assert r.dialer.metrics.outcomes.values == {}  # abandoned: no outcome of its own
     assert len(r.originates()) == 1
+
+
+async def test_a_shutdown_with_no_hangup_before_it_cuts_a_talking_call_as_not_reached(
+    rig,
+) -> None:
+    # Asterisk hangs its channels up before Shutdown (restart_mid_talk.jsonl); should a
+    # Hangup be lost, the Shutdown alone still ends the talk at the moment of the cut.
+    r = await rig({"101": ["sales"]}, start=False, speed=10.0)
+    cb = await r.missed("+79161230001", "new_connection")
+    await r.queue.claim(["new_connection"], claimer="old-run", agent="Local/101@agents/n")
+    uid = f"cbd-{cb}-1-abcdef"
+    listing = [_listed(cb, uid, "Local/101@agents-00000007;1", up=True, bridge="br-1")]
+
+    async def channels(session, message) -> None:
+        session.write(r.server.list_response("coreshowchannels", message.get("ActionID"), listing))
+
+    r.server.on_action("CoreShowChannels", channels)
+    await r.dialer.start()
+    await until(lambda: cb in r.dialer.dispatcher.inflight)
+    r.server.broadcast_nowait(
+        encode_message([("Event", "Shutdown"), ("Shutdown", "Cleanly"), ("Restart", "True")])
+    )
+    cut = await r.wait_state(cb, State.SCHEDULED)
+    assert [(a.outcome, a.counted) for a in cut.attempt_log] == [("short_call", True)]

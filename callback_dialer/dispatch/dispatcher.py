@@ -73,6 +73,7 @@ class Dispatcher:
         "DialBegin": "on_dial_begin",
         "DialEnd": "on_dial_end",
         "Hangup": "on_hangup",
+        "Shutdown": "on_shutdown",
     }
 
     def __init__(
@@ -791,6 +792,21 @@ class Dispatcher:
             self._spawn_recheck(attempt, verdict)
         elif verdict is not None:
             attempt.finish(verdict)
+
+    def on_shutdown(self, message: AmiMessage) -> None:
+        """Asterisk is going down (``core restart now``, ``core stop``, a service restart): it
+        hung up every channel just before (tests/fixtures/restart_mid_talk.jsonl) and closes
+        the link next. Whatever those hang-ups did not decide is decided now, while the
+        moment of the cut is known, instead of guessing after the reconnect."""
+        now = self.clock.now()
+        cut = [a for a in self.inflight.values() if not a.decided and a.stage is not Stage.CLAIMED]
+        for attempt in cut:
+            attempt.finish(self.strategy.pbx_stopped(attempt, now))
+        log.warning(
+            "Asterisk is shutting down; its calls are cut",
+            restart=message.get("Restart"),
+            attempts_cut=len(cut),
+        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._side_tasks.spawn(coro, name)

@@ -68,6 +68,8 @@ class Reason(StrEnum):
     NO_OUTCOME = "no_outcome"
     OUTCOME_UNKNOWN = "outcome_unknown"
     DIALER_STOPPED = "dialer_stopped"
+    # Asterisk shut down or restarted (its Shutdown event): every call was cut.
+    PBX_RESTART = "pbx_restart"
     # The callback itself (fail, abort).
     INVALID_NUMBER = "invalid_number"
     CLAIM_LOST = "claim_lost"

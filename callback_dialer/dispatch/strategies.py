@@ -98,6 +98,24 @@ class Strategy(ABC):
     @abstractmethod
     def _hung_up_before_talk(self, attempt: Attempt, uid: str) -> Outcome | Recheck | None: ...
 
+    def pbx_stopped(self, attempt: Attempt, now: float) -> Outcome:
+        """Asterisk shut down or restarted (its ``Shutdown`` event) with this attempt's call up:
+        the call is cut. Talking long enough is done, as for any hang-up; a shorter talk, or a
+        customer dialled but not talked to, was not reached and is retried by the retry policy;
+        a call that never dialled the customer costs them nothing."""
+        talk = attempt.talk_time(now)
+        if talk is not None:
+            if talk >= self.dispatch.min_talk_seconds:
+                return Outcome.done(talk=talk)
+            return Outcome.retry(Reason.SHORT_CALL, talk=talk)
+        if self._customer_dialled(attempt):
+            return Outcome.retry(Reason.PBX_RESTART)
+        return Outcome.release(Reason.PBX_RESTART)
+
+    @abstractmethod
+    def _customer_dialled(self, attempt: Attempt) -> bool:
+        """Had the customer's phone been dialled (an attempt of theirs used)?"""
+
     # ---- adopting a call a previous run placed (adoption.py)
 
     second_stage: Stage  # the stage while the second leg is dialled
@@ -203,6 +221,9 @@ class AgentFirst(Strategy):
             return Recheck(after=1.0, outcome=Outcome.release(Reason.AGENT_HUNG_UP))
         return None
 
+    def _customer_dialled(self, attempt: Attempt) -> bool:
+        return attempt.second_leg_began  # the customer's leg is the second
+
     def _second_leg_adopted(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
         attempt.agent_answered(call.first.uid)
         # The customer: the party bridged with the agent's call, or the one it is dialling.
@@ -260,6 +281,9 @@ class CustomerFirst(Strategy):
         if attempt.answered_at is not None:
             return Outcome.release(Reason.CUSTOMER_HUNG_UP_WAITING)
         return None
+
+    def _customer_dialled(self, attempt: Attempt) -> bool:
+        return bool(attempt.action_id) or attempt.fate_unknown  # the first leg is theirs
 
     def _second_leg_adopted(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
         attempt.customer_answered(call.first.uid, at=since)

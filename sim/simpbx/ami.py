@@ -8,6 +8,7 @@ are answered from the PBX's state the way Asterisk 22 answers them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import Callable
@@ -71,6 +72,32 @@ class PbxAmi:
 
     async def stop(self) -> None:
         await self.server.stop()
+
+    async def cut(self, down_for: float = 0.0) -> None:
+        """The AMI link cut (a network fault, an AMI-only restart): every session dropped, new
+        ones refused for ``down_for`` real seconds; the calls go on."""
+        await self.server.stop_listening()
+        if down_for > 0:
+            await asyncio.sleep(down_for)
+        await self.server.start()
+
+    async def restart(self, down_for: float = 1.0) -> None:
+        """``core restart now`` as Asterisk 22.9.0 does it (tests/fixtures/restart_mid_talk
+        .jsonl): every channel hung up first, then ``Shutdown: Cleanly`` / ``Restart: True``,
+        then the link closes; AMI is back ``down_for`` real seconds later. Call it on one of a
+        PBX's AMI servers; the others only lose their link (``cut``)."""
+        for ch in list(self.pbx.channels.values()):
+            self.pbx.hangup_channel(ch, HangupCause.NORMAL_CLEARING)
+        self.pbx.emit(
+            [
+                ("Event", "Shutdown"),
+                ("Privilege", "system,all"),
+                ("Shutdown", "Cleanly"),
+                ("Restart", "True"),
+            ]
+        )
+        await asyncio.sleep(0.05)  # the events reach the sockets before they close
+        await self.cut(down_for)
 
     # ------------------------------------------------------------------ plumbing
 
