@@ -44,8 +44,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("15m", {"callback_handicap": "15m"}),
     ("live-first", {"callback_handicap": "10d"}),
     # the guards: at most half of a queue's agents on callbacks at once
-    ("5m+share½", {"callback_handicap": "5m", "max_callback_share": 0.5}),
-    ("live-first+share½", {"callback_handicap": "10d", "max_callback_share": 0.5}),
+    ("5m-share0.5", {"callback_handicap": "5m", "max_callback_share": 0.5}),
+    ("live-first-share0.5", {"callback_handicap": "10d", "max_callback_share": 0.5}),
 ]
 
 
