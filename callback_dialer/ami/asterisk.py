@@ -200,3 +200,67 @@ OUTAGE_DB_FAMILY = "callback-outage"
 # The agent a customer-first callback rings once the customer answered: set on the Originate,
 # dialled by the dialplan's Dial(${CALLBACK_AGENT}).
 CALLBACK_AGENT_VAR = "CALLBACK_AGENT"
+
+
+# ---------------------------------------------------------------------------------- AstDB records
+# What our dialplan writes into AstDB (ivr/dialplan.py) and the dialer reads back over AMI
+# (ami/astdb.py, detect/records.py): ``name=value`` pairs joined by ``&``, each value as
+# Asterisk's URIENCODE() writes it (ast_uri_encode with ast_uri_http: letters, digits and
+# ``-_.!~*'()`` kept, every other byte ``%XX`` of its UTF-8). So a caller's name holding
+# ``&``, ``=``, ``%``, quotes or a line break can neither split a field nor break the AMI frame
+# that carries the value (DBGetTree sends values as they are).
+RECORD_VERSION = "1"
+_URI_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+
+
+def uri_encode(text: str) -> str:
+    """``${URIENCODE(text)}``."""
+    return "".join(
+        chr(b) if b in _URI_KEEP else f"%{b:02X}" for b in text.encode("utf-8", "replace")
+    )
+
+
+def uri_decode(text: str) -> str:
+    """What ``uri_encode`` (or URIENCODE) encoded; a ``%`` not followed by two hex digits is
+    kept as it is (ast_uri_decode does the same)."""
+    if "%" not in text:
+        return text
+    out = bytearray()
+    i, raw = 0, text.encode("utf-8", "replace")
+    while i < len(raw):
+        b = raw[i]
+        if b == 0x25 and i + 2 < len(raw) and _is_hex(raw[i + 1 : i + 3]):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(b)
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+
+
+def encode_record(fields: dict[str, str]) -> str:
+    """A record's value as the dialplan writes it (the simulator writes the same)."""
+    return "&".join(f"{name}={uri_encode(value)}" for name, value in fields.items())
+
+
+def decode_record(value: str) -> dict[str, str]:
+    """A record's fields; a part without ``=`` is ignored, the last of a repeated name wins."""
+    out: dict[str, str] = {}
+    for part in value.split("&"):
+        name, sep, text = part.partition("=")
+        if sep and name:
+            out[name] = uri_decode(text)
+    return out
+
+
+# Channel variables our dialplan sets for the records: when the call entered the dialplan
+# (${STRFTIME(,,%s.%3q)}), the queue it was sent to, and the callback request it raised.
+CALL_START_VAR = "CALLBACK_START"
+CALL_QUEUE_VAR = "CALLBACK_QUEUE"
+CALL_REQUEST_VAR = "CALLBACK_REQUEST"
+# The claim a callback call was placed under (set on the Originate), written into its fate.
+CALLBACK_CLAIM_VAR = "CALLBACK_CLAIM"
