@@ -357,6 +357,29 @@ async def test_a_number_that_got_through_closes_its_callback_in_any_open_state(
     assert (await queue.resolve_number(A)).closed is False
 
 
+async def test_one_call_told_twice_as_served_closes_at_most_once(
+    queue: CallbackQueue, clock: ManualClock
+) -> None:
+    # Live, then from the call's AstDB record (or the record read again after a crash):
+    # the second telling must not close the callback of a later missed call.
+    await missed(queue, A, "support", 60)
+    assert (await queue.resolve_number(A, call_id="c1", at=clock.now())).closed
+    again = await missed(queue, A, "support", 10)
+    assert not (await queue.resolve_number(A, call_id="c1", at=clock.now())).closed
+    assert (await queue.get(again)).state is State.PENDING
+
+
+async def test_a_caller_served_before_their_last_missed_call_is_still_owed_one(
+    queue: CallbackQueue, clock: ManualClock
+) -> None:
+    # Records are applied after the fact: got through at t-30, missed again at t-10.
+    cb_id = await missed(queue, A, "support", 10)
+    result = await queue.resolve_number(A, call_id="c2", at=clock.now() - 30)
+    assert not result.closed
+    assert (await queue.get(cb_id)).state is State.PENDING
+    assert (await queue.resolve_number(A, call_id="c3", at=clock.now())).closed
+
+
 # ---------------------------------------------------------------- history
 
 

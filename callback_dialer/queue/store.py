@@ -547,13 +547,26 @@ class CallbackQueue:
 
     # ------------------------------------------------------------------ outside facts
 
-    async def resolve_number(self, number: str, reason: str = "served_inbound") -> ResolveResult:
-        """This number got through to a person: its open callback, if any, is done."""
+    async def resolve_number(
+        self,
+        number: str,
+        reason: str = "served_inbound",
+        *,
+        call_id: str = "",
+        at: float | None = None,
+    ) -> ResolveResult:
+        """This number got through to a person: its open callback, if any, is done.
+
+        ``call_id``: the same call told twice (live, then from its AstDB record) closes once.
+        ``at``: when they got through; a callback missed again after that stays open."""
         if reason not in ("served_inbound", "served_outbound"):
             raise QueueInputError(f"unknown resolve reason {reason!r}")
         if not is_e164(number):
             raise QueueInputError(f"not an E.164 number: {number!r}")
-        out = await self._run("resolve", {"number": number, "reason": reason, "actor": "pbx"})
+        out = await self._run(
+            "resolve",
+            {"number": number, "reason": reason, "actor": "pbx", "call_id": call_id, "at": at},
+        )
         if out["result"] != "closed":
             return ResolveResult(closed=False)
         self._changed(
