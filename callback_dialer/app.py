@@ -26,6 +26,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from .ami.astdb import AstDb
 from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
@@ -33,6 +34,7 @@ from .detect.agents import AgentBook, AgentView, QueueAgents
 from .detect.facts import Fact, MissedCall, NotQueued, SelfServed, Served
 from .detect.livequeue import LiveQueueBook
 from .detect.pipeline import Pipeline, build_pipeline
+from .detect.records import CallRecords
 from .detect.resync import resync_agents, resync_calls
 from .detect.sink import QueueSink
 from .dispatch.dispatcher import Dispatcher
@@ -149,11 +151,30 @@ def build_dialer(
     )
     sessions = RedisSessions(redis, queue.keys, keep=config.web.session_max)
 
+    # What the dialplan recorded in AstDB while nobody listened: read after the calls'
+    # resync (a call it found ended unseen, "fate unknown", is then settled by its record)
+    # and before the dispatcher's hook (no callback dialled on a picture without them).
+    records = (
+        CallRecords(
+            config,
+            AstDb(ami),
+            pipeline.tracker,
+            pipeline.sink,
+            clock,
+            metrics,
+            connected=lambda: ami.authenticated,
+        )
+        if config.records.enabled
+        else None
+    )
+
     pipeline.router.add(dispatcher)
     pipeline.router.add(outages)
     ami.on_ready("outages", outages.ami_ready)
     ami.on_ready("agents", lambda: resync_agents(ami, pipeline))
     ami.on_ready("calls", lambda: resync_calls(ami, pipeline, clock))
+    if records is not None:
+        ami.on_ready("call records", lambda: _catch_up(records))
     ami.on_ready("dispatcher", lambda: _ami_ready(metrics, dispatcher))
     ami.on_lost(dispatcher.on_ami_lost)
 
@@ -201,6 +222,7 @@ def build_dialer(
         jobs_bridge=bridge,
         outages=outages,
         queue_log=queue_log,
+        records=records,
     )
 
 
@@ -221,6 +243,10 @@ async def _applied(fact: Fact, result: Any, metrics: Metrics) -> None:
         metrics.self_service.inc(fact.reason)
     elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
         metrics.served.inc(fact.how)
+
+
+async def _catch_up(records: CallRecords) -> None:
+    await records.catch_up("reconnect")
 
 
 async def _ami_ready(metrics: Metrics, dispatcher: Dispatcher) -> None:
@@ -807,6 +833,7 @@ class Dialer:
         jobs_bridge: JobsBridge | None,
         outages: OutageService,
         queue_log: QueueLogWriter | None = None,
+        records: CallRecords | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -824,6 +851,7 @@ class Dialer:
         self.jobs_bridge = jobs_bridge
         self.outages = outages
         self.queue_log = queue_log
+        self.records = records
         self._jobs_admin = jobs_admin
         self._tasks = TaskSet("dialer", on_error=self._core_failed)
         self._stop = asyncio.Event()
@@ -856,6 +884,8 @@ class Dialer:
         self._spawn("leader", self.leadership.run())
         self._spawn("dispatcher", self.dispatcher.run())
         self._spawn("outages", self.outages.run())
+        if self.records is not None:
+            self._spawn("record-sweeps", self.records.run_sweeps())
         if self.web is not None:
             self._spawn("web", self.web.run())
         if self.jobs_bridge is not None:

@@ -316,6 +316,24 @@ class DetectionConfig(Strict):
     outage_event: str = "CallbackOutage"
 
 
+class RecordsConfig(Strict):
+    """What the dialplan leaves in AstDB for the dialer (ivr/dialplan.py, detect/records.py):
+    every inbound call's end and every callback call's fate, read back at start, after every
+    reconnect and every ``sweep_every`` while connected, then deleted."""
+
+    enabled: StrictBool = True
+    # The AstDB family under which the dialplan writes (calls/<uniqueid>, fates/<callback>).
+    family: str = Field("callback-dialer", pattern=r"^[A-Za-z0-9-]{1,40}$")
+    # Records older than this are deleted unread: a callback that late would have expired.
+    max_age: Duration = 86400.0
+    # Read and delete the records of calls also seen live this often (a cross-check, and
+    # AstDB stays small).
+    sweep_every: Duration = 60.0
+    # Asterisk without the DBGetTree action (before 16.28, 18.14, 19.6): the dialplan also
+    # keeps an index of record keys, which the dialer walks with DBGet.
+    index: StrictBool = False
+
+
 class RetryConfig(Strict):
     # Customer attempts in all; after the last one the callback fails with its outcome.
     max_attempts: StrictInt = Field(3, ge=1, le=20)
@@ -908,6 +926,7 @@ class Config(Strict):
     phone: PhoneConfig = PhoneConfig()
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     detection: DetectionConfig = DetectionConfig()
+    records: RecordsConfig = RecordsConfig()
     retry: RetryConfig = RetryConfig()
     hours: HoursConfig = HoursConfig()
     queue: QueueConfig = QueueConfig()

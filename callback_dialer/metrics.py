@@ -145,6 +145,19 @@ class Metrics:
         self.ami_reconnects = Counter(
             "callback_dialer_ami_connects_total", "Successful AMI logins (the first one included)."
         )
+        self.records = Counter(
+            "callback_dialer_astdb_records_total",
+            "Records the dialplan left in AstDB, read back by result: applied (a call or a "
+            "callback's fate nobody had seen), seen_live (matched a call followed live), "
+            "purged (older than records.max_age), unreadable.",
+            ("kind", "result"),
+        )
+        self.records_disagree = Counter(
+            "callback_dialer_astdb_records_disagree_total",
+            "Calls followed live whose AstDB record says otherwise (live: what the events "
+            "said; record: what the dialplan wrote). Live wins; this counts the doubt.",
+            ("live", "record"),
+        )
         self.gauges: list[Gauge] = []
 
     def gauge(self, name: str, help_text: str, labels: tuple[str, ...], read: GaugeReader) -> None:
@@ -160,6 +173,8 @@ class Metrics:
             self.outcomes,
             self.left_to_live,
             self.ami_reconnects,
+            self.records,
+            self.records_disagree,
         ):
             lines += metric.render()
         lines += self.originate_to_answer.render()

@@ -160,13 +160,23 @@ class QueueSink:
             self.redis_ok = True
             delay = 0.2
             self._pending.popleft()
-            if self.on_applied is not None:
-                try:
-                    outcome = self.on_applied(fact, result)
-                    if asyncio.iscoroutine(outcome):
-                        await outcome
-                except Exception:
-                    log.exception("reaction to a queued fact failed")
+            await self._react(fact, result)
+
+    async def apply(self, fact: Fact) -> Any:
+        """Store one fact now, past the line (facts from AstDB records, whose record stays in
+        Asterisk until this returns): raises QueueUnavailable, QueueInputError."""
+        result = await self._apply(fact)
+        await self._react(fact, result)
+        return result
+
+    async def _react(self, fact: Fact, result: Any) -> None:
+        if self.on_applied is not None:
+            try:
+                outcome = self.on_applied(fact, result)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            except Exception:
+                log.exception("reaction to a queued fact failed")
 
     async def _apply(self, fact: Fact) -> Any:
         if isinstance(fact, MissedCall):
@@ -208,7 +218,9 @@ class QueueSink:
             )
             return counted
         if isinstance(fact, Served):
-            resolved: ResolveResult = await self.queue.resolve_number(fact.number, fact.how)
+            resolved: ResolveResult = await self.queue.resolve_number(
+                fact.number, fact.how, call_id=fact.call_id, at=fact.at
+            )
             if resolved.closed:
                 log.info(
                     "customer got through; callback closed",

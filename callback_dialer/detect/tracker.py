@@ -36,6 +36,7 @@ from ..config import Config
 from ..logs import get_logger
 from ..phone import NumberPolicy, PhoneNumber, clean_name
 from ..queue.models import Source
+from .callrecord import CallRecord
 from .categories import CategoryResolver
 from .facts import Fact, MissedCall, NotQueued, SelfServed, Served
 from .requests import source_for_request
@@ -52,6 +53,33 @@ def skip_reason(value: str) -> str:
     32); anything else (a typo, a quoted string) still skips, as ``self_service``."""
     text = value.strip().lower()
     return text if _REASON.fullmatch(text) else DEFAULT_SKIP_REASON
+
+
+# What the tracker concluded of a call it saw end, kept with its id (``_ended``) so that the
+# dialplan's record of the same call (detect/records.py) is a cross-check, not a second fact.
+SERVED = "served"
+MISSED = "missed"
+# Concluded without the call's end (it vanished while the link was down, or only its record
+# told it): a record read later is applied, never compared.
+UNDECIDED = frozenset({"not_queued:fate_unknown", "record"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordVerdict:
+    """What a call's AstDB record adds: the facts to store (none when the call was followed
+    live), and for a call followed live what the events said beside what the record says."""
+
+    facts: tuple[Fact, ...] = ()
+    live: str = ""  # the live verdict ("" when the call was not followed live)
+    recorded: str = ""  # the record's verdict
+
+    @property
+    def seen_live(self) -> bool:
+        return bool(self.live)
+
+    @property
+    def agrees(self) -> bool:
+        return self.live == self.recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +167,7 @@ class CallTracker:
         self._agent_patterns = self._compile(config.detection.agent_channels)
         self._is_agent_extra = is_agent_channel
         self.calls: dict[str, _Call] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: OrderedDict[str, str] = OrderedDict()  # call id -> verdict
         self._ours: set[str] = set()  # channel/call ids of our own callbacks
         self._bridges: dict[str, dict[str, str]] = {}  # bridge -> {uniqueid: channel}
         self._bridge_of: dict[str, str] = {}  # uniqueid -> bridge
@@ -379,9 +407,8 @@ class CallTracker:
             if uid in self._ours:
                 self._ours.discard(uid)
             return
-        self._remember_ended(uid)
         self._update(call, message)
-        self._decide(call, message.received_at)
+        self._remember_ended(uid, self._decide(call, message.received_at))
 
     # ------------------------------------------------------------------ deciding
 
@@ -416,60 +443,132 @@ class CallTracker:
             return skip_reason(call.skip_var)
         return call.skip_rule
 
-    def _decide(self, call: _Call, ended_at: float) -> None:
+    def _verdict(self, call: _Call, ended_at: float) -> tuple[str, Fact | None]:
+        """The one rule for how a call ended, for live events and records alike: its verdict
+        (served, self_service:<reason>, missed, not_queued:<reason>) and the fact to report
+        (None when served: that was reported the moment it happened)."""
         if call.connected:
-            self._count("served")
-            return
+            return SERVED, None
         reason = self._skip(call)
         if reason:
             number = self.numbers.normalize(call.raw_number)
-            self._count(f"self_service:{reason}")
-            log.info("call served by the IVR; no callback", call_id=call.call_id, reason=reason)
-            self.emit(
-                SelfServed(
-                    call_id=call.call_id,
-                    number=number.e164 if isinstance(number, PhoneNumber) else "",
-                    category=self._category(call),
-                    reason=reason,
-                    started_at=call.started_at,
-                    ended_at=ended_at,
-                )
+            return f"self_service:{reason}", SelfServed(
+                call_id=call.call_id,
+                number=number.e164 if isinstance(number, PhoneNumber) else "",
+                category=self._category(call),
+                reason=reason,
+                started_at=call.started_at,
+                ended_at=ended_at,
             )
-            return
         if call.request_reason:
             source = source_for_request(call.request_reason)
         elif ended_at - call.started_at >= self.min_seconds:
             source = Source.ABANDON if call.queues else Source.IVR_HANGUP
         else:
-            self._not_queued(call, "too_short", ended_at)
-            return
+            return "not_queued:too_short", NotQueued(call.call_id, "too_short", ended_at)
         number = self.numbers.normalize(call.raw_number)
         if not isinstance(number, PhoneNumber):
-            self._not_queued(call, number.reason.value, ended_at)
-            return
-        self._count("missed")
-        self.emit(
-            MissedCall(
-                call_id=call.call_id,
-                number=number.e164,
-                name=call.name,
-                category=self._category(call),
-                source=source,
-                started_at=call.started_at,
-                ended_at=ended_at,
-                queue=call.queues[-1] if call.queues else "",
-            )
+            reason = number.reason.value
+            return f"not_queued:{reason}", NotQueued(call.call_id, reason, ended_at)
+        return MISSED, MissedCall(
+            call_id=call.call_id,
+            number=number.e164,
+            name=call.name,
+            category=self._category(call),
+            source=source,
+            started_at=call.started_at,
+            ended_at=ended_at,
+            queue=call.queues[-1] if call.queues else "",
         )
 
-    def _not_queued(self, call: _Call, reason: str, at: float) -> None:
+    def _decide(self, call: _Call, ended_at: float) -> str:
+        verdict, fact = self._verdict(call, ended_at)
+        self._count(verdict)
+        if isinstance(fact, NotQueued):
+            log.info("call not queued for a callback", call_id=call.call_id, reason=fact.reason)
+        elif isinstance(fact, SelfServed):
+            log.info(
+                "call served by the IVR; no callback", call_id=call.call_id, reason=fact.reason
+            )
+        if fact is not None:
+            self.emit(fact)
+        return verdict
+
+    def _not_queued(self, call: _Call, reason: str, at: float) -> str:
         self._count(f"not_queued:{reason}")
         log.info("call not queued for a callback", call_id=call.call_id, reason=reason)
         self.emit(NotQueued(call_id=call.call_id, reason=reason, at=at))
+        return f"not_queued:{reason}"
 
-    def _remember_ended(self, uid: str) -> None:
-        self._ended[uid] = None
+    def _remember_ended(self, uid: str, verdict: str) -> None:
+        self._ended[uid] = verdict
+        self._ended.move_to_end(uid)
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
+
+    # ------------------------------------------------------------------ the dialplan's records
+
+    def settle_record(self, record: CallRecord) -> RecordVerdict:
+        """A call's end as the dialplan wrote it in AstDB (detect/records.py), judged by the
+        same rules as live events (``_verdict``).
+
+        A call followed live to its end gives no fact: the record is a cross-check. A call
+        known live but not ended (it ended while the link was down) is ended by its record;
+        one never seen is decided from the record alone. The facts are returned, not emitted:
+        the caller stores them before it deletes the record. NotQueued is emitted (counted)."""
+        uid = record.call_id
+        live = self._ended.get(uid)
+        call = self.calls.get(uid)
+        if live is not None and live not in UNDECIDED:
+            recorded, _ = self._verdict(self._record_call(record, None), record.ended_at)
+            return RecordVerdict(live=live, recorded=recorded)
+        served_live = call is not None and call.served_reported
+        if call is not None:
+            del self.calls[uid]
+            self._leave_bridge(uid)
+        call = self._record_call(record, call)
+        self._remember_ended(uid, "record")
+        verdict, fact = self._verdict(call, record.ended_at)
+        self._count(f"record:{verdict}")
+        facts: list[Fact] = []
+        if verdict == SERVED:
+            if call.number is not None and not served_live:
+                facts.append(
+                    Served(
+                        number=call.number.e164,
+                        how="served_inbound",
+                        call_id=uid,
+                        at=record.answered_at,
+                        agent=record.agent,
+                    )
+                )
+        elif isinstance(fact, NotQueued):
+            log.info("recorded call not queued for a callback", call_id=uid, reason=fact.reason)
+            self.emit(fact)
+        elif fact is not None:
+            facts.append(fact)
+        return RecordVerdict(facts=tuple(facts), recorded=verdict)
+
+    def _record_call(self, record: CallRecord, known: _Call | None) -> _Call:
+        """The call as its record tells it; what live events told of it (``known``: a call
+        that ended while the link was down) fills what the record leaves empty."""
+        call = _Call(
+            call_id=record.call_id,
+            channel=known.channel if known else "",
+            started_at=known.started_at if known else record.started_at,
+        )
+        call.raw_number = record.number or (known.raw_number if known else "")
+        number = self.numbers.normalize(call.raw_number)
+        call.number = number if isinstance(number, PhoneNumber) else None
+        call.name = clean_name(record.name) or (known.name if known else "")
+        call.category_var = record.category or (known.category_var if known else "")
+        call.requested_category = record.category if record.request else ""
+        call.queues = [record.queue] if record.queue else list(known.queues if known else [])
+        call.connected = record.answered or bool(known and known.connected)
+        call.request_reason = record.request or (known.request_reason if known else "")
+        call.skip_var = record.skip or (known.skip_var if known else "")
+        call.skip_rule = known.skip_rule if known else ""
+        return call
 
     # ------------------------------------------------------------------ after a reconnect
 
@@ -498,13 +597,13 @@ class CallTracker:
         live = {ch.get("Uniqueid", ""): ch for ch in live_channels}
         for uid in [u for u in self.calls if u not in live and u in known_before]:
             call = self.calls.pop(uid)
-            self._remember_ended(uid)
             if call.connected:
-                continue
-            if call.request_reason:
-                self._decide(call, now)
+                self._remember_ended(uid, SERVED)
+            elif call.request_reason:
+                self._remember_ended(uid, self._decide(call, now))
             else:
-                self._not_queued(call, "fate_unknown", now)
+                # Without its record (an old dialplan) nobody can say: never called back.
+                self._remember_ended(uid, self._not_queued(call, "fate_unknown", now))
         for uid, ch in live.items():
             if uid in self.calls or uid != ch.get("Linkedid") or uid in self._ended:
                 continue
