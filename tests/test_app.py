@@ -211,9 +211,13 @@ def test_the_dialplan_follows_the_categories(make_config) -> None:
     assert (
         "exten => 9,1,Set(CALLBACK_CATEGORY=vip)\n"
         " same => n,GosubIf(${DB_EXISTS(callback-outage/cat-vip)}?callback-outage-notice,s,1)\n"
+        " same => n,Set(CALLBACK_QUEUE=premium)\n"
         " same => n,Queue(premium,"
     ) in text
-    assert "exten => t,1,Set(CALLBACK_CATEGORY=other)\n same => n,Queue(support," in text
+    assert (
+        "exten => t,1,Set(CALLBACK_CATEGORY=other)\n same => n,Set(CALLBACK_QUEUE=support)\n"
+        " same => n,Queue(support," in text
+    )
     assert "CALLBACK_CATEGORY=new_connection" not in text
     # The self-service sample takes a digit no category uses.
     assert "exten => 8,1,Set(CALLBACK_SKIP=balance)" in text

@@ -131,6 +131,8 @@ async def test_a_free_agent_gets_the_right_originate_field_by_field(rig) -> None
     sent = r.originates()[0]
     channel_id = sent.get("ChannelId")
     assert channel_id.startswith(f"cbd-{cb}-1-")
+    # The claim it was placed under, for the call's fate record (callback-record-fate).
+    (attempt,) = r.dialer.dispatcher.inflight.values()
     assert sent.pairs() == [
         ("Action", "Originate"),
         ("ActionID", sent.get("ActionID")),
@@ -151,6 +153,7 @@ async def test_a_free_agent_gets_the_right_originate_field_by_field(rig) -> None
         ("Variable", "CALLBACK_CALLS=1"),
         ("Variable", "CALLBACK_WAITED=1"),
         ("Variable", "CALLBACK_WAITED_HOURS=0"),
+        ("Variable", f"CALLBACK_CLAIM={attempt.claim.token}"),
     ]
 
 

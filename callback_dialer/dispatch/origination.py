@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..ami.asterisk import CALLBACK_ID_VAR, CATEGORY_VAR
+from ..ami.asterisk import CALLBACK_CLAIM_VAR, CALLBACK_ID_VAR, CATEGORY_VAR
 from ..config import Config
 from ..phone import PhoneNumber, is_e164
 from .whisper import WhisperFacts, whisper_variables
@@ -62,6 +62,7 @@ def plan_originate(
     trunk: str,
     attempt_no: int,
     whisper: WhisperFacts | None = None,
+    claim: str = "",
 ) -> OriginatePlan:
     if not is_e164(number.e164):
         raise OriginateInputError(f"refusing to dial a number that is not E.164: {number.e164!r}")
@@ -101,6 +102,12 @@ def plan_originate(
         variables.extend(whisper_variables(whisper))
     except ValueError as exc:
         raise OriginateInputError(str(exc)) from None
+    if claim:
+        if not re.fullmatch(r"[0-9a-f]{1,64}", claim):
+            raise OriginateInputError(f"unexpected claim token {claim!r}")
+        # The dialplan writes it into the call's fate record (callback-record-fate): a
+        # dialer that was not running settles that claim, and no other, from it.
+        variables.append(f"{CALLBACK_CLAIM_VAR}={claim}")
     leg_fields, leg_variables = leg.first_leg(values)
     variables.extend(leg_variables)
     fields: dict[str, str | list[str]] = dict(leg_fields)

@@ -84,6 +84,7 @@ class AttemptRunner:
                 whisper=whisper_facts(
                     self.config.whisper, self.strategy.name, cb, attempt.agent, self.clock.now()
                 ),
+                claim=attempt.claim.token,
             )
         except OriginateInputError as exc:
             log_.error("originate refused by our own checks", error=str(exc))
