@@ -48,6 +48,11 @@ class PbxAmi:
             ("queueadd", self.queue_add),
             ("queueremove", self.queue_remove),
             ("queuelog", self.queue_log),
+            ("dbget", self.db_get),
+            ("dbgettree", self.db_get_tree),
+            ("dbput", self.db_put),
+            ("dbdel", self.db_del),
+            ("dbdeltree", self.db_del_tree),
         ):
             server.on_action(name, self._guarded(handler))
 
@@ -402,6 +407,76 @@ class PbxAmi:
             self._reply(session, action_id, "Unable to remove interface: Not there", "Error")
             return
         self._reply(session, action_id, "Removed interface from queue")
+
+    # ------------------------------------------------------------------ AstDB (main/db.c)
+    # The replies of Asterisk 20.20.1 and 22.9.0 (db.c is the same in both), messages to the
+    # full stop: a list for the reads (items Event, Key, Val, then ActionID), one response
+    # for the writes, and for a version before DBGetTree (16.28, 18.14, 19.6) manager.c's
+    # answer to an action it does not know.
+
+    def db_get(self, session: AmiSession, message: AmiMessage) -> None:
+        action_id = message.get("ActionID")
+        family, key = message.get("Family"), message.get("Key")
+        if not family:
+            self._reply(session, action_id, "No family specified.", "Error")
+            return
+        if not key:
+            self._reply(session, action_id, "No key specified.", "Error")
+            return
+        value = self.pbx.astdb.get(family, key)
+        if value is None:
+            self._reply(session, action_id, "Database entry not found", "Error")
+            return
+        item = [("Event", "DBGetResponse"), ("Family", family), ("Key", key), ("Val", value)]
+        self._list(session, "dbget", action_id, [item])
+
+    def db_get_tree(self, session: AmiSession, message: AmiMessage) -> None:
+        action_id = message.get("ActionID")
+        if not self.pbx.spec.has_dbgettree:
+            self._reply(
+                session,
+                action_id,
+                "Invalid/unknown command: DBGetTree. "
+                "Use Action: ListCommands to show available commands.",
+                "Error",
+            )
+            return
+        rows = self.pbx.astdb.tree(message.get("Family"), message.get("Key"))
+        items = [[("Event", "DBGetTreeResponse"), ("Key", k), ("Val", v)] for k, v in rows]
+        self._list(session, "dbgettree", action_id, items)
+
+    def db_put(self, session: AmiSession, message: AmiMessage) -> None:
+        action_id = message.get("ActionID")
+        family, key = message.get("Family"), message.get("Key")
+        if not family:
+            self._reply(session, action_id, "No family specified", "Error")
+        elif not key:
+            self._reply(session, action_id, "No key specified", "Error")
+        else:
+            self.pbx.astdb.put(family, key, message.get("Val"))
+            self._reply(session, action_id, "Updated database successfully")
+
+    def db_del(self, session: AmiSession, message: AmiMessage) -> None:
+        action_id = message.get("ActionID")
+        family, key = message.get("Family"), message.get("Key")
+        if not family:
+            self._reply(session, action_id, "No family specified.", "Error")
+        elif not key:
+            self._reply(session, action_id, "No key specified.", "Error")
+        elif not self.pbx.astdb.delete(family, key):
+            self._reply(session, action_id, "Database entry could not be deleted", "Error")
+        else:
+            self._reply(session, action_id, "Key deleted successfully")
+
+    def db_del_tree(self, session: AmiSession, message: AmiMessage) -> None:
+        action_id = message.get("ActionID")
+        family = message.get("Family")
+        if not family:
+            self._reply(session, action_id, "No family specified.", "Error")
+        elif not self.pbx.astdb.delete_tree(family, message.get("Key")):
+            self._reply(session, action_id, "Database entry not found", "Error")
+        else:
+            self._reply(session, action_id, "Key tree deleted successfully")
 
 
 def _avg(total: float, count: int) -> int:

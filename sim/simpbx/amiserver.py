@@ -314,6 +314,8 @@ class AmiServer:
         "coreshowchannels": ("Channels will follow", "CoreShowChannelsComplete"),
         "status": ("Channel status will follow", "StatusComplete"),
         "queuesummary": ("Queue summary will follow", "QueueSummaryComplete"),
+        "dbgettree": ("Result will follow", "DBGetTreeComplete"),
+        "dbget": ("Result will follow", "DBGetComplete"),
     }
 
     def list_response(self, action: str, action_id: str, items: list[Pairs]) -> bytes:

@@ -23,6 +23,7 @@ from callback_dialer.ami.asterisk import CATEGORY_VAR, ChannelState, DeviceState
 
 from . import wire
 from .appqueue import poll
+from .astdb import ms
 from .channels import Channel
 from .model import CallerScript, IvrOption
 from .observe import CallbackAsked, CallChose, CallEnded, CallQueued, CallStarted
@@ -55,6 +56,12 @@ class InboundCall:
         self.connection: QueueRing | None = None  # the member talking to the caller
         self.outcome = ""
         self._timers: list[Timer] = []
+        # What the shipped dialplan's record of this call holds (astdb.py).
+        self.started_at = 0.0
+        self.queue_name = ""
+        self.request = ""
+        self.answered_at: float | None = None
+        self.answered_by = ""
 
     @property
     def call_id(self) -> str:
@@ -91,6 +98,7 @@ class InboundCall:
         else:
             ch = p.trunk_channel("", outbound=False)
         self.channel = ch
+        self.started_at = p.clock.now()
         ch.caller_num, ch.caller_name = self.number, s.name
         ch.dnid = p.spec.ivr_extension
         p.calls[ch.uniqueid] = self
@@ -172,6 +180,7 @@ class InboundCall:
     def _enter_queue(self) -> None:
         p, ch, s = self.pbx, self.channel, self.script
         name, timeout = self._queue_args()
+        self.queue_name = name
         ch.priority = 2 + self.step
         p.emit(wire.newexten(ch, "Queue", f"{name},,,,{wire.app_seconds(timeout)}"))
         for var in (
@@ -287,6 +296,7 @@ class InboundCall:
     def _request_callback(self, reason: str) -> None:
         """after-queue / queue-exit: UserEvent, Wait(1), Hangup()."""
         p, ch = self.pbx, self.channel
+        self.request = reason
         category = ch.variables.get(CATEGORY_VAR, "")
         ch.priority += 1
         p.emit(
@@ -375,6 +385,7 @@ class InboundCall:
     def _finish(self, by: str) -> None:
         p = self.pbx
         self.phase = "done"
+        self._record()
         for timer in self._timers:
             timer.cancel()
         p.calls.pop(self.channel.uniqueid, None)
@@ -385,6 +396,36 @@ class InboundCall:
                 hung_up_by=by,
                 at=p.clock.now(),
             )
+        )
+
+    def _record(self) -> None:
+        """The hangup handler of the shipped dialplan (callback-record-call): one AstDB entry."""
+        spec, ch = self.pbx.spec, self.channel
+        if not spec.records_family or self.internal:
+            return
+        now = self.pbx.clock.now()
+        if self.answered_at is not None:
+            answered = str(int((now - self.answered_at) * 1000))
+        else:  # what Queue() left: "" while waiting, "0" once it let the caller go
+            answered = ch.variables.get("ANSWEREDTIME_MS", "")
+        self.pbx.astdb.record_call(
+            spec.records_family,
+            ch.uniqueid,
+            {
+                "num": ch.caller_num,
+                "name": ch.caller_name,
+                "cat": ch.variables.get(CATEGORY_VAR, ""),
+                "start": ms(self.started_at),
+                "end": ms(now),
+                "answered": answered,
+                "agent": self.answered_by,
+                "peer": "",
+                "queue": self.queue_name,
+                "status": ch.variables.get("QUEUESTATUS", ""),
+                "abandoned": ch.variables.get("ABANDONED", ""),
+                "req": self.request,
+            },
+            spec.records_index,
         )
 
     # ------------------------------------------------------------------ what app_queue does to it
@@ -405,6 +446,8 @@ class InboundCall:
         """Bridged with the member ``ring`` reached: patience and ``*`` no longer apply."""
         self.phase = "talk"
         self.connection = ring
+        self.answered_at = self.pbx.clock.now()
+        self.answered_by = ring.agent.interface
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

@@ -178,6 +178,13 @@ class PbxSpec:
     # after-queue / queue-exit: Wait(1) before Hangup()
     goodbye_seconds: float = 1.0
     seed: int = 0
+    # The shipped dialplan's hangup handlers write records into AstDB under this family
+    # (astdb.py); "" is an older dialplan that writes none.
+    records_family: str = ""
+    # ... and also the numbered index the dialplan keeps for Asterisk without DBGetTree.
+    records_index: bool = False
+    # False: an Asterisk before 16.28, 18.14, 19.6, which has no DBGetTree action.
+    has_dbgettree: bool = True
 
     def dial_string(self, number: str) -> str:
         """What the dialplan's Dial() gets for ``number`` (``IAX2/carrier/79161234567``)."""

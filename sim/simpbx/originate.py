@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from callback_dialer.ami.asterisk import (
     CALLBACK_AGENT_VAR,
+    CALLBACK_CLAIM_VAR,
     CALLBACK_ID_VAR,
     DIAL_STATUS_CAUSE,
     UNKNOWN_ID,
@@ -38,6 +39,7 @@ from callback_dialer.ami.asterisk import (
 from callback_dialer.ami.frames import AmiMessage
 
 from . import wire
+from .astdb import ms
 from .channels import Bridge, Channel
 from .legs import AgentLeg, split_local
 from .observe import CustomerLegEnded, CustomerRinging, OriginateDone
@@ -410,6 +412,7 @@ class Origination:
             timer.cancel()
         p = self.pbx
         p.originates.pop(self.req.action_id, None)
+        self._record_fate()
         p.notify(
             OriginateDone(
                 action_id=self.req.action_id,
@@ -419,6 +422,27 @@ class Origination:
                 answered_at=self.answered_at,
                 ended_at=p.clock.now(),
             )
+        )
+
+    def _record_fate(self) -> None:
+        """callback-record-fate, the hangup handler the shipped dialplan pushes where the
+        customer is dialled: how that dial ended, under the claim the Originate carried."""
+        spec, customer = self.pbx.spec, self.customer
+        if not spec.records_family or customer is None or not self.callback_id:
+            return
+        now = self.pbx.clock.now()
+        answered = customer.answered_at
+        self.pbx.astdb.record_fate(
+            spec.records_family,
+            self.callback_id,
+            {
+                "claim": self.req.var(CALLBACK_CLAIM_VAR),
+                "dial": str(customer.status or DialStatus.CANCEL),
+                "answered": "" if answered is None else str(int((now - answered) * 1000)),
+                "agent": self.agent_name() or customer.dialer.name,
+                "end": ms(now),
+            },
+            spec.records_index,
         )
 
     # ------------------------------------------------------------------ start

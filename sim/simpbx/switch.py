@@ -25,6 +25,7 @@ from callback_dialer.ami.asterisk import ChannelState, DeviceState, HangupCause
 from callback_dialer.ami.frames import encode_message
 
 from . import wire
+from .astdb import AstDb
 from .channels import Bridge, Channel, Identifiers
 from .clock import Clock
 from .customers import LastDigitCarrier
@@ -58,6 +59,8 @@ class Leg(Protocol):
 class QueueRing(Protocol):
     """A queue ringing one member for a waiting caller, then the talk if they answer
     (appqueue.MemberRing), as the caller's call sees it."""
+
+    agent: Agent  # the member's person: whose interface answered (MEMBERINTERFACE)
 
     def channels(self) -> list[Channel]:
         """The member's channels (the caller's Hangup action may name one of them)."""
@@ -255,6 +258,7 @@ class Switch:
         self.calls: dict[str, CallFlow] = {}  # live inbound calls by call id
         self.originates: dict[str, CallFlow] = {}  # live originates by ActionID
         self.events_emitted = 0
+        self.astdb = AstDb()  # what the dialplan's hangup handlers write (astdb.py)
         now = int(clock.now())
         for i, spec_ in enumerate(self.spec.agents):
             self._add_agent(spec_, random.Random(self.spec.seed * 1000 + i + 7), now)
