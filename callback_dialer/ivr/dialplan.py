@@ -51,6 +51,7 @@ def _records(config: Config) -> str:
             "status=${QUEUESTATUS}",
             "abandoned=${ABANDONED}",
             f"req=${{URIENCODE(${{{CALL_REQUEST_VAR}}})}}",
+            f"skip=${{URIENCODE(${{{SKIP_VAR}}})}}",
         ]
     )
     fate_fields = "&".join(

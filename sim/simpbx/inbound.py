@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from callback_dialer.ami.asterisk import CATEGORY_VAR, ChannelState, DeviceState, HangupCause
+from callback_dialer.ami.asterisk import (
+    CATEGORY_VAR,
+    SKIP_VAR,
+    ChannelState,
+    DeviceState,
+    HangupCause,
+)
 
 from . import wire
 from .appqueue import poll
@@ -424,6 +430,7 @@ class InboundCall:
                 "status": ch.variables.get("QUEUESTATUS", ""),
                 "abandoned": ch.variables.get("ABANDONED", ""),
                 "req": self.request,
+                "skip": ch.variables.get(SKIP_VAR, ""),
             },
             spec.records_index,
         )
