@@ -24,6 +24,7 @@ from callback_dialer.ami.frames import AmiMessage, encode_message
 from callback_dialer.ami.router import EventRouter
 from callback_dialer.config import AmiConfig
 
+from .helpers.ports import refusing_port
 from .helpers.wait import until
 
 FAST = dict(
@@ -172,13 +173,12 @@ async def test_fault_5_close_stops_a_pending_reconnect(server, make_client) -> N
 
 
 async def test_fault_6_asterisk_down_at_start_is_not_fatal_and_logs_in_once(make_client) -> None:
-    probe = await AmiServer().start()
-    port = probe.port
-    await probe.stop()
-    client = await make_client(port=port, wait=False)
-    await until(lambda: client.attempts >= 4)
-    assert not client.authenticated
-    assert "Connect" in client.last_error or "refused" in client.last_error.lower()
+    with refusing_port() as down:
+        port = down.getsockname()[1]
+        client = await make_client(port=port, wait=False)
+        await until(lambda: client.attempts >= 4)
+        assert not client.authenticated
+        assert "Connect" in client.last_error or "refused" in client.last_error.lower()
     late = await AmiServer(secret="s3cret", port=port).start()
     try:
         await until(lambda: client.authenticated)

@@ -18,7 +18,8 @@ from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Source
 from callback_dialer.queue.store import CallbackQueue
 
-from .test_jobs_support import LoopLag, SlowProxy, free_port, hand_over_all, purge_rq
+from .helpers.ports import free_port
+from .test_jobs_support import LoopLag, SlowProxy, hand_over_all, purge_rq
 
 HOOK = "http://127.0.0.1:9/crm"
 

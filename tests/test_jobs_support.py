@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import threading
 import time
@@ -215,9 +214,3 @@ class LoopLag:
         assert self._task is not None
         await asyncio.sleep(0.03)  # let the ticker see a stall that ended just now
         self._task.cancel()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

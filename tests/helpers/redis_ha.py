@@ -23,6 +23,8 @@ from pathlib import Path
 
 import redis
 
+from .ports import free_ports
+
 SERVICE = "ha-test"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
@@ -32,20 +34,6 @@ def _binary(name: str) -> str:
     found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else "")
     assert found, f"{name} is missing: scripts/test installs it (apt-get install redis-sentinel)"
     return found
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (held open together so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _bindable(port: int) -> bool:
