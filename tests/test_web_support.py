@@ -337,10 +337,12 @@ class WebRig:
         client = redis.Redis.from_url(self.config.redis.url)
         try:
             out = {}
-            for key in sorted(
-                client.scan_iter(match=Keys(self.config.redis.key_prefix).pattern(), count=1000)
-            ):
-                out[key] = client.dump(key)
+            keys = Keys(self.config.redis.key_prefix)
+            # The leader lease is renewed on a timer, whatever the page does: not queue state.
+            lease = keys.leader().encode()
+            for key in sorted(client.scan_iter(match=keys.pattern(), count=1000)):
+                if key != lease:
+                    out[key] = client.dump(key)
             return out
         finally:
             client.close()
