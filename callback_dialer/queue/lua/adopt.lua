@@ -5,8 +5,8 @@
 -- one begins at stage_at or now. Per item: 'adopted' (it was claimed by someone else: the
 -- token changes hands), 'reclaimed' (its lease had run out and it was offered again, though
 -- its call never ended: with P.reclaim, claimed again, so nobody dials it a second time),
--- 'closed' (finished, or open but not dialing without P.reclaim: the call is left alone, its
--- number not dialled while it is up), 'gone'.
+-- 'closed' (finished, or settled otherwise: the call is left alone, its number not dialled
+-- while it is up), 'gone'.
 if fenced(true) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 local out = {}
 local lease_until = fmt(NOW + tonumber(P.lease))
@@ -15,7 +15,10 @@ for _, item in ipairs(P.items) do
   local result
   if r == nil then
     result = {id = item.id, result = 'gone'}
-  elseif not OPEN[r.state] or (r.state ~= 'dialing' and not P.reclaim) then
+  elseif r.state ~= 'dialing' and not (P.reclaim and r.state == 'pending'
+      and r.reason == 'lease_expired') then
+    -- Finished, or settled by an attempt whose channels are still going away: a retry, a
+    -- release. Only a claim that ran out (nobody recorded anything) is taken back.
     result = {id = item.id, result = 'closed', state = r.state, number = r.number}
   else
     local fields = {claim_token = item.token, claimed_by = P.claimer, lease_until = lease_until}
