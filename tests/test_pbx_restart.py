@@ -77,7 +77,8 @@ async def test_a_recorded_restart_mid_talk_is_a_retry_unless_the_talk_reached_th
             call_id="restart-1",
         )
         await until(lambda: created.id in dialer.dispatcher.inflight, timeout=10)
-        await until(lambda: not pbx.playing, timeout=15)  # every recorded frame, hangups too
+        # Every recorded frame of our call played, the hang-ups too.
+        await until(lambda: pbx.played and not pbx.playing, timeout=15)
         await server.send_raw(_shutdown_frame().encode())
         await server.stop_listening()  # the PBX is down ...
         cb = await _settled(dialer.queue, created.id)
