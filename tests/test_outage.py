@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
+from callback_dialer.ami.client import AmiActionFailed
 from callback_dialer.ami.frames import AmiMessage
 from callback_dialer.clock import ManualClock
 from callback_dialer.outage.service import OutageInputError, OutageService, parse_until
@@ -216,28 +217,59 @@ def test_an_expected_end_is_local_time_today_or_tomorrow(config) -> None:
         parse_until("tomorrow", now, hours)
 
 
+class AstDb:
+    """What Asterisk's DBPut/DBDel do to its database, one AMI round trip each (a real
+    await in between, as on the socket): DBDel of a missing key is an error (``Response:
+    Error``, ``Message: Database entry could not be deleted``, as the lab's Asterisk 22.9.0
+    answers)."""
+
+    def __init__(self) -> None:
+        self.db: dict[str, str] = {}
+        self.sent: list[dict] = []
+
+    async def __call__(self, fields) -> None:
+        self.sent.append(dict(fields))
+        await asyncio.sleep(0.001)
+        assert fields["Family"] == "callback-outage"
+        if fields["Action"] == "DBPut":
+            self.db[fields["Key"]] = fields["Val"]
+        elif fields["Key"] in self.db:
+            del self.db[fields["Key"]]
+        else:
+            raise AmiActionFailed("Database entry could not be deleted")  # 22.9.0's words
+
+
 async def test_the_active_outage_is_mirrored_into_astdb(queue, config, clock) -> None:
-    sent: list[dict] = []
-
-    async def ami(fields):
-        sent.append(dict(fields))
-        if fields["Action"] == "DBDel":
-            raise RuntimeError("Database entry not found")
-
-    service = OutageService(config, clock, queue, ami_action=ami)
+    astdb = AstDb()
+    astdb.db = {"cat-billing": "1", "message": "left from before a restart"}
+    service = OutageService(config, clock, queue, ami_action=astdb)
     await service.ami_ready()
-    assert {s["Key"] for s in sent if s["Action"] == "DBDel"} >= {"cat-support", "message"}
-    sent.clear()
+    assert astdb.db == {}
     await service.declare(actor="web:boss", categories=["support"], message="Cable cut")
-    puts = {s["Key"]: s["Val"] for s in sent if s["Action"] == "DBPut"}
-    assert puts == {"cat-support": "1", "message": "Cable cut", "until": ""}
-    assert all(s["Family"] == "callback-outage" for s in sent)
-    sent.clear()
+    assert astdb.db == {"cat-support": "1", "message": "Cable cut", "until": ""}
+    astdb.sent.clear()
     await service.refresh()  # nothing changed: nothing sent
-    assert sent == []
+    assert astdb.sent == []
     outage = (await queue.outages())[0]
     await service.end(outage.id, OutageEnd.RELEASE, actor="web:boss")
-    assert {s["Key"] for s in sent if s["Action"] == "DBDel"} == {"cat-support", "message", "until"}
+    assert astdb.db == {}
+
+
+async def test_concurrent_declarations_and_ends_leave_astdb_as_redis_says(
+    queue, config, clock
+) -> None:
+    astdb = AstDb()
+    service = OutageService(config, clock, queue, ami_action=astdb)
+    await service.declare(actor="pbx", categories=["support"], outage_id="a", message="A")
+    # The loop's refresh, an API declaration and a UserEvent's end, all at once.
+    await asyncio.gather(
+        service.refresh(),
+        service.declare(actor="web:x", categories=["billing"], outage_id="b", message="B"),
+        service.end("a", OutageEnd.DROP, actor="pbx"),
+        service.refresh(),
+    )
+    await service.refresh()
+    assert astdb.db == {"cat-billing": "1", "message": "B", "until": ""}
 
 
 async def area_server(handler):
@@ -304,3 +336,96 @@ async def test_a_crm_that_does_not_answer_in_time_means_not_held(
         await service.close()
     finally:
         await runner.cleanup()
+
+
+async def test_receivers_and_the_sms_learn_of_held_and_dropped_callbacks(
+    make_config, redis_client, clock, redis_url, key_prefix
+) -> None:
+    import json
+
+    import redis as sync_redis
+
+    from callback_dialer.jobs.bridge import JobsBridge
+    from callback_dialer.jobs.common import receiver_id, rq_queue
+    from callback_dialer.queue.keys import Keys
+
+    from .test_jobs_support import hand_over_all, purge_rq
+
+    hook = "http://127.0.0.1:9/crm"
+    config = make_config(
+        webhooks=[{"url": hook}],
+        reports={"enabled": False},
+        sms={"enabled": True, "url": "http://127.0.0.1:9/sms", "outage_text": "Outage: {message}"},
+    )
+    queue = CallbackQueue(redis_client, config, clock)
+    bridge = JobsBridge(redis_client, config, queue, clock)
+    sync = sync_redis.Redis.from_url(redis_url)
+    try:
+        await bridge.prime()
+        await declare(queue)
+        held = await miss(queue, IN_DISTRICT[0])
+        await clock.advance(30)
+        await miss(queue, IN_DISTRICT[0])  # calls again: merged, still held, no "N minutes"
+        await queue.end_outage("o1", OutageEnd.DROP, actor="web:boss")
+        await queue.settle_outage("o1")
+        await hand_over_all(bridge)
+        key = Keys(config.redis.key_prefix).webhook_outbox(receiver_id(hook))
+        docs = [json.loads(d) for d in sync.lrange(key, 0, -1)]
+        assert [(d["event"], d["callback_id"], d["outage_id"]) for d in docs] == [
+            ("outage_declared", "", "o1"),
+            ("held", held.id, "o1"),
+            ("merged", held.id, ""),
+            ("outage_ended", "", "o1"),
+            ("outage_dropped", held.id, "o1"),
+        ]
+        assert docs[0]["detail"]["prefixes"] == [DISTRICT]
+        jobs = rq_queue(config, sync).jobs
+        sms = [j.kwargs for j in jobs if "text" in j.kwargs]
+        texts = [(k["kind"], k["number"], k["text"]) for k in sms]
+        assert texts == [
+            (
+                "outage",
+                IN_DISTRICT[0],
+                "Outage: Known outage in your district, fix expected by 18:00",
+            ),
+            ("service_back", IN_DISTRICT[0], config.sms.service_back_text),
+        ]
+    finally:
+        await bridge.close()
+        purge_rq(redis_url, key_prefix)
+        sync.close()
+
+
+async def test_the_daily_report_shows_held_dropped_and_released(
+    make_config, redis_client, clock, tmp_path
+) -> None:
+    import redis as sync_redis
+
+    from callback_dialer.jobs import reports
+
+    config = make_config(reports={"folder": str(tmp_path)})
+    queue = CallbackQueue(redis_client, config, clock)
+    await declare(queue, outage_id="a")
+    dropped = [(await miss(queue, n)).id for n in IN_DISTRICT[:2]]
+    await queue.end_outage("a", OutageEnd.DROP, actor="web:boss")
+    await queue.settle_outage("a")
+    await declare(queue, outage_id="b")
+    released = (await miss(queue, IN_DISTRICT[2])).id
+    still = None
+    await queue.end_outage("b", OutageEnd.RELEASE, actor="web:boss")
+    await queue.settle_outage("b")
+    await declare(queue, outage_id="c")
+    still = (await miss(queue, IN_DISTRICT[3])).id
+    report = reports.collect(
+        config, queue.hours.day_key(clock.now()), sync_redis.Redis.from_url(config.redis.url)
+    )
+    fates = {r["callback_id"]: (r["fate"], r["outage"]) for r in report.missed}
+    assert fates == {
+        dropped[0]: ("outage_dropped", "a"),
+        dropped[1]: ("outage_dropped", "a"),
+        released: ("waiting", "b"),
+        still: ("held", "c"),
+    }
+    total = next(r for r in report.categories if r["category"] == "total")
+    assert (total["held"], total["outage_released"], total["outage_dropped"]) == (4, 1, 2)
+    assert (total["cancelled"], total["open"], total["callbacks"]) == (2, 2, 4)

@@ -210,6 +210,8 @@ def action_requests(ids: dict[str, str]) -> list[tuple[str, Any]]:
         ("/api/jobs/some-job/rerun", None),
         ("/api/webhooks/rerun-parked", None),
         ("/api/reports", {"day": "2026-11-22"}),
+        ("/api/outages", {"categories": ["support"], "prefixes": ["+7495123"]}),
+        ("/api/outages/noc-1/end", {"choice": "drop"}),
     ]
 
 
@@ -1358,3 +1360,55 @@ async def test_charts_are_well_formed_svg_with_escaped_labels(make_config, tmp_p
             if r.find("{http://www.w3.org/2000/svg}title") is not None
         ]
         assert len(bars) == 1  # one missed call, no callback yet
+
+
+# --------------------------------------------------------------------------- outages
+
+
+async def test_an_outage_declared_and_ended_through_the_api(rig) -> None:
+    alice = await rig.signed_in("alice")
+    declared = await alice.post(
+        "/api/outages",
+        {
+            "categories": ["support"],
+            "prefixes": ["+7495123", "7812"],
+            "message": "Cable cut",
+            "expected_end": rig.dialer.clock.now() + 3600,
+        },
+    )
+    assert declared.status == 201, declared.text
+    outage = declared.json()["outage"]
+    assert (outage["state"], outage["prefixes"], outage["declared_by"]) == (
+        "active",
+        ["+7495123", "+7812"],
+        "web:alice",
+    )
+    listed = await alice.get("/api/outages")
+    assert [o["id"] for o in listed.json()["outages"]] == [outage["id"]]
+    held = await missed(rig.queue, "+74951230001", "support", 5)
+    found = await alice.get("/api/callbacks?state=held")
+    assert [c["id"] for c in found.json()["callbacks"]] == [held]
+    assert found.json()["callbacks"][0]["outage"] == outage["id"]
+    ended = await alice.post(f"/api/outages/{outage['id']}/end", {"choice": "drop"})
+    assert ended.status == 200, ended.text
+    assert ended.json()["outage"]["state"] in ("ending", "ended")
+    again = await alice.post(f"/api/outages/{outage['id']}/end", {"choice": "release"})
+    assert_error(again, 409, "not_active")
+    assert_error(await alice.post("/api/outages/nope/end", {"choice": "drop"}), 404, "not_found")
+
+
+async def test_a_bad_outage_declaration_says_what_is_wrong_and_changes_nothing(rig) -> None:
+    alice = await rig.signed_in("alice")
+    before = rig.redis_dump()
+    for body, code, word in (
+        ({"categories": ["nope"]}, "unknown_category", "nope"),
+        ({"categories": "support"}, "bad_field", "categories"),
+        ({"prefixes": ["+7495<script>"]}, "bad_outage", "prefix"),
+        ({"expected_end": "18:00"}, "bad_field", "expected_end"),
+        ({"expected_end": 1000.0}, "bad_outage", "past"),
+        ({"colour": "red"}, "unknown_field", "colour"),
+    ):
+        assert_error(await alice.post("/api/outages", body), 400, code, word)
+    for body in ({"choice": "forget"}, {"choice": "drop", "per_hour": -1}):
+        assert_error(await alice.post("/api/outages/x/end", body), 400, "bad_field")
+    assert rig.redis_dump() == before

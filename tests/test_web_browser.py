@@ -552,3 +552,78 @@ async def test_the_live_queues_panel_and_the_holding_off_notice(
             'reason="live_caller_ahead"} 1' in metrics
         )
         tab.assert_clean()
+
+
+# --------------------------------------------------------------------------- outage mode
+
+
+async def test_a_declared_outage_is_unmistakable_in_both_languages(browser, rig) -> None:
+    tab = await open_page(browser, rig, "alice")
+    page = tab.page
+    await page.click("#outage-btn")
+    dialog = page.locator("#outage-dialog")
+    await dialog.wait_for(state="visible")
+    assert await dialog.locator("input[value=support]").is_checked()
+    await dialog.locator("input[name=prefixes]").fill("+7495123, 7495124")
+    await dialog.locator("input[name=message]").fill("Cable cut in <b>district 5</b>")
+    await dialog.locator("input[name=until]").fill("18:00")
+    await dialog.locator("button[type=submit]").click()
+    banner = page.locator("#outage-banner")
+    await banner.wait_for(state="visible")
+    line = banner.locator(".outage-line")
+    assert await line.locator("strong").text_content() == "Outage: Support"
+    # The message is text, never markup.
+    assert await line.locator(".outage-msg").text_content() == "«Cable cut in <b>district 5</b>» "
+    assert await banner.locator("b").count() == 0
+    text = await line.text_content()
+    assert "area: +7495123, +7495124" in text and "expected end 18:00" in text
+    assert "callbacks held: 0" in text
+    # Striped red across the page, above everything, and the header marked too.
+    style = await banner.evaluate("b => getComputedStyle(b).backgroundImage")
+    assert "repeating-linear-gradient" in style
+    box = await banner.bounding_box()
+    assert box["width"] >= 0.95 * page.viewport_size["width"] and box["height"] >= 30
+    assert await page.evaluate("document.body.classList.contains('has-outage')")
+    # A district caller's missed support call is held: the band counts it, no row for it.
+    cb = await missed(rig.queue, "+74951230021", "support", 5, name="District")
+    await page.wait_for_function(
+        "() => document.getElementById('outage-banner').textContent.includes('callbacks held: 1')"
+    )
+    assert await (await tab.row(cb)).count() == 0
+    await page.click("button[data-lang=ru]")
+    assert await line.locator("strong").text_content() == "Авария: Техподдержка"
+    text = await line.text_content()
+    assert "район: +7495123, +7495124" in text and "отложено перезвонов: 1" in text
+    assert "ожидаемое окончание 18:00" in text
+    # Ending it: release, capped per hour; the band goes once every held one has its fate.
+    await line.locator("button[data-end]").click()
+    end = page.locator("#outage-end-dialog")
+    await end.wait_for(state="visible")
+    assert await end.locator("#outage-end-title").text_content() == (
+        "Завершить аварию: Техподдержка"
+    )
+    await end.locator("input[name=per_hour]").fill("30")
+    await end.locator("button[type=submit]").click()
+    await banner.wait_for(state="hidden", timeout=15000)
+    assert not await page.evaluate("document.body.classList.contains('has-outage')")
+    released = await rig.queue.get(cb)
+    assert released.state.value in ("scheduled", "pending", "dialing")
+    outage = (await rig.queue.outages())[0]
+    assert (outage.end_choice, outage.release_per_hour, outage.released) == ("release", 30, 1)
+    assert outage.ended_by == "web:alice"
+    tab.assert_clean()
+
+
+async def test_a_viewer_sees_the_outage_but_cannot_end_it(browser, rig) -> None:
+    await rig.queue.declare_outage(
+        outage_id="noc-1", categories=["support", "billing"], message="Down", actor="pbx:noc"
+    )
+    tab = await open_page(browser, rig, "victor")
+    page = tab.page
+    banner = page.locator("#outage-banner")
+    await banner.wait_for(state="visible")
+    assert await banner.locator("strong").text_content() == "Outage: Support, Billing"
+    assert "every caller" in await banner.text_content()
+    assert await banner.locator("button").count() == 0
+    assert await page.locator("#outage-btn").is_hidden()
+    tab.assert_clean()

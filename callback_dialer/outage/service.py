@@ -34,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from ..ami.asterisk import OUTAGE_DB_FAMILY
+from ..ami.client import AmiActionFailed
 from ..ami.frames import AmiMessage
 from ..clock import Clock
 from ..config import Config
@@ -117,6 +118,7 @@ class OutageService:
         self.current: list[Outage] = []  # as last read from Redis: active and ending ones
         self._mirrored: dict[str, str] | None = None  # AstDB as we last wrote it
         self._wakeup = asyncio.Event()
+        self._mirror_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: aiohttp.ClientSession | None = None
         self.lookups_failed = 0
@@ -295,37 +297,42 @@ class OutageService:
         return out
 
     async def mirror(self, force: bool = False) -> None:
+        """Make AstDB say what Redis says. One at a time (the loop, an API call and a
+        UserEvent may all ask at once); every key we could ever write that is not wanted now
+        is deleted, so neither a restart nor another dialer's writes leave a stale one."""
         if self._ami_action is None:
             return
-        wanted = self.desired_astdb()
-        if not force and wanted == self._mirrored:
-            return
-        # After a restart or reconnect we do not know what AstDB holds: clear every key we
-        # could have written that is not wanted now.
-        if force or self._mirrored is None:
-            known = {f"cat-{c}" for c in self.config.category_names()} | {"message", "until"}
-        else:
-            known = set(self._mirrored)
-        try:
-            for key, value in wanted.items():
-                if force or (self._mirrored or {}).get(key) != value:
-                    await self._ami_action(
-                        {"Action": "DBPut", "Family": OUTAGE_DB_FAMILY, "Key": key, "Val": value}
-                    )
-            for key in sorted(known - set(wanted)):
-                await self._db_del(key)
-        except Exception as exc:  # AMI down: the next refresh or the reconnect tries again
-            log.debug("AstDB mirror of the outages not written", error=str(exc)[:200])
-            self._mirrored = None
-            return
-        self._mirrored = wanted
+        async with self._mirror_lock:
+            wanted = self.desired_astdb()
+            if not force and wanted == self._mirrored:
+                return
+            ours = {f"cat-{c}" for c in self.config.category_names()} | {"message", "until"}
+            try:
+                for key, value in wanted.items():
+                    if force or self._mirrored is None or self._mirrored.get(key) != value:
+                        await self._ami_action(
+                            {
+                                "Action": "DBPut",
+                                "Family": OUTAGE_DB_FAMILY,
+                                "Key": key,
+                                "Val": value,
+                            }
+                        )
+                for key in sorted(ours - set(wanted)):
+                    await self._db_del(key)
+            except Exception as exc:  # AMI down: the next refresh or the reconnect tries again
+                log.debug("AstDB mirror of the outages not written", error=str(exc)[:200])
+                self._mirrored = None
+                return
+            self._mirrored = wanted
 
     async def _db_del(self, key: str) -> None:
         try:
             await self._ami_action({"Action": "DBDel", "Family": OUTAGE_DB_FAMILY, "Key": key})
-        except Exception as exc:
-            # "Database entry not found" is the usual answer for a key never written.
-            if "not found" not in str(exc).lower():
+        except AmiActionFailed as exc:
+            # Asterisk 22.9.0 answers "Database entry could not be deleted" for a key that is
+            # not there (most of them, most of the time); anything else is a real failure.
+            if "could not be deleted" not in str(exc) and "not found" not in str(exc):
                 raise
 
     async def ami_ready(self) -> None:
