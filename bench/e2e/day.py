@@ -321,6 +321,7 @@ def run_days(
     sim_cpu: int = 1,
     stagger: float = 7.0,
     log: Any = print,
+    dialer_target: Any = None,
 ) -> dict[str, RunResult]:
     """Play every job's day, all side by side (each its own pair of processes, clock, Redis
     prefix and AMI port); returns each run's ledger data and the dialer's own figures.
@@ -328,7 +329,8 @@ def run_days(
     Runs of one plan do the same things at the same simulated instants (agents log in at 09:00,
     go on breaks together): started at once, their bursts would hit the shared cores at the same
     real moment and each dialer would be late by the others' work. ``stagger`` real seconds
-    between the starts keeps those bursts apart."""
+    between the starts keeps those bursts apart. ``dialer_target``: another dialer process
+    function with ``dialer_process``'s arguments (bench/outage_bench.py's declares outages)."""
     ctx = multiprocessing.get_context("spawn")
     runs = []
     for job in jobs:
@@ -337,7 +339,7 @@ def run_days(
         dial_here, dial_there = ctx.Pipe()
         sim = ctx.Process(target=sim_process, args=(sim_there, job.spec, sim_cpu), daemon=True)
         dialer = ctx.Process(
-            target=dialer_process,
+            target=dialer_target or dialer_process,
             args=(dial_there, job.variant, agents, url, str(config_path), dialer_cpu),
             daemon=True,
         )

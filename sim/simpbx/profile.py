@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     ValidationError,
     model_validator,
@@ -273,6 +274,24 @@ class Intents(Strict):
     cancelling: float = Field(1, ge=0)
 
 
+class OutageSection(Strict):
+    """An ISP's busiest hours (issue 17): an outage in one district, whose subscribers call
+    support ``multiplier`` times as often as usual for ``length`` from ``start``. Their extra
+    calls come on top of the day's traffic; everyone else calls as usual."""
+
+    enabled: StrictBool = False
+    start: str = Field("11:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time
+    length: Duration = 7200.0
+    # The district's numbers begin so (canonical digits: 7495123 for +7 495 123-..).
+    district: str = Field("7495123", pattern=r"^7\d{2,9}$")
+    # The district's share of the day's usual external calls.
+    district_share: float = Field(0.1, gt=0, le=1)
+    multiplier: float = Field(10.0, ge=1, le=1000)
+    intent: Literal[
+        "new_connection", "support", "billing", "consultation", "coordination", "cancelling"
+    ] = "support"
+
+
 class TrafficProfile(Strict):
     seed: StrictInt = 1
     timezone: str = "Europe/Moscow"
@@ -294,6 +313,7 @@ class TrafficProfile(Strict):
     redial: RedialSection = RedialSection()
     callbacks: CallbackSection = CallbackSection()
     agents: AgentsSection = AgentsSection()
+    outage: OutageSection = OutageSection()
 
     @model_validator(mode="after")
     def _cross(self) -> TrafficProfile:

@@ -128,6 +128,15 @@ class _Numbers:
                 self.used.add(number)
                 return number
 
+    def district(self, start: str) -> str:
+        """A subscriber of the district whose numbers begin with ``start``."""
+        free = 11 - len(start)
+        while True:
+            number = start + f"{self.rng.randrange(10**free):0{free}d}"
+            if number not in self.used:
+                self.used.add(number)
+                return number
+
     def internal(self) -> str:
         # Office extensions 201..299; a big office runs into four digits (still short).
         for low, high in ((201, 299), (2000, 9999)):
@@ -314,6 +323,9 @@ def plan_day(
                     )
             subscribers.append(sub)
             calls.append(PlannedCall(at, sid, caller_script(rng, profile, sub.category)))
+    if profile.outage.enabled:
+        _plan_outage(profile, start, end, per_hour, numbers, subscribers, calls, seed, tz)
+        calls.sort(key=lambda c: c.at)
     agents = plan_agents(profile, start, end, random.Random(seed * 104729 + 3))
     return DayPlan(
         start=start,
@@ -323,6 +335,51 @@ def plan_day(
         calls=tuple(calls),
         agents=agents,
     )
+
+
+def outage_window(profile: TrafficProfile, start: float) -> tuple[float, float]:
+    """When the profile's outage runs on the day that begins at ``start`` (epochs)."""
+    tz = ZoneInfo(profile.timezone)
+    hour, minute = (int(x) for x in profile.outage.start.split(":"))
+    begin = _local_midnight(start, tz).replace(hour=hour, minute=minute).timestamp()
+    return begin, begin + profile.outage.length
+
+
+def _plan_outage(
+    profile: TrafficProfile,
+    start: float,
+    end: float,
+    per_hour: list[float],
+    numbers: _Numbers,
+    subscribers: list[Subscriber],
+    calls: list[PlannedCall],
+    seed: int,
+    tz: ZoneInfo,
+) -> None:
+    """The district's extra calls while its outage lasts: (multiplier - 1) times its usual
+    share of the traffic, each from a district subscriber of its own, all about the outage."""
+    outage = profile.outage
+    rng = random.Random(seed * 15485863 + 5)
+    begin, finish = outage_window(profile, start)
+    begin, finish = max(begin, start), min(finish, end)
+    category = profile.intent_categories[outage.intent]
+    extra = outage.district_share * (outage.multiplier - 1)
+    for slot_start, slot_end, hour in _hour_slots(begin, finish, tz):
+        count = _poisson(rng, per_hour[hour] * extra * (slot_end - slot_start) / 3600)
+        for at in sorted(rng.uniform(slot_start, slot_end) for _ in range(count)):
+            sid = f"s{len(subscribers) + 1:05d}"
+            number = numbers.district(outage.district)
+            subscribers.append(
+                Subscriber(
+                    sid,
+                    number,
+                    _present(rng, number, profile.calls.id_formats),
+                    "external",
+                    outage.intent,
+                    category,
+                )
+            )
+            calls.append(PlannedCall(at, sid, caller_script(rng, profile, category)))
 
 
 def pbx_spec(profile: TrafficProfile, plan: DayPlan) -> PbxSpec:
