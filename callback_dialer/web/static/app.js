@@ -265,6 +265,7 @@
 
   function renderAll() {
     renderHeader();
+    renderOutages();
     renderWaiting();
     renderInProgress();
     renderAgents();
