@@ -19,6 +19,9 @@ class MissedCall:
     started_at: float
     ended_at: float
     queue: str = ""  # the last queue the caller waited in
+    # The caller ID (E.164) when the caller typed another number to be called back on
+    # (``number``); "" when the callback goes to the caller ID itself.
+    caller_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

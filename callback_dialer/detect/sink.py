@@ -191,11 +191,13 @@ class QueueSink:
                 queue=fact.queue,
                 actor="pbx",
                 area=area,
+                caller_id=fact.caller_id,
             )
             log.info(
                 "missed call queued",
                 call_id=fact.call_id,
                 number=fact.number,
+                caller_id=fact.caller_id,
                 category=fact.category,
                 source=fact.source.value,
                 callback=result.id,

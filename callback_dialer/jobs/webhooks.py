@@ -123,6 +123,7 @@ def build_document(
         "actor": fields.get("actor", ""),
         "category": fields.get("category", ""),
         "number": fields.get("number", ""),
+        "caller_id": fields.get("caller_id", ""),
         "detail": details,
         "callback": callback.to_public() if callback is not None else None,
     }

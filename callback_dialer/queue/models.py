@@ -122,6 +122,9 @@ class Callback:
     # app_queue writes it in queue_log) and the queue it waited in ("" for none).
     call_id: str = ""
     queue: str = ""
+    # The number the missed call came from, when the caller asked to be called back on
+    # another one (``number``): "" when they are the same.
+    caller_id: str = ""
 
     @classmethod
     def from_redis(cls, raw: dict[str, str]) -> Callback:
@@ -157,6 +160,7 @@ class Callback:
             attempt_log=log,
             call_id=raw.get("call_id", ""),
             queue=raw.get("queue", ""),
+            caller_id=raw.get("caller_id", ""),
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -164,6 +168,7 @@ class Callback:
         return {
             "id": self.id,
             "number": self.number,
+            "caller_id": self.caller_id,
             "name": self.name,
             "category": self.category,
             "source": self.source.value,

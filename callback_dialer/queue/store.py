@@ -252,8 +252,12 @@ class CallbackQueue:
         actor: str = "system",
         note: str = "",
         area: str = "",
+        caller_id: str = "",
     ) -> EnqueueResult:
         """A missed call from ``number`` (E.164): a new callback, or merged into its open one.
+
+        ``caller_id``: the number the call came from when the caller asked to be called back
+        on ``number`` instead; the callback answers to both (merging, "got through").
 
         ``call_id`` makes it idempotent: the same call reported twice (replay, resync) counts
         once. Outside calling hours the callback is scheduled for the next opening. A new
@@ -262,11 +266,16 @@ class CallbackQueue:
         """
         if not is_e164(number):
             raise QueueInputError(f"not an E.164 number: {number!r}")
+        if caller_id and not is_e164(caller_id):
+            raise QueueInputError(f"not an E.164 caller ID: {caller_id!r}")
+        if caller_id == number:
+            caller_id = ""
         self._check_category(category)
         now = self.clock.now()
         due = self.hours.next_open(now)
         payload = {
             "number": number,
+            "caller_id": caller_id,
             "name": name,
             "category": category,
             "source": Source(source).value,

@@ -141,7 +141,13 @@ def _schemas(config: Config) -> dict[str, Any]:
         "id": S,
         "number": {
             "type": "string",
-            "description": "E.164, or masked for viewers (+7•••••••••67).",
+            "description": "The number called back: E.164, or masked for viewers (+7•••••••••67).",
+        },
+        "caller_id": {
+            "type": "string",
+            "description": "The number the missed call came from, when the caller asked in the"
+            " IVR to be called back on another one (`number`); empty when they are the same."
+            " Masked for viewers like `number`.",
         },
         "name": {"type": "string", "description": "As the PBX gave it: raw text, never HTML."},
         "category": S,

@@ -64,6 +64,7 @@ class Views:
     def callback(self, cb: Callback, masked: bool, position: int | None = None) -> dict[str, Any]:
         out = cb.to_public()
         out["number"] = self.number(cb.number, masked)
+        out["caller_id"] = self.number(cb.caller_id, masked) if cb.caller_id else ""
         out["name"] = self.text(cb.name, masked)
         out["note"] = self.text(cb.note, masked)
         out["reason"] = self.text(cb.reason, masked)  # a supervisor's cancel reason is free text

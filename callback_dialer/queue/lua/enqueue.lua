@@ -1,8 +1,11 @@
 -- A missed call: open a callback for the number, or merge into its open one.
--- P: number name category source missed_at call_id trunk weights{} ranks{} day hour due_at
---    area (the caller's area from the CRM hook, or '')
+-- P: number caller_id name category source missed_at call_id trunk weights{} ranks{} day hour
+--    due_at area (the caller's area from the CRM hook, or '')
 -- A new callback that an active outage covers is held (not dialled) until the outage ends;
 -- a repeat call merges into the open callback as it is (held or not).
+-- caller_id is set when the caller typed another number to be called back on (P.number): the
+-- callback answers to both, so a later call from either merges into it and either getting
+-- through closes it.
 local function weight(category) return tonumber(P.weights[category] or 0) end
 local function rank(source) return tonumber(P.ranks[source] or 0) end
 
@@ -27,11 +30,48 @@ local function log_missed(id, merged)
   redis.call('EXPIRE', K.missed(P.day), KEEP)
 end
 
+local CALLER = P.caller_id or ''
+
+-- Point a number at this open callback unless another open callback already owns it.
+local function claim_number(number, id)
+  local other = redis.call('HGET', K.open(), number)
+  if other and other ~= id then
+    local o = load(other)
+    if o and OPEN[o.state] then return false end
+  end
+  redis.call('HSET', K.open(), number, id)
+  redis.call('ZADD', K.number(number), fmt(NOW), id)
+  redis.call('ZREMRANGEBYSCORE', K.number(number), '-inf', fmt(NOW - 2 * KEEP))
+  redis.call('EXPIRE', K.number(number), 2 * KEEP)
+  return true
+end
+
 local id = redis.call('HGET', K.open(), P.number)
+local by_caller = false
+if not id and CALLER ~= '' then
+  id = redis.call('HGET', K.open(), CALLER)
+  by_caller = true
+end
 if id then
   local r = load(id)
   if r and OPEN[r.state] then
     local fields = {}
+    if CALLER ~= '' and r.state ~= 'dialing' then
+      if by_caller and r.number ~= P.number then
+        -- The caller's latest word: call them back on the number they just typed. The old
+        -- target stops answering for this callback unless it is their caller ID.
+        local old = r.number
+        if old ~= CALLER and redis.call('HGET', K.open(), old) == id then
+          redis.call('HDEL', K.open(), old)
+        end
+        fields.number = P.number
+        fields.trunk = P.trunk or r.trunk
+        fields.caller_id = CALLER
+        claim_number(P.number, id)
+      elseif (r.caller_id == nil or r.caller_id == '') and r.number ~= CALLER then
+        if claim_number(CALLER, id) then fields.caller_id = CALLER end
+      end
+    end
     fields.missed_count = tostring(tonumber(r.missed_count) + 1)
     local first = tonumber(r.first_missed)
     if missed_at < first then first = missed_at end
@@ -40,6 +80,9 @@ if id then
     local category = r.category
     if weight(P.category) > weight(category) then category = P.category end
     fields.category = category
+    if fields.number ~= nil then
+      record_change(r, 'number_changed', P.source, {number = fields.number, previous = r.number})
+    end
     if rank(P.source) > rank(r.source) then fields.source = P.source end
     if (r.name == nil or r.name == '') and P.name ~= '' then fields.name = P.name end
     if r.pinned ~= '1' then fields.score = fmt(first - weight(category)) end
@@ -76,6 +119,7 @@ local r = {
   trunk = P.trunk or '', agent = '', stage = '', claimed_by = '', claim_token = '',
   lease_until = '', first_dialed_at = '', pinned = '0', note = P.note or '',
   day = P.day, attempt_log = '[]', queue = P.queue or '', call_id = P.call_id or '',
+  caller_id = CALLER,
 }
 local outage = nil
 if P.source ~= 'manual' then outage = covering_outage(P.category, P.number, P.area) end
@@ -95,6 +139,10 @@ redis.call('HSET', K.open(), P.number, id)
 redis.call('ZADD', K.number(P.number), fmt(NOW), id)
 redis.call('ZREMRANGEBYSCORE', K.number(P.number), '-inf', fmt(NOW - 2 * KEEP))
 redis.call('EXPIRE', K.number(P.number), 2 * KEEP)
+if CALLER ~= '' and not claim_number(CALLER, id) then
+  -- Their caller ID has an open callback of its own: that one keeps answering to it.
+  r.caller_id = CALLER
+end
 redis.call('ZADD', K.age(), r.first_missed, id)
 redis.call('ZADD', K.day(P.day), r.first_missed, id)
 redis.call('EXPIRE', K.day(P.day), KEEP)

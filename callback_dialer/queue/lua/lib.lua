@@ -59,6 +59,10 @@ local function index(r)
     if redis.call('HGET', K.open(), r.number) == r.id then
       redis.call('HDEL', K.open(), r.number)
     end
+    -- A callback to a number the caller typed answers to their caller ID too.
+    if r.caller_id ~= nil and r.caller_id ~= '' and redis.call('HGET', K.open(), r.caller_id) == r.id then
+      redis.call('HDEL', K.open(), r.caller_id)
+    end
     redis.call('EXPIRE', K.callback(r.id), KEEP)
     redis.call('EXPIRE', K.history(r.id), KEEP)
   end
@@ -73,7 +77,8 @@ local function record_change(r, event, reason, detail)
     'actor', ACTOR, 'detail', d)
   redis.call('XADD', K.events(), 'MAXLEN', '~', EVENTS_MAX, '*',
     'id', r.id, 'event', event, 'state', r.state, 'reason', reason or '', 'actor', ACTOR,
-    'category', r.category, 'number', r.number, 'at', fmt(NOW), 'detail', d)
+    'category', r.category, 'number', r.number, 'caller_id', r.caller_id or '', 'at', fmt(NOW),
+    'detail', d)
 end
 
 -- Move a record to another state (or the same one with new fields), keeping every index,

@@ -379,7 +379,7 @@
       const row = el("tr", { dataset: { id: cb.id }, className: previous && !previous.has(cb.id) ? "fresh" : "" },
         el("td", { className: "num" }, cb.position ?? ""),
         el("td", {}, categoryTag(cb.category), cb.pinned ? el("span", { className: "tag pinned" }, t("pinned")) : null),
-        el("td", { className: "number" }, cb.number),
+        numberCell(cb),
         nameCell(cb.name, cb.note),
         el("td", {}, fmtTime(cb.first_missed), age(cb.first_missed, true)),
         el("td", { className: "num" }, cb.missed_count),
@@ -389,6 +389,14 @@
         actions);
       return labelCells(row, WAITING_LABELS);
     }));
+  }
+
+  // The number we call, and beside it the caller ID it was asked from when the caller typed
+  // another number in the IVR.
+  function numberCell(cb) {
+    const cell = el("td", { className: "number" }, cb.number);
+    if (cb.caller_id) cell.append(el("div", { className: "caller-id" }, t("caller_id_is", { number: cb.caller_id })));
+    return cell;
   }
 
   function renderInProgress() {
@@ -693,6 +701,7 @@
       if (reason && !(h.event === reason)) parts.push(reason);
     }
     if (h.event === "merged" && d.category) parts.push(categoryLabel(d.category));
+    if (h.event === "number_changed" && d.number) parts.push((d.previous || "") + " → " + d.number);
     if (d.previous_state) parts.push(t("was_state", { state: tOr("state_" + d.previous_state, d.previous_state) }));
     if (d.agent) parts.push(t("agent_is", { agent: d.agent }));
     const attempt = d.attempt;
@@ -750,7 +759,7 @@
     show($("search-results"), callbacks.length > 0);
     $("search-body").replaceChildren(...callbacks.map((cb) => labelCells(el("tr", { dataset: { id: cb.id } },
       el("td", {}, cb.id),
-      el("td", { className: "number" }, cb.number),
+      numberCell(cb),
       el("td", { className: "state-" + cb.state }, t("state_" + cb.state)),
       el("td", {}, categoryTag(cb.category)),
       el("td", { className: "nowrap" }, fmtDateTime(cb.first_missed)),
