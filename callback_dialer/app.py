@@ -27,6 +27,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .ami.astdb import AstDb
+from .agi.offer import OfferScripts
+from .agi.server import FastAgiServer
 from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
@@ -38,7 +40,7 @@ from .detect.records import CallRecords
 from .detect.resync import resync_agents, resync_calls
 from .detect.sink import QueueSink
 from .dispatch.dispatcher import Dispatcher
-from .dispatch.estimate import estimate_minutes
+from .dispatch.estimate import Estimator
 from .dispatch.leadership import Leadership
 from .jobs.admin import JobsAdmin
 from .jobs.bridge import JobsBridge
@@ -104,7 +106,7 @@ def build_dialer(
         queue,
         spool=spool if spool is not None else Path(config.queue.spool_file),
         on_applied=lambda fact, result: _applied(fact, result, metrics),
-        on_agent_change=lambda interface: dispatcher.agent_changed(interface),
+        on_agent_change=lambda interface: _agent_changed(interface, dispatcher, estimator),
         on_rest=lambda at: dispatcher.rest_ends_at(at),
         on_fact=lambda fact: _observe(fact, metrics),
         on_live_change=lambda queue: dispatcher.live_changed(queue),
@@ -128,6 +130,17 @@ def build_dialer(
         leading=leadership.may_act,
         live=pipeline.live,
     )
+    # The estimate the IVR promises and the SMS repeats, answered from memory.
+    estimator = Estimator(config, clock, queue, pipeline.agents, pipeline.tracker)
+    queue.on_change(estimator.queue_changed)
+    agi = None
+    if config.ivr.agi_enabled:
+        agi = FastAgiServer(
+            OfferScripts(config, clock, pipeline.tracker, estimator).scripts(),
+            host=config.ivr.agi_host,
+            port=config.ivr.agi_port,
+            timeout=config.ivr.agi_timeout,
+        )
     jobs_admin = _JobsAdminLink(config)
     status = DialerStatus(
         config=config,
@@ -189,9 +202,7 @@ def build_dialer(
     elif jobs:
 
         async def estimate(callback: Callback) -> int:
-            return await estimate_minutes(
-                callback, queue=queue, agents=pipeline.agents, config=config, clock=clock
-            )
+            return estimator.for_callback(callback).minutes
 
         # Turns the queue's events into rq jobs that `callback-dialer worker` runs, without
         # blocking this loop.
@@ -223,10 +234,17 @@ def build_dialer(
         outages=outages,
         queue_log=queue_log,
         records=records,
+        estimator=estimator,
+        agi=agi,
     )
 
 
 # ---------------------------------------------------------------------- reactions
+
+
+def _agent_changed(interface: str, dispatcher: Dispatcher, estimator: Estimator) -> None:
+    dispatcher.agent_changed(interface)
+    estimator.agent_changed(interface)
 
 
 def _observe(fact: Fact, metrics: Metrics) -> None:
@@ -834,6 +852,8 @@ class Dialer:
         outages: OutageService,
         queue_log: QueueLogWriter | None = None,
         records: CallRecords | None = None,
+        estimator: Estimator,
+        agi: FastAgiServer | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -852,6 +872,8 @@ class Dialer:
         self.outages = outages
         self.queue_log = queue_log
         self.records = records
+        self.estimator = estimator
+        self.agi = agi
         self._jobs_admin = jobs_admin
         self._tasks = TaskSet("dialer", on_error=self._core_failed)
         self._stop = asyncio.Event()
@@ -886,6 +908,20 @@ class Dialer:
         self._spawn("outages", self.outages.run())
         if self.records is not None:
             self._spawn("record-sweeps", self.records.run_sweeps())
+        self._spawn("estimator", self.estimator.run())
+        if self.agi is not None:
+            try:
+                await self.agi.start()
+            except OSError as exc:
+                # The IVR's offer then takes its plain branch; everything else works.
+                log.error(
+                    "FastAGI server could not listen; the IVR offer falls back to the caller ID",
+                    address=f"{self.config.ivr.agi_host}:{self.config.ivr.agi_port}",
+                    error=str(exc),
+                )
+                self.agi = None
+            else:
+                self._spawn("agi", self.agi.run())
         if self.web is not None:
             self._spawn("web", self.web.run())
         if self.jobs_bridge is not None:
@@ -909,6 +945,9 @@ class Dialer:
     async def stop(self) -> None:
         self._stop.set()
         log.info("stopping: no new callbacks; finishing those in progress")
+        if self.agi is not None:
+            # No new offers; an exchange in flight ends within its timeout.
+            await self.agi.close()
         await self.dispatcher.stop(drain_timeout=DRAIN_SECONDS)
         # Outcomes stored (with our holding): now a standby may take over at once.
         await self.leadership.stop()

@@ -614,6 +614,43 @@ class DispatchConfig(Strict):
         return v
 
 
+class IvrConfig(Strict):
+    """The callback offer in the dialplan (``callback-dialer dialplan``) and the FastAGI
+    server it asks: the estimate, the caller's number read back, another number typed."""
+
+    # Offer the callback when the caller's expected wait in the queue is longer than this
+    # (checked at the queue's door), and after waiting this long in it (Queue()'s timeout).
+    offer_after: Duration = 300.0
+    # The FastAGI server in the dialer (false: the dialplan's offer falls back to a plain
+    # "we will call you back" on the caller ID); where it listens (port 0: any free port) ...
+    agi_enabled: StrictBool = True
+    agi_host: str = "127.0.0.1"
+    agi_port: StrictInt = Field(4573, ge=0, le=65535)
+    # ... and the address the dialplan's AGI(agi://...) connects to ("" : agi_host:agi_port).
+    agi_address: str = ""
+    # Tries at typing another number before the caller is politely refused.
+    number_tries: StrictInt = Field(2, ge=1, le=5)
+    # Seconds a FastAGI exchange may take before the dialer drops it (Asterisk then goes on
+    # with the dialplan's safe branch).
+    agi_timeout: Duration = 5.0
+
+    @field_validator("agi_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_.-]+(:\d{1,5})?|\[[0-9A-Fa-f:]+\](:\d{1,5})?", v):
+            raise ValueError('must be "host" or "host:port" (e.g. "10.0.0.5:4573")')
+        return v
+
+    @model_validator(mode="after")
+    def _offer_after(self) -> IvrConfig:
+        if self.offer_after < 1:
+            raise ValueError("ivr.offer_after must be at least 1 second")
+        return self
+
+    def agi_url(self) -> str:
+        return "agi://" + (self.agi_address or f"{self.agi_host}:{self.agi_port}")
+
+
 class WebUser(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     role: Literal["viewer", "supervisor"] = "viewer"
@@ -932,6 +969,7 @@ class Config(Strict):
     queue: QueueConfig = QueueConfig()
     dispatch: DispatchConfig = DispatchConfig()
     leader: LeaderConfig = LeaderConfig()
+    ivr: IvrConfig = IvrConfig()
     web: WebConfig = WebConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
     whisper: WhisperConfig = WhisperConfig()

@@ -121,6 +121,9 @@ def demo_config(
     if embedded:
         data["redis"]["password"] = ""  # the demo's own redis-server has none
     data["queue"] = {**data.get("queue", {}), "spool_file": str(folder / "spool.jsonl")}
+    # The simulated PBX asks the dialer's FastAGI server wherever it listens: never take a
+    # real PBX's port from a dialer running on the same machine.
+    data["ivr"] = {**data.get("ivr", {}), "agi_host": "127.0.0.1", "agi_port": 0}
     if base is None or (base.web.auth == "users" and not base.web.users):
         # Nobody to sign in as: everyone is a supervisor, on this machine only.
         data["web"] = {**data.get("web", {}), "host": "127.0.0.1", "auth": "none"}

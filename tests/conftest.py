@@ -94,6 +94,8 @@ def make_config(key_prefix: str, redis_url: str) -> Callable[..., Config]:
             "redis": {"url": redis_url, "key_prefix": key_prefix},
             "hours": {"weekly": ALWAYS_OPEN},
             "web": {"auth": "none"},
+            # Any free port: tests run side by side, and beside a lab dialer on 4573.
+            "ivr": {"agi_port": 0},
         }
         for name, value in sections.items():
             if isinstance(value, dict) and isinstance(data.get(name), dict):

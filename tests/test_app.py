@@ -15,6 +15,7 @@ from simpbx.amiserver import AmiServer
 
 from callback_dialer.ami.frames import AmiMessage
 from callback_dialer.detect.agents import AgentBook
+from callback_dialer.detect.tracker import CallTracker
 from callback_dialer.dispatch.estimate import estimate_minutes
 from callback_dialer.queue.keys import Keys
 from callback_dialer.queue.models import Source
@@ -42,6 +43,8 @@ min_call_seconds = 0
 enabled = false
 [web]
 enabled = false
+[ivr]
+agi_port = 0
 [queue]
 spool_file = "{path.parent / "spool.jsonl"}"
 [hours.weekly]
@@ -158,6 +161,7 @@ async def test_asterisk_down_at_start_is_not_fatal(tmp_path, redis_url, key_pref
 async def test_estimate_counts_callbacks_ahead_and_agents_serving(queue, config) -> None:
     clock = queue.clock
     book = AgentBook(config, clock)
+    tracker = CallTracker(config, lambda fact: None)
     for extension in ("101", "102"):
         book.on_member(
             AmiMessage(
@@ -183,19 +187,17 @@ async def test_estimate_counts_callbacks_ahead_and_agents_serving(queue, config)
         ids.append(result.id)
     last = await queue.get(ids[-1])
     first = await queue.get(ids[0])
-    # Five ahead-or-equal, two agents, five minutes each: 12.5 -> "about 15 minutes".
-    assert await estimate_minutes(last, queue=queue, agents=book, config=config, clock=clock) == 15
-    assert await estimate_minutes(first, queue=queue, agents=book, config=config, clock=clock) == 5
+    kw = {"queue": queue, "agents": book, "tracker": tracker, "config": config, "clock": clock}
+    # Four ahead of the last, two agents free, 300 s each until handle times are known: two
+    # start at once, the other two after the first agent frees (100 s) and the next (150 s):
+    # 100 + 2 * 150 = 400 s -> "about 10 minutes". The first starts at once: "about 5".
+    assert await estimate_minutes(last, **kw) == 10
+    assert await estimate_minutes(first, **kw) == 5
     support = await queue.add_missed(
         number="+79160000009", category="support", source=Source.ABANDON, missed_at=clock.now()
     )
     nobody = await queue.get(support.id)
-    assert (
-        await estimate_minutes(
-            nobody, queue=queue, agents=book, config=config, clock=clock, fallback=60
-        )
-        == 60
-    )
+    assert await estimate_minutes(nobody, **kw) == 60  # nobody serves support
 
 
 def test_the_shipped_dialplan_is_what_the_shipped_config_renders() -> None:
@@ -223,10 +225,12 @@ def test_the_dialplan_follows_the_categories(make_config) -> None:
         "exten => 9,1,Set(CALLBACK_CATEGORY=vip)\n"
         " same => n,GosubIf(${DB_EXISTS(callback-outage/cat-vip)}?callback-outage-notice,s,1)\n"
         " same => n,Set(CALLBACK_QUEUE=premium)\n"
+        " same => n,Gosub(callback-door,s,1(premium))\n"
         " same => n,Queue(premium,"
     ) in text
     assert (
         "exten => t,1,Set(CALLBACK_CATEGORY=other)\n same => n,Set(CALLBACK_QUEUE=support)\n"
+        " same => n,Gosub(callback-door,s,1(support))\n"
         " same => n,Queue(support," in text
     )
     assert "CALLBACK_CATEGORY=new_connection" not in text

@@ -42,7 +42,8 @@ async def replay_capture(
     key_prefix: str | None = None,
 ) -> list[dict[str, Any]]:
     """Replay ``path`` and return the callbacks open at the end, in the order they would be
-    taken: ``{"number", "category", "source", "missed_count"}`` each. The throwaway queue lives
+    taken: ``{"number", "category", "source", "missed_count"}`` each (and ``caller_id`` when the
+    caller asked to be called back on another number). The throwaway queue lives
     under a fresh key prefix and is deleted afterwards (unless ``keep``)."""
     prefix = key_prefix or f"replay-{secrets.token_hex(6)}"
     config = _with_prefix(config, prefix)
@@ -60,6 +61,7 @@ async def replay_capture(
         return [
             {
                 "number": cb.number,
+                **({"caller_id": cb.caller_id} if cb.caller_id else {}),
                 "category": cb.category,
                 "source": cb.source.value,
                 "missed_count": cb.missed_count,

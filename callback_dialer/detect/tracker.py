@@ -14,6 +14,10 @@ another queue where somebody answers. At the end:
   ``[detection] self_service`` context/extension) and not asking for a callback with a key:
   ``SelfServed`` (counted by reason, never queued);
 - a ``CallbackRequested`` user event: missed, source ``explicit`` or ``timeout``;
+- the IVR's offer taken over FastAGI (``accept_offer``): missed at once, before the hangup, to
+  the number the caller typed (the caller ID kept beside it) or to the caller ID; the hangup
+  then adds nothing. A ``Number`` header on the user event (validated again) does the same
+  for a dialer that did not serve the AGI request (a standby);
 - lasted at least ``min_call_seconds``: missed, ``abandon`` if it waited in a queue, else
   ``ivr_hangup``;
 - otherwise: not queued (``too_short``).
@@ -112,6 +116,8 @@ class _Call:
     served_reported: bool = False
     skip_var: str = ""  # CALLBACK_SKIP as last seen ("" : not set, or cleared)
     skip_rule: str = ""  # the reason of a [detection] self_service rule that matched
+    typed: PhoneNumber | None = None  # the number the caller asked to be called back on
+    offer_reported: bool = False  # the IVR's offer registered it already
 
 
 def _var(message: AmiMessage, name: str) -> str | None:
@@ -190,7 +196,11 @@ class CallTracker:
 
     def active_numbers(self) -> frozenset[str]:
         """Numbers on an inbound call right now: never call them back at this moment."""
-        return frozenset(c.number.e164 for c in self.calls.values() if c.number)
+        numbers = {c.number.e164 for c in self.calls.values() if c.number}
+        # A number typed in the IVR is "on a call with us" too until that call ends: the
+        # callback waits for the caller to hang up.
+        numbers.update(c.typed.e164 for c in self.calls.values() if c.typed)
+        return frozenset(numbers)
 
     def snapshot(self) -> tuple[CallSnapshot, ...]:
         return tuple(
@@ -370,6 +380,17 @@ class CallTracker:
         requested = message.fields.get("Category", "")
         if requested:
             call.requested_category = requested
+        typed = message.fields.get("Number", "")
+        if typed and call.typed is None:
+            number = self.numbers.normalize(typed)
+            if isinstance(number, PhoneNumber):
+                call.typed = number
+            else:
+                log.warning(
+                    "callback request names an unusable number; the caller ID is used",
+                    call_id=call.call_id,
+                    reason=number.reason.value,
+                )
 
     def on_dial_end(self, message: AmiMessage) -> None:
         """An agent's own call to a customer was answered: that customer is served."""
@@ -443,12 +464,77 @@ class CallTracker:
             return skip_reason(call.skip_var)
         return call.skip_rule
 
+    def accept_offer(
+        self,
+        call_id: str,
+        *,
+        reason: str,
+        category: str = "",
+        typed: PhoneNumber | None = None,
+        channel: str = "",
+        caller_id: str = "",
+        at: float,
+    ) -> MissedCall | None:
+        """The caller took the IVR's offer (FastAGI): the callback is registered now, to
+        ``typed`` or, when None, to the caller ID. A call we do not follow (a context not in
+        ``inbound_contexts``, or we came up while it was in the IVR) is followed from here.
+        None when there is no usable number to call back."""
+        call = self.calls.get(call_id)
+        if call is None:
+            if call_id in self._ended or call_id in self._ours:
+                return None
+            call = _Call(call_id=call_id, channel=channel, started_at=at)
+            call.raw_number = caller_id
+            number = self.numbers.normalize(caller_id)
+            call.number = number if isinstance(number, PhoneNumber) else None
+            self.calls[call_id] = call
+        call.request_reason = call.request_reason or reason or "OFFER"
+        if category:
+            call.requested_category = category
+        if typed is not None:
+            call.typed = typed
+        fact = self._missed_fact(call, source_for_request(call.request_reason), at)
+        if fact is None:
+            return None
+        call.offer_reported = True
+        self._count("offer_accepted")
+        self.emit(fact)
+        return fact
+
+    def caller_number(self, call_id: str) -> PhoneNumber | None:
+        call = self.calls.get(call_id)
+        return call.number if call is not None else None
+
+    def category_of(self, call_id: str) -> str:
+        call = self.calls.get(call_id)
+        return self._category(call) if call is not None else ""
+
+    def _missed_fact(self, call: _Call, source: Source, ended_at: float) -> MissedCall | None:
+        caller = call.number
+        target = call.typed or caller
+        if target is None:
+            return None
+        return MissedCall(
+            call_id=call.call_id,
+            number=target.e164,
+            name=call.name,
+            category=self._category(call),
+            source=source,
+            started_at=call.started_at,
+            ended_at=ended_at,
+            queue=call.queues[-1] if call.queues else "",
+            caller_id=caller.e164 if caller is not None and caller != target else "",
+        )
+
     def _verdict(self, call: _Call, ended_at: float) -> tuple[str, Fact | None]:
         """The one rule for how a call ended, for live events and records alike: its verdict
         (served, self_service:<reason>, missed, not_queued:<reason>) and the fact to report
         (None when served: that was reported the moment it happened)."""
         if call.connected:
             return SERVED, None
+        if call.offer_reported:
+            # Registered (emitted) when the caller took the IVR's offer: missed, nothing more.
+            return MISSED, None
         reason = self._skip(call)
         if reason:
             number = self.numbers.normalize(call.raw_number)
@@ -467,19 +553,13 @@ class CallTracker:
         else:
             return "not_queued:too_short", NotQueued(call.call_id, "too_short", ended_at)
         number = self.numbers.normalize(call.raw_number)
-        if not isinstance(number, PhoneNumber):
+        if not isinstance(number, PhoneNumber) and call.typed is None:
             reason = number.reason.value
             return f"not_queued:{reason}", NotQueued(call.call_id, reason, ended_at)
-        return MISSED, MissedCall(
-            call_id=call.call_id,
-            number=number.e164,
-            name=call.name,
-            category=self._category(call),
-            source=source,
-            started_at=call.started_at,
-            ended_at=ended_at,
-            queue=call.queues[-1] if call.queues else "",
-        )
+        call.number = number if isinstance(number, PhoneNumber) else None
+        fact = self._missed_fact(call, source, ended_at)
+        assert fact is not None
+        return MISSED, fact
 
     def _decide(self, call: _Call, ended_at: float) -> str:
         verdict, fact = self._verdict(call, ended_at)
