@@ -26,9 +26,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from .ami.astdb import AstDb
 from .agi.offer import OfferScripts
 from .agi.server import FastAgiServer
+from .ami.astdb import AstDb
 from .ami.client import AmiClient
 from .clock import Clock, RealClock
 from .config import Config
