@@ -13,11 +13,20 @@ only through the steps at the end of the class (``QueuedCall`` in switch.py).
 
 Every event sequence below is the captures' (abandon_in_queue, answered_by_agent,
 hangup_in_ivr, keypress_callback, queue_timeout, busy_hour), in their order.
+
+With ``PbxSpec.agi_address`` the call plays the generated dialplan's callback offer instead
+(the dialer's ``callback-door`` and ``callback-offer`` contexts, recorded in the dialer's
+tests/fixtures/offer_*.jsonl): the door check before the first queue, the offer on ``*`` and
+on a queue timeout, each step a real FastAGI exchange with the dialer (agi.py), the caller's
+keys from ``CallerScript.offer``, and after a taken offer the ``CallbackRequested`` user event
+with the ``Number`` the dialer registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from callback_dialer.ami.asterisk import (
     CATEGORY_VAR,
@@ -28,11 +37,19 @@ from callback_dialer.ami.asterisk import (
 )
 
 from . import wire
+from .agi import AgiOutcome, header_block, run_agi
 from .appqueue import poll
 from .astdb import ms
 from .channels import Channel
 from .model import CallerScript, IvrOption
-from .observe import CallbackAsked, CallChose, CallEnded, CallQueued, CallStarted
+from .observe import (
+    CallbackAsked,
+    CallbackOffered,
+    CallChose,
+    CallEnded,
+    CallQueued,
+    CallStarted,
+)
 from .scheduler import Timer
 from .switch import QueueEntry, QueueRing, Switch
 
@@ -62,6 +79,14 @@ class InboundCall:
         self.connection: QueueRing | None = None  # the member talking to the caller
         self.outcome = ""
         self._timers: list[Timer] = []
+        self._agi_tasks: set[asyncio.Task[None]] = set()
+        # The offer in progress: why (DOOR, KEYPRESS, TIMEOUT), the keys left, the number
+        # typed and accepted (E.164), tries at typing, choices not made.
+        self.offer_why = ""
+        self._keys: list[str] = []
+        self.offer_target = ""
+        self._tries = 0
+        self._asks = 0
         # What the shipped dialplan's record of this call holds (astdb.py).
         self.started_at = 0.0
         self.queue_name = ""
@@ -174,7 +199,164 @@ class InboundCall:
             CallChose(call_id=ch.uniqueid, choice=key, category=option.category, at=p.clock.now())
         )
         self.step = 0
-        self._enter_queue()
+        self._door()
+
+    # ------------------------------------------------------------------ the callback offer
+
+    def _agi(self, script: str, *args: str, then: Callable[[AgiOutcome], None]) -> None:
+        """AGI(${CALLBACK_AGI_URL}/script,args): a real exchange with the dialer; ``then``
+        runs on the simulator's clock once Asterisk would go on with the dialplan."""
+        p, ch = self.pbx, self.channel
+        address = p.spec.agi_address
+        p.emit(wire.newexten(ch, "AGI", f"agi://{address}/{script},{','.join(args)}"))
+        block = header_block(
+            script,
+            args,
+            address=address,
+            channel=ch.name,
+            uniqueid=ch.uniqueid,
+            caller_id=ch.caller_num,
+            caller_name=ch.caller_name,
+            context=ch.context,
+            language=ch.language,
+        )
+        self._spawn(run_agi(address, block), then)
+
+    def _spawn(self, coro: Coroutine[Any, Any, AgiOutcome], then: Callable[..., None]) -> None:
+        async def go() -> None:
+            outcome = await coro
+            if self.phase != "done":
+                self.pbx.scheduler.run(then, outcome)
+
+        task = asyncio.get_running_loop().create_task(go())
+        self._agi_tasks.add(task)
+        task.add_done_callback(self._agi_tasks.discard)
+
+    @staticmethod
+    def _ok(out: AgiOutcome) -> bool:
+        return out.status == "SUCCESS" and out.variables.get("CALLBACK_AGI_STATUS") == "ok"
+
+    def _category_now(self) -> str:
+        return self.channel.variables.get(CATEGORY_VAR, "")
+
+    def _door(self) -> None:
+        if not self.pbx.spec.agi_address:
+            self._enter_queue()
+            return
+        queue, _ = self._queue_args()
+        self._agi("door", queue, self._category_now(), then=self._door_answer)
+
+    def _door_answer(self, out: AgiOutcome) -> None:
+        if self.phase != "ivr":
+            return
+        if self._ok(out) and out.variables.get("CALLBACK_OFFER") == "yes":
+            self.request = "DOOR"
+            self._offer("DOOR")
+        else:
+            self._enter_queue()
+
+    def _offer(self, why: str) -> None:
+        self.phase = "offer"
+        self.offer_why = why
+        self._keys = list(self.script.offer or ())
+        self._tries = self._asks = 0
+        self.offer_target = ""
+        self._agi("offer", self._category_now(), why, then=self._offer_answer)
+
+    def _offer_answer(self, out: AgiOutcome) -> None:
+        if self.phase != "offer":
+            return
+        if not self._ok(out) or not out.variables.get("CALLBACK_ETA"):
+            self._offer_back()
+            return
+        self.pbx.notify(
+            CallbackOffered(
+                call_id=self.call_id,
+                why=self.offer_why,
+                eta_minutes=int(out.variables["CALLBACK_ETA"]),
+                at=self.pbx.clock.now(),
+            )
+        )
+        if out.variables.get("CALLBACK_READBACK"):
+            self._later(self.pbx.spec.offer_prompt_seconds, self._choice)
+        else:
+            self._typing()
+
+    def _key(self) -> str:
+        return self._keys.pop(0) if self._keys else ""
+
+    def _choice(self) -> None:
+        if self.phase != "offer":
+            return
+        key = self._key()
+        self._asks += 1
+        if key == "1":
+            self._agi(
+                "register",
+                self._category_now(),
+                self.offer_why,
+                self.offer_target,
+                then=self._registered,
+            )
+        elif key == "2":
+            self._typing()
+        elif self._asks < 2:
+            self._later(self.pbx.spec.offer_prompt_seconds, self._choice)
+        else:
+            self._offer_back()
+
+    def _typing(self) -> None:
+        self._tries += 1
+        self._asks = 0
+        typed = self._key()
+
+        def check() -> None:
+            if self.phase == "offer":
+                self._agi("number", typed, then=self._number_answer)
+
+        self._later(self.pbx.spec.typing_seconds, check)
+
+    def _number_answer(self, out: AgiOutcome) -> None:
+        if self.phase != "offer":
+            return
+        if not self._ok(out):
+            self._offer_back()
+        elif out.variables.get("CALLBACK_TYPED_OK") == "1":
+            self.offer_target = out.variables.get("CALLBACK_TYPED_NUMBER", "")
+            self._later(self.pbx.spec.offer_prompt_seconds, self._choice)
+        elif self._tries >= self.pbx.spec.offer_number_tries:
+            # im-sorry, callback-number-refused, vm-goodbye, Hangup()
+            self.outcome = "offer_refused"
+            self._hang_up_after_offer("im-sorry&callback-number-refused&vm-goodbye")
+        else:
+            self._typing()
+
+    def _registered(self, out: AgiOutcome) -> None:
+        if self.phase != "offer":
+            return
+        if not self._ok(out) or out.variables.get("CALLBACK_REGISTERED") != "1":
+            self._offer_back()
+            return
+        self._user_event(self.offer_why, out.variables.get("CALLBACK_NUMBER", ""))
+        self.outcome = "callback_accepted"
+        self._hang_up_after_offer("auth-thankyou&callback-we-will-call-you")
+
+    def _hang_up_after_offer(self, prompts: str) -> None:
+        p, ch = self.pbx, self.channel
+        ch.priority += 1
+        p.emit(wire.newexten(ch, "Playback", prompts))
+        self.phase = "goodbye"
+        self._later(p.spec.goodbye_seconds, self._goodbye)
+
+    def _offer_back(self) -> None:
+        """callback-offer returned: at the door on into the queue, elsewhere the plain request
+        (with the number typed, if any)."""
+        if self.offer_why == "DOOR":
+            self.phase = "ivr"
+            self.request = ""
+            self._enter_queue()
+        else:
+            self._plain_request(self.offer_why, self.offer_target)
 
     # ------------------------------------------------------------------ the queues
 
@@ -300,20 +482,32 @@ class InboundCall:
         self._request_callback("KEYPRESS")
 
     def _request_callback(self, reason: str) -> None:
-        """after-queue / queue-exit: UserEvent, Wait(1), Hangup()."""
-        p, ch = self.pbx, self.channel
+        """after-queue / queue-exit: the offer (with the dialer's FastAGI server), or the plain
+        UserEvent, Wait(1), Hangup()."""
         self.request = reason
+        if self.pbx.spec.agi_address:
+            self._offer(reason)
+        else:
+            self._plain_request(reason)
+
+    def _user_event(self, reason: str, number: str | None) -> None:
+        p, ch = self.pbx, self.channel
         category = ch.variables.get(CATEGORY_VAR, "")
+        headers = [("Reason", reason), ("Category", category)]
+        if number is not None:  # the generated dialplan's: Number: ${CALLBACK_TARGET}
+            headers.append(("Number", number))
         ch.priority += 1
         p.emit(
             wire.newexten(
-                ch, "UserEvent", f"CallbackRequested,Reason: {reason},Category: {category}"
+                ch, "UserEvent", "CallbackRequested," + ",".join(f"{k}: {v}" for k, v in headers)
             )
         )
-        p.emit(
-            wire.user_event(ch, "CallbackRequested", [("Reason", reason), ("Category", category)])
-        )
+        p.emit(wire.user_event(ch, "CallbackRequested", headers))
         p.notify(CallbackAsked(call_id=ch.uniqueid, reason=reason, at=p.clock.now()))
+
+    def _plain_request(self, reason: str, number: str | None = None) -> None:
+        p, ch = self.pbx, self.channel
+        self._user_event(reason, number)
         ch.priority += 1
         goodbye = p.spec.goodbye_seconds
         p.emit(wire.newexten(ch, "Wait", wire.app_seconds(goodbye)))
@@ -348,11 +542,11 @@ class InboundCall:
                 self.entry.ring.ring_no_answer()
             return
         p = self.pbx
-        if self.phase == "ivr":
+        if self.phase in ("ivr", "offer"):
             p.emit(wire.hangup_request(ch, cause))
             p.emit(wire.soft_hangup_request(ch, cause))
             p.emit(wire.hangup_request(ch, cause))
-            self.outcome = "ivr_hangup"
+            self.outcome = "ivr_hangup" if self.phase == "ivr" else "offer_hangup"
             self._hangup_caller(cause, by="caller")
         elif self.phase == "queue":
             self._abandon(cause)

@@ -177,6 +177,14 @@ class PbxSpec:
     agent_dial_timeout: float = 15.0
     # after-queue / queue-exit: Wait(1) before Hangup()
     goodbye_seconds: float = 1.0
+    # The generated dialplan's callback offer (the dialer's callback-door and callback-offer
+    # contexts): the dialer's FastAGI server, "host:port"; "" plays the plain dialplan above.
+    agi_address: str = ""
+    # How long the offer's prompts take: the ETA and the number read back up to the Read of
+    # the choice, and typing another number; [ivr] number_tries of the rendered dialplan.
+    offer_prompt_seconds: float = 12.0
+    typing_seconds: float = 6.0
+    offer_number_tries: int = 2
     seed: int = 0
     # The shipped dialplan's hangup handlers write records into AstDB under this family
     # (astdb.py); "" is an older dialplan that writes none.
@@ -209,6 +217,9 @@ class CallerScript:
     ``patience``: seconds in the queue(s) before hanging up (None: waits for ever).
     ``star_after``: presses ``*`` after this long in a queue (asks for a callback).
     ``talk``: hangs up this long after an agent answered (None: the agent ends the call).
+    ``offer``: with ``PbxSpec.agi_address``, what the caller keys at each Read of the callback
+    offer, in order: ``("1",)`` takes it on the caller ID; ``("2", "89031234564", "1")`` types
+    another number and confirms it; ``()`` chooses nothing (None: the same).
     """
 
     choice: str | None = "1"
@@ -217,6 +228,7 @@ class CallerScript:
     star_after: float | None = None
     talk: float | None = None
     name: str = UNKNOWN_ID
+    offer: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,16 @@ class CallbackAsked:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackOffered:
+    """The dialer answered the offer's FastAGI request: the caller hears the ETA."""
+
+    call_id: str
+    why: str  # DOOR, KEYPRESS, TIMEOUT
+    eta_minutes: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     call_id: str
     # served | abandoned (hung up in a queue) | ivr_hangup | callback_requested (* or timeout)
@@ -98,6 +108,7 @@ class OriginateDone:
 Notice = (
     CallStarted
     | CallChose
+    | CallbackOffered
     | CallQueued
     | CallConnected
     | CallbackAsked
