@@ -177,7 +177,15 @@ def test_the_whisper_says_category_time_and_calls_and_returns() -> None:
     ]
     assert " same => n,Playback(callback-category-${ARG1})" in lines
     counted = _context(text, "callback-say-counted")
-    assert counted[0] == "exten => s,1,SayNumber(${ARG1},${ARG3})"
+    # SayNumber(n,) is refused by Asterisk 22 ("gender option is either 'f', 'm', 'c' or
+    # 'n'") and hangs the agent's channel up: a gender only when one is given.
+    assert counted[:4] == [
+        'exten => s,1,GotoIf($["${ARG3}" != ""]?gender)',
+        " same => n,SayNumber(${ARG1})",
+        " same => n,Goto(noun)",
+        " same => n(gender),SayNumber(${ARG1},${ARG3})",
+    ]
+    assert not any(re.search(r"SayNumber\([^)]*,\)", line) for line in lines + counted)
     assert counted[-1] == " same => n,Return()"
 
 

@@ -156,10 +156,14 @@ exten => s,1,ExecIf($["${ARG5}" != ""]?Set(CHANNEL(language)=${ARG5}))
 ; SayNumber(ARG1, gender ARG3), then the noun ARG2 in the form that number needs, named as
 ; SayCountedNoun names them (app_saycounted is not built by default): English ARG2 for 1,
 ; ARG2 + "s" otherwise; Russian ARG2 for 1, 21, 31 ..., ARG2 + "x1" for 2-4, 22-24 ...,
-; ARG2 + "x2" for 0, 5-20, 25-30 ...
+; ARG2 + "x2" for 0, 5-20, 25-30 ... (An empty gender is an error that hangs the channel up:
+; SayNumber gets one only when there is one.)
 [callback-say-counted]
-exten => s,1,SayNumber(${ARG1},${ARG3})
- same => n,GotoIf($["${CHANNEL(language):0:2}" = "ru"]?ru)
+exten => s,1,GotoIf($["${ARG3}" != ""]?gender)
+ same => n,SayNumber(${ARG1})
+ same => n,Goto(noun)
+ same => n(gender),SayNumber(${ARG1},${ARG3})
+ same => n(noun),GotoIf($["${CHANNEL(language):0:2}" = "ru"]?ru)
  same => n,Playback(${ARG2}${IF($[${ARG1} = 1]?:s)})
  same => n,Return()
  same => n(ru),Set(LOCAL(form)=x2)
