@@ -214,6 +214,8 @@ def build_dialer(
         if config.queue_log.enabled
         else None
     )
+    if queue_log is not None:
+        _register_queue_log_gauge(metrics, queue_log)
 
     return Dialer(
         config=config,
@@ -382,6 +384,19 @@ def _register_live_gauges(metrics: Metrics, config: Config, live: LiveQueueBook)
         "How long the longest-waiting live caller of each Asterisk queue has held.",
         ("queue",),
         longest,
+    )
+
+
+def _register_queue_log_gauge(metrics: Metrics, writer: QueueLogWriter) -> None:
+    async def lines() -> list[tuple[tuple[str, ...], float]]:
+        return [(("written",), float(writer.written)), (("refused",), float(writer.refused))]
+
+    # Refused lines climbing: the AMI user lacks write = agent (README, queue_log).
+    metrics.gauge(
+        "callback_dialer_queue_log_lines",
+        "queue_log lines since start: written (acknowledged by Asterisk) or refused (skipped).",
+        ("result",),
+        lines,
     )
 
 

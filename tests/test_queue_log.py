@@ -253,6 +253,9 @@ async def test_a_reader_matches_the_recall_to_the_abandon_by_uniqueid(sim_rig) -
     assert mine[1][3] == "Local/101@agents/n" and mine[1][5:] == [cb.id, "1", "+" + NUMBER]
     assert reached[3] == "Local/101@agents/n" and reached[5:7] == [cb.id, "1"]
     assert dialer.queue_log.written == 3 and dialer.queue_log.refused == 0
+    text = await dialer.metrics.render()
+    assert 'callback_dialer_queue_log_lines{result="written"} 3' in text
+    assert 'callback_dialer_queue_log_lines{result="refused"} 0' in text
 
 
 async def test_lines_cut_off_by_a_dropped_link_are_written_once_it_is_back(sim_rig) -> None:

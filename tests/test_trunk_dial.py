@@ -196,3 +196,13 @@ async def test_the_simulator_dials_the_customer_with_the_configured_dial_string(
     [begin] = [m for m in events if m.get("Event") == "DialBegin" and m.get("Context")]
     assert begin.get("DialString") == peer
     assert begin.get("DestChannel").startswith(f"{tech}/")
+
+
+def test_a_number_with_a_plus_reaches_the_dialling_contexts() -> None:
+    # exten = "{e164}" makes the Originate's Exten "+79161234567": a "_X." pattern would not
+    # match it and the call would die before any Dial ("_[+0-9]." does, checked on Asterisk
+    # 22.9.0 with `dialplan show +79161230011@callback-outbound`).
+    text = render_dialplan(_config({"name": "carrier"}, exten="{e164}"))
+    for context in ("callback-outbound", "callback-customer"):
+        first = _context(text, context).splitlines()[0]
+        assert first.startswith("exten => _[+0-9].,1,"), first

@@ -306,9 +306,9 @@ Category: ${{CALLBACK_CATEGORY}},Number: ${{CALLBACK_TARGET}})
 ; Agent first ([dispatch] mode = "agent_first"): the agent has answered the dialer's
 ; Originate; now the customer is dialled over the trunk the dialer chose (CALLBACK_TRUNK),
 ; with that trunk's dial string ([[dispatch.trunks]] dial). EXTEN is the number as
-; [dispatch] exten formats it.
+; [dispatch] exten formats it (digits, or a "+" and digits with {{e164}}: hence the pattern).
 [{d.context}]
-exten => _X.,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXTEN}} \
+exten => _[+0-9].,1,NoOp(callback ${{CALLBACK_ID}} (${{CALLBACK_CATEGORY}}) to ${{EXTEN}} \
 over ${{CALLBACK_TRUNK}})
  same => n,Gosub(callback-record-fate,s,1)
  same => n,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
@@ -324,7 +324,7 @@ over ${{CALLBACK_TRUNK}})
 ; stay, or Asterisk optimizes it away when the agent answers and the dialer's channels
 ; hang up in the middle of the call) ...
 [callback-customer]
-exten => _X.,1,Gosub(callback-record-fate,s,1)
+exten => _[+0-9].,1,Gosub(callback-record-fate,s,1)
  same => n,Set(CALLERID(all)=${{CALLBACK_PUBLIC_CALLERID}})
 {_dial_by_trunk(config, d.customer_ring_seconds)}
  same => n(dialled),Hangup()
