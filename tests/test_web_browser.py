@@ -530,8 +530,9 @@ async def test_the_live_queues_panel_and_the_holding_off_notice(
         await notice.wait_for(state="visible")
         text = await notice.inner_text()
         assert "Holding off for live callers" in text
-        assert "2 waiting in support" in text and "Agent 102" not in text
-        assert "Local/102@agents/n" in text
+        # the agent by name, the reason in words and the score in figures
+        assert "Agent 102: 2 waiting in support" in text
+        assert "scores" in text and "callback_handicap 300s" in text
         # nothing was dialled for the callback: it still waits
         assert (await r.queue.get(cb)).state.value == "pending"
         assert r.pbx.actions_named("Originate") == []

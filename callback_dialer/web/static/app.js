@@ -456,9 +456,10 @@
     show(box, held.length > 0 && snap.dispatch.dispatching);
     if (!held.length) return;
     const queues = [...new Set(held.map((h) => h.queue))];
+    const names = Object.fromEntries(snap.agents.map((a) => [a.interface, a.name || a.interface]));
     $("holding-title").textContent = t("holding_title", { agents: held.length, queues: queues.join(", ") });
     $("holding-detail").textContent = held.map((h) =>
-      t("holding_" + h.reason, { agent: h.agent, queue: h.queue, waiting: h.waiting })
+      t("holding_" + h.reason, { agent: names[h.agent] || h.agent, queue: h.queue, waiting: h.waiting })
       + (h.detail ? " (" + h.detail + ")" : "")).join("; ") + ".";
   }
 
