@@ -215,6 +215,15 @@ def turns_tables(turns: dict[str, Any]) -> str:
                 f"{minutes(p['live_bound_median'])} / {minutes(p['live_bound_p90'])} | "
                 f"{p['agent_hours_per_day']:.2f} | {p['left_to_live_per_day']:.0f} |"
             )
+        lat = [
+            f"{v} {p['decision_ms_p50']:.1f}/{p['decision_ms_p99']:.0f}"
+            for v, p in scenario["pooled"].items()
+            if p.get("decision_ms_p50") == p.get("decision_ms_p50")  # not NaN (off decides none)
+        ]
+        if lat:
+            lines.append(
+                "\nThe dialer's decision latency, kick to Originate, ms p50/p99: " + ", ".join(lat)
+            )
         dup = sum(p["callbacks_to_served"] for p in scenario["pooled"].values())
         err = sum(p["errors"] for p in scenario["pooled"].values())
         lines.append(

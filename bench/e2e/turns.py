@@ -172,6 +172,8 @@ def turn_figures(
         "left_to_live": dialer.get("left_to_live", 0),
         "duplicates": sum(1 for c in data["callbacks"] if c["need"] == "served"),
         "errors": (data["scheduler_errors"] or 0) + (dialer.get("handler_errors") or 0),
+        # how late the dialer decided (a loaded machine makes it lose races it would win)
+        "decision_latency": list(dialer.get("decision_latency", [])),
     }
 
 
@@ -199,6 +201,9 @@ def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "left_to_live_per_day": sum(r["left_to_live"] for r in runs) / days,
         "callbacks_to_served": sum(r["duplicates"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
+        "decision_ms_p50": 1000 * median([x for r in runs for x in r["decision_latency"]]),
+        "decision_ms_p99": 1000
+        * percentile([x for r in runs for x in r["decision_latency"]], 0.99),
     }
 
 
@@ -212,7 +217,16 @@ def choose(pooled: dict[str, dict[str, Any]]) -> tuple[str, str]:
         if name != "off" and p["abandon_rate"] <= off + 0.005 + 1e-12
     ]
     if not allowed:
-        return "live-first", "no variant kept the abandon rate within 0.5 point of callbacks off"
+        # Every order costs the live queue the agent time the callbacks take: the rule cannot
+        # be met; take the lowest live abandon rate, then the fewest lost.
+        rest = [n for n in pooled if n != "off"]
+        best = min(rest, key=lambda n: (pooled[n]["abandon_rate"], pooled[n]["lost_per_day"]))
+        return best, (
+            f"no variant kept the live abandon rate within 0.5 point of callbacks off "
+            f"({off:.1%}); {best} has the lowest ({pooled[best]['abandon_rate']:.1%}), with "
+            f"{pooled[best]['lost_per_day']:.1f} lost for good a day against "
+            f"{pooled['off']['lost_per_day']:.1f} with callbacks off"
+        )
     best = min(allowed, key=lambda n: (pooled[n]["lost_per_day"], pooled[n]["abandon_rate"]))
     return best, (
         f"fewest lost for good ({pooled[best]['lost_per_day']:.1f}/day) among the variants "
