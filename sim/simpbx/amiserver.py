@@ -90,7 +90,7 @@ class AmiSession:
         transport.abort()
 
     async def run(self) -> None:
-        self.write(GREETING.encode())
+        self.write(self.server.greeting.encode())
         try:
             while not self.closed:
                 data = await self.reader.read(65536)
@@ -116,7 +116,10 @@ class AmiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         login_failure_delay: float = 0.05,
+        greeting: str = GREETING,
     ) -> None:
+        # Asterisk 22 says "Asterisk Call Manager/11.0.0", 20 "…/9.0.0" (the AMI version).
+        self.greeting = greeting
         self.username = username
         self.secret = secret
         self.host = host
