@@ -211,7 +211,7 @@ async def sim_rig(make_config, redis_url, tmp_path):
         ami = await PbxAmi.serve(pbx, secret="s3cret")
         config = make_config(
             ami={"port": ami.port, "secret": "s3cret", "reconnect_min_delay": 0.05},
-            dispatch={"wrapup_seconds": 5, "tick_seconds": 5},
+            dispatch={"wrapup_seconds": 5, "tick_seconds": 5, **sections.pop("dispatch", {})},
             **sections,
         )
         dialer = build_dialer(
@@ -272,3 +272,45 @@ async def test_a_callback_whispers_to_the_agent_before_the_customer_rings(sim_ri
         assert waited.isdigit()
     else:
         assert gosubs == []
+
+
+async def test_customer_first_whispers_after_the_agent_answers_when_asked(sim_rig) -> None:
+    pbx, dialer, recorder = await sim_rig(
+        whisper={"customer_first": True}, dispatch={"mode": "customer_first"}
+    )
+    for agent in ("101", "102"):
+        pbx.scheduler.run(pbx.pause, agent, True, "lunch")
+    pbx.place_call("+79161230011", CallerScript(choice="1", patience=15))
+    await run_for(pbx.clock, 25)
+    pbx.scheduler.run(pbx.pause, "101", False)
+
+    async def done() -> bool:
+        rows = await dialer.queue.finished_between(0, float("inf"))
+        return any(c.state is State.DONE for c in rows)
+
+    for _ in range(60):
+        if await done():
+            break
+        await run_for(pbx.clock, 5)
+    assert await done()
+    events = read_messages(recorder.events())
+    [dial] = [
+        m
+        for m in events
+        if m.get("Event") == "Newexten"
+        and m.get("Context") == "callback-agent"
+        and m.get("Application") == "Dial"
+    ]
+    assert dial.get("AppData").startswith("Local/101@agents,15,U(callback-whisper^new_connection^")
+    [end] = [
+        i
+        for i, m in enumerate(events)
+        if m.get("Event") == "DialEnd" and m.get("Context") == "callback-agent"
+    ]
+    whisper = [
+        i
+        for i, m in enumerate(events)
+        if m.get("Event") == "Newexten" and m.get("Context") == "callback-whisper"
+    ]
+    assert whisper and whisper[-1] < end
+    assert events[end].get("DialStatus") == "ANSWER"

@@ -591,11 +591,9 @@ class Origination:
             return
         self._dial_customer()
 
-    def _whisper(self, channel: Channel) -> None:
-        """The Gosub(callback-whisper) of the generated dialplan, as Newexten events."""
-        p, req = self.pbx, self.req
-        args = ",".join(
-            req.var(name)
+    def _whisper_args(self, sep: str = ",") -> str:
+        return sep.join(
+            self.req.var(name)
             for name in (
                 "CALLBACK_CATEGORY",
                 "CALLBACK_WAITED",
@@ -604,7 +602,13 @@ class Origination:
                 "CALLBACK_LANG",
             )
         )
-        p.emit(wire.newexten(channel, "Gosub", f"callback-whisper,s,1({args})"))
+
+    def _whisper(self, channel: Channel, *, gosub: bool = True) -> None:
+        """callback-whisper of the generated dialplan on ``channel``, as Newexten events:
+        from a Gosub (agent first) or from Dial's U option (customer first, no Gosub)."""
+        p, req = self.pbx, self.req
+        if gosub:
+            p.emit(wire.newexten(channel, "Gosub", f"callback-whisper,s,1({self._whisper_args()})"))
         context, exten, priority = channel.context, channel.exten, channel.priority
         channel.at("callback-whisper", "s", 1)
         for prompt in ("callback-whisper", f"callback-category-{req.var('CALLBACK_CATEGORY')}"):
@@ -832,9 +836,12 @@ class Origination:
             )
         )
         one.priority = 2
-        p.emit(
-            wire.newexten(one, "Dial", f"{target},{wire.app_seconds(p.spec.agent_dial_timeout)}")
-        )
+        dial = f"{target},{wire.app_seconds(p.spec.agent_dial_timeout)}"
+        if req.var("CALLBACK_WHISPER") == "1":
+            # callback-agent's second Dial: the whisper on the agent's channel once answered.
+            one.priority = 5
+            dial += f",U(callback-whisper^{self._whisper_args('^')})"
+        p.emit(wire.newexten(one, "Dial", dial))
         for var in DIAL_VARS:
             self.set_var(one, var, "")
         agent = p.agent(target) or p.agent(req.exten)
@@ -870,6 +877,19 @@ class Origination:
         assert leg is not None and agent is not None and one is not None
         leg.answer()
         self._agent_answered_at = p.clock.now()
+        if self.req.var("CALLBACK_WHISPER") == "1":
+            # Dial's U option: the whisper first, and only then DialEnd ANSWER and the bridge
+            # (customer_first_whisper recording).
+            self._whisper(leg.one, gosub=False)
+            self._later(p.spec.whisper_seconds, self._customer_first_connect)
+            return
+        self._customer_first_connect()
+
+    def _customer_first_connect(self) -> None:
+        p, leg, agent, one = self.pbx, self.leg, self.agent, self.local_one
+        assert leg is not None and agent is not None and one is not None
+        if leg.one.uniqueid not in p.channels:
+            return  # gone meanwhile
         self.set_var(one, "DIALSTATUS", DialStatus.ANSWER)
         self.set_var(one, "DIALEDPEERNAME", leg.one.name)
         self.set_var(one, "DIALEDPEERNUMBER", leg.dial_string(queue=False))
