@@ -347,6 +347,7 @@ async def test_the_in_progress_view_follows_the_stages(book, config, clock) -> N
         "since": started + 3,
         "started_at": started,
         "duration": 5.0,
+        "adopted": False,  # an attempt we dialled, not one taken over from another run
     }
 
 
