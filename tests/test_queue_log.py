@@ -4,6 +4,8 @@ across a cut link, and never in the way of dispatching."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 
@@ -291,3 +293,92 @@ async def test_asterisk_refusing_or_ignoring_the_lines_never_holds_up_a_callback
     await until(lambda: dialer.queue_log.refused >= 3, timeout=10)
     assert dialer.queue_log.written == 0
     assert not [line for line in pbx.queue_log if "|CALLBACK" in line]
+
+
+# ---------------------------------------------------------------- the writer on its own
+
+
+class _Ami:
+    """Takes QueueLog actions like Asterisk (or lets them fail, by ``down``)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.authenticated = True
+        self.down = False
+
+    async def send_action(self, fields, *, timeout=None):
+        from callback_dialer.ami.client import AmiConnectionLost
+
+        if self.down:
+            raise AmiConnectionLost("link lost")
+        self.sent.append(dict(fields))
+
+
+async def test_a_standby_writes_nothing_and_no_line_is_lost_or_repeated_across_restarts(
+    redis_client, config, queue, clock
+) -> None:
+    from callback_dialer.queuelog import QueueLogWriter
+
+    leading = {"now": False}
+    ami = _Ami()
+
+    def writer() -> QueueLogWriter:
+        return QueueLogWriter(
+            redis_client, config, queue, ami, clock, leading=lambda: leading["now"], block_ms=50
+        )
+
+    first = writer()
+    await first.prime()  # the cursor starts at the end: older changes are not news
+    for n, number in enumerate(("+79161230001", "+79161230002", "+79161230003")):
+        await queue.add_missed(
+            number=number,
+            category="support",
+            source=Source.ABANDON,
+            missed_at=clock.now(),
+            call_id=f"1800000000.{n}",
+            queue="support",
+        )
+
+    async def tick(times: int = 1) -> None:
+        for _ in range(times):
+            await clock.advance(1.0)
+            await asyncio.sleep(0.05)
+
+    # A standby: its loop writes nothing at all.
+    task = asyncio.ensure_future(first.run())
+    await tick(3)
+    assert ami.sent == []
+    # Leading now, but the link drops under the first line: kept for later, cursor unmoved.
+    leading["now"] = True
+    ami.down = True
+    await tick(3)
+    assert ami.sent == []
+    ami.down = False
+    for _ in range(50):
+        if len(ami.sent) == 3:
+            break
+        await tick()
+    await first.close()
+    await tick()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [a["UniqueId"] for a in ami.sent] == [f"1800000000.{n}" for n in range(3)]
+    # A restart (kill -9 alike: a new writer reading the cursor back) repeats nothing ...
+    again = writer()
+    assert await again.process_once(None) == 0
+    # ... and goes on with what comes next.
+    await queue.add_missed(
+        number="+79161230001",
+        category="support",
+        source=Source.TIMEOUT,
+        missed_at=clock.now(),
+        call_id="1800000000.9",
+        queue="sales",
+    )
+    assert await again.process_once(None) == 1
+    assert (ami.sent[-1]["Event"], ami.sent[-1]["UniqueId"], ami.sent[-1]["Queue"]) == (
+        "CALLBACKMERGED",
+        "1800000000.9",
+        "sales",
+    )
