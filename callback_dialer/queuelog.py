@@ -62,6 +62,11 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
 def _field(value: Any) -> str:
     """One data field: never a separator, a line break or a header's end."""
     return "".join(c for c in str(value) if c not in "|\r\n\x00")
@@ -217,8 +222,27 @@ class QueueLogWriter:
             await self.redis.set(key, _text(last[0][0]) if last else "0-0", nx=True)
             raw = await self.redis.get(key)
         self._cursor = _text(raw)
+        await self._warn_if_trimmed(self._cursor)
         log.info("queue_log writing", cursor=self._cursor)
         return self._cursor
+
+    async def _warn_if_trimmed(self, cursor: str) -> None:
+        """The stream keeps its last 20 000 changes (MAXLEN ~): a writer whose cursor entry
+        is gone from it is that far behind, and the oldest of the lines it still owed may have
+        been trimmed away with it. (Redis counts only XDEL in max-deleted-entry-id, not a
+        trim, so the first entry still held is what tells.)"""
+        if cursor == "0-0":
+            return
+        try:
+            first = await self.redis.xrange(self.keys.events(), count=1)
+        except RedisError:
+            return
+        if first and _id(_text(first[0][0])) > _id(cursor):
+            log.error(
+                "queue_log lines may be lost: the events stream no longer holds the cursor",
+                cursor=cursor,
+                oldest_held=_text(first[0][0]),
+            )
 
     async def process_once(self, block_ms: int | None = None) -> int:
         """Write the lines of the next entries after the cursor; how many were written."""

@@ -382,3 +382,28 @@ async def test_a_standby_writes_nothing_and_no_line_is_lost_or_repeated_across_r
         "1800000000.9",
         "sales",
     )
+
+
+async def test_a_writer_behind_the_trimmed_end_of_the_stream_says_lines_are_lost(
+    redis_client, config, queue, clock
+) -> None:
+    from structlog.testing import capture_logs
+
+    from callback_dialer.queue.keys import Keys
+    from callback_dialer.queuelog import QueueLogWriter
+
+    keys = Keys(config.redis.key_prefix)
+    await redis_client.set(keys.queue_log_cursor(), "1-0")  # stopped long ago
+    for n in range(3):
+        await redis_client.xadd(keys.events(), {"id": f"cb-{n}", "event": "due"})
+    await redis_client.xtrim(keys.events(), maxlen=1, approximate=False)  # as MAXLEN does
+    writer = QueueLogWriter(redis_client, config, queue, _Ami(), clock)
+    with capture_logs() as logs:
+        await writer.prime()
+    [lost] = [e for e in logs if e["event"].startswith("queue_log lines may be lost")]
+    assert lost["log_level"] == "error" and lost["cursor"] == "1-0"
+    # A writer whose cursor entry is still held says nothing.
+    await redis_client.set(keys.queue_log_cursor(), lost["oldest_held"])
+    with capture_logs() as logs:
+        await QueueLogWriter(redis_client, config, queue, _Ami(), clock).prime()
+    assert not [e for e in logs if e["event"].startswith("queue_log lines may be lost")]
