@@ -151,3 +151,23 @@ async def test_the_events_stream_carries_the_caller_id(queue: CallbackQueue) -> 
     entries = await queue.redis.xrange(queue.keys.events())
     fields = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
     assert (fields["number"], fields["caller_id"]) == (TYPED, CALLER)
+
+
+async def test_a_webhook_names_both_numbers(queue: CallbackQueue) -> None:
+    import datetime as dt
+
+    from callback_dialer.jobs.webhooks import build_document
+
+    callback_id = await typed(queue)
+    entry_id, raw = (await queue.redis.xrange(queue.keys.events()))[-1]
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    doc = build_document(
+        entry_id.decode(),
+        "created",
+        fields,
+        await queue.get(callback_id),
+        installation="test",
+        tz=dt.UTC,
+    )
+    assert (doc["number"], doc["caller_id"]) == (TYPED, CALLER)
+    assert (doc["callback"]["number"], doc["callback"]["caller_id"]) == (TYPED, CALLER)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from callback_dialer.queue.models import Source
+
 from .test_web_support import (
     HOSTILE_NAMES,
     NEW,
@@ -628,3 +630,24 @@ async def test_a_viewer_sees_the_outage_but_cannot_end_it(browser, rig) -> None:
     assert await banner.locator("button").count() == 0
     assert await page.locator("#outage-btn").is_hidden()
     tab.assert_clean()
+
+
+async def test_a_callback_to_a_typed_number_shows_the_caller_id_beside_it(browser, rig) -> None:
+    result = await rig.queue.add_missed(
+        number="+79031234564",
+        caller_id="+79161234567",
+        category="support",
+        source=Source.EXPLICIT,
+        missed_at=rig.queue.clock.now() - 30,
+        call_id="offer-typed",
+    )
+    tab = await open_page(browser, rig, "alice")
+    cell = (await tab.row(result.id)).locator("td.number")
+    await cell.wait_for(timeout=5000)
+    assert await cell.locator(".caller-id").text_content() == "called from +79161234567"
+    assert (await cell.text_content() or "").startswith("+79031234564")
+    viewer = await open_page(browser, rig, "victor")
+    masked = (await viewer.row(result.id)).locator("td.number .caller-id")
+    assert "+79161234567" not in (await masked.text_content() or "")
+    tab.assert_clean()
+    viewer.assert_clean()
