@@ -191,7 +191,10 @@ class Estimator:
             self._changed.clear()
             await self.refresh()
             try:
-                await asyncio.wait_for(self._changed.wait(), self.clock.to_real(self.refresh_every))
+                # Every change wakes it; the period is a safety net, so a fast simulated
+                # clock need not read the waiting list many times a real second.
+                period = max(0.25, self.clock.to_real(self.refresh_every))
+                await asyncio.wait_for(self._changed.wait(), period)
             except TimeoutError:
                 pass
             # Writes come in bursts: one read after a short pause covers the burst.
