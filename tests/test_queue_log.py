@@ -173,7 +173,9 @@ async def sim_rig(make_config, redis_url, tmp_path):
     made = []
 
     async def build(**sections):
-        clock = ScaledClock(100.0)
+        # 25 times real time: a loaded machine stalls the loop for real milliseconds, which
+        # must not become whole simulated seconds of an agent or customer leg.
+        clock = ScaledClock(25.0)
         agents = tuple(
             dataclasses.replace(a, behaviour=FixedAgent(talk=60)) for a in PbxSpec().agents
         )
