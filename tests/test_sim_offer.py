@@ -5,6 +5,7 @@ exchange with the dialer's server, and its ledger says whom the PBX really diall
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from simpbx.ami import PbxAmi
@@ -18,6 +19,7 @@ from simpbx.pbx import SimPbx
 from callback_dialer.app import build_dialer
 from callback_dialer.clock import ScaledClock
 
+from .helpers.wait import until_async
 from .test_dispatch import until
 
 SPEED = 50.0
@@ -138,3 +140,36 @@ async def test_without_the_dialers_agi_the_plain_promise_still_gets_a_callback(r
     assert offers.seen == [] and call.outcome == "callback_requested"
     [cb] = await open_callbacks(dialer)
     assert (cb.number, cb.source.value) == ("+" + CALLER, "explicit")
+
+
+async def test_with_redis_away_the_offer_still_answers_and_the_callback_waits_in_the_spool(
+    make_config, own_redis, tmp_path
+) -> None:
+    pbx, dialer, _, offers, ami = await make_rig(
+        make_config, own_redis.url, tmp_path, agents_answer=False
+    )
+    try:
+        own_redis.stop()
+        call = pbx.place_call(
+            "+" + CALLER, CallerScript(choice="2", star_after=5, offer=("2", "89031234561", "1"))
+        )
+        await run_for(pbx.clock, 60)
+        # The caller heard the estimate and was registered: nothing waited on Redis.
+        assert [o.why for o in offers.seen] == ["KEYPRESS"]
+        assert call.outcome == "callback_accepted"
+        spool = tmp_path / "spool.jsonl"
+        await until(lambda: spool.exists())
+        [line] = spool.read_text().splitlines()
+        spooled = json.loads(line)
+        assert (spooled["number"], spooled["caller_id"]) == ("+" + TYPED, "+" + CALLER)
+        own_redis.start()  # a fresh, empty Redis: the spooled request must still arrive
+
+        async def arrived() -> bool:
+            rows = await open_callbacks(dialer)
+            return [(c.number, c.caller_id) for c in rows] == [("+" + TYPED, "+" + CALLER)]
+
+        await until_async(arrived, timeout=20)
+    finally:
+        await dialer.stop()
+        await ami.stop()
+        await pbx.close()

@@ -169,6 +169,11 @@ class Estimator:
         try:
             waiting = await self.queue.waiting(limit=1000)
         except QueueUnavailable:
+            return False  # the last copy stands; the sink and the page say Redis is away
+        except Exception as exc:  # a bad record must not stop the dialer: the copy stands
+            log.warning(
+                "waiting list not read for the estimate", error=f"{type(exc).__name__}: {exc}"
+            )
             return False
         self.set_waiting(waiting)
         return True
