@@ -703,3 +703,20 @@ async def test_a_failing_listener_neither_loses_the_write_nor_silences_the_other
     stop()
     await queue.call_now(a, actor="olga")
     assert [c.event for c in told] == ["created", "call_now"]
+
+
+async def test_the_estimates_light_read_agrees_with_the_whole_records(queue: CallbackQueue) -> None:
+    """waiting_index reads only the indexes (and two fields of a scheduled callback): it must
+    give the estimate what the whole records would, ready and scheduled alike."""
+    await missed(queue, A, "support", 300)
+    await missed(queue, B, "new_connection", 100)
+    await missed(queue, C, "support", 50)
+    claim = await queue.claim(["support"], claimer="test")
+    await queue.release(claim, "test", not_before=queue.clock.now() + 600)
+    whole = {
+        (cb.id, cb.category, cb.score, cb.next_at if cb.state is State.SCHEDULED else None)
+        for cb in await queue.waiting(limit=1000)
+    }
+    light = {(e.id, e.category, e.score, e.due_at) for e in await queue.waiting_index()}
+    assert light == whole
+    assert sum(1 for *_, due in light if due is not None) == 1  # the one put off

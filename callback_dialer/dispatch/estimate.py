@@ -32,7 +32,7 @@ from ..detect.agents import AgentBook, AgentView
 from ..detect.tracker import CallTracker
 from ..hours import CallingHours
 from ..logs import get_logger
-from ..queue.models import Callback, QueueChange, State
+from ..queue.models import Callback, QueueChange, State, WaitingEntry
 from ..queue.store import CallbackQueue, QueueUnavailable
 
 log = get_logger(__name__)
@@ -116,14 +116,6 @@ class HandleTimes:
         return float(statistics.median(recent))
 
 
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    id: str
-    category: str
-    score: float
-    due_at: float | None  # scheduled ones: when they become ready
-
-
 class Estimator:
     """The estimates, answered from memory. ``run()`` keeps the copy of the waiting list
     fresh (every ``refresh_every`` seconds and after each queue change); while Redis is away
@@ -139,6 +131,7 @@ class Estimator:
         handle_times: HandleTimes | None = None,
         *,
         refresh_every: float = 2.0,
+        min_interval: float = 0.5,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -148,9 +141,10 @@ class Estimator:
         self.handle_times = handle_times or HandleTimes(clock)
         self.hours = CallingHours(config.hours)
         self.refresh_every = refresh_every
+        self.min_interval = min_interval
         self.weights = {c.name: c.weight for c in config.categories}
         self.serves = {q: tuple(cats) for q, cats in config.dispatch.queues.items()}
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[WaitingEntry] = []
         self.refreshed_at: float | None = None
         self._changed = asyncio.Event()
 
@@ -167,7 +161,7 @@ class Estimator:
 
     async def refresh(self) -> bool:
         try:
-            waiting = await self.queue.waiting(limit=1000)
+            entries = await self.queue.waiting_index(limit=1000)
         except QueueUnavailable:
             return False  # the last copy stands; the sink and the page say Redis is away
         except Exception as exc:  # a bad record must not stop the dialer: the copy stands
@@ -175,12 +169,14 @@ class Estimator:
                 "waiting list not read for the estimate", error=f"{type(exc).__name__}: {exc}"
             )
             return False
-        self.set_waiting(waiting)
+        self._waiting = entries
+        self.refreshed_at = self.clock.now()
         return True
 
     def set_waiting(self, waiting: Iterable[Callback]) -> None:
+        """Take the waiting list from whole records (tests and tools that hold them)."""
         self._waiting = [
-            _Waiting(
+            WaitingEntry(
                 id=cb.id,
                 category=cb.category,
                 score=cb.score,
@@ -202,8 +198,10 @@ class Estimator:
                 await asyncio.wait_for(self._changed.wait(), period)
             except TimeoutError:
                 pass
-            # Writes come in bursts: one read after a short pause covers the burst.
-            await asyncio.sleep(0.05)
+            # Writes come in bursts, and under a storm every claim is one: at most one read per
+            # min_interval (real seconds) covers them, and an estimate half a second old is as
+            # good as a fresh one to a caller told "about N minutes".
+            await asyncio.sleep(self.min_interval)
 
     # ------------------------------------------------------------------ estimating
 

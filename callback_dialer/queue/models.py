@@ -190,6 +190,16 @@ class Callback:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingEntry:
+    """A waiting callback as the index holds it: enough to count who is ahead of whom."""
+
+    id: str
+    category: str
+    score: float
+    due_at: float | None  # scheduled ones: when they become ready; None when ready now
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A callback held by one dispatcher until it settles it or the lease runs out."""
 
