@@ -358,6 +358,8 @@ def test_register_emits_the_missed_call_to_the_typed_number_at_once(offer_rig) -
         "support",
     )
     assert fact.source.value == "explicit"
+    # What the caller heard: "about N minutes" from now.
+    assert fact.promised_by == scripts.clock.now() + int(answer["CALLBACK_ETA"]) * 60
     # The typed number counts as on a call with us until this call ends.
     assert "+79035550211" in tracker.active_numbers()
     # The hangup adds nothing: the callback is already registered.

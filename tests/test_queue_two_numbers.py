@@ -171,3 +171,30 @@ async def test_a_webhook_names_both_numbers(queue: CallbackQueue) -> None:
     )
     assert (doc["number"], doc["caller_id"]) == (TYPED, CALLER)
     assert (doc["callback"]["number"], doc["callback"]["caller_id"]) == (TYPED, CALLER)
+
+
+async def test_the_first_promise_is_kept_beside_the_callback(queue: CallbackQueue) -> None:
+    now = queue.clock.now()
+    first = await queue.add_missed(
+        number=CALLER,
+        category="support",
+        source=Source.EXPLICIT,
+        missed_at=now,
+        call_id="promised",
+        promised_by=now + 600,
+    )
+    await queue.add_missed(
+        number=CALLER,
+        category="support",
+        source=Source.EXPLICIT,
+        missed_at=now + 60,
+        call_id="promised-again",
+        promised_by=now + 1800,
+    )
+    cb = await queue.get(first.id)
+    assert cb is not None and cb.promised_by == pytest.approx(now + 600)
+    assert cb.to_public()["promised_by"] == pytest.approx(now + 600)
+    plain = await queue.add_missed(
+        number=OTHER, category="support", source=Source.ABANDON, missed_at=now, call_id="plain"
+    )
+    assert (await queue.get(plain.id)).promised_by is None  # type: ignore[union-attr]

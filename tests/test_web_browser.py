@@ -632,7 +632,7 @@ async def test_a_viewer_sees_the_outage_but_cannot_end_it(browser, rig) -> None:
     tab.assert_clean()
 
 
-async def test_a_callback_to_a_typed_number_shows_the_caller_id_beside_it(browser, rig) -> None:
+async def test_a_typed_number_shows_the_caller_id_and_the_promise_beside_it(browser, rig) -> None:
     result = await rig.queue.add_missed(
         number="+79031234564",
         caller_id="+79161234567",
@@ -640,12 +640,15 @@ async def test_a_callback_to_a_typed_number_shows_the_caller_id_beside_it(browse
         source=Source.EXPLICIT,
         missed_at=rig.queue.clock.now() - 30,
         call_id="offer-typed",
+        promised_by=rig.queue.clock.now() + 600,
     )
     tab = await open_page(browser, rig, "alice")
     cell = (await tab.row(result.id)).locator("td.number")
     await cell.wait_for(timeout=5000)
     assert await cell.locator(".caller-id").text_content() == "called from +79161234567"
     assert (await cell.text_content() or "").startswith("+79031234564")
+    promise = (await tab.row(result.id)).locator(".promised")
+    assert (await promise.text_content() or "").startswith("promised by ")
     viewer = await open_page(browser, rig, "victor")
     masked = (await viewer.row(result.id)).locator("td.number .caller-id")
     assert "+79161234567" not in (await masked.text_content() or "")

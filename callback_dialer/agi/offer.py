@@ -191,6 +191,7 @@ class OfferScripts:
                 return {"CALLBACK_REGISTERED": "0"}
             typed = checked
         estimate = self.estimator.for_new(category, call_id=request.uniqueid)
+        promised_by = self.clock.now() + estimate.minutes * 60
         fact = self.tracker.accept_offer(
             request.uniqueid,
             reason=reason,
@@ -199,6 +200,7 @@ class OfferScripts:
             channel=request.channel,
             caller_id=request.caller_id,
             at=self.clock.now(),
+            promised_by=promised_by,
         )
         if fact is None:
             log.warning(
@@ -213,7 +215,7 @@ class OfferScripts:
             caller_id=fact.caller_id,
             category=fact.category,
             eta_minutes=estimate.minutes,
-            promised_by=round(self.clock.now() + estimate.minutes * 60),
+            promised_by=round(promised_by),
         )
         return {
             "CALLBACK_REGISTERED": "1",

@@ -22,6 +22,8 @@ class MissedCall:
     # The caller ID (E.164) when the caller typed another number to be called back on
     # (``number``); "" when the callback goes to the caller ID itself.
     caller_id: str = ""
+    # When the IVR's offer promised to call back by (epoch; 0: no promise was made).
+    promised_by: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

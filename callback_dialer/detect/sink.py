@@ -192,6 +192,7 @@ class QueueSink:
                 actor="pbx",
                 area=area,
                 caller_id=fact.caller_id,
+                promised_by=fact.promised_by,
             )
             log.info(
                 "missed call queued",

@@ -28,6 +28,7 @@ as ``NotQueued`` with the reason and go nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections import OrderedDict
@@ -474,6 +475,7 @@ class CallTracker:
         channel: str = "",
         caller_id: str = "",
         at: float,
+        promised_by: float = 0.0,
     ) -> MissedCall | None:
         """The caller took the IVR's offer (FastAGI): the callback is registered now, to
         ``typed`` or, when None, to the caller ID. A call we do not follow (a context not in
@@ -496,6 +498,7 @@ class CallTracker:
         fact = self._missed_fact(call, source_for_request(call.request_reason), at)
         if fact is None:
             return None
+        fact = dataclasses.replace(fact, promised_by=promised_by)
         call.offer_reported = True
         self._count("offer_accepted")
         self.emit(fact)

@@ -125,6 +125,8 @@ class Callback:
     # The number the missed call came from, when the caller asked to be called back on
     # another one (``number``): "" when they are the same.
     caller_id: str = ""
+    # When the IVR's offer said we would call back by (None: no promise was made).
+    promised_by: float | None = None
 
     @classmethod
     def from_redis(cls, raw: dict[str, str]) -> Callback:
@@ -161,6 +163,7 @@ class Callback:
             call_id=raw.get("call_id", ""),
             queue=raw.get("queue", ""),
             caller_id=raw.get("caller_id", ""),
+            promised_by=_f(raw.get("promised_by")),
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -169,6 +172,7 @@ class Callback:
             "id": self.id,
             "number": self.number,
             "caller_id": self.caller_id,
+            "promised_by": self.promised_by,
             "name": self.name,
             "category": self.category,
             "source": self.source.value,

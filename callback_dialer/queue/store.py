@@ -254,11 +254,14 @@ class CallbackQueue:
         note: str = "",
         area: str = "",
         caller_id: str = "",
+        promised_by: float = 0.0,
     ) -> EnqueueResult:
         """A missed call from ``number`` (E.164): a new callback, or merged into its open one.
 
         ``caller_id``: the number the call came from when the caller asked to be called back
         on ``number`` instead; the callback answers to both (merging, "got through").
+        ``promised_by``: when the IVR told the caller we would call (kept from the first
+        promise; the page and the API show it beside the real first call).
 
         ``call_id`` makes it idempotent: the same call reported twice (replay, resync) counts
         once. Outside calling hours the callback is scheduled for the next opening. A new
@@ -277,6 +280,7 @@ class CallbackQueue:
         payload = {
             "number": number,
             "caller_id": caller_id,
+            "promised_by": promised_by or "",
             "name": name,
             "category": category,
             "source": Source(source).value,

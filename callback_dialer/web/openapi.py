@@ -149,6 +149,11 @@ def _schemas(config: Config) -> dict[str, Any]:
             " IVR to be called back on another one (`number`); empty when they are the same."
             " Masked for viewers like `number`.",
         },
+        "promised_by": {
+            "type": ["number", "null"],
+            "description": "When the IVR's offer told the caller we would call back by (Unix"
+            " time; null: no promise was made). Compare with first_dialed_at.",
+        },
         "name": {"type": "string", "description": "As the PBX gave it: raw text, never HTML."},
         "category": S,
         "source": {"enum": SOURCES},

@@ -3,6 +3,7 @@
 --    due_at area (the caller's area from the CRM hook, or '')
 -- A new callback that an active outage covers is held (not dialled) until the outage ends;
 -- a repeat call merges into the open callback as it is (held or not).
+-- promised_by: when the IVR's offer said we would call (epoch, or ''); the first promise stays.
 -- caller_id is set when the caller typed another number to be called back on (P.number): the
 -- callback answers to both, so a later call from either merges into it and either getting
 -- through closes it.
@@ -72,6 +73,9 @@ if id then
         if claim_number(CALLER, id) then fields.caller_id = CALLER end
       end
     end
+    if (r.promised_by == nil or r.promised_by == '') and (P.promised_by or '') ~= '' then
+      fields.promised_by = fmt(tonumber(P.promised_by))
+    end
     fields.missed_count = tostring(tonumber(r.missed_count) + 1)
     local first = tonumber(r.first_missed)
     if missed_at < first then first = missed_at end
@@ -120,6 +124,7 @@ local r = {
   lease_until = '', first_dialed_at = '', pinned = '0', note = P.note or '',
   day = P.day, attempt_log = '[]', queue = P.queue or '', call_id = P.call_id or '',
   caller_id = CALLER,
+  promised_by = ((P.promised_by or '') ~= '' and fmt(tonumber(P.promised_by))) or '',
 }
 local outage = nil
 if P.source ~= 'manual' then outage = covering_outage(P.category, P.number, P.area) end

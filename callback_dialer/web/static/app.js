@@ -384,7 +384,8 @@
         el("td", {}, fmtTime(cb.first_missed), age(cb.first_missed, true)),
         el("td", { className: "num" }, cb.missed_count),
         el("td", { className: "num" }, cb.attempts),
-        el("td", { className: held ? "held-next" : "" }, next),
+        el("td", { className: held ? "held-next" : "" }, next,
+          cb.promised_by ? el("div", { className: "promised" }, t("promised_by", { time: fmtTime(cb.promised_by) })) : null),
         el("td", { className: "state-" + (held && cb.state === "pending" ? "held" : cb.state) }, state),
         actions);
       return labelCells(row, WAITING_LABELS);
