@@ -14,8 +14,11 @@ import re
 _LAYOUT: dict[str, str] = {
     "callback": "cb:%s",  # hash: one callback
     "history": "cb:%s:history",  # stream: every change of one callback
-    "open": "open",  # hash: E.164 number -> id of its open callback
-    "number": "number:%s",  # zset per E.164 number: ids of its callbacks -> when created
+    # hash: E.164 number -> id of its open callback; a callback to a number typed in the IVR
+    # is under both that number and the caller ID (enqueue.lua), so either merges or closes it
+    "open": "open",
+    # zset per E.164 number: ids of its callbacks -> when created (the caller ID's too)
+    "number": "number:%s",
     "ready": "ready:%s",  # zset per category: id -> priority score (lower goes first)
     "scheduled": "scheduled",  # zset: id -> time it becomes ready
     "leases": "leases",  # zset: id -> time its claim runs out
