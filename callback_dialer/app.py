@@ -41,6 +41,7 @@ from .detect.resync import resync_agents, resync_calls
 from .detect.sink import QueueSink
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.estimate import Estimator
+from .dispatch.fates import CallbackFates
 from .dispatch.leadership import Leadership
 from .jobs.admin import JobsAdmin
 from .jobs.bridge import JobsBridge
@@ -186,8 +187,23 @@ def build_dialer(
     ami.on_ready("outages", outages.ami_ready)
     ami.on_ready("agents", lambda: resync_agents(ami, pipeline))
     ami.on_ready("calls", lambda: resync_calls(ami, pipeline, clock))
-    if records is not None:
-        ami.on_ready("call records", lambda: _catch_up(records))
+    # The callback calls' fates the dialplan recorded: settled before the dispatcher's hook,
+    # so a callback whose call ended unseen is not offered again (leader only).
+    fates = (
+        CallbackFates(
+            config,
+            AstDb(ami),
+            queue,
+            clock,
+            metrics,
+            in_flight=lambda callback_id: dispatcher.inflight.get(callback_id),
+            leading=leadership.may_act,
+        )
+        if config.records.enabled
+        else None
+    )
+    if records is not None and fates is not None:
+        ami.on_ready("call records", lambda: _catch_up(records, fates))
     ami.on_ready("dispatcher", lambda: _ami_ready(metrics, dispatcher))
     ami.on_lost(dispatcher.on_ami_lost)
 
@@ -234,8 +250,14 @@ def build_dialer(
         web=WebServer(config, status, commands, sessions) if web else None,
         jobs_bridge=bridge,
         outages=outages,
+        sweeps=(
+            _sweep(config, clock, ami, lambda: _catch_up(records, fates, "sweep"))
+            if records is not None and fates is not None
+            else None
+        ),
         queue_log=queue_log,
         records=records,
+        fates=fates,
         estimator=estimator,
         agi=agi,
     )
@@ -265,8 +287,18 @@ async def _applied(fact: Fact, result: Any, metrics: Metrics) -> None:
         metrics.served.inc(fact.how)
 
 
-async def _catch_up(records: CallRecords) -> None:
-    await records.catch_up("reconnect")
+async def _catch_up(records: CallRecords, fates: CallbackFates, why: str = "reconnect") -> None:
+    await records.catch_up(why)
+    await fates.catch_up(why)
+
+
+async def _sweep(config: Config, clock: Clock, ami: AmiClient, catch_up: Callable[[], Any]) -> None:
+    """Every ``[records] sweep_every`` while connected: the records of calls followed live are
+    compared and deleted (AstDB stays small), anything the events missed is applied."""
+    while True:
+        await clock.sleep(config.records.sweep_every)
+        if ami.authenticated:
+            await catch_up()
 
 
 async def _ami_ready(metrics: Metrics, dispatcher: Dispatcher) -> None:
@@ -867,6 +899,8 @@ class Dialer:
         outages: OutageService,
         queue_log: QueueLogWriter | None = None,
         records: CallRecords | None = None,
+        fates: CallbackFates | None = None,
+        sweeps: Coroutine[Any, Any, None] | None = None,
         estimator: Estimator,
         agi: FastAgiServer | None = None,
     ) -> None:
@@ -887,6 +921,8 @@ class Dialer:
         self.outages = outages
         self.queue_log = queue_log
         self.records = records
+        self.fates = fates
+        self._sweeps = sweeps
         self.estimator = estimator
         self.agi = agi
         self._jobs_admin = jobs_admin
@@ -921,8 +957,8 @@ class Dialer:
         self._spawn("leader", self.leadership.run())
         self._spawn("dispatcher", self.dispatcher.run())
         self._spawn("outages", self.outages.run())
-        if self.records is not None:
-            self._spawn("record-sweeps", self.records.run_sweeps())
+        if self._sweeps is not None:
+            self._spawn("record-sweeps", self._sweeps)
         self._spawn("estimator", self.estimator.run())
         if self.agi is not None:
             try:

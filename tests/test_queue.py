@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from callback_dialer.clock import ManualClock
 from callback_dialer.queue.models import (
     Attempt,
+    Claim,
     DispatchControl,
     QueueChange,
     Source,
@@ -287,6 +288,31 @@ async def test_an_expired_lease_returns_the_callback_and_locks_out_the_old_holde
     )
     events = [h.event for h in await queue.history(cb_id)]
     assert events == ["created", "claimed", "lease_expired", "claimed"]
+
+
+async def test_a_lease_that_runs_out_on_a_placed_call_waits_its_retry_and_keeps_its_claim(
+    queue: CallbackQueue,
+    clock: ManualClock,
+) -> None:
+    # A dialer died after the Originate (the stage is noted just before it): the customer may
+    # have been reached, so no redial before the retry delay, and "outcome unknown" says why.
+    cb_id = await missed(queue, A, "support", 60)
+    dead = await queue.claim(["support"], claimer="dialer-1", agent="a1")
+    assert await queue.renew(dead, stage=Stage.RINGING_AGENT, agent="a1")
+    await clock.advance(queue.config.queue.lease_seconds + 1)
+    await queue.housekeeping()
+    cb = await queue.get(cb_id)
+    assert (cb.state, cb.reason) == (State.SCHEDULED, "outcome_unknown")
+    assert cb.next_at == pytest.approx(clock.now() + queue.config.retry.delay_after(1))
+    assert [(a.outcome, a.counted) for a in cb.attempt_log] == [("outcome_unknown", False)]
+    assert await queue.claim(["support"], claimer="dialer-2") is None  # not yet due
+    # The call's fate record, read late, settles that claim (and only that one).
+    talked = Attempt(at=clock.now(), agent="a1", outcome="answered", talk_seconds=40)
+    other = Claim(callback=cb, token="not-the-claim")
+    assert await queue.complete(other, talked, recorded=True) is None
+    assert await queue.complete(dead, talked) is None  # a live settle needs the lease
+    done = await queue.complete(dead, talked, recorded=True)
+    assert done is not None and done.state is State.DONE
 
 
 async def test_renewing_keeps_a_long_call_claimed(queue: CallbackQueue, clock) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..ami.astdb import AstDb, Entry, TreeUnsupported
@@ -263,15 +263,6 @@ class CallRecords:
         except AmiError as exc:
             result.left += 1
             log.debug("AstDB record not deleted; read again next time", key=key, error=str(exc))
-
-    async def run_sweeps(self, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        """Every ``sweep_every`` while connected: the records of calls followed live are
-        compared and deleted, and anything the events missed is applied."""
-        pause = sleep or self.clock.sleep
-        while True:
-            await pause(self.config.sweep_every)
-            if self.connected():
-                await self.catch_up("sweep")
 
 
 def _number(fact: Fact) -> str:

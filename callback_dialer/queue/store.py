@@ -188,6 +188,8 @@ class CallbackQueue:
         payload.setdefault("keep_seconds", self.config.queue.keep_finished_days * 86400)
         payload.setdefault("history_max", self.config.queue.history_max_len)
         payload.setdefault("today", self.hours.day_key(now))
+        # A lease that runs out on a placed call waits this long (lib.lua recover_leases).
+        payload.setdefault("retry_delays", list(self.config.retry.delays))
         payload.setdefault("hour", self.hours.hour(now))
         if name in _FENCED:
             holding = self._fence() if self._fence is not None else None
@@ -469,10 +471,12 @@ class CallbackQueue:
         agent: str = "",
         event: str | None = None,
         actor: str = "dispatcher",
+        recorded: bool = False,
     ) -> Callback | None:
         out = await self._run(
             "settle",
             {
+                "recorded": recorded,
                 "id": claim.callback.id,
                 "token": claim.token,
                 "state": state.value,
@@ -490,13 +494,24 @@ class CallbackQueue:
         self._changed_to(cb, event or state.value, previous_state=State.DIALING)
         return cb
 
-    async def complete(self, claim: Claim, attempt: Attempt) -> Callback | None:
-        """The customer talked to an agent: done. None when the claim was lost meanwhile."""
+    async def complete(
+        self, claim: Claim, attempt: Attempt, *, recorded: bool = False
+    ) -> Callback | None:
+        """The customer talked to an agent: done. None when the claim was lost meanwhile.
+        ``recorded``: told by the call's fate record (dispatch/fates.py), which may come after
+        the lease ran out; it settles that claim still, and no other."""
         return await self._settle(
-            claim, state=State.DONE, reason="called_back", attempt=attempt, agent=attempt.agent
+            claim,
+            state=State.DONE,
+            reason="called_back",
+            attempt=attempt,
+            agent=attempt.agent,
+            recorded=recorded,
         )
 
-    async def retry(self, claim: Claim, attempt: Attempt) -> Callback | None:
+    async def retry(
+        self, claim: Claim, attempt: Attempt, *, recorded: bool = False
+    ) -> Callback | None:
         """A customer attempt that did not get through: the next attempt per the retry policy
         (first calling-hours moment after the delay), or failed after the last attempt."""
         made = claim.callback.attempts + (1 if attempt.counted else 0)
@@ -508,6 +523,7 @@ class CallbackQueue:
                 reason=attempt.outcome,
                 attempt=attempt,
                 agent=attempt.agent,
+                recorded=recorded,
             )
         due = self.clock.now() + retry.delay_after(made)
         opening = self.hours.next_open(due)
@@ -518,6 +534,7 @@ class CallbackQueue:
                 reason="no_calling_hours",
                 attempt=attempt,
                 agent=attempt.agent,
+                recorded=recorded,
             )
         return await self._settle(
             claim,
@@ -527,6 +544,7 @@ class CallbackQueue:
             next_at=opening,
             agent=attempt.agent,
             event="retry",
+            recorded=recorded,
         )
 
     async def release(

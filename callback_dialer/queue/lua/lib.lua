@@ -138,7 +138,22 @@ local function recover_leases(limit, held)
   for _, id in ipairs(expired) do
     if not (held and held[id]) then
       local r = load(id)
-      if r and r.state == 'dialing' then
+      local placed = r and (r.stage or '') ~= '' and r.stage ~= 'claimed'
+      if r and r.state == 'dialing' and placed then
+        -- A call was placed (a stage past "claimed" is noted just before the Originate) and nobody
+        -- stored its outcome: the customer may have been reached. Without the dialplan's
+        -- fate record (dispatch/fates.py) nobody knows, so no redial before the normal
+        -- retry delay; the claim is kept so a late record can still settle it.
+        local delays = P.retry_delays or {300}
+        local n = math.min(tonumber(r.attempts or 0) + 1, #delays)
+        local log = cjson.decode(r.attempt_log or '[]')
+        log[#log + 1] = {at = tonumber(fmt(NOW)), agent = r.agent or '',
+          outcome = 'outcome_unknown', talk_seconds = 0, counted = false}
+        transition(r, 'scheduled',
+          {next_at = fmt(NOW + tonumber(delays[n])), last_claim = r.claim_token,
+           attempt_log = cjson.encode(log), last_outcome = 'outcome_unknown'},
+          'lease_expired', 'outcome_unknown', {claimed_by = r.claimed_by})
+      elseif r and r.state == 'dialing' then
         transition(r, 'pending', {}, 'lease_expired', 'lease_expired',
           {claimed_by = r.claimed_by})
       else

@@ -2,7 +2,12 @@
 -- P: id token state reason next_at attempt{}|nil counted agent talk_seconds event
 if fenced(false) then return cjson.encode({result = 'fenced'}) end  -- leader lease
 local r = load(P.id)
-if not held_by(r, P.token) then
+-- recorded: the fate the dialplan wrote for the call placed under this claim (fates/<id>),
+-- applied by a dialer that did not follow the call; it may find the lease already run out
+-- ("outcome unknown", scheduled), and still settles that claim, and no other.
+local late = P.recorded and r ~= nil and r.state == 'scheduled'
+  and r.reason == 'outcome_unknown' and (r.last_claim or '') == P.token and P.token ~= ''
+if not held_by(r, P.token) and not late then
   return cjson.encode({result = 'lost', state = r and r.state or 'gone',
     reason = r and r.reason or ''})
 end

@@ -386,7 +386,10 @@
         el("td", { className: "num" }, cb.attempts),
         el("td", { className: held ? "held-next" : "" }, next,
           cb.promised_by ? el("div", { className: "promised" }, t("promised_by", { time: fmtTime(cb.promised_by) })) : null),
-        el("td", { className: "state-" + (held && cb.state === "pending" ? "held" : cb.state) }, state),
+        el("td", { className: "state-" + (held && cb.state === "pending" ? "held" : cb.state) }, state,
+          // Its last call ended while no dialer followed it and no record says how: it waits
+          // for its retry, never redialled sooner, and the supervisor sees why.
+          cb.reason === "outcome_unknown" ? el("span", { className: "tag unknown" }, t("reason_outcome_unknown")) : null),
         actions);
       return labelCells(row, WAITING_LABELS);
     }));
