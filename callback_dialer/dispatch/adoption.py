@@ -50,7 +50,10 @@ class LiveChannel:
             linkedid=message.get("Linkedid") or message.get("Uniqueid"),
             state=state,
             bridge=message.get("BridgeId") or message.get("BridgeID"),
-            callback_id=message.chanvars().get(CALLBACK_ID_VAR, ""),
+            # CoreShowChannel: ChanVariable (manager.conf channelvars); Status with Variables:
+            # Variable.
+            callback_id=message.chanvars().get(CALLBACK_ID_VAR)
+            or message.chanvars("Variable").get(CALLBACK_ID_VAR, ""),
         )
 
     @property
@@ -108,9 +111,12 @@ class LiveCall:
         return [ch for ch in self.channels if ch.uid not in ours]
 
 
+LISTED = frozenset({"CoreShowChannel", "Status"})
+
+
 def live_calls(listing: Iterable[AmiMessage]) -> dict[str, LiveCall]:
-    """Every callback call in a ``CoreShowChannels`` listing, by callback id."""
-    channels = [LiveChannel.from_message(m) for m in listing if m.event == "CoreShowChannel"]
+    """Every callback call in a ``CoreShowChannels`` (or ``Status``) listing, by callback id."""
+    channels = [LiveChannel.from_message(m) for m in listing if m.event in LISTED]
     by_link: dict[str, list[LiveChannel]] = {}
     for ch in channels:
         by_link.setdefault(ch.linkedid, []).append(ch)

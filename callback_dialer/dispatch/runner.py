@@ -25,6 +25,7 @@ from ..detect.tracker import CallTracker
 from ..logs import get_logger
 from ..phone import NumberPolicy
 from ..queue.store import CallbackQueue, NotLeader, QueueUnavailable
+from .adoption import live_calls
 from .attempt import Attempt
 from .origination import OriginateInputError, plan_originate
 from .outcome import Outcome, Reason
@@ -199,6 +200,15 @@ class AttemptRunner:
             for m in channels
         )
         if alive:
+            call = live_calls(channels).get(attempt.callback_id)
+            if call is not None and self.strategy.catch_up(
+                attempt, call, attempt.lost_at or self.clock.now()
+            ):
+                log.warning(
+                    "the call moved on while the link was down",
+                    callback=attempt.callback_id,
+                    stage=attempt.stage.value,
+                )
             attempt.still_up()
             return None
         lost_at = attempt.lost_at or self.clock.now()

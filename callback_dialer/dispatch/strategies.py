@@ -139,6 +139,23 @@ class Strategy(ABC):
         if stage is Stage.TALKING:
             attempt.talking(at=since)
 
+    def catch_up(self, attempt: Attempt, call: LiveCall, since: float) -> bool:
+        """After the link was down: the call is further on than the attempt heard (its
+        DialEnd ANSWER, say, was sent while nobody listened). Make the transitions the lost
+        events would have made; ``since`` is the earliest they can have happened (when the
+        link dropped: a talk is then never counted shorter than it was, so nobody reached is
+        called again for a talk that looked too short). True when the attempt moved on."""
+        order = (self.first_stage, self.second_stage, Stage.TALKING)
+        have = order.index(attempt.stage) if attempt.stage in order else 0
+        want = order.index(self.adopted_stage(call))
+        if want <= have:
+            return False
+        if have == 0 or not attempt.second_leg_began:
+            self._second_leg_adopted(attempt, call, since)
+        if want == 2:
+            attempt.talking(at=since)
+        return True
+
     @abstractmethod
     def _second_leg_adopted(self, attempt: Attempt, call: LiveCall, since: float | None) -> None:
         """The first leg is up and the second is being dialled (or talks)."""
