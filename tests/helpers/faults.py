@@ -497,7 +497,7 @@ async def leader_killed_with_standby(rig: Rig) -> tuple[float | None, str]:
     return time.monotonic() - killed, "standby took over"
 
 
-async def storm_two_instances(rig: Rig, callers: int = 250, per_minute: int = 1000):
+async def storm_two_instances(rig: Rig, callers: int = 150, per_minute: int = 1000):
     await rig.start("alpha")
     await rig.start("beta", lead=False)
     for ext in [str(101 + i) for i in range(rig.agents)]:
@@ -556,7 +556,9 @@ FAULTS = (
 )
 
 
-async def run_fault(fault: Fault, redis_url: str, **options) -> FaultResult:
+async def run_fault(
+    fault: Fault, redis_url: str, *, settle: float | None = None, **options
+) -> FaultResult:
     folder = Path(tempfile.mkdtemp(prefix="fault-"))
     own = OwnRedis(folder) if fault.own_redis else None
     if own is not None:
@@ -569,7 +571,7 @@ async def run_fault(fault: Fault, redis_url: str, **options) -> FaultResult:
             recover, notes = await fault.run(rig, own)
         else:
             recover, notes = await fault.run(rig, **options)
-        states = await rig.settle(fault.settle)
+        states = await rig.settle(settle or fault.settle)
         await run_for(rig.clock, 5)  # room for a doubled call to show, if there were one
         adopted = sum(adopted_in(rig.log_of(name)) for name in rig.processes)
         if adopted:
