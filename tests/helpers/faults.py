@@ -397,7 +397,7 @@ class Rig:
 
 async def _kill_at(rig: Rig, stage: str) -> tuple[float | None, str]:
     await rig.start("alpha")
-    await rig.owe(rig.agents + 1)
+    await rig.owe(rig.agents)
     await rig.stage_reached(stage)
     rig.kill("alpha")
     killed = time.monotonic()
@@ -439,7 +439,7 @@ async def kill_before_originate_response(rig: Rig) -> tuple[float | None, str]:
             fired.append(time.monotonic())
 
     rig.on_originate = kill_now
-    await rig.owe(rig.agents + 1)
+    await rig.owe(rig.agents)
     deadline = time.monotonic() + 20
     while not fired and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -451,7 +451,7 @@ async def kill_before_originate_response(rig: Rig) -> tuple[float | None, str]:
 
 async def _cut_at(rig: Rig, stage: str) -> tuple[float | None, str]:
     await rig.start("alpha")
-    await rig.owe(rig.agents + 1)
+    await rig.owe(rig.agents)
     await rig.stage_reached(stage)
     cut = time.monotonic()
     logins = rig.servers["alpha"].server.logins
@@ -475,7 +475,7 @@ async def cut_talking(rig: Rig) -> tuple[float | None, str]:
 
 async def pbx_restart_talking(rig: Rig) -> tuple[float | None, str]:
     await rig.start("alpha")
-    await rig.owe(rig.agents + 1)
+    await rig.owe(rig.agents)
     await rig.stage_reached("talking", count=rig.agents)
     restarted = time.monotonic()
     logins = rig.servers["alpha"].server.logins
@@ -488,7 +488,7 @@ async def pbx_restart_talking(rig: Rig) -> tuple[float | None, str]:
 async def leader_killed_with_standby(rig: Rig) -> tuple[float | None, str]:
     await rig.start("alpha")
     await rig.start("beta", lead=False)
-    await rig.owe(rig.agents + 1)
+    await rig.owe(rig.agents)
     await rig.stage_reached("talking")
     rig.kill("alpha")
     killed = time.monotonic()
@@ -497,7 +497,7 @@ async def leader_killed_with_standby(rig: Rig) -> tuple[float | None, str]:
     return time.monotonic() - killed, "standby took over"
 
 
-async def storm_two_instances(rig: Rig, callers: int = 150, per_minute: int = 1000):
+async def storm_two_instances(rig: Rig, callers: int = 120, per_minute: int = 1000):
     await rig.start("alpha")
     await rig.start("beta", lead=False)
     for ext in [str(101 + i) for i in range(rig.agents)]:
@@ -508,9 +508,11 @@ async def storm_two_instances(rig: Rig, callers: int = 150, per_minute: int = 10
         rig.numbers.append(number)
         rig.pbx.place_call(number, CallerScript(choice="2", patience=3))
         await asyncio.sleep(gap / SPEED)
-    await run_for(rig.clock, 10)
-    missed = {s.number for s in rig.ledger.subscribers() if s.missed}
-    assert len(missed) == callers, (len(missed), callers)
+    deadline = time.monotonic() + 60
+    while len({s.number for s in rig.ledger.subscribers() if s.missed}) < callers:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the storm's callers did not all give up")
+        await asyncio.sleep(0.1)
     for ext in [str(101 + i) for i in range(rig.agents)]:
         rig.pbx.scheduler.run(rig.pbx.pause, ext, False)
     return None, f"{callers} abandons at {per_minute}/min, 2 dialers"
@@ -518,7 +520,7 @@ async def storm_two_instances(rig: Rig, callers: int = 150, per_minute: int = 10
 
 async def redis_restart_talking(rig: Rig, own: OwnRedis) -> tuple[float | None, str]:
     await rig.start("alpha")
-    await rig.owe(rig.agents + 1)
+    await rig.owe(rig.agents)
     await rig.stage_reached("talking")
     own.kill()
     killed = time.monotonic()
@@ -533,7 +535,7 @@ class Fault:
     run: Callable[..., Awaitable[tuple[float | None, str]]]
     rig: dict = field(default_factory=dict)
     own_redis: bool = False
-    settle: float = 40.0
+    settle: float = 60.0  # at most, real seconds: a loaded machine is slow, not wrong
 
 
 FAULTS = (
@@ -551,7 +553,7 @@ FAULTS = (
         "two instances, storm of 1,000 abandons/min",
         storm_two_instances,
         {"agents": 20, "talk": 12, "customer_ring": 0.5, "agent_ring": 0.3},
-        settle=60.0,
+        settle=120.0,
     ),
 )
 
