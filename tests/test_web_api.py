@@ -27,6 +27,7 @@ from callback_dialer.jobs.common import connect, rq_queue
 from callback_dialer.queue.models import Source, State
 from callback_dialer.web.auth import Authority, hash_password, verify_password
 from callback_dialer.web.ports import Commands, SessionStore, StatusSource
+from callback_dialer.web.views import Views
 
 from .conftest import REPO
 from .test_jobs_support import purge_rq
@@ -666,6 +667,12 @@ async def test_agents_and_calls_in_progress_come_from_the_live_dialer(
         assert [(f["id"], f["agent"], f["number"], f["name"], f["stage"]) for f in flights] == [
             (cb, "Local/101@agents/n", NEW, "Ivan", "ringing_agent")
         ]
+        assert flights[0]["adopted"] is False  # placed by this dialer, not taken over
+        # The same attempt, had it been adopted from a killed run: the page marks it.
+        views = Views(config, rig.dialer.status)
+        (attempt,) = rig.dialer.dispatcher.inflight.values()
+        adopted = {**attempt.view(rig.dialer.clock.now()), "adopted": True}
+        assert views.in_progress([adopted], [], masked=False)[0]["adopted"] is True
         agents = {a["interface"]: a for a in (await alice.get("/api/agents")).json()["agents"]}
         assert agents["Local/101@agents/n"]["state"] == "reserved"
         assert agents["Local/101@agents/n"]["categories"] == ["new_connection"]
