@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from callback_dialer.dispatch.leadership import Leadership
 from callback_dialer.queue.lease import Fence, LeaderLease
-from callback_dialer.queue.models import Adoption, Attempt, Source, State
+from callback_dialer.queue.models import Adoption, Attempt, Source, Stage, State
 from callback_dialer.queue.store import CallbackQueue, NotLeader
 
 A = "+79161234567"
@@ -269,3 +269,31 @@ async def test_adopting_a_dead_leaders_calls_takes_their_claims_under_the_new_to
         await qa.retry(old[0], attempt(qa))
     assert (await qb.get(talking)).state is State.DONE
     assert [e.event for e in await qb.history(talking)][-2:] == ["adopted", "done"]
+
+
+async def test_a_placed_call_whose_claim_lapsed_as_outcome_unknown_is_taken_back_while_up(
+    redis_client, config, clock, lease
+) -> None:
+    # The restart took longer than the claim's lease: housekeeping scheduled it as "outcome
+    # unknown" for the retry delay, but its call is still up in Asterisk. Adopting it takes
+    # it back (nobody dials it at the retry), and its one outcome replaces the unknown.
+    holding: dict[str, Fence | None] = {"a": None, "b": None}
+    qa = CallbackQueue(redis_client, config, clock, fence=lambda: holding["a"])
+    qb = CallbackQueue(redis_client, config, clock, fence=lambda: holding["b"])
+    cb = await missed(qa)
+    holding["a"] = Fence("a", (await lease.tick("a", None, 0.15)).token)
+    old = await qa.claim(["support"], claimer="a", agent="PJSIP/101")
+    await qa.renew(old, stage=Stage.TALKING, agent="PJSIP/101")
+    await redis_client.zadd(qa.keys.leases(), {cb: 0})
+    await qa.housekeeping()
+    lapsed = await qa.get(cb)
+    assert (lapsed.state, lapsed.reason) == (State.SCHEDULED, "outcome_unknown")
+    assert [a.outcome for a in lapsed.attempt_log] == ["outcome_unknown"]
+    await asyncio.sleep(0.2)
+    holding["b"] = Fence("b", (await lease.tick("b", None, 30)).token)
+    wanted = [Adoption(cb, "t-new", agent="PJSIP/101", stage="talking")]
+    assert [r.result for r in await qb.adopt(wanted, claimer="b", reclaim=False)] == ["closed"]
+    (taken,) = await qb.adopt(wanted, claimer="b")
+    assert taken.result == "reclaimed" and taken.claim.callback.attempt_log == ()
+    done = await qb.complete(taken.claim, attempt(qb))
+    assert (done.state, [a.outcome for a in done.attempt_log]) == (State.DONE, ["answered"])

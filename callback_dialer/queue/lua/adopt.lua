@@ -8,6 +8,14 @@
 -- 'closed' (finished, or settled otherwise: the call is left alone, its number not dialled
 -- while it is up), 'gone'.
 if fenced(true) then return cjson.encode({result = 'fenced'}) end  -- leader lease
+-- A claim that ran out with nobody's outcome (lib.lua, recover_leases): offered again at
+-- once, or, when a call had been placed, scheduled for the retry delay as "outcome unknown"
+-- (its claim kept in last_claim, the unknown noted in the attempt log).
+local function lapsed(r)
+  return (r.state == 'pending' and r.reason == 'lease_expired')
+    or (r.state == 'scheduled' and r.reason == 'outcome_unknown' and (r.last_claim or '') ~= '')
+end
+
 local out = {}
 local lease_until = fmt(NOW + tonumber(P.lease))
 for _, item in ipairs(P.items) do
@@ -15,8 +23,7 @@ for _, item in ipairs(P.items) do
   local result
   if r == nil then
     result = {id = item.id, result = 'gone'}
-  elseif r.state ~= 'dialing' and not (P.reclaim and r.state == 'pending'
-      and r.reason == 'lease_expired') then
+  elseif r.state ~= 'dialing' and not (P.reclaim and lapsed(r)) then
     -- Finished, or settled by an attempt whose channels are still going away: a retry, a
     -- release. Only a claim that ran out (nobody recorded anything) is taken back.
     result = {id = item.id, result = 'closed', state = r.state, number = r.number}
@@ -40,6 +47,15 @@ for _, item in ipairs(P.items) do
       if fields.stage == nil then
         fields.stage = item.stage or 'claimed'
         fields.stage_at = fmt(tonumber(item.stage_at or NOW))
+      end
+      if r.reason == 'outcome_unknown' then
+        -- The call was not unknown after all: it is up, and followed from now. Its outcome
+        -- will be the one entry for this attempt in the log.
+        local log = cjson.decode(r.attempt_log or '[]')
+        if #log > 0 and log[#log].outcome == 'outcome_unknown' then table.remove(log) end
+        fields.attempt_log = #log > 0 and cjson.encode(log) or '[]'  -- {} is not a list
+        fields.last_outcome = ''
+        fields.last_claim = ''
       end
       transition(r, 'dialing', fields, 'adopted', 'adopted', detail)
       result = {id = item.id, result = 'reclaimed', callback = public(r)}
