@@ -151,7 +151,7 @@ class Rig:
     agents: int = 2
     agent_ring: float = 2.0
     customer_ring: float = 2.0
-    talk: float = 60.0
+    talk: float = 200.0  # long enough for a restart on a loaded machine (up to 10 s)
     retry_delay: str = "20s"
     clock: ScaledClock = field(init=False)
     key_prefix: str = field(default_factory=lambda: "faults-" + secrets.token_hex(4))
@@ -226,6 +226,7 @@ class Rig:
                 "queue": {"lease_seconds": "90s"},
                 "leader": {"instance": name, "lease": LEASE, "renew_every": RENEW},
                 "web": {"enabled": False},
+                "ivr": {"agi_enabled": False},  # faults run side by side: no fixed port
                 "logging": {"format": "json"},
             }
         )
