@@ -8,8 +8,8 @@ stale picture) and every ``records.sweep_every`` while connected, this module:
 
 1. reads every record: ``DBGetTree`` where the Asterisk version has it (16.28, 18.14, 19.6 and
    later: every 20 and 22), else the index the dialplan keeps with ``records.index = true``
-   (``<family>/seq`` counts, ``<family>/index/<n>`` names each record; ``<family>/next`` is
-   the first slot not yet read, kept by us), entry by entry with ``DBGet``;
+   (``<family>/seq`` counts, ``<family>/index/<n>`` names each record; ``<family>/next/calls``
+   is the first slot not yet read, kept by us), entry by entry with ``DBGet``;
 2. deletes unread what is older than ``records.max_age`` or cannot be read;
 3. hands the rest, oldest first, to the call tracker, which judges each with the rules of live
    events (``CallTracker.settle_record``): a call followed live gives nothing (its record is
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +49,7 @@ log = get_logger(__name__)
 CALLS = "calls"
 _PARALLEL = 32  # Redis writes and AMI deletions in flight at once during a catch-up
 _TREE_TIMEOUT = 120.0  # a night of records is one long list
+_BATCH = 200  # records parsed or judged between two looks at the event loop
 
 
 @dataclass
@@ -74,6 +75,7 @@ class RecordStore:
         self.has_tree: bool | None = None  # learnt at the first read
         self._slots: dict[str, str] = {}  # key -> its index slot (index mode)
         self._next_slot = 0
+        self._cursor = f"next/{subtree}"
 
     async def read(self) -> list[Entry]:
         """Every record of the subtree, keys relative to it (``1733.12``)."""
@@ -98,7 +100,8 @@ class RecordStore:
 
     async def _read_index(self) -> list[Entry]:
         seq = _int(await self.astdb.get(self.family, "seq"))
-        first = max(1, _int(await self.astdb.get(self.family, "next")) or 1)
+        # Each subtree keeps its own cursor: calls and fates share the numbered slots.
+        first = max(1, _int(await self.astdb.get(self.family, self._cursor)) or 1)
         self._next_slot = seq + 1
         out = []
         head = self.subtree + "/"
@@ -122,7 +125,7 @@ class RecordStore:
     async def done_reading(self) -> None:
         """Index mode: the slots read are done with (the next read starts after them)."""
         if self.has_tree is False and self._next_slot and not self._slots:
-            await self.astdb.put(self.family, "next", str(self._next_slot))
+            await self.astdb.put(self.family, self._cursor, str(self._next_slot))
 
 
 def _int(text: str | None) -> int:
@@ -188,7 +191,9 @@ class CallRecords:
         oldest = self.clock.now() - self.config.max_age
         gone: list[str] = []
         records = []
-        for entry in entries:
+        for n, entry in enumerate(entries):
+            if n % _BATCH == _BATCH - 1:
+                await asyncio.sleep(0)  # a night of records must not hold up live events
             try:
                 record = parse_call_record(entry.key, entry.value)
             except RecordError as exc:
@@ -207,7 +212,9 @@ class CallRecords:
         # Judged in the order the calls ended (as live events would have come), stored per
         # number in the order their facts happened.
         lanes: dict[str, list[tuple[float, str, Fact | None]]] = defaultdict(list)
-        for record in records:
+        for n, record in enumerate(records):
+            if n % _BATCH == _BATCH - 1:
+                await asyncio.sleep(0)
             verdict = self.tracker.settle_record(record)
             if verdict.seen_live:
                 result.seen_live += 1
@@ -230,23 +237,29 @@ class CallRecords:
                 lanes[f"-{record.call_id}"].append((record.ended_at, record.call_id, None))
             for fact in verdict.facts:
                 lanes[_number(fact)].append((_at(fact), record.call_id, fact))
-        sem = asyncio.Semaphore(_PARALLEL)
-        await asyncio.gather(*(self._delete(sem, key, result) for key in gone))
-        await asyncio.gather(*(self._lane(sem, sorted(lane), result) for lane in lanes.values()))
+        # _PARALLEL workers, each storing one number's facts in order and deleting each record
+        # once stored: that many Redis writes and AMI deletions in flight, and no task per
+        # record (ten thousand tasks made at once would hold up the live events themselves).
+        work: deque[list[tuple[float, str, Fact | None]]] = deque(
+            [[(0.0, key, None)] for key in gone]
+        )
+        work.extend(sorted(lane) for lane in lanes.values())
+
+        async def worker() -> None:
+            while work:
+                await self._lane(work.popleft(), result)
+
+        await asyncio.gather(*(worker() for _ in range(min(_PARALLEL, len(work)))))
         if not result.left:
             await self.store.done_reading()
 
     async def _lane(
-        self,
-        sem: asyncio.Semaphore,
-        lane: list[tuple[float, str, Fact | None]],
-        result: CatchUpResult,
+        self, lane: list[tuple[float, str, Fact | None]], result: CatchUpResult
     ) -> None:
         for i, (_, key, fact) in enumerate(lane):
             if fact is not None:
                 try:
-                    async with sem:
-                        await self.sink.apply(fact)
+                    await self.sink.apply(fact)
                 except QueueUnavailable as exc:
                     # The rest of this number's records stay in AstDB for the next pass.
                     log.warning("Redis unavailable; AstDB records kept", error=str(exc))
@@ -254,12 +267,11 @@ class CallRecords:
                     return
                 except QueueInputError as exc:
                     log.error("a recorded call was refused by the queue", error=str(exc))
-            await self._delete(sem, key, result)
+            await self._delete(key, result)
 
-    async def _delete(self, sem: asyncio.Semaphore, key: str, result: CatchUpResult) -> None:
+    async def _delete(self, key: str, result: CatchUpResult) -> None:
         try:
-            async with sem:
-                await self.store.delete(key)
+            await self.store.delete(key)
         except AmiError as exc:
             result.left += 1
             log.debug("AstDB record not deleted; read again next time", key=key, error=str(exc))
