@@ -53,8 +53,8 @@ def record_starts(dialer) -> list[tuple[float, str]]:
 async def sim(make_config, redis_url, tmp_path):
     made: list[Any] = []
 
-    async def build(talk: float = 20.0, **dispatch: Any):
-        clock = ScaledClock(SPEED)
+    async def build(talk: float = 20.0, speed: float = SPEED, **dispatch: Any):
+        clock = ScaledClock(speed)
         agents = tuple(
             dataclasses.replace(a, behaviour=FixedAgent(talk=talk)) for a in PbxSpec().agents
         )
@@ -142,14 +142,16 @@ async def test_with_the_default_the_live_callers_get_the_returning_agents_first(
 
 
 async def test_with_a_strict_turn_the_older_callbacks_take_the_returning_agents(sim) -> None:
-    pbx, dialer, ledger, _ = await sim(callback_handicap="0s")
+    # slower still: the dialer must answer within app_queue's second, which at 20x is 50 ms
+    # of a machine that may be busy
+    pbx, dialer, ledger, _ = await sim(callback_handicap="0s", speed=5.0)
     starts = record_starts(dialer)
     back = await break_then_return(pbx, dialer, ledger)
     await until(lambda: len(starts) >= 2, timeout=10)
     # both agents went to callbacks (the callers who gave up came first), at once: before
     # app_queue's next look could ring them for a live caller
     assert {agent for _, agent in starts[:2]} == {"Local/102@agents/n", "Local/103@agents/n"}
-    assert all(t - back < 0.5 for t, _ in starts[:2])
+    assert all(t - back < 1.0 for t, _ in starts[:2]), (back, starts)
     connects = live_connects(ledger)
     assert connects == [] or min(connects) > starts[1][0]
 
