@@ -148,7 +148,7 @@ def run_turns(args: argparse.Namespace) -> dict[str, Any]:
                 traffic=scenario["traffic"],
                 seed=seed,
                 start=DAY_START,
-                hours=13.0,
+                hours=args.hours,
                 speed=args.speed,
             )
             for variant in turn_variants():
@@ -169,7 +169,12 @@ def run_turns(args: argparse.Namespace) -> dict[str, Any]:
         )
         figures["label"] = label
         runs.setdefault(scenario, {}).setdefault(variant, []).append(figures)
-    out: dict[str, Any] = {"speed": args.speed, "wall_seconds": time.time() - t0, "scenarios": {}}
+    out: dict[str, Any] = {
+        "speed": args.speed,
+        "hours": args.hours,
+        "wall_seconds": time.time() - t0,
+        "scenarios": {},
+    }
     order = [v.name for v in turn_variants()]
     for scenario, by_variant in runs.items():
         pooled_ = {v: pool(by_variant[v]) for v in order if v in by_variant}
@@ -196,8 +201,10 @@ def turns_tables(turns: dict[str, Any]) -> str:
     for name, scenario in turns["scenarios"].items():
         agents = scenario["agents"] or "the profile's 3"
         seeds = ", ".join(str(s) for s in scenario["seeds"])
+        span = f"08:00 + {turns.get('hours', 13.0):g} h"
         lines.append(
-            f"**{name}** ({agents} agents, traffic x{scenario['traffic']:g}, seeds {seeds})\n"
+            f"**{name}** ({agents} agents, traffic x{scenario['traffic']:g}, seeds {seeds}; "
+            f"a simulated day is {span}, clock at {turns['speed']:g}x)\n"
         )
         lines.append(
             "| variant | live abandon rate | live hold p50 / p90, s | missed callers / day | "
@@ -238,6 +245,12 @@ def turns_tables(turns: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def shipped_variant() -> str:
+    """The variant whose handicap config/dialer.toml ships (its name is the handicap)."""
+    config = tomllib.loads((ROOT / "config" / "dialer.toml").read_text("utf-8"))
+    return str(config.get("dispatch", {}).get("callback_handicap", ""))
+
+
 def turns_plot(turns: dict[str, Any]) -> Path | None:
     scenario = turns["scenarios"].get("busy")
     if scenario is None:
@@ -259,7 +272,7 @@ def turns_plot(turns: dict[str, Any]) -> Path | None:
         xlabel="live-queue abandon rate, %",
         ylabel="callers lost for good per day",
         vline=(100 * off["abandon_rate"] + 0.5, "callbacks off + 0.5 point"),
-        highlight=turns.get("choice", ("",))[0],
+        highlight=shipped_variant(),
     )
     return _write("e2e_turns_tradeoff.svg", chart)
 
@@ -598,6 +611,9 @@ def main() -> None:
     parser.add_argument("--redis", default=DEFAULT_REDIS)
     parser.add_argument("--speed", type=float, default=100.0, help="day: clock speed")
     parser.add_argument("--scenarios", default="default,busy", help="day: which scenarios")
+    parser.add_argument(
+        "--hours", type=float, default=13.0, help="turns: simulated hours from 08:00"
+    )
     parser.add_argument(
         "--seeds",
         type=lambda s: [int(x) for x in s.split(",")],

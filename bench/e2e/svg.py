@@ -269,7 +269,7 @@ def scatter(
     vline: tuple[float, str] | None = None,
     highlight: str = "",
 ) -> str:
-    """Labelled points joined in order (a trade-off curve); ``vline`` a dashed limit."""
+    """Labelled points (a trade-off: further left and lower is better); ``vline`` a limit."""
     c = Chart()
     c.title(title, subtitle)
     c.axes(xlabel, ylabel)
@@ -290,13 +290,12 @@ def scatter(
     if vline:
         c.line(sx(vline[0]), c.top, sx(vline[0]), c.top + c.ph, stroke="#d62728", dash="6 4")
         c.add_legend(vline[1], "#d62728", "dash")
-    c.polyline([(sx(x), sy(y)) for _, x, y in points], stroke="#1f77b4", width=1.5)
     for label, x, y in points:
         colour = "#d62728" if label == highlight else "#1f77b4"
         c.parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{colour}"/>')
         weight = "bold" if label == highlight else "normal"
         c.text(sx(x) + 6, sy(y) - 6, label, size=10, weight=weight)
-    c.add_legend("variants, in handicap order", "#1f77b4")
+    c.add_legend("a variant", "#1f77b4", "box")
     if highlight:
         c.add_legend(f"shipped: {highlight}", "#d62728", "box")
     return c.render()
