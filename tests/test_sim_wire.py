@@ -132,7 +132,9 @@ REBUILD: dict[str, Callable[[AmiMessage], list[tuple[str, str]]]] = {
     "UserEvent": lambda m: wire.user_event(
         channel_from(m),
         f(m, "UserEvent"),
-        [("Reason", f(m, "Reason")), ("Category", f(m, "Category"))],
+        # The dialplan's own headers, in its order (Reason, Category; the generated
+        # dialplan's Number after the offer; an outage's Action, Id, ...): all after UserEvent.
+        list(m.fields.items())[list(m.fields).index("UserEvent") + 1 :],
     ),
     "DialBegin": lambda m: wire.dial_begin(caller(m), channel_from(m, "Dest"), f(m, "DialString")),
     "DialState": lambda m: wire.dial_state(
@@ -182,7 +184,7 @@ REBUILD: dict[str, Callable[[AmiMessage], list[tuple[str, str]]]] = {
         int(f(m, "RingTime")),
     ),
     "AgentComplete": lambda m: wire.agent_complete(
-        channel_from(m),
+        channel_from(m) if "Channel" in m.fields else None,
         channel_from(m, "Dest") if "DestChannel" in m.fields else None,
         f(m, "Queue"),
         f(m, "Interface"),
