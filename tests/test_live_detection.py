@@ -104,13 +104,15 @@ async def test_after_the_server_drops_the_dialer_reconnects_and_resyncs(live) ->
     agents = dialer.pipeline.agents
     await until(lambda: len(agents.agents) == 2)
     # While the link is down, 102 goes on a break and 101 leaves the queues.
+    listed_before = len(server.actions_named("CoreShowChannels"))
     server.drop_all()
     await until(lambda: not dialer.ami.authenticated)
     pbx.members["Local/102@agents/n"].paused = True
     pbx.members["Local/102@agents/n"].paused_reason = "break"
     del pbx.members["Local/101@agents/n"]
     await until(lambda: dialer.ami.authenticated and server.logins == 2)
-    await until(lambda: len(server.actions_named("CoreShowChannels")) == 2)
+    # The calls are listed again (the leader lists them once more, for callback calls to adopt).
+    await until(lambda: len(server.actions_named("CoreShowChannels")) > listed_before)
     await until(lambda: set(agents.agents) == {"Local/102@agents/n"})
     [view] = agents.views()
     assert (view.state, view.paused_reason) == ("paused", "break")
@@ -166,9 +168,11 @@ async def test_a_call_in_progress_across_a_reconnect(captures, live, still_up) -
     for frame in frames[: join + 1]:
         await server.send_raw(frame.encode())
     await until(lambda: dialer.pipeline.tracker.active_numbers() == {"+79161234561"})
+    listed_before = len(server.actions_named("CoreShowChannels"))
     server.drop_all()
     await until(lambda: dialer.ami.authenticated and server.logins == 2)
-    await until(lambda: len(server.actions_named("CoreShowChannels")) == 2)
+    await until(lambda: dialer.dispatcher.synced)
+    await until(lambda: len(server.actions_named("CoreShowChannels")) > listed_before)
     await asyncio.sleep(0.05)
     if still_up:
         # Still in the queue: the rest of the call arrives after the reconnect.
@@ -196,13 +200,16 @@ async def test_a_call_that_begins_while_the_channel_list_is_on_its_way_is_kept(
     server = await AmiServer(secret="s3cret").start()
 
     async def channels(session: AmiSession, message) -> None:
-        for frame in frames[: join + 1]:
-            session.write(frame.encode())
+        # Only while the first list (the resync's) is on its way; the leader's second list,
+        # for callback calls to adopt, comes after and finds the call as any event does.
+        if len(server.actions_named("CoreShowChannels")) == 1:
+            for frame in frames[: join + 1]:
+                session.write(frame.encode())
         session.write(server.list_response("coreshowchannels", message.get("ActionID"), []))
 
     server.on_action("CoreShowChannels", channels)
     _, dialer = await live(server=server)
-    await until(lambda: len(server.actions_named("CoreShowChannels")) == 1)
+    await until(lambda: len(server.actions_named("CoreShowChannels")) >= 1)
     await asyncio.sleep(0.05)
     assert dialer.pipeline.tracker.active_numbers() == {"+79161234561"}
     await asyncio.sleep(10 / SPEED)  # longer than min_call_seconds: a real wait in the queue

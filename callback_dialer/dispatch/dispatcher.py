@@ -266,9 +266,10 @@ class Dispatcher:
             if now - last_housekeeping >= 30:
                 last_housekeeping = now
                 await self._housekeeping()
-                if self.ami.authenticated:
+                if self.ami.authenticated and self.synced:
                     # A claim a dialer left while its call goes on (a leader replaced while
-                    # frozen, whose calls were still being set up at the take-over).
+                    # frozen, whose calls were still being set up at the take-over). Not
+                    # before the AMI ready hook's own adoption: that one lists the calls then.
                     await self.adopt_calls(reclaim=False)
             try:
                 await self.dispatch_pass()
