@@ -220,8 +220,10 @@ def device_state_change(device: str, state: DeviceState) -> Pairs:
     return _event("DeviceStateChange", CALL, [("Device", device), ("State", state.name)])
 
 
-def user_event(ch: ChannelView, name: str, headers: Pairs) -> Pairs:
-    return _event("UserEvent", USER, channel_block(ch), [("UserEvent", name)], headers)
+def user_event(ch: ChannelView | None, name: str, headers: Pairs) -> Pairs:
+    # From the dialplan, with the channel; from an AMI UserEvent action, without one.
+    channel_part = channel_block(ch) if ch is not None else []
+    return _event("UserEvent", USER, channel_part, [("UserEvent", name)], headers)
 
 
 # --------------------------------------------------------------------------- dialing
@@ -570,11 +572,12 @@ def core_show_channel(
     if action_id:
         pairs.append(("ActionID", action_id))
     pairs.extend(channel_block(ch))
+    # Asterisk 22's order (main/manager.c, action_coreshowchannels): BridgeId last.
     pairs += [
-        ("BridgeId", bridge_id),
         ("Application", application),
         ("ApplicationData", app_data),
         ("Duration", duration),
+        ("BridgeId", bridge_id),
     ]
     return pairs
 
