@@ -100,6 +100,18 @@ def test_the_recorded_listing_names_both_talking_calls_and_their_customers() -> 
         assert plan.action_id == "cbd-originate-" + call.first.uid.removeprefix("cbd-")
 
 
+def test_a_talk_found_with_no_record_of_its_start_counts_from_the_customers_channel() -> None:
+    """The recorded listing's customer channels were created (dialled) some seconds before the
+    listing: the talk cannot have begun earlier, and counting from there never makes a
+    reached customer look unreached."""
+    items, _ = _listing()
+    for call in live_calls(items).values():
+        customer = call.bridged_with_first()
+        assert customer is not None and customer.age is not None and customer.age > 0
+        youngest = min(ch.age for ch in call.others() if ch.age is not None)
+        assert call.talk_began_by(1000.0) == 1000.0 - youngest
+
+
 @pytest.fixture
 async def served(make_config, redis_url, tmp_path):
     server = await AmiServer(secret="s3cret").start()

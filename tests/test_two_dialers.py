@@ -299,19 +299,15 @@ async def test_the_leader_killed_hard_is_replaced_within_the_lease(rig) -> None:
     takeover = time.monotonic() - killed
     assert takeover <= LEASE + 0.3, takeover
     assert standby.leadership.token == 2
-    # What the dead leader had claimed stays its own (claims outlive this test): never rung
-    # again here. Everyone else is called back by the new leader, once.
-    states = await rig.states()
-    orphans = frozenset(n for n, cbs in states.items() if cbs[0].claimed_by == "leader")
-    assert orphans and len(orphans) <= len(AGENTS)
+    # The dead leader's callback calls are the new leader's now: those still up are adopted
+    # and followed to their end, those that ended meanwhile are settled from the fate the
+    # dialplan recorded. Everyone is called back, and nobody reached is called again.
     deadline = time.monotonic() + 60
-    while not await served_all(rig, numbers, but=orphans):
+    while not await served_all(rig, numbers):
         assert time.monotonic() < deadline, "the new leader did not call everyone back"
         await asyncio.sleep(0.2)
     await run_for(rig.clock, 30)  # time for a doubled call to show up, if there were one
     rig.assert_nobody_rung_twice()
-    rung_after = {m.get("Exten") for m in rig.servers["standby"].originates_after(killed)}
-    assert not rung_after & {n.lstrip("+") for n in orphans}
     assert all(at >= killed_at for at, _, _ in rig.servers["standby"].originates)
     print(f"\ntakeover after SIGKILL: {takeover:.2f} s (lease {LEASE:g} s)")
 
@@ -345,6 +341,7 @@ async def test_a_leader_frozen_past_its_lease_never_acts_on_its_old_token(rig) -
         assert time.monotonic() < deadline, "the new leader did not call everyone back"
         await asyncio.sleep(0.2)
     assert rig.servers["leader"].originates_after(woke) == []
-    assert rig.servers["leader"].actions_after(woke) <= {"Ping", "Status", "Logoff"}
+    # Reading the dialplan's call records is detection, which every instance does.
+    assert rig.servers["leader"].actions_after(woke) <= {"Ping", "Status", "Logoff", "DBGetTree"}
     rig.assert_nobody_rung_twice()
     print(f"\ntakeover after SIGSTOP: {takeover:.2f} s (lease {LEASE:g} s)")

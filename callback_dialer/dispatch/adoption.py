@@ -37,6 +37,7 @@ class LiveChannel:
     state: int
     bridge: str
     callback_id: str  # "" when the channel does not carry CALLBACK_ID
+    age: float | None = None  # seconds since Asterisk created it (Duration, Seconds)
 
     @classmethod
     def from_message(cls, message: AmiMessage) -> LiveChannel:
@@ -54,6 +55,7 @@ class LiveChannel:
             # Variable.
             callback_id=message.chanvars().get(CALLBACK_ID_VAR)
             or message.chanvars("Variable").get(CALLBACK_ID_VAR, ""),
+            age=_age(message),
         )
 
     @property
@@ -105,6 +107,14 @@ class LiveCall:
                 return ch
         return None
 
+    def talk_began_by(self, now: float) -> float | None:
+        """The earliest moment the talk can have begun: when the youngest dialled party's
+        channel was created (it is answered after that). None when the listing gives no age.
+        An adopted talk counted from here is never shorter than it was, so a customer who
+        was reached is not called again because the dialer that placed the call died."""
+        ages = [ch.age for ch in self.others() if ch.age is not None]
+        return now - min(ages) if ages else None
+
     def others(self) -> list[LiveChannel]:
         """The call's channels that are not the Originate's own: the dialled parties."""
         ours = self.ours
@@ -142,3 +152,16 @@ def _first_rank(ch: LiveChannel) -> tuple[int, int, int]:
         0 if ch.uid == ch.linkedid else 1,
         0 if ch.up else 1,
     )
+
+
+def _age(message: AmiMessage) -> float | None:
+    """CoreShowChannel's ``Duration`` (HH:MM:SS) or Status's ``Seconds``, in seconds."""
+    duration = message.get("Duration")
+    if duration:
+        try:
+            hours, minutes, seconds = (int(part) for part in duration.split(":"))
+        except ValueError:
+            return None
+        return float(hours * 3600 + minutes * 60 + seconds)
+    seconds = message.get("Seconds")
+    return float(seconds) if seconds.isdigit() else None

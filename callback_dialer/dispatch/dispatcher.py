@@ -644,6 +644,7 @@ class Dispatcher:
         except AmiError as exc:
             log.warning("could not list the callback calls in progress", error=str(exc))
             return 0
+        now = self.clock.now()
         calls = {cid: call for cid, call in live_calls(listing).items() if cid not in self.inflight}
         if not calls:
             self.foreign_numbers = frozenset()
@@ -654,7 +655,11 @@ class Dispatcher:
             Adoption(
                 callback_id,
                 secrets.token_hex(12),
-                stage=self.strategy.adopted_stage(call).value,
+                stage=(stage := self.strategy.adopted_stage(call)).value,
+                # Found talking where Redis last saw it ringing (the dialer that placed it
+                # died in between): the talk counts from the earliest it can have begun.
+                # Redis keeps its own stage_at when it had seen the talk already.
+                stage_at=call.talk_began_by(now) if stage is Stage.TALKING else None,
             )
             for callback_id, call in sorted(calls.items())
         ]
