@@ -5,9 +5,10 @@
 
 The day is config/traffic-outage.toml (the shipped traffic plus an outage in district
 +7 495 123 from 11:00 for two hours, its subscribers calling support ten times as often),
-08:00-16:00, three times the shipped traffic and six agents, calling hours all day. The same
-plan (profile, seed, start) is played three times, each by the real dialer against the PBX
-simulator on its own shared clock, side by side:
+08:00-16:00, ``--traffic`` times the shipped traffic and ``--agents`` agents, calling hours all
+day; ``--seeds`` days pooled (sums, and the new subscribers' waits pooled). Each plan
+(profile, seed, start) is played three times, each by the real dialer against the PBX
+simulator on its own shared clock, all side by side:
 
 - ``off``: no outage mode; every missed call is a callback, the district's too;
 - ``drop``: outage mode declared (support, +7495123) at 11:00 through the dialer's own
@@ -145,6 +146,7 @@ def figures(data: dict[str, Any], variant: OutageVariant, district: str) -> dict
     )
     district_rung = sum(1 for c in data["callbacks"] if in_district(c["subscriber"]))
     return {
+        "waits": waits,
         "agent_hours_on_callbacks": round(hours["all"], 2),
         "agent_hours_on_district_callbacks": round(hours["district"], 2),
         "callbacks_rung": len(data["callbacks"]),
@@ -160,7 +162,7 @@ def figures(data: dict[str, Any], variant: OutageVariant, district: str) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speed", type=float, default=150.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", default="1,2,3", help="days pooled, comma-separated")
     parser.add_argument("--traffic", type=float, default=3.0)
     parser.add_argument("--agents", type=int, default=6)
     parser.add_argument("--hours", type=float, default=8.0)
@@ -168,21 +170,31 @@ def main() -> None:
     args = parser.parse_args()
     from simpbx.traffic import outage_window
 
-    spec = DaySpec(
-        profile=PROFILE,
-        agents=args.agents,
-        traffic=args.traffic,
-        seed=args.seed,
-        start=DAY_START,
-        hours=args.hours,
-        speed=args.speed,
-    )
-    profile = build_profile(spec)
+    seeds = [int(x) for x in args.seeds.split(",")]
+    specs = {
+        seed: DaySpec(
+            profile=PROFILE,
+            agents=args.agents,
+            traffic=args.traffic,
+            seed=seed,
+            start=DAY_START,
+            hours=args.hours,
+            speed=args.speed,
+        )
+        for seed in seeds
+    }
+    profile = build_profile(specs[seeds[0]])
     begin, end = outage_window(profile, DAY_START)
     district = profile.outage.district
+    modes = ("off", "drop", "release")
     jobs = [
-        Job(f"outage/{mode}", spec, OutageVariant(name=mode, mode=mode, begin=begin, end=end))
-        for mode in ("off", "drop", "release")
+        Job(
+            f"seed{seed}/{mode}",
+            spec,
+            OutageVariant(name=mode, mode=mode, begin=begin, end=end),
+        )
+        for seed, spec in specs.items()
+        for mode in modes
     ]
     t0 = time.monotonic()
     results = run_days(
@@ -197,12 +209,22 @@ def main() -> None:
         "wall_seconds": round(time.monotonic() - t0),
         "variants": {},
     }
-    for job in jobs:
-        result = results[job.label]
-        out["variants"][job.variant.name] = {
-            **figures(result.sim, job.variant, district),
-            "outage": result.dialer.get("outage", {}),
-            "outcomes": result.dialer.get("outcomes", {}),
+    for mode in modes:
+        days = [j for j in jobs if j.variant.name == mode]
+        each = [figures(results[j.label].sim, j.variant, district) for j in days]
+        waits = [w for f in each for w in f.pop("waits")]
+        pooled = {
+            k: round(sum(f[k] for f in each), 2) for k in each[0] if not k.startswith("new_ttc")
+        }
+        pooled["new_subscribers_missed_during_outage"] = (
+            len(waits) + pooled["new_not_called_by_day_end"]
+        )
+        pooled["new_ttc_median_min"] = round(median(waits) / 60, 1) if waits else math.nan
+        pooled["new_ttc_p90_min"] = round(percentile(waits, 0.9) / 60, 1) if waits else math.nan
+        out["variants"][mode] = {
+            **pooled,
+            "days": each,
+            "outages": [results[j.label].dialer.get("outage", {}) for j in days],
         }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "outage.json").write_text(json.dumps(out, indent=2))

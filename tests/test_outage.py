@@ -429,3 +429,30 @@ async def test_the_daily_report_shows_held_dropped_and_released(
     total = next(r for r in report.categories if r["category"] == "total")
     assert (total["held"], total["outage_released"], total["outage_dropped"]) == (4, 1, 2)
     assert (total["cancelled"], total["open"], total["callbacks"]) == (2, 2, 4)
+
+
+async def test_metrics_show_outages_held_callbacks_and_self_service(
+    config, redis_url, tmp_path, clock
+) -> None:
+    from callback_dialer.app import build_dialer
+    from callback_dialer.detect.facts import SelfServed
+
+    dialer = build_dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "s.jsonl")
+    sink = asyncio.create_task(dialer.pipeline.sink.run())
+    try:
+        await declare(dialer.queue)
+        await miss(dialer.queue, IN_DISTRICT[0])
+        dialer.pipeline.sink.put(
+            SelfServed("c1", "+74951230009", "support", "balance", clock.now(), clock.now())
+        )
+        await dialer.pipeline.sink.drain(5)
+        text = await dialer.status.metrics_text()
+        assert 'callback_dialer_outages{state="active"} 1' in text
+        assert 'callback_dialer_queue_depth{category="support",state="held"} 1' in text
+        assert 'callback_dialer_self_service_total{reason="balance"} 1' in text
+    finally:
+        sink.cancel()
+        await dialer.outages.close()
+        from callback_dialer.queue.connect import close_async_client
+
+        await close_async_client(dialer.redis)

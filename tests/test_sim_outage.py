@@ -84,7 +84,7 @@ async def test_a_district_caller_is_held_while_a_new_subscriber_is_called_back(
     config = make_config(
         ami={"port": ami.port, "secret": "s3cret", "reconnect_min_delay": 0.05},
         dispatch={"wrapup_seconds": 5, "tick_seconds": 5},
-        outage={"mirror_astdb": False},
+        outage={"refresh_every": 1},
     )
     dialer = build_dialer(config, clock=clock, redis_url=redis_url, spool=tmp_path / "s.jsonl")
     await dialer.start()
@@ -95,6 +95,9 @@ async def test_a_district_caller_is_held_while_a_new_subscriber_is_called_back(
         _, outage = await dialer.outages.declare(
             actor="web:boss", categories=["support"], prefixes=["+7495123"], message="Cut"
         )
+        # The IVR can tell: the dialer mirrored the outage into the PBX's AstDB.
+        await until(lambda: pbx.astdb.get("callback-outage", "cat-support") == "1")
+        assert pbx.astdb.get("callback-outage", "message") == "Cut"
         pbx.place_call(DISTRICT, CallerScript(choice="2", patience=10))
         pbx.place_call(NEW, CallerScript(choice="1", patience=10))
         await run_for(clock, 25)
@@ -106,6 +109,7 @@ async def test_a_district_caller_is_held_while_a_new_subscriber_is_called_back(
         held = await dialer.queue.open_for(DISTRICT)
         assert held is not None and held.state is State.HELD
         await dialer.outages.end(outage.id, OutageEnd.RELEASE, actor="web:boss", per_hour=3600)
+        assert pbx.astdb.tree("callback-outage") == []
         await run_for(clock, 120)
         rung = [c.number.lstrip("+") for c in ledger.callbacks()]
         assert rung == [NEW[1:], DISTRICT[1:]]
