@@ -1041,7 +1041,14 @@ async def test_real_answers_match_the_openapi_schemas(rig) -> None:
         ).json(),
     )
     check("Error", (await alice.get("/api/callbacks/cb-999")).json())
+    declared = (await alice.post("/api/outages", {"message": "Cable cut"})).json()
+    check("OutageResult", declared)
+    await missed(rig.queue, "+74951230001", "support", 5)
+    check("CallbackList", (await alice.get("/api/callbacks?state=held")).json())
     check("Snapshot", await rig.web.hub.snapshot(masked=False))
+    ended = await alice.post(f"/api/outages/{declared['outage']['id']}/end", {"choice": "drop"})
+    check("OutageResult", ended.json())
+    check("Outage", (await alice.get("/api/outages")).json()["outages"][0])
 
 
 # --------------------------------------------------------------------------- operations
