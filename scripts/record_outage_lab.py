@@ -11,7 +11,8 @@ the lab's ``[agents]`` context (the agents' phones); ``queues.conf`` gets
     .venv/bin/python scripts/record_outage_lab.py --prefix /work/ast/p22 --lab /work/lab/i17
 
 Two captures, each one AMI session of the ``dialer`` user (CaptureWriter, secret masked),
-written to tests/fixtures (``--out``):
+written to tests/fixtures/issue17 (``--out``; a folder of their own, since they hold the
+dialplan events of the generated dialplan, which the simulator does not rebuild):
 
 - ``self_service.jsonl``: with every agent paused, +74951110009 presses 9 (the sample IVR's
   self-service option: ``Set(CALLBACK_SKIP=balance)``, a prompt, hang up) and +79031110002
@@ -294,7 +295,7 @@ def main() -> int:
     parser.add_argument("--prefix", type=Path, required=True)
     parser.add_argument("--lab", type=Path, required=True)
     parser.add_argument("--kit", type=Path, default=rf.find_kit())
-    parser.add_argument("--out", type=Path, default=rf.REPO / "tests" / "fixtures")
+    parser.add_argument("--out", type=Path, default=rf.REPO / "tests" / "fixtures" / "issue17")
     args = parser.parse_args()
     rf.PBX_PORT, rf.CARRIER_PORT = PORTS[0], PORTS[1]
     args.lab.mkdir(parents=True, exist_ok=True)
@@ -309,7 +310,7 @@ def main() -> int:
         (args.lab / "outage-summary.json").write_text(
             json.dumps(result, indent=2, ensure_ascii=False)
         )
-        rf.copy_configs(args.lab, args.out / "asterisk-outage")
+        rf.copy_configs(args.lab, args.out / "asterisk")
         print(json.dumps(result["redis"]["callbacks"], indent=1), file=sys.stderr)
     finally:
         stop(args.prefix, args.lab)

@@ -17,8 +17,10 @@ from callback_dialer.queue.store import CallbackQueue
 
 from .conftest import FIXTURES
 
-SELF_SERVICE = FIXTURES / "self_service.jsonl"
-OUTAGE = FIXTURES / "outage.jsonl"
+# In a folder of their own: they hold dialplan events (Newexten, VarSet) of the generated
+# dialplan, which the simulator's wire tests over tests/fixtures/*.jsonl do not rebuild.
+SELF_SERVICE = FIXTURES / "issue17" / "self_service.jsonl"
+OUTAGE = FIXTURES / "issue17" / "outage.jsonl"
 START = 1_795_345_800.0
 
 
