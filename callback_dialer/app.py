@@ -251,7 +251,7 @@ def build_dialer(
         jobs_bridge=bridge,
         outages=outages,
         sweeps=(
-            _sweep(config, clock, ami, lambda: _catch_up(records, fates, "sweep"))
+            (lambda: _sweep(config, clock, ami, lambda: _catch_up(records, fates, "sweep")))
             if records is not None and fates is not None
             else None
         ),
@@ -900,7 +900,7 @@ class Dialer:
         queue_log: QueueLogWriter | None = None,
         records: CallRecords | None = None,
         fates: CallbackFates | None = None,
-        sweeps: Coroutine[Any, Any, None] | None = None,
+        sweeps: Callable[[], Coroutine[Any, Any, None]] | None = None,
         estimator: Estimator,
         agi: FastAgiServer | None = None,
     ) -> None:
@@ -958,7 +958,7 @@ class Dialer:
         self._spawn("dispatcher", self.dispatcher.run())
         self._spawn("outages", self.outages.run())
         if self._sweeps is not None:
-            self._spawn("record-sweeps", self._sweeps)
+            self._spawn("record-sweeps", self._sweeps())
         self._spawn("estimator", self.estimator.run())
         if self.agi is not None:
             try:
