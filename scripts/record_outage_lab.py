@@ -170,6 +170,10 @@ async def self_service(lab: rf.Lab) -> None:
 
 async def outage(lab: rf.Lab, prefix: Path, labdir: Path) -> dict:
     steps: dict = {}
+    # Callbacks long enough to count as talks ([dispatch] min_talk_seconds): agents talk 25 s,
+    # customers 12 s.
+    await lab.set_global("TALK", "25")
+    await lab.set_global("CUSTOMER_TALK", "12", on_carrier=True)
     await lab.pause_all(True)
     # Before the outage: a district caller hangs up in support (an ordinary callback).
     await lab.call(rf.Caller("+74951230011", "2", patience=4))
