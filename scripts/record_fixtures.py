@@ -83,15 +83,18 @@ def customer_first_dialplan() -> str:
     """The customer-first contexts of ``callback-dialer dialplan``, for the lab's IAX2 trunk.
 
     Rendered from the project's defaults ([dispatch] customer_channel
-    ``Local/{exten}@callback-customer/n``, agent_context ``callback-agent``); the one change is
-    the customer's Dial string: ``PJSIP/${EXTEN}@${CALLBACK_TRUNK}`` becomes
-    ``IAX2/${CALLBACK_TRUNK}/${EXTEN}`` (the lab's trunk is the IAX2 peer ``carrier``, which the
-    Originates name in CALLBACK_TRUNK)."""
-    rendered = render_dialplan(parse_config({}, "defaults"))
+    ``Local/{exten}@callback-customer/n``, agent_context ``callback-agent``) with the one trunk
+    the lab has: the IAX2 peer ``carrier`` (dial template ``IAX2/{trunk}/{number}``), which the
+    Originates name in CALLBACK_TRUNK."""
+    rendered = render_dialplan(parse_config(LAB_TRUNK, "lab trunk"))
     section = rendered[rendered.index("; Customer first") :]
-    lab = section.replace("PJSIP/${EXTEN}@${CALLBACK_TRUNK}", "IAX2/${CALLBACK_TRUNK}/${EXTEN}")
-    assert lab != section, "the generated dialplan no longer dials PJSIP/${EXTEN}@${TRUNK}"
-    return lab
+    assert "IAX2/carrier/${EXTEN}" in section, "the customer-first contexts dial no IAX2 trunk"
+    return section
+
+
+LAB_TRUNK = {
+    "dispatch": {"trunks": [{"name": "carrier", "max_calls": 10, "dial": "IAX2/{trunk}/{number}"}]}
+}
 
 
 def public_callerid_global() -> str:
