@@ -37,12 +37,12 @@ class _Answers:
 
 
 def record_starts(dialer) -> list[tuple[float, str]]:
-    """(when, agent) of every callback the dispatcher starts, on the dialer's clock."""
-    starts: list[tuple[float, str]] = []
+    """(when, agent, number) of every callback the dispatcher starts, on the dialer's clock."""
+    starts: list[tuple[float, str, str]] = []
     start = dialer.dispatcher._start
 
     def recorded(claim, interface):
-        starts.append((dialer.clock.now(), interface))
+        starts.append((dialer.clock.now(), interface, claim.callback.number))
         start(claim, interface)
 
     dialer.dispatcher._start = recorded
@@ -132,28 +132,31 @@ async def test_with_the_default_the_live_callers_get_the_returning_agents_first(
     # app_queue's recheck gives them the agents within its second (and a little for a loaded
     # machine); the dialer left both agents to the queue: no callback started before
     assert all(t - back <= 1.5 for t in first_two), (back, first_two)
-    assert [t for t, _ in starts if t <= first_two[-1]] == []
+    assert [t for t, _, _ in starts if t <= first_two[-1]] == []
     # every live caller is served before any callback, and then every callback is made
     await until(lambda: len(live_connects(ledger)) == 4, timeout=20)
     last_live = live_connects(ledger)[-1]
     await until(lambda: len({c.number for c in ledger.callbacks()}) == 3, timeout=30)
-    assert min(t for t, _ in starts) > last_live
+    assert min(t for t, _, _ in starts) > last_live
     assert pbx.scheduler.errors == 0 and dialer.pipeline.router.handler_errors == 0
 
 
 async def test_with_a_strict_turn_the_older_callbacks_take_the_returning_agents(sim) -> None:
-    # slower still: the dialer must answer within app_queue's second, which at 20x is 50 ms
-    # of a machine that may be busy
+    """Handicap 0s: the callbacks were missed before the live callers joined, so the dialer
+    never leaves an agent to them: each returning agent it finds free goes to a callback,
+    the oldest first. (Whether it finds both free is a race with app_queue's one-second
+    recheck that a loaded machine can lose; the decision itself is proven on the recording,
+    test_live_queue.py.)"""
     pbx, dialer, ledger, _ = await sim(callback_handicap="0s", speed=5.0)
     starts = record_starts(dialer)
     back = await break_then_return(pbx, dialer, ledger)
-    await until(lambda: len(starts) >= 2, timeout=10)
-    # both agents went to callbacks (the callers who gave up came first), at once: before
-    # app_queue's next look could ring them for a live caller
-    assert {agent for _, agent in starts[:2]} == {"Local/102@agents/n", "Local/103@agents/n"}
-    assert all(t - back < 1.0 for t, _ in starts[:2]), (back, starts)
-    connects = live_connects(ledger)
-    assert connects == [] or min(connects) > starts[1][0]
+    await until(lambda: len(starts) == 3, timeout=60)
+    assert sum(dialer.metrics.left_to_live.values.values()) == 0
+    assert [number for _, _, number in starts] == GAVE_UP  # oldest first
+    # the first went out at once, unless app_queue's looks took both agents before the
+    # dialer's pass (a lost race, not a decision)
+    if len([t for t in live_connects(ledger) if t < starts[0][0]]) < 2:
+        assert starts[0][0] - back < 1.0, (back, starts)
 
 
 async def test_a_live_caller_outside_the_free_agents_queues_never_holds_them(sim) -> None:
