@@ -152,6 +152,50 @@ def _core_show_channel(newchannel_raw: str, duration: str) -> list[tuple[str, st
     ]
 
 
+async def test_a_call_met_mid_call_already_talking_to_an_agent_is_served_not_missed(
+    captures, live
+) -> None:
+    # The dialer starts while a caller talks with an agent: Asterisk lists the caller's
+    # channel in a bridge with the agent's. When that call ends it was served: no callback.
+    frames = _frames(captures, "abandon_in_queue")
+    newchannel = next(f for f in frames if f.startswith("Event: Newchannel"))
+    caller = dict(_core_show_channel(newchannel, "00:01:05"))
+    caller["BridgeId"] = "b7e1c3d2-0000-4000-8000-000000000001"
+    agent = {
+        **caller,
+        "Channel": "Local/101@agents-00000001;1",
+        "Uniqueid": "1700000000.99",
+        "Linkedid": caller["Linkedid"],
+        "Context": "agents",
+        "Application": "AppQueue",
+        "ApplicationData": "(Outgoing Line)",
+    }
+    server = await AmiServer(secret="s3cret").start()
+
+    async def channels(session: AmiSession, message) -> None:
+        items = [list(caller.items()), list(agent.items())]
+        session.write(server.list_response("coreshowchannels", message.get("ActionID"), items))
+
+    server.on_action("CoreShowChannels", channels)
+    _, dialer = await live(server=server)
+    number = caller["CallerIDNum"]
+    await until(
+        lambda: (
+            number.lstrip("+") in {n.lstrip("+") for n in dialer.pipeline.tracker.active_numbers()}
+        )
+    )
+    hangup = next(
+        f
+        for f in frames
+        if f.startswith("Event: Hangup\r\n") and f"\r\nUniqueid: {caller['Uniqueid']}\r\n" in f
+    )
+    await server.send_raw(hangup.encode())
+    await until(lambda: not dialer.pipeline.tracker.active_numbers())
+    await dialer.pipeline.sink.drain(5)
+    assert await open_callbacks(dialer) == []
+    assert not dialer.metrics.not_queued.get("fate_unknown")
+
+
 @pytest.mark.parametrize("still_up", [True, False])
 async def test_a_call_in_progress_across_a_reconnect(captures, live, still_up) -> None:
     frames = _frames(captures, "abandon_in_queue")

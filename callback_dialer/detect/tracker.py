@@ -697,6 +697,20 @@ class CallTracker:
             call = self._call_for(message)
             if call is not None:
                 self._update(call, message)
+                bridge = ch.get("BridgeId", "")
+                if bridge and not call.connected:
+                    # Met mid-call already in a bridge: an inbound call is bridged only with
+                    # whoever answered it (app_queue's agent, a Dial), so it was served. Else
+                    # its end, unseen in any queue, would look like a caller lost in the IVR.
+                    peer = next(
+                        (
+                            other.get("Channel", "")
+                            for other_uid, other in live.items()
+                            if other_uid != uid and other.get("BridgeId") == bridge
+                        ),
+                        "",
+                    )
+                    self._connected(call, now, peer)
 
 
 def _duration(text: str) -> float:
