@@ -130,6 +130,7 @@ def build_dialer(
         name=leadership.instance,
         leading=leadership.may_act,
         live=pipeline.live,
+        settle_recorded=lambda: fates.catch_up("take-over") if fates else _nothing(),
     )
     # The estimate the IVR promises and the SMS repeats, answered from memory.
     estimator = Estimator(config, clock, queue, pipeline.agents, pipeline.tracker)
@@ -285,6 +286,10 @@ async def _applied(fact: Fact, result: Any, metrics: Metrics) -> None:
         metrics.self_service.inc(fact.reason)
     elif isinstance(fact, Served) and isinstance(result, ResolveResult) and result.closed:
         metrics.served.inc(fact.how)
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _catch_up(records: CallRecords, fates: CallbackFates, why: str = "reconnect") -> None:

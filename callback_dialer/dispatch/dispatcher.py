@@ -89,6 +89,7 @@ class Dispatcher:
         name: str | None = None,
         leading: Callable[[], bool] = lambda: True,
         live: LiveQueueBook | None = None,
+        settle_recorded: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.config = config
         self.dispatch = config.dispatch
@@ -113,6 +114,10 @@ class Dispatcher:
         # Do we surely hold the leader lease right now (leadership.py)? Read fresh at every
         # decision: only the leader claims and dials; the others detect and stand by.
         self.leading = leading
+        # The fates the dialplan recorded for calls that ended while nobody led (fates.py):
+        # settled at a take-over before anything is adopted or claimed. After a reconnect the
+        # AMI ready sequence settles them itself, just before our hook.
+        self._settle_recorded = settle_recorded
         self.inflight = Attempts(clock)
         self._kick = asyncio.Event()
         self._kicked_at: float | None = None
@@ -608,7 +613,7 @@ class Dispatcher:
                 # loop, so a slow Asterisk cannot hold up the next renewal. Without a link,
                 # the AMI ready hook runs it when the link is up.
                 self.synced = False
-                self._spawn(self.on_ami_ready(), "take-over")
+                self._spawn(self._take_over(), "take-over")
             self.kick("leader")
         else:
             if superseded:
@@ -617,6 +622,11 @@ class Dispatcher:
                     log.warning("attempts left to the new leader", callbacks=handed)
             self.kick("not_leader")
         await self._notify()
+
+    async def _take_over(self) -> None:
+        if self._settle_recorded is not None:
+            await self._settle_recorded()
+        await self.on_ami_ready()
 
     async def adopt_calls(self, *, reclaim: bool = True) -> int:
         """Take over every callback call up in Asterisk that no attempt of ours follows, and
