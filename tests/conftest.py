@@ -55,6 +55,26 @@ def capture_sources() -> dict[str, Path]:
 CAPTURE_SOURCES = capture_sources()
 
 
+# The files whose tests wait longest (real processes, real seconds of simulated calls), started
+# first: with four workers the suite then ends when the bulk does, not a few minutes later
+# with one worker still on the fault suite's storm.
+_LONGEST_FIRST = (
+    "test_faults.py",
+    "test_two_dialers.py",
+    "test_redis_ha.py",
+    "test_live_turns_sim.py",
+    "test_sim_end_to_end.py",
+    "test_catchup.py",
+    "test_demo.py",
+    "test_web_browser.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test (or a fixture it uses) asking for ``captures`` runs once per recording."""
     if "captures" in metafunc.fixturenames:
