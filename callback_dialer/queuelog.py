@@ -42,6 +42,8 @@ from .config import Config
 from .logs import get_logger
 from .queue.keys import Keys
 from .queue.models import Callback
+from .queue.replies import stream_id as _id
+from .queue.replies import text as _text
 from .queue.store import CallbackQueue, QueueUnavailable
 
 log = get_logger(__name__)
@@ -56,15 +58,6 @@ DROPPED = "CALLBACKDROPPED"
 VERBS = (QUEUED, MERGED, ATTEMPT, REACHED, RETRY, FAILED, DROPPED)
 
 _MAX_BACKOFF = 30.0
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 def _field(value: Any) -> str:

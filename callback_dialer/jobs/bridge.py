@@ -59,6 +59,8 @@ from ..logs import get_logger
 from ..phone import NumberPolicy, Rejected, is_e164
 from ..queue.keys import Keys
 from ..queue.models import Callback, State
+from ..queue.replies import stream_id as _id_tuple
+from ..queue.replies import text as _text
 from ..queue.store import CallbackQueue, QueueUnavailable
 from . import sms as sms_jobs
 from .common import connect, retry_policy, rq_queue, webhooks_by_receiver
@@ -78,15 +80,6 @@ OUTAGE_LEVEL = frozenset({"outage_declared", "outage_ended", "outage_settled"})
 
 SMS_JOB_TIMEOUT = 120
 _MAX_BACKOFF = 30.0
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 @dataclass

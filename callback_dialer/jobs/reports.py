@@ -47,6 +47,7 @@ from ..logs import get_logger
 from ..phone import clean_text, is_e164
 from ..queue.keys import Keys
 from ..queue.models import Callback
+from ..queue.replies import text as _text
 from .common import connect, retry_policy, rq_queue, worker_config
 
 REPORT_JOB_TIMEOUT = 900
@@ -165,10 +166,6 @@ def check_day(day: str) -> str:
             f"got {day!r}"
         )
     return day
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 # --------------------------------------------------------------------------- collecting

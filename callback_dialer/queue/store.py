@@ -68,6 +68,7 @@ from .models import (
     State,
     WaitingEntry,
 )
+from .replies import text as _text
 
 log = get_logger(__name__)
 
@@ -1008,7 +1009,3 @@ class CallbackQueue:
             return bool(await self.redis.ping())
         except (RedisError, OSError):
             return False
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
