@@ -52,6 +52,17 @@ def free_ports(count: int) -> list[int]:
     raise AssertionError("unreachable: the candidate cycle is endless")
 
 
+def free_cluster_ports(count: int) -> list[int]:
+    """Ports for Redis Cluster nodes, each with its bus port (10000 above) free too."""
+    ports: list[int] = []
+    for port in _candidates:
+        if port not in ports and _bindable(port) and _bindable(port + 10000):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise AssertionError("unreachable: the candidate cycle is endless")
+
+
 def free_port() -> int:
     return free_ports(1)[0]
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from .ports import free_ports
+from .ports import free_cluster_ports, free_ports
 
 SERVICE = "ha-test"
 DOWN_AFTER_MS = 1000
@@ -34,26 +32,6 @@ def _binary(name: str) -> str:
     found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else "")
     assert found, f"{name} is missing: scripts/test installs it (apt-get install redis-sentinel)"
     return found
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_cluster_ports(count: int) -> list[int]:
-    """Ports for cluster nodes: each, and its bus port 10000 above, free (so at most 55535)."""
-    rng = random.Random()
-    out: list[int] = []
-    while len(out) < count:
-        port = rng.randrange(20000, 45000)
-        if port not in out and _bindable(port) and _bindable(port + 10000):
-            out.append(port)
-    return out
 
 
 def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
