@@ -827,9 +827,13 @@ async def test_a_missed_call_wakes_the_dispatcher_without_anyone_kicking_it(rig)
 
 async def test_call_now_from_the_page_dials_a_waiting_callback_at_once(rig) -> None:
     r = await rig({"101": ["sales"]}, dispatch={"tick_seconds": 600})
+    # Paused while the callback is put off for an hour: the missed call's news would wake the
+    # dispatcher, and it would take the callback before this test could.
+    await r.dialer.dispatcher.pause("test")
     cb = await r.missed("+79161230001", "new_connection")
     claim = await r.queue.claim(["new_connection"], claimer="test")
     await r.queue.release(claim, "test", not_before=r.clock.now() + 3600)
+    await r.dialer.dispatcher.resume("test")
     await asyncio.sleep(0.2)
     assert r.originates() == []
     # What the page's "call now" does: one queue write, no call to the dispatcher.
